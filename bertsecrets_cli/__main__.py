@@ -1,0 +1,3 @@
+from bertsecrets_cli.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""Pure functions over arrays: no CLI, no HDF5, no printing."""

@@ -1,0 +1,41 @@
+"""Per-head summaries of one example's attention (the store's stats/per_example)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bertsecrets_cli.model.tokenize import CLS, SEP
+
+EPS = 1e-12
+
+
+def column_mass(att: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Mean over query rows of the attention mass on the key columns in ``columns`` (bool [T]).
+
+    [L, H, T, T] -> [L, H]; NaN when no column is selected (the example lacks the token).
+    """
+    if not columns.any():
+        return np.full(att.shape[:2], np.nan, dtype=np.float32)
+    return att[..., columns].sum(-1).mean(-1)
+
+
+def head_stats(att: np.ndarray, special: np.ndarray, punct: np.ndarray) -> np.ndarray:
+    """[L, H, T, T] attention of one example -> [L, H, 7] in schema.STAT_NAMES order.
+
+    ``special`` holds the tokenizer-derived kinds (CLS/SEP/...), ``punct`` marks punctuation pieces.
+    prev/next are NaN for one-token inputs, where no neighbour exists.
+    """
+    L, H, T, _ = att.shape
+    out = np.empty((L, H, 7), dtype=np.float32)
+    out[..., 0] = -(att * np.log(np.maximum(att, EPS))).sum(-1).mean(-1)
+    out[..., 1] = column_mass(att, special == CLS)
+    out[..., 2] = column_mass(att, special == SEP)
+    out[..., 3] = column_mass(att, punct)
+    diag = np.diagonal(att, axis1=2, axis2=3)
+    out[..., 4] = diag.mean(-1)
+    if T > 1:
+        out[..., 5] = np.diagonal(att, offset=-1, axis1=2, axis2=3).mean(-1)
+        out[..., 6] = np.diagonal(att, offset=1, axis1=2, axis2=3).mean(-1)
+    else:
+        out[..., 5:] = np.nan
+    return out

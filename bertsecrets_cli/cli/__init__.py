@@ -1,0 +1,1 @@
+"""The Typer app: one small file per subcommand, options and help only."""

@@ -1,0 +1,37 @@
+"""The ``bertsecrets`` command: registers the subcommands that work."""
+
+from __future__ import annotations
+
+import typer
+
+from bertsecrets_cli import __version__
+from bertsecrets_cli.cli.extract import extract
+
+app = typer.Typer(
+    name="bertsecrets",
+    help="Analyse the self-attention heads of BERT-like encoders (Kovaleva et al. 2019, 'Revealing the Dark Secrets of BERT', and more).\n\n"
+    "Heads are named L<layer>H<head>, 1-based. Results go to stdout, diagnostics to stderr. "
+    "Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input, 4 bad store, 5 model, 6 output, 75 interrupted (rerun with --resume).",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"auto_envvar_prefix": "BERTSECRETS", "help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"bertsecrets {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
+    """Analyse the self-attention heads of BERT-like encoders."""
+
+
+app.command("extract")(extract)
+
+
+def main() -> None:
+    app()

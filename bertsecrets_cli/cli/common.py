@@ -1,0 +1,95 @@
+"""Options shared by every subcommand, and the wrapper that turns failures into one line + exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Annotated, Any, Optional
+
+import typer
+
+from bertsecrets_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_STORE, BertsecretsError
+
+# --- shared option types -------------------------------------------------------------------
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Table output: table, tsv or json.", envvar="BERTSECRETS_FORMAT", show_envvar=False)]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr; errors only.")]
+VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More diagnostics on stderr (repeatable).")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.", envvar="BERTSECRETS_DEBUG", show_envvar=False)]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output (only once the new one is complete).")]
+NoLockingOpt = Annotated[bool, typer.Option("--no-locking", help="Open HDF5 files without file locking (NFS/Lustre).", envvar="BERTSECRETS_NO_LOCKING", show_envvar=False)]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", envvar="BERTSECRETS_DEVICE", show_envvar=False)]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id, local save_pretrained folder, or 'embedded' (default: the MiniLM BERT shipped with the package).", envvar="BERTSECRETS_MODEL", show_envvar=False)]
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli.")]
+DataOpt = Annotated[Optional[str], typer.Option("--data", "-d", help="GLUE task folder (glue_data/SST-2), a .tsv/.csv/.jsonl file, or a hub data set id; default: the shipped demo data.")]
+SplitOpt = Annotated[str, typer.Option("--split", help="train, dev (dev_matched for MNLI), dev_mismatched or test.")]
+LimitOpt = Annotated[Optional[int], typer.Option("--limit", "-n", help="At most this many examples (the paper used 1000 dev examples).")]
+SampleOpt = Annotated[bool, typer.Option("--sample", help="Take a seeded random sample of --limit examples instead of the first ones.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for sampling (and training).")]
+MaxLenOpt = Annotated[int, typer.Option("--max-length", help="Truncate inputs to this many tokens.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Examples per forward pass.")]
+TextColsOpt = Annotated[Optional[str], typer.Option("--text-columns", help="Comma-separated text column(s) of a CSV/TSV/JSONL file.")]
+LabelColOpt = Annotated[Optional[str], typer.Option("--label-column", help="Label column of a CSV/TSV/JSONL file.")]
+IdColOpt = Annotated[Optional[str], typer.Option("--id-column", help="Id column of a CSV/TSV/JSONL file.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same options.")]
+
+
+def data_options(task: str, data: str | None, split: str, limit: int | None, sample: bool, seed: int,
+                 text_columns: str | None, label_column: str | None, id_column: str | None) -> Any:
+    from bertsecrets_cli.jobs.extract import DataOptions
+
+    cols = tuple(c.strip() for c in text_columns.split(",") if c.strip()) if text_columns else None
+    return DataOptions(task=task, data=data, split=split, limit=limit, sample=sample, seed=seed,
+                       text_columns=cols, label_column=label_column, id_column=id_column)
+
+
+def check_format(fmt: str) -> str:
+    from bertsecrets_cli.render.tables import FORMATS
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"{fmt!r}: choose one of {', '.join(FORMATS)}", param_hint="--format")
+    return fmt
+
+
+def run(command: str, body: Callable[[], Any], *, quiet: bool = False, verbose: int = 0, debug: bool = False) -> None:
+    """Run a subcommand's body: expected failures become one stderr line and their exit code."""
+    from bertsecrets_cli.render.console import set_verbosity
+
+    set_verbosity(-1 if quiet else verbose)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        body()
+    except BertsecretsError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"bertsecrets {command}: error: {e}", file=sys.stderr)
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:
+        print(f"bertsecrets {command}: interrupted", file=sys.stderr)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BrokenPipeError:
+        # the reader of our stdout went away (| head): not an error of ours
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        finally:
+            raise typer.Exit(0) from None
+    except OSError as e:
+        if debug:
+            traceback.print_exc()
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        code = EXIT_STORE if "HDF5" in msg or "h5" in msg.lower() or "checksum" in msg.lower() else EXIT_OUTPUT
+        print(f"bertsecrets {command}: error: {getattr(e, 'filename', None) or ''}{': ' if getattr(e, 'filename', None) else ''}{msg}", file=sys.stderr)
+        raise typer.Exit(code) from None
+    except typer.Exit:
+        raise
+    except Exception as e:  # noqa: BLE001 - the last line of defence
+        if debug:
+            traceback.print_exc()
+        print(f"bertsecrets {command}: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (rerun with --debug for the traceback, and please report it)", file=sys.stderr)
+        raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def table_stream(output: str | None) -> Any:
+    """Tables go to stdout, unless a store is being written there (``-o -``)."""
+    return sys.stderr if output == "-" else sys.stdout

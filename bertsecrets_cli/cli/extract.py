@@ -1,0 +1,62 @@
+"""``bertsecrets extract``: options and help only; the work is jobs.extract.run_extract."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bertsecrets_cli.cli import common as c
+
+
+def extract(
+    output: Annotated[str, typer.Option("--output", "-o", help="Store to write (.h5); '-' writes it to stdout.")],
+    model: c.ModelOpt = None,
+    task: c.TaskOpt = "sst2",
+    data: c.DataOpt = None,
+    split: c.SplitOpt = "dev",
+    limit: c.LimitOpt = None,
+    sample: c.SampleOpt = False,
+    seed: c.SeedOpt = 0,
+    max_length: c.MaxLenOpt = 128,
+    batch_size: c.BatchOpt = 32,
+    text_columns: c.TextColsOpt = None,
+    label_column: c.LabelColOpt = None,
+    id_column: c.IdColOpt = None,
+    encoding: Annotated[str, typer.Option("--encoding", help="Stored values: float16 (default), float32, or uint8 (lossy, 6x smaller, abs error <= 0.002).")] = "float16",
+    compression: Annotated[str, typer.Option("--compression", help="none (default, fastest), lzf or gzip.")] = "none",
+    part_size: Annotated[int, typer.Option("--part-size", help="Examples per resumable part.")] = 512,
+    device: c.DeviceOpt = "auto",
+    resume: c.ResumeOpt = False,
+    force: c.ForceOpt = False,
+    no_locking: c.NoLockingOpt = False,
+    fmt: c.FormatOpt = "table",
+    quiet: c.QuietOpt = False,
+    verbose: c.VerboseOpt = 0,
+    debug: c.DebugOpt = False,
+) -> None:
+    """Extract the attention maps of a model over a data set into a store.
+
+    Stores every example's [layer, head, query, key] attention cropped to its real length, its tokens,
+    and per-head summaries (entropy; mass on [CLS], [SEP], punctuation, self, previous and next token).
+    Prints the per-layer summary table.
+    """
+    c.check_format(fmt)
+
+    def body() -> None:
+        from bertsecrets_cli.jobs.extract import ExtractOptions, run_extract
+        from bertsecrets_cli.render.console import info
+        from bertsecrets_cli.render.tables import emit
+        from bertsecrets_cli.store.spool import output_path
+
+        opts = ExtractOptions(
+            model=model, data=c.data_options(task, data, split, limit, sample, seed, text_columns, label_column, id_column),
+            max_length=max_length, batch_size=batch_size, device=device, encoding=encoding, compression=compression,
+            part_size=part_size, resume=resume, force=force or output == "-", locking=False if no_locking else None, quiet=quiet,
+        )
+        with output_path(output) as path:
+            res = run_extract(opts, path)
+            emit(res.summary, fmt, c.table_stream(output))
+        info(f"wrote {res.n_examples} examples x {res.n_layers} layers x {res.n_heads} heads to {output if output != '-' else 'stdout'}")
+
+    c.run("extract", body, quiet=quiet, verbose=verbose, debug=debug)

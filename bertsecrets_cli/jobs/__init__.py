@@ -1,0 +1,1 @@
+"""The library function behind each subcommand: plain, typed, callable without the CLI."""

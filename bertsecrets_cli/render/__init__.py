@@ -1,0 +1,1 @@
+"""Everything a person sees: tables, progress, terminal heatmaps, figure files."""

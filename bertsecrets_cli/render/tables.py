@@ -1,0 +1,79 @@
+"""Result tables as rich tables, TSV or JSON: the ``--format`` switch of every command."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+FORMATS = ("table", "tsv", "json")
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+    caption: str | None = None
+    digits: int = 3
+
+    def add(self, *row: Any) -> None:
+        self.rows.append(list(row))
+
+    def records(self) -> list[dict[str, Any]]:
+        return [{c: _jsonable(v) for c, v in zip(self.columns, r)} for r in self.rows]
+
+
+def _jsonable(v: Any) -> Any:
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _cell(v: Any, digits: int) -> str:
+    if hasattr(v, "item"):
+        v = v.item()
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.{digits}f}"
+    return str(v)
+
+
+def emit(tables: list[Table] | Table, fmt: str = "table", stream: TextIO | None = None) -> None:
+    """Write tables to ``stream`` (stdout by default) in the chosen format.
+
+    json: one object {title: [records]} for all tables; tsv: each table with a '# title' line.
+    """
+    if isinstance(tables, Table):
+        tables = [tables]
+    out = stream or sys.stdout
+    if fmt == "json":
+        obj = {t.title: t.records() for t in tables}
+        out.write(json.dumps(obj if len(tables) > 1 else tables[0].records(), indent=1) + "\n")
+    elif fmt == "tsv":
+        for i, t in enumerate(tables):
+            if len(tables) > 1:
+                out.write(("\n" if i else "") + f"# {t.title}\n")
+            out.write("\t".join(t.columns) + "\n")
+            for r in t.rows:
+                out.write("\t".join(_cell(v, 6) for v in r) + "\n")
+    elif fmt == "table":
+        from rich.console import Console
+        from rich.table import Table as RichTable
+
+        console = Console(file=out, highlight=False, soft_wrap=False)
+        for t in tables:
+            rt = RichTable(title=t.title, caption=t.caption, title_justify="left")
+            for c in t.columns:
+                rt.add_column(c, justify="right" if t.rows and isinstance(_jsonable(t.rows[0][t.columns.index(c)]), (int, float)) else "left")
+            for r in t.rows:
+                rt.add_row(*(_cell(v, t.digits) for v in r))
+            console.print(rt)
+    else:
+        raise ValueError(fmt)
+    out.flush()

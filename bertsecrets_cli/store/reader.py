@@ -1,0 +1,242 @@
+"""One reader API for every command: validates a store on open, then reads it lazily."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertsecrets_cli.errors import InputError, StoreError
+from bertsecrets_cli.store import schema as S
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def locking_from_env(locking: bool | None) -> bool | None:
+    """``--no-locking`` / BERTSECRETS_NO_LOCKING=1 -> False (NFS/Lustre); None keeps HDF5's default."""
+    if locking is not None:
+        return locking
+    v = os.environ.get("BERTSECRETS_NO_LOCKING", "").strip().lower()
+    return False if v in ("1", "true", "yes", "on") else None
+
+
+@dataclass
+class HeadQuantity:
+    name: str
+    values: np.ndarray  # [layers, heads]
+    description: str
+
+
+@dataclass
+class TokenInfo:
+    ids: np.ndarray
+    text: list[str]
+    type_ids: np.ndarray
+    special: np.ndarray
+    offsets: np.ndarray
+
+
+def _decode(x: Any) -> str:
+    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+
+class Store:
+    """An open, validated store. Use as a context manager or call ``close``."""
+
+    def __init__(self, path: str | Path, h5: Any) -> None:
+        self.path = Path(path)
+        self.h5 = h5
+        self._att_cache: tuple[int, int, np.ndarray] | None = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.h5 is not None:
+            self.h5.close()
+            self.h5 = None
+
+    # -- description ----------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return _decode(self.h5.attrs[S.A_KIND])
+
+    @property
+    def version(self) -> str:
+        return _decode(self.h5.attrs[S.A_VERSION])
+
+    def has(self, name: str) -> bool:
+        return name in self.h5
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.h5[S.G_MODEL].attrs["n_layers"])
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.h5[S.G_MODEL].attrs["n_heads"])
+
+    def model_attrs(self) -> dict[str, Any]:
+        return {k: (_decode(v) if isinstance(v, (bytes, str)) else v.item() if hasattr(v, "item") else v) for k, v in self.h5[S.G_MODEL].attrs.items()}
+
+    def provenance(self) -> dict[str, Any]:
+        if S.G_PROVENANCE not in self.h5:
+            return {}
+        g = self.h5[S.G_PROVENANCE]
+        out: dict[str, Any] = {k: (_decode(v) if isinstance(v, (bytes, str)) else v.item() if hasattr(v, "item") else v) for k, v in g.attrs.items()}
+        for k in g:
+            out[k] = _decode(g[k][()])
+        return out
+
+    @property
+    def n_examples(self) -> int:
+        return int(self.h5["examples/length"].shape[0]) if "examples/length" in self.h5 else int(self.h5["examples/id"].shape[0]) if "examples/id" in self.h5 else 0
+
+    def example_ids(self) -> list[str]:
+        return [_decode(x) for x in self.h5["examples/id"][...]]
+
+    def lengths(self) -> np.ndarray:
+        return self.h5["examples/length"][...]
+
+    def strings(self, name: str) -> list[str]:
+        return [_decode(x) for x in self.h5[name][...]]
+
+    def array(self, name: str) -> np.ndarray:
+        if name not in self.h5:
+            raise StoreError(f"{self.path}: has no {name} (a {self.kind} store)")
+        return self.h5[name][...]
+
+    def json(self, name: str) -> Any:
+        return json.loads(_decode(self.h5[name][()]))
+
+    def attrs(self, name: str = "/") -> dict[str, Any]:
+        return {k: (_decode(v) if isinstance(v, (bytes, str)) else v) for k, v in self.h5[name].attrs.items()}
+
+    # -- tokens and attention ------------------------------------------------------------
+    def _require_attention(self) -> None:
+        if S.ATTENTION_MAPS not in self.h5:
+            raise StoreError(f"{self.path}: holds no attention maps (it is a {self.kind} store); give a store written by extract")
+
+    def tokens(self, i: int) -> TokenInfo:
+        self._check_index(i)
+        s = int(self.h5["examples/token_offset"][i])
+        n = int(self.h5["examples/length"][i])
+        t = self.h5[S.G_TOKENS]
+        return TokenInfo(t["ids"][s : s + n], [_decode(x) for x in t["text"][s : s + n]], t["type_ids"][s : s + n], t["special"][s : s + n], t["offsets"][s : s + n])
+
+    def _check_index(self, i: int) -> None:
+        if not 0 <= i < self.n_examples:
+            raise InputError(f"{self.path}: example {i} out of range (the store holds {self.n_examples}, numbered from 0)")
+
+    def _decode_values(self, raw: np.ndarray) -> np.ndarray:
+        enc = _decode(self.h5[S.G_ATTENTION].attrs.get("encoding", "float16"))
+        if enc == "uint8":
+            return raw.astype(np.float32) / 255.0
+        return raw.astype(np.float32)
+
+    def attention(self, i: int) -> np.ndarray:
+        """Example ``i``'s attention, float32 [layers, heads, T, T]."""
+        self._require_attention()
+        self._check_index(i)
+        L, H = self.n_layers, self.n_heads
+        T = int(self.h5["examples/length"][i])
+        off = int(self.h5["examples/attention_offset"][i])
+        raw = self.h5[S.ATTENTION_MAPS][off : off + L * H * T * T]
+        return self._decode_values(raw).reshape(L, H, T, T)
+
+    def iter_attention(self, indices: list[int] | None = None, block_values: int = 1 << 23) -> Iterator[tuple[int, np.ndarray]]:
+        """Stream (index, attention [L, H, T, T]) in store order, reading contiguous blocks.
+
+        Memory is bounded by ``block_values`` (plus one example), whatever the store's size.
+        """
+        self._require_attention()
+        L, H = self.n_layers, self.n_heads
+        lengths = self.lengths().astype(np.int64)
+        offsets = self.h5["examples/attention_offset"][...]
+        sizes = L * H * lengths**2
+        maps = self.h5[S.ATTENTION_MAPS]
+        order = list(range(len(lengths))) if indices is None else sorted(indices)
+        k = 0
+        while k < len(order):
+            start = order[k]
+            j = k
+            end = offsets[start] + sizes[start]
+            while j + 1 < len(order) and order[j + 1] == order[j] + 1 and offsets[order[j + 1]] + sizes[order[j + 1]] - offsets[start] <= block_values:
+                j += 1
+                end = offsets[order[j]] + sizes[order[j]]
+            block = self._decode_values(maps[offsets[start] : end])
+            for idx in order[k : j + 1]:
+                T = int(lengths[idx])
+                o = offsets[idx] - offsets[start]
+                yield idx, block[o : o + sizes[idx]].reshape(L, H, T, T)
+            k = j + 1
+
+    def stats(self) -> tuple[list[str], np.ndarray]:
+        """Per-example per-head summaries: (names, [N, layers, heads, K])."""
+        if S.STATS_PER_EXAMPLE not in self.h5:
+            raise StoreError(f"{self.path}: holds no per-example statistics (a {self.kind} store)")
+        return json.loads(_decode(self.h5[S.G_STATS].attrs["names"])), self.h5[S.STATS_PER_EXAMPLE][...]
+
+    def heads(self) -> dict[str, HeadQuantity]:
+        """Every per-head [layers, heads] quantity the store holds, by name."""
+        out: dict[str, HeadQuantity] = {}
+        if S.G_HEADS in self.h5:
+            for name, ds in self.h5[S.G_HEADS].items():
+                out[name] = HeadQuantity(name, ds[...], _decode(ds.attrs.get("description", "")))
+        return out
+
+
+def open_store(path: str | Path, *, kind: str | tuple[str, ...] | None = None, locking: bool | None = None, what: str = "store") -> Store:
+    """Open and validate a store read-only; every problem is one StoreError/InputError line."""
+    import h5py
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, not a store")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+    except OSError as e:
+        raise InputError(f"{p}: cannot read: {e.strerror}") from e
+    if head != HDF5_SIGNATURE:
+        raise StoreError(f"{p}: not an HDF5 file" + (" (it is empty)" if not head else ""))
+    try:
+        h5 = h5py.File(p, "r", locking=locking_from_env(locking))
+    except OSError as e:
+        msg = str(e)
+        if "lock" in msg.lower():
+            raise StoreError(f"{p}: cannot lock the file (being written, or a network file system)", hint="pass --no-locking or set BERTSECRETS_NO_LOCKING=1") from e
+        raise StoreError(f"{p}: cannot be read as HDF5 (truncated or corrupt)") from e
+    try:
+        attrs = h5.attrs
+        fmt = _decode(attrs.get(S.A_FORMAT, ""))
+        if fmt != S.FORMAT:
+            raise StoreError(f"{p}: not a bertsecrets store (an HDF5 file of another tool)")
+        ver = _decode(attrs.get(S.A_VERSION, ""))
+        if ver.split(".")[0] not in S.READABLE_VERSIONS:
+            raise StoreError(f"{p}: store schema version {ver}; this bertsecrets reads version {', '.join(S.READABLE_VERSIONS)}", hint="use a matching bertsecrets release")
+        if not int(attrs.get(S.A_COMPLETE, 0)):
+            raise StoreError(f"{p}: incomplete store (still being written, or its writer was stopped)")
+        k = _decode(attrs.get(S.A_KIND, ""))
+        kinds = (kind,) if isinstance(kind, str) else kind
+        if kinds and k not in kinds:
+            raise StoreError(f"{p}: is a {k} store; this command needs a {' or '.join(kinds)} store")
+        if S.G_MODEL not in h5:
+            raise StoreError(f"{p}: store has no model description (damaged)")
+    except StoreError:
+        h5.close()
+        raise
+    except Exception as e:  # noqa: BLE001 - damaged metadata reads as corruption
+        h5.close()
+        raise StoreError(f"{p}: damaged store ({type(e).__name__})") from e
+    return Store(p, h5)

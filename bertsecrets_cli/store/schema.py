@@ -1,0 +1,49 @@
+"""Format name, version and the names of everything inside a store (docs/store.md is the prose spec)."""
+
+from __future__ import annotations
+
+FORMAT = "bertsecrets.store"
+VERSION = "1"
+# readers accept these major versions
+READABLE_VERSIONS = ("1",)
+
+# root attributes
+A_FORMAT = "encoding-type"
+A_VERSION = "encoding-version"
+A_KIND = "kind"
+A_COMPLETE = "complete"
+A_TOOL_VERSION = "tool-version"
+A_CREATED = "created"
+
+KINDS = ("attention", "patterns", "diff", "ablation", "framenet", "dependency", "evaluation", "part")
+
+# groups and datasets
+G_PROVENANCE = "provenance"
+G_MODEL = "model"
+G_EXAMPLES = "examples"
+G_TOKENS = "tokens"
+G_ATTENTION = "attention"
+G_STATS = "stats"
+G_HEADS = "heads"
+
+ATTENTION_MAPS = "attention/maps"
+STATS_PER_EXAMPLE = "stats/per_example"
+
+# per-example per-head summaries written by extract, in this order (stats/per_example's last axis)
+STAT_NAMES = ("entropy", "cls", "sep", "punct", "self", "prev", "next")
+STAT_DESCRIPTIONS = {
+    "entropy": "mean entropy (nats) of the head's attention rows",
+    "cls": "mean attention mass on the classification token ([CLS] or <s>)",
+    "sep": "mean attention mass on separator tokens ([SEP] or </s>)",
+    "punct": "mean attention mass on punctuation tokens (examples without any skipped)",
+    "self": "mean attention of each token to itself",
+    "prev": "mean attention of each token to the previous token",
+    "next": "mean attention of each token to the next token",
+}
+
+# attention value encodings
+ENCODINGS = ("float16", "float32", "uint8")
+COMPRESSIONS = ("none", "lzf", "gzip")
+
+CHUNK_VALUES = 1 << 19  # values per chunk of the flat attention array: 1 MiB in float16
+LIBVER = ("earliest", "v110")  # readable by HDF5 1.10 tools

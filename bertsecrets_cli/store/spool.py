@@ -1,0 +1,50 @@
+"""``-`` as a store path: HDF5 needs seek(), so pipes go through a spooled temporary file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bertsecrets_cli.errors import InputError
+
+
+@contextmanager
+def input_path(path: str) -> Iterator[str]:
+    """Yield a real file path for ``path``; ``-`` copies standard input to a temporary file first."""
+    if path != "-":
+        yield path
+        return
+    if sys.stdin is None or sys.stdin.isatty():
+        raise InputError("-: standard input is a terminal; pipe a store into it (… -o - | bertsecrets CMD -)")
+    fd, tmp = tempfile.mkstemp(prefix="bertsecrets-stdin-", suffix=".h5")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+        if os.path.getsize(tmp) == 0:
+            raise InputError("-: standard input is empty (did the command before the pipe fail?)")
+        yield tmp
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+@contextmanager
+def output_path(path: str) -> Iterator[str]:
+    """Yield a file path to write; for ``-`` a temporary file copied to standard output on success."""
+    if path != "-":
+        yield path
+        return
+    tmpdir = tempfile.mkdtemp(prefix="bertsecrets-stdout-")
+    tmp = os.path.join(tmpdir, "store.h5")
+    try:
+        yield tmp
+        if os.path.exists(tmp):
+            with open(tmp, "rb") as fh:
+                shutil.copyfileobj(fh, sys.stdout.buffer, 1 << 20)
+            sys.stdout.buffer.flush()
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)

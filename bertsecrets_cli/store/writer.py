@@ -1,0 +1,419 @@
+"""Atomic, streaming, resumable store writers.
+
+A store becomes visible under its final name only when it is complete: it is written under a
+hidden temporary name in the same folder, marked complete, fsynced and renamed with
+``os.replace``. A killed run therefore never leaves a file that looks complete and never damages an
+existing output. Long extractions are written as immutable part files in a hidden
+``.<name>.parts/`` folder; ``--resume`` skips the parts already done (engineering.md: a SIGKILLed
+HDF5 writer leaves an unreadable file, so nothing is ever resumed from inside one).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertsecrets_cli import __version__
+from bertsecrets_cli.errors import OutputError, StoreError
+from bertsecrets_cli.store import schema as S
+
+_STR = None  # lazily h5py.string_dtype()
+
+
+def _h5py() -> Any:
+    import h5py
+
+    return h5py
+
+
+def _str_dtype() -> Any:
+    global _STR
+    if _STR is None:
+        _STR = _h5py().string_dtype("utf-8")
+    return _STR
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _os_error(path: Path | str, e: OSError) -> OutputError:
+    if e.errno == errno.ENOSPC:
+        return OutputError(f"{path}: no space left on the device; nothing was written")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"{path}: cannot write here (permission denied or read-only)")
+    return OutputError(f"{path}: cannot write: {e.strerror or e}")
+
+
+def check_output_path(path: str | Path, *, force: bool = False, what: str = "output") -> Path:
+    """Refuse an existing output without ``force`` and a missing or unwritable folder, before any work."""
+    p = Path(path)
+    if p.is_dir():
+        raise OutputError(f"{p}: is a folder; give a file name for the {what}")
+    if p.exists() and not force:
+        raise OutputError(f"{p}: exists; pass --force to replace it (it is replaced only when the new one is complete)")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{p}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{p}: cannot write in folder {parent} (permission denied or read-only)")
+    return p
+
+
+class StoreWriter:
+    """Write a whole store (any kind) under a temporary name; ``commit`` makes it appear atomically.
+
+    Use as a context manager: leaving the block with an exception removes the temporary file.
+    """
+
+    def __init__(self, path: str | Path, kind: str, *, force: bool = False, locking: bool | None = None, final: bool = True) -> None:
+        if kind not in S.KINDS:
+            raise ValueError(f"unknown store kind {kind!r}")
+        self.path = check_output_path(path, force=force) if final else Path(path)
+        self.kind = kind
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._locking = locking
+        self._file: Any = None
+        self._appenders: list[Appender] = []
+        self.committed = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def __enter__(self) -> StoreWriter:
+        h5py = _h5py()
+        try:
+            self._file = h5py.File(self.tmp, "w", libver=S.LIBVER, locking=self._locking)
+        except OSError as e:
+            raise _os_error(self.path, e) from e
+        root = self._file.attrs
+        root[S.A_FORMAT] = S.FORMAT
+        root[S.A_VERSION] = S.VERSION
+        root[S.A_KIND] = self.kind
+        root[S.A_COMPLETE] = 0
+        root[S.A_TOOL_VERSION] = __version__
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None and not self.committed:
+            self.commit()
+        if not self.committed:
+            self.abort()
+
+    def commit(self) -> Path:
+        for a in self._appenders:
+            a.flush()
+        self._file.attrs[S.A_CREATED] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self._file.attrs[S.A_COMPLETE] = 1
+        try:
+            self._file.flush()
+            self._file.close()
+            self._file = None
+            with open(self.tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            self.abort()
+            raise _os_error(self.path, e) from e
+        _fsync_dir(self.path.parent)
+        self.committed = True
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            if self._file is not None:
+                self._file.close()
+        except Exception:  # noqa: BLE001 - closing a broken file must not hide the first error
+            pass
+        self._file = None
+        self.tmp.unlink(missing_ok=True)
+
+    @property
+    def h5(self) -> Any:
+        return self._file
+
+    # -- content ---------------------------------------------------------------------------
+    def set_model(self, *, n_layers: int, n_heads: int, **attrs: Any) -> None:
+        g = self._file.require_group(S.G_MODEL)
+        g.attrs["n_layers"] = int(n_layers)
+        g.attrs["n_heads"] = int(n_heads)
+        for k, v in attrs.items():
+            g.attrs[k] = v if v is not None else ""
+
+    def set_provenance(self, attrs: dict[str, Any], texts: dict[str, str] | None = None) -> None:
+        """Short values as attributes; long text (command, config, environment) as string datasets."""
+        g = self._file.require_group(S.G_PROVENANCE)
+        for k, v in attrs.items():
+            if isinstance(v, (dict, list, tuple)):
+                v = json.dumps(v, sort_keys=True)
+            g.attrs[k] = "" if v is None else v
+        for k, v in (texts or {}).items():
+            if k in g:
+                del g[k]
+            g.create_dataset(k, data=v, dtype=_str_dtype())
+
+    def put_array(self, name: str, data: Any, *, attrs: dict[str, Any] | None = None, compression: str | None = None) -> None:
+        arr = np.asarray(data)
+        if arr.dtype.kind in ("U", "O"):
+            ds = self._file.create_dataset(name, data=[str(x) for x in arr.reshape(-1)], dtype=_str_dtype())
+        else:
+            ds = self._file.create_dataset(name, data=arr, compression=compression if arr.size > 1024 else None)
+        for k, v in (attrs or {}).items():
+            ds.attrs[k] = v
+        return ds
+
+    def put_strings(self, name: str, values: list[str]) -> None:
+        self._file.create_dataset(name, data=[str(v) for v in values], dtype=_str_dtype())
+
+    def put_json(self, name: str, obj: Any) -> None:
+        self._file.create_dataset(name, data=json.dumps(obj, sort_keys=True), dtype=_str_dtype())
+
+    def put_head_quantity(self, name: str, values: np.ndarray, description: str, **attrs: Any) -> None:
+        """A per-head [layers, heads] quantity that plot, show and diff find by itself."""
+        v = np.asarray(values, dtype=np.float64)
+        if v.ndim != 2:
+            raise ValueError(f"head quantity {name} must be [layers, heads], got {v.shape}")
+        ds = self.put_array(f"{S.G_HEADS}/{name}", v, attrs={"description": description})
+        for k, a in attrs.items():
+            ds.attrs[k] = a
+
+    def copy_examples_from(self, store: Any) -> None:
+        """Copy the example index (ids, texts, labels, lengths) of an input store, so results carry it."""
+        src = store.h5[S.G_EXAMPLES]
+        for name in src:
+            self._file.copy(src[name], f"{S.G_EXAMPLES}/{name}")
+
+    def appender(self, name: str, dtype: Any, tail: tuple[int, ...] = (), *, chunk_rows: int | None = None, compression: str | None = None, fletcher32: bool = False) -> Appender:
+        a = Appender(self._file, name, dtype, tail, chunk_rows=chunk_rows, compression=compression, fletcher32=fletcher32)
+        self._appenders.append(a)
+        return a
+
+
+class Appender:
+    """Grow a dataset along its first axis, buffering so that HDF5 sees whole chunks."""
+
+    def __init__(self, f: Any, name: str, dtype: Any, tail: tuple[int, ...], *, chunk_rows: int | None, compression: str | None, fletcher32: bool) -> None:
+        row_bytes = int(np.prod(tail, dtype=np.int64)) * np.dtype(dtype).itemsize if tail else np.dtype(dtype).itemsize
+        self.chunk_rows = chunk_rows or max(1, (1 << 20) // max(1, row_bytes))
+        comp = None if compression in (None, "none") else compression
+        self.ds = f.create_dataset(
+            name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype, chunks=(self.chunk_rows, *tail), compression=comp, fletcher32=fletcher32
+        )
+        self._buf: list[np.ndarray] = []
+        self._buffered = 0
+
+    def append(self, rows: np.ndarray) -> None:
+        self._buf.append(np.asarray(rows, dtype=self.ds.dtype))
+        self._buffered += len(rows)
+        if self._buffered >= self.chunk_rows:
+            self.flush(whole_chunks_only=True)
+
+    def flush(self, whole_chunks_only: bool = False) -> None:
+        if not self._buffered:
+            return
+        data = np.concatenate(self._buf) if len(self._buf) > 1 else self._buf[0]
+        n = len(data)
+        if whole_chunks_only:
+            n = (n // self.chunk_rows) * self.chunk_rows
+        if n:
+            start = self.ds.shape[0]
+            self.ds.resize(start + n, axis=0)
+            self.ds[start : start + n] = data[:n]
+        rest = data[n:]
+        self._buf = [rest] if len(rest) else []
+        self._buffered = len(rest)
+
+
+# ----------------------------------------------------------------------------------------------
+# attention stores: parts, resume, assembly
+
+
+def encode_values(a: np.ndarray, encoding: str) -> np.ndarray:
+    """Attention probabilities -> stored values (float16 default; uint8 = round(x * 255), lossy)."""
+    if encoding == "float16":
+        return a.astype(np.float16)
+    if encoding == "float32":
+        return a.astype(np.float32)
+    if encoding == "uint8":
+        return np.rint(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
+    raise ValueError(encoding)
+
+
+_ENC_DTYPE = {"float16": np.float16, "float32": np.float32, "uint8": np.uint8}
+
+
+class AttentionPartWriter:
+    """Examples [start, end) of an extraction: tokens, attention, per-head statistics."""
+
+    def __init__(self, w: StoreWriter, start: int, end: int, n_layers: int, n_heads: int, encoding: str, compression: str) -> None:
+        self.w, self.start, self.end = w, start, end
+        self.encoding = encoding
+        f = w.h5
+        f.attrs["start"], f.attrs["end"] = start, end
+        self.maps = w.appender(S.ATTENTION_MAPS, _ENC_DTYPE[encoding], chunk_rows=S.CHUNK_VALUES, compression=compression, fletcher32=True)
+        self.ids = w.appender("tokens/ids", np.int32)
+        self.types = w.appender("tokens/type_ids", np.int8)
+        self.special = w.appender("tokens/special", np.int8)
+        self.offsets = w.appender("tokens/offsets", np.int32, (2,))
+        self.stats = w.appender(S.STATS_PER_EXAMPLE, np.float32, (n_layers, n_heads, len(S.STAT_NAMES)))
+        self.strings: list[str] = []
+        self.lengths: list[int] = []
+        self.count = 0
+
+    def add(self, enc: Any, attention: np.ndarray, stats: np.ndarray) -> None:
+        """One example: its Encoded tokens, attention [L, H, T, T] and stats [L, H, K]."""
+        self.maps.append(encode_values(attention, self.encoding).reshape(-1))
+        self.ids.append(enc.ids)
+        self.types.append(enc.type_ids)
+        self.special.append(enc.special)
+        self.offsets.append(enc.offsets)
+        self.stats.append(stats[None])
+        self.strings.extend(enc.tokens)
+        self.lengths.append(enc.length)
+        self.count += 1
+
+    def close(self) -> None:
+        if self.count != self.end - self.start:
+            raise RuntimeError(f"part [{self.start}, {self.end}) got {self.count} examples")
+        self.w.put_strings("tokens/text", self.strings)
+        self.w.put_array("examples/length", np.asarray(self.lengths, dtype=np.int32))
+
+
+class AttentionStoreWriter:
+    """An extraction written part by part, then assembled into one store.
+
+    ``job_key`` fingerprints everything that determines the output (model, data, options): parts
+    left by a run with another key are never reused.
+    """
+
+    def __init__(self, path: str | Path, *, job_key: dict[str, Any], n_examples: int, part_size: int, n_layers: int, n_heads: int,
+                 encoding: str = "float16", compression: str = "none", force: bool = False, resume: bool = False, locking: bool | None = None) -> None:
+        self.path = check_output_path(path, force=force or resume)
+        if self.path.exists() and resume and not force:
+            raise OutputError(f"{self.path}: exists and is complete; nothing to resume (pass --force to redo it)")
+        self.parts_dir = self.path.with_name(f".{self.path.name}.parts")
+        self.key = hashlib.sha256(json.dumps(job_key, sort_keys=True, default=str).encode()).hexdigest()
+        self.n_examples, self.part_size = n_examples, max(1, part_size)
+        self.n_layers, self.n_heads = n_layers, n_heads
+        self.encoding, self.compression = encoding, compression
+        self.locking = locking
+        self._prepare(resume, force)
+
+    def _prepare(self, resume: bool, force: bool) -> None:
+        manifest = self.parts_dir / "manifest.json"
+        if self.parts_dir.exists():
+            if force and not resume:
+                self.discard()
+            elif not resume:
+                raise OutputError(f"{self.path}: an interrupted run left {self.parts_dir}; pass --resume to continue it, or --force to start over")
+            else:
+                try:
+                    old = json.loads(manifest.read_text())
+                except (OSError, ValueError):
+                    old = {}
+                if old.get("key") != self.key:
+                    raise OutputError(f"{self.path}: the interrupted run in {self.parts_dir} used other options, model or data; rerun it with the same ones, or use --force to start over")
+        try:
+            self.parts_dir.mkdir(exist_ok=True)
+            manifest.write_text(json.dumps({"key": self.key, "n_examples": self.n_examples, "part_size": self.part_size}))
+        except OSError as e:
+            raise _os_error(self.parts_dir, e) from e
+
+    def ranges(self) -> list[tuple[int, int, int]]:
+        return [(i, s, min(s + self.part_size, self.n_examples)) for i, s in enumerate(range(0, self.n_examples, self.part_size))]
+
+    def part_path(self, index: int) -> Path:
+        return self.parts_dir / f"part-{index:06d}.h5"
+
+    def pending(self) -> list[tuple[int, int, int]]:
+        """Parts not yet written (a part file exists only once complete)."""
+        return [r for r in self.ranges() if not self.part_path(r[0]).exists()]
+
+    @contextmanager
+    def part(self, index: int, start: int, end: int) -> Iterator[AttentionPartWriter]:
+        with StoreWriter(self.part_path(index), "part", final=False, locking=self.locking) as w:
+            pw = AttentionPartWriter(w, start, end, self.n_layers, self.n_heads, self.encoding, self.compression)
+            yield pw
+            pw.close()
+
+    def finish(self, *, model: dict[str, Any], provenance: dict[str, Any], texts: dict[str, str], examples: dict[str, Any], extra_heads: dict[str, tuple[np.ndarray, str]] | None = None) -> Path:
+        """Assemble the parts into the final store; per-head means of the statistics go to /heads."""
+        h5py = _h5py()
+        ranges = self.ranges()
+        missing = [str(self.part_path(i)) for i, _, _ in ranges if not self.part_path(i).exists()]
+        if missing:
+            raise StoreError(f"{self.path}: {len(missing)} part(s) missing, e.g. {missing[0]}")
+        K = len(S.STAT_NAMES)
+        sums = np.zeros((self.n_layers, self.n_heads, K))
+        counts = np.zeros((self.n_layers, self.n_heads, K))
+        with StoreWriter(self.path, "attention", force=True, locking=self.locking) as w:
+            w.set_model(n_layers=self.n_layers, n_heads=self.n_heads, **model)
+            w.set_provenance(provenance, texts)
+            f = w.h5
+            maps = w.appender(S.ATTENTION_MAPS, _ENC_DTYPE[self.encoding], chunk_rows=S.CHUNK_VALUES, compression=self.compression, fletcher32=True)
+            f[S.G_ATTENTION].attrs["encoding"] = self.encoding
+            f[S.G_ATTENTION].attrs["layout"] = "flat, example-major; each example [layer, head, query, key] cropped to its length"
+            f[S.G_ATTENTION].attrs["compression"] = self.compression
+            tok = {n: w.appender(f"tokens/{n}", dt, tail) for n, dt, tail in
+                   (("ids", np.int32, ()), ("type_ids", np.int8, ()), ("special", np.int8, ()), ("offsets", np.int32, (2,)))}
+            stats = w.appender(S.STATS_PER_EXAMPLE, np.float32, (self.n_layers, self.n_heads, K))
+            f[S.G_STATS].attrs["names"] = json.dumps(list(S.STAT_NAMES))
+            texts_out: list[str] = []
+            lengths: list[np.ndarray] = []
+            for i, _, _ in ranges:
+                with h5py.File(self.part_path(i), "r", locking=self.locking) as p:
+                    if not p.attrs.get(S.A_COMPLETE):
+                        raise StoreError(f"{self.part_path(i)}: part is incomplete")
+                    src = p[S.ATTENTION_MAPS]
+                    step = S.CHUNK_VALUES * 8
+                    for s in range(0, src.shape[0], step):
+                        maps.append(src[s : s + step])
+                    for n, a in tok.items():
+                        a.append(p[f"tokens/{n}"][...])
+                    st = p[S.STATS_PER_EXAMPLE][...]
+                    stats.append(st)
+                    ok = ~np.isnan(st)
+                    sums += np.where(ok, st, 0).sum(0)
+                    counts += ok.sum(0)
+                    texts_out.extend(s.decode() if isinstance(s, bytes) else s for s in p["tokens/text"][...])
+                    lengths.append(p["examples/length"][...])
+            w.put_strings("tokens/text", texts_out)
+            length = np.concatenate(lengths) if lengths else np.zeros(0, np.int32)
+            per_ex = self.n_layers * self.n_heads * length.astype(np.int64) ** 2
+            w.put_array("examples/length", length)
+            w.put_array("examples/attention_offset", np.concatenate([[0], np.cumsum(per_ex)[:-1]]).astype(np.int64) if len(length) else np.zeros(0, np.int64))
+            w.put_array("examples/token_offset", np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64) if len(length) else np.zeros(0, np.int64))
+            for name, values in examples.items():
+                if isinstance(values, list) and values and isinstance(values[0], str):
+                    w.put_strings(f"examples/{name}", values)
+                else:
+                    w.put_array(f"examples/{name}", values)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means = sums / counts
+            for k, name in enumerate(S.STAT_NAMES):
+                w.put_head_quantity(f"stat_{name}", means[..., k], S.STAT_DESCRIPTIONS[name] + " (mean over examples)")
+            for name, (values, desc) in (extra_heads or {}).items():
+                w.put_head_quantity(name, values, desc)
+        shutil.rmtree(self.parts_dir, ignore_errors=True)
+        return self.path
+
+    def discard(self) -> None:
+        """Forget every part (used by --force)."""
+        shutil.rmtree(self.parts_dir, ignore_errors=True)
