@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from bertsecrets_cli import __version__
+from bertsecrets_cli.cli.check import check
 from bertsecrets_cli.cli.extract import extract
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 app.command("extract")(extract)
+app.command("check")(check)
 
 
 def main() -> None:

@@ -65,13 +65,15 @@ def load_examples(opts: DataOptions) -> tuple[Any, Any]:
     from bertsecrets_cli.data.tasks import get_task
 
     task = get_task(opts.task)
+    if opts.limit is not None and opts.limit < 1:
+        raise InputError(f"--limit {opts.limit}: must be at least 1")
     ds = load_dataset(task, opts.data, opts.split, text_columns=opts.text_columns, label_column=opts.label_column,
                       id_column=opts.id_column, file_format=opts.file_format)
-    if ds.is_demo:
-        info(f"using {ds.source} for task {task.name}; pass --data for real data")
     ds.examples = select_examples(ds.examples, opts.limit, opts.seed, opts.sample)
     if not ds.examples:
         raise InputError(f"{ds.source}: no examples to process")
+    if ds.is_demo:
+        info(f"using {ds.source} for task {task.name}; pass --data for real data")
     return task, ds
 
 

@@ -185,6 +185,24 @@ class Store:
             raise StoreError(f"{self.path}: holds no per-example statistics (a {self.kind} store)")
         return json.loads(_decode(self.h5[S.G_STATS].attrs["names"])), self.h5[S.STATS_PER_EXAMPLE][...]
 
+    def verify_sources(self) -> list[str]:
+        """Problems with virtual datasets: a missing source file reads as fill values, silently."""
+        import h5py
+
+        problems: list[str] = []
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset) and obj.is_virtual:
+                for vs in obj.virtual_sources():
+                    src = Path(vs.file_name)
+                    if not src.is_absolute():
+                        src = self.path.parent / src
+                    if not src.exists():
+                        problems.append(f"{name}: virtual source {vs.file_name} is missing")
+
+        self.h5.visititems(visit)
+        return problems
+
     def heads(self) -> dict[str, HeadQuantity]:
         """Every per-head [layers, heads] quantity the store holds, by name."""
         out: dict[str, HeadQuantity] = {}

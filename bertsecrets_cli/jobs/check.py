@@ -1,0 +1,65 @@
+"""``check``: verify a store end to end (schema, offsets, checksums, normalised rows), like samtools quickcheck."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bertsecrets_cli.errors import StoreError
+from bertsecrets_cli.render.tables import Table
+
+
+@dataclass
+class CheckReport:
+    path: Path
+    kind: str
+    n_examples: int
+    checks: list[tuple[str, str]] = field(default_factory=list)  # (what, result)
+
+    def table(self) -> Table:
+        t = Table(f"check {self.path}", ["check", "result"])
+        for what, res in self.checks:
+            t.add(what, res)
+        return t
+
+
+def check_store(path: str | Path, *, locking: bool | None = None, tolerance: float = 5e-3) -> CheckReport:
+    """Raise StoreError at the first problem; return what was verified otherwise."""
+    from bertsecrets_cli.store import open_store
+
+    with open_store(path, locking=locking) as st:
+        rep = CheckReport(Path(path), st.kind, st.n_examples)
+        rep.checks.append(("schema", f"{st.kind} store, version {st.version}"))
+        for problem in st.verify_sources():
+            raise StoreError(f"{path}: {problem}")
+        if st.has("attention/maps"):
+            lengths = st.lengths().astype(np.int64)
+            if (lengths < 1).any():
+                raise StoreError(f"{path}: example {int(np.argmin(lengths))} has length {int(lengths.min())}")
+            L, H = st.n_layers, st.n_heads
+            off = st.array("examples/attention_offset")
+            expect = np.concatenate([[0], np.cumsum(L * H * lengths**2)[:-1]]) if len(lengths) else off
+            if not np.array_equal(off, expect):
+                raise StoreError(f"{path}: attention offsets are inconsistent with the example lengths")
+            total = int((L * H * lengths**2).sum())
+            if st.h5["attention/maps"].shape[0] != total:
+                raise StoreError(f"{path}: attention array holds {st.h5['attention/maps'].shape[0]} values, the index says {total}")
+            rep.checks.append(("offsets", f"{len(lengths)} examples, {total} values"))
+            worst = 0.0
+            try:
+                for i, att in st.iter_attention():
+                    if not np.isfinite(att).all():
+                        raise StoreError(f"{path}: example {i} has NaN or infinite attention values")
+                    worst = max(worst, float(np.abs(att.sum(-1) - 1).max()))
+                    if worst > tolerance:
+                        raise StoreError(f"{path}: example {i} has attention rows that do not sum to 1 (off by {worst:.3g})")
+            except OSError as e:
+                raise StoreError(f"{path}: attention data cannot be read (checksum or I/O error: {str(e).splitlines()[0]})") from e
+            rep.checks.append(("checksums + rows", f"all rows sum to 1 (max error {worst:.1e})"))
+        for name, q in st.heads().items():
+            if q.values.shape != (st.n_layers, st.n_heads):
+                raise StoreError(f"{path}: per-head quantity {name} has shape {q.values.shape}, expected {(st.n_layers, st.n_heads)}")
+        rep.checks.append(("per-head quantities", f"{len(st.heads())} of shape {st.n_layers}x{st.n_heads}"))
+    return rep
