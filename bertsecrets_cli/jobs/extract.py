@@ -94,13 +94,15 @@ def summary_table(heads: dict[str, np.ndarray], n_layers: int) -> Table:
 
 def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = None) -> ExtractResult:
     """Extract attention of ``opts.model`` over the selected examples into the store ``out``."""
+    import torch
+
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
     from bertsecrets_cli.jobs.signals import graceful_stop
     from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION, forward_with_attention
     from bertsecrets_cli.model.load import load_model
-    from bertsecrets_cli.model.tokenize import collate, encode_examples, is_punctuation_token
+    from bertsecrets_cli.model.tokenize import collate, encode_examples, token_masks
     from bertsecrets_cli.store.writer import AttentionStoreWriter, check_output_path
-    from bertsecrets_cli.analysis.stats import head_stats
+    from bertsecrets_cli.analysis.stats import batch_head_stats
 
     check_common(opts.max_length, opts.batch_size)
     if opts.encoding not in S.ENCODINGS:
@@ -139,12 +141,11 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
                         idx = order[b : b + opts.batch_size]
                         batch = collate([enc[i] for i in idx], pad, lm.device, lm.model_type)
                         _, probs = forward_with_attention(lm.model, batch, lm.n_layers)
-                        probs = probs.float().cpu().numpy()
+                        stats = batch_head_stats(probs, *token_masks([enc[i] for i in idx], lm.device))
+                        probs = probs.to(torch.float16 if opts.encoding == "float16" else torch.float32).cpu().numpy()
                         for j, i in enumerate(idx):
                             T = enc[i].length
-                            a = np.ascontiguousarray(probs[j, :, :, :T, :T])
-                            punct = np.array([is_punctuation_token(t) for t in enc[i].tokens]) & (enc[i].special == 0)
-                            results[i] = (a, head_stats(a, enc[i].special, punct))
+                            results[i] = (probs[j, :, :, :T, :T], stats[j])
                         advance(len(idx))
                     for i in sorted(results):
                         pw.add(enc[i], *results[i])

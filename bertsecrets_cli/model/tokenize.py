@@ -23,6 +23,11 @@ class Encoded:
     tokens: list[str]
 
     @property
+    def punct(self) -> np.ndarray:
+        """bool [T]: word pieces made only of punctuation (special tokens excluded)."""
+        return np.array([is_punctuation_token(t) for t in self.tokens], dtype=bool) & (self.special == NORMAL)
+
+    @property
     def length(self) -> int:
         return len(self.ids)
 
@@ -76,3 +81,19 @@ def collate(encoded: list[Encoded], pad_id: int, device: Any, model_type: str) -
     if model_type in ("bert", "electra"):
         batch["token_type_ids"] = torch.from_numpy(types).to(device)
     return batch
+
+
+def token_masks(encoded: list[Encoded], device: Any) -> tuple[Any, Any, Any, Any]:
+    """Padded bool masks [B, T]: real tokens, classification token, separators, punctuation pieces."""
+    import torch
+
+    T = max(e.length for e in encoded)
+    m = np.zeros((4, len(encoded), T), dtype=bool)
+    for i, e in enumerate(encoded):
+        n = e.length
+        m[0, i, :n] = True
+        m[1, i, :n] = e.special == CLS
+        m[2, i, :n] = e.special == SEP
+        m[3, i, :n] = e.punct
+    t = torch.from_numpy(m).to(device)
+    return t[0], t[1], t[2], t[3]

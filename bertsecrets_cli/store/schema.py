@@ -45,5 +45,5 @@ STAT_DESCRIPTIONS = {
 ENCODINGS = ("float16", "float32", "uint8")
 COMPRESSIONS = ("none", "lzf", "gzip")
 
-CHUNK_VALUES = 1 << 19  # values per chunk of the flat attention array: 1 MiB in float16
+CHUNK_VALUES = 1 << 16  # values per chunk of the flat attention array: 128 KiB in float16 (the last, partial chunk is the only waste)
 LIBVER = ("earliest", "v110")  # readable by HDF5 1.10 tools

@@ -85,7 +85,9 @@ class StoreWriter:
     Use as a context manager: leaving the block with an exception removes the temporary file.
     """
 
-    def __init__(self, path: str | Path, kind: str, *, force: bool = False, locking: bool | None = None, final: bool = True) -> None:
+    def __init__(self, path: str | Path, kind: str, *, force: bool = False, locking: bool | None = None, final: bool = True, adopt: Path | None = None) -> None:
+        """``adopt``: an existing complete file (a part) that is moved under the temporary name and
+        extended in place, which saves copying its data; it is gone from where it was."""
         if kind not in S.KINDS:
             raise ValueError(f"unknown store kind {kind!r}")
         self.path = check_output_path(path, force=force) if final else Path(path)
@@ -94,13 +96,16 @@ class StoreWriter:
         self._locking = locking
         self._file: Any = None
         self._appenders: list[Appender] = []
+        self._adopt = adopt
         self.committed = False
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> StoreWriter:
         h5py = _h5py()
         try:
-            self._file = h5py.File(self.tmp, "w", libver=S.LIBVER, locking=self._locking)
+            if self._adopt is not None:
+                os.replace(self._adopt, self.tmp)
+            self._file = h5py.File(self.tmp, "r+" if self._adopt is not None else "w", libver=S.LIBVER, locking=self._locking)
         except OSError as e:
             raise _os_error(self.path, e) from e
         root = self._file.attrs
@@ -201,6 +206,7 @@ class StoreWriter:
             self._file.copy(src[name], f"{S.G_EXAMPLES}/{name}")
 
     def appender(self, name: str, dtype: Any, tail: tuple[int, ...] = (), *, chunk_rows: int | None = None, compression: str | None = None, fletcher32: bool = False) -> Appender:
+        """A growing dataset; an existing one (in an adopted file) is continued."""
         a = Appender(self._file, name, dtype, tail, chunk_rows=chunk_rows, compression=compression, fletcher32=fletcher32)
         self._appenders.append(a)
         return a
@@ -211,16 +217,21 @@ class Appender:
 
     def __init__(self, f: Any, name: str, dtype: Any, tail: tuple[int, ...], *, chunk_rows: int | None, compression: str | None, fletcher32: bool) -> None:
         row_bytes = int(np.prod(tail, dtype=np.int64)) * np.dtype(dtype).itemsize if tail else np.dtype(dtype).itemsize
-        self.chunk_rows = chunk_rows or max(1, (1 << 20) // max(1, row_bytes))
+        # 64 KiB chunks unless told: small arrays must not cost a whole MiB each
+        self.chunk_rows = chunk_rows or max(1, (1 << 16) // max(1, row_bytes))
         comp = None if compression in (None, "none") else compression
-        self.ds = f.create_dataset(
-            name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype, chunks=(self.chunk_rows, *tail), compression=comp, fletcher32=fletcher32
-        )
+        if name in f:
+            self.ds = f[name]
+            self.chunk_rows = self.ds.chunks[0]
+        else:
+            self.ds = f.create_dataset(
+                name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype, chunks=(self.chunk_rows, *tail), compression=comp, fletcher32=fletcher32
+            )
         self._buf: list[np.ndarray] = []
         self._buffered = 0
 
     def append(self, rows: np.ndarray) -> None:
-        self._buf.append(np.asarray(rows, dtype=self.ds.dtype))
+        self._buf.append(np.asarray(rows, dtype=object) if self.ds.dtype.kind == "O" else np.asarray(rows, dtype=self.ds.dtype))
         self._buffered += len(rows)
         if self._buffered >= self.chunk_rows:
             self.flush(whole_chunks_only=True)
@@ -248,9 +259,9 @@ class Appender:
 def encode_values(a: np.ndarray, encoding: str) -> np.ndarray:
     """Attention probabilities -> stored values (float16 default; uint8 = round(x * 255), lossy)."""
     if encoding == "float16":
-        return a.astype(np.float16)
+        return a.astype(np.float16, copy=False)
     if encoding == "float32":
-        return a.astype(np.float32)
+        return a.astype(np.float32, copy=False)
     if encoding == "uint8":
         return np.rint(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
     raise ValueError(encoding)
@@ -273,8 +284,8 @@ class AttentionPartWriter:
         self.special = w.appender("tokens/special", np.int8)
         self.offsets = w.appender("tokens/offsets", np.int32, (2,))
         self.stats = w.appender(S.STATS_PER_EXAMPLE, np.float32, (n_layers, n_heads, len(S.STAT_NAMES)))
-        self.strings: list[str] = []
-        self.lengths: list[int] = []
+        self.text = w.appender("tokens/text", _str_dtype())
+        self.length = w.appender("examples/length", np.int32)
         self.count = 0
 
     def add(self, enc: Any, attention: np.ndarray, stats: np.ndarray) -> None:
@@ -285,15 +296,13 @@ class AttentionPartWriter:
         self.special.append(enc.special)
         self.offsets.append(enc.offsets)
         self.stats.append(stats[None])
-        self.strings.extend(enc.tokens)
-        self.lengths.append(enc.length)
+        self.text.append(enc.tokens)
+        self.length.append([enc.length])
         self.count += 1
 
     def close(self) -> None:
         if self.count != self.end - self.start:
             raise RuntimeError(f"part [{self.start}, {self.end}) got {self.count} examples")
-        self.w.put_strings("tokens/text", self.strings)
-        self.w.put_array("examples/length", np.asarray(self.lengths, dtype=np.int32))
 
 
 class AttentionStoreWriter:
@@ -363,41 +372,49 @@ class AttentionStoreWriter:
         K = len(S.STAT_NAMES)
         sums = np.zeros((self.n_layers, self.n_heads, K))
         counts = np.zeros((self.n_layers, self.n_heads, K))
-        with StoreWriter(self.path, "attention", force=True, locking=self.locking) as w:
+
+        def add_stats(st: np.ndarray) -> None:
+            nonlocal sums, counts
+            ok = ~np.isnan(st)
+            sums += np.where(ok, st, 0).sum(0)
+            counts += ok.sum(0)
+
+        # part 0 becomes the store (no copy); later parts are appended to it. If this is killed,
+        # part 0 is simply missing and --resume redoes it.
+        with StoreWriter(self.path, "attention", force=True, locking=self.locking, adopt=self.part_path(0)) as w:
+            f = w.h5
+            for k in ("start", "end"):
+                if k in f.attrs:
+                    del f.attrs[k]
             w.set_model(n_layers=self.n_layers, n_heads=self.n_heads, **model)
             w.set_provenance(provenance, texts)
-            f = w.h5
-            maps = w.appender(S.ATTENTION_MAPS, _ENC_DTYPE[self.encoding], chunk_rows=S.CHUNK_VALUES, compression=self.compression, fletcher32=True)
+            maps = w.appender(S.ATTENTION_MAPS, _ENC_DTYPE[self.encoding])
             f[S.G_ATTENTION].attrs["encoding"] = self.encoding
             f[S.G_ATTENTION].attrs["layout"] = "flat, example-major; each example [layer, head, query, key] cropped to its length"
             f[S.G_ATTENTION].attrs["compression"] = self.compression
-            tok = {n: w.appender(f"tokens/{n}", dt, tail) for n, dt, tail in
-                   (("ids", np.int32, ()), ("type_ids", np.int8, ()), ("special", np.int8, ()), ("offsets", np.int32, (2,)))}
-            stats = w.appender(S.STATS_PER_EXAMPLE, np.float32, (self.n_layers, self.n_heads, K))
+            names = ("tokens/ids", "tokens/type_ids", "tokens/special", "tokens/offsets", "tokens/text", "examples/length")
+            grow = {n: w.appender(n, None) for n in names}
+            stats = w.appender(S.STATS_PER_EXAMPLE, np.float32)
             f[S.G_STATS].attrs["names"] = json.dumps(list(S.STAT_NAMES))
-            texts_out: list[str] = []
-            lengths: list[np.ndarray] = []
-            for i, _, _ in ranges:
+            for s0 in range(0, stats.ds.shape[0], 4096):
+                add_stats(stats.ds[s0 : s0 + 4096])
+            for i, _, _ in ranges[1:]:
                 with h5py.File(self.part_path(i), "r", locking=self.locking) as p:
                     if not p.attrs.get(S.A_COMPLETE):
                         raise StoreError(f"{self.part_path(i)}: part is incomplete")
                     src = p[S.ATTENTION_MAPS]
                     step = S.CHUNK_VALUES * 8
-                    for s in range(0, src.shape[0], step):
-                        maps.append(src[s : s + step])
-                    for n, a in tok.items():
-                        a.append(p[f"tokens/{n}"][...])
+                    for s0 in range(0, src.shape[0], step):
+                        maps.append(src[s0 : s0 + step])
+                    for n, a in grow.items():
+                        a.append(p[n][...])
                     st = p[S.STATS_PER_EXAMPLE][...]
                     stats.append(st)
-                    ok = ~np.isnan(st)
-                    sums += np.where(ok, st, 0).sum(0)
-                    counts += ok.sum(0)
-                    texts_out.extend(s.decode() if isinstance(s, bytes) else s for s in p["tokens/text"][...])
-                    lengths.append(p["examples/length"][...])
-            w.put_strings("tokens/text", texts_out)
-            length = np.concatenate(lengths) if lengths else np.zeros(0, np.int32)
+                    add_stats(st)
+            for a in (maps, stats, *grow.values()):
+                a.flush()
+            length = f["examples/length"][...]
             per_ex = self.n_layers * self.n_heads * length.astype(np.int64) ** 2
-            w.put_array("examples/length", length)
             w.put_array("examples/attention_offset", np.concatenate([[0], np.cumsum(per_ex)[:-1]]).astype(np.int64) if len(length) else np.zeros(0, np.int64))
             w.put_array("examples/token_offset", np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64) if len(length) else np.zeros(0, np.int64))
             for name, values in examples.items():

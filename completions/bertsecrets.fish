@@ -1,0 +1,1 @@
+complete --command bertsecrets --no-files --arguments "(env _BERTSECRETS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) bertsecrets)" --condition "env _BERTSECRETS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) bertsecrets"
