@@ -32,6 +32,7 @@ BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Examples per 
 TextColsOpt = Annotated[Optional[str], typer.Option("--text-columns", help="Comma-separated text column(s) of a CSV/TSV/JSONL file.")]
 LabelColOpt = Annotated[Optional[str], typer.Option("--label-column", help="Label column of a CSV/TSV/JSONL file.")]
 IdColOpt = Annotated[Optional[str], typer.Option("--id-column", help="Id column of a CSV/TSV/JSONL file.")]
+ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Do shard i/n of the work (0-based, contiguous); default: from RANK/WORLD_SIZE or SLURM_ARRAY_TASK_* when set.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same options.")]
 
 

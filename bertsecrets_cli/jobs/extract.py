@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,7 @@ class ExtractOptions:
     force: bool = False
     locking: bool | None = None
     quiet: bool = False
+    shard: str | None = None  # "i/n"; None: from RANK/WORLD_SIZE or Slurm array variables, else no split
 
 
 @dataclass
@@ -97,6 +100,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     import torch
 
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
+    from bertsecrets_cli.jobs.shard import resolve_shard
     from bertsecrets_cli.jobs.signals import graceful_stop
     from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION, forward_with_attention
     from bertsecrets_cli.model.load import load_model
@@ -111,10 +115,22 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
         raise InputError(f"--compression {opts.compression}: choose one of {', '.join(S.COMPRESSIONS)}")
     check_output_path(out, force=opts.force or opts.resume)
     task, ds = load_examples(opts.data)
+    shard = resolve_shard(opts.shard)
     lm = load_model(opts.model, device=opts.device)
     examples = ds.examples
-    job_key = {"model": lm.fingerprint, "model_name": lm.path, "data": ds.source, "split": ds.split,
-               "ids": [e.id for e in examples], "options": {k: v for k, v in asdict(opts).items() if k not in ("resume", "force", "quiet", "locking", "device", "batch_size")}}
+    n_total = len(examples)
+    job = {"model": lm.fingerprint, "model_name": lm.path, "data": ds.source, "split": ds.split, "ids": [e.id for e in examples],
+           "options": {k: v for k, v in asdict(opts).items() if k not in ("resume", "force", "quiet", "locking", "device", "batch_size", "part_size", "shard")}}
+    job_fingerprint = hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()
+    shard_attrs: dict[str, Any] = {}
+    if shard is not None:
+        s0, s1 = shard.range(n_total)
+        if s0 == s1:
+            raise InputError(f"shard {shard} has no examples ({n_total} examples for {shard.count} shards)")
+        examples = examples[s0:s1]
+        shard_attrs = {"shard_index": shard.index, "shard_count": shard.count, "shard_start": s0, "shard_end": s1, "shard_origin": shard.origin}
+        info(f"shard {shard} ({shard.origin}): examples {s0}..{s1 - 1} of {n_total}")
+    job_key = {"job": job_fingerprint, "shard": shard_attrs, "part_size": opts.part_size}
     writer = AttentionStoreWriter(out, job_key=job_key, n_examples=len(examples), part_size=opts.part_size, n_layers=lm.n_layers,
                                   n_heads=lm.n_heads, encoding=opts.encoding, compression=opts.compression, force=opts.force,
                                   resume=opts.resume, locking=opts.locking)
@@ -155,7 +171,8 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
         "tokenizer": lm.path, "task": task.name, "data_source": ds.source, "split": ds.split, "is_demo_data": int(ds.is_demo),
         "selection": {"limit": opts.data.limit, "sample": opts.data.sample, "seed": opts.data.seed, "n": len(examples)},
         "attn_implementation": ATTN_IMPLEMENTATION, "max_length": opts.max_length, "truncation": opts.truncation,
-        "encoding": opts.encoding, "compression": opts.compression,
+        "encoding": opts.encoding, "compression": opts.compression, "job_fingerprint": job_fingerprint, "n_total": n_total,
+        **shard_attrs,
     }
     label = [np.nan if e.label is None else float(e.label) for e in examples]
     path = writer.finish(

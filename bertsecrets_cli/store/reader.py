@@ -45,6 +45,17 @@ def _decode(x: Any) -> str:
     return x.decode("utf-8") if isinstance(x, bytes) else str(x)
 
 
+def _attr(v: Any) -> Any:
+    """An HDF5 attribute as a plain Python value (str, number or list)."""
+    if isinstance(v, (bytes, str)):
+        return _decode(v)
+    if isinstance(v, np.ndarray):
+        return [_attr(x) for x in v.tolist()] if v.ndim else _attr(v.item())
+    if hasattr(v, "item"):
+        return v.item()
+    return v
+
+
 class Store:
     """An open, validated store. Use as a context manager or call ``close``."""
 
@@ -85,13 +96,13 @@ class Store:
         return int(self.h5[S.G_MODEL].attrs["n_heads"])
 
     def model_attrs(self) -> dict[str, Any]:
-        return {k: (_decode(v) if isinstance(v, (bytes, str)) else v.item() if hasattr(v, "item") else v) for k, v in self.h5[S.G_MODEL].attrs.items()}
+        return {k: _attr(v) for k, v in self.h5[S.G_MODEL].attrs.items()}
 
     def provenance(self) -> dict[str, Any]:
         if S.G_PROVENANCE not in self.h5:
             return {}
         g = self.h5[S.G_PROVENANCE]
-        out: dict[str, Any] = {k: (_decode(v) if isinstance(v, (bytes, str)) else v.item() if hasattr(v, "item") else v) for k, v in g.attrs.items()}
+        out: dict[str, Any] = {k: _attr(v) for k, v in g.attrs.items()}
         for k in g:
             out[k] = _decode(g[k][()])
         return out
@@ -118,7 +129,7 @@ class Store:
         return json.loads(_decode(self.h5[name][()]))
 
     def attrs(self, name: str = "/") -> dict[str, Any]:
-        return {k: (_decode(v) if isinstance(v, (bytes, str)) else v) for k, v in self.h5[name].attrs.items()}
+        return {k: _attr(v) for k, v in self.h5[name].attrs.items()}
 
     # -- tokens and attention ------------------------------------------------------------
     def _require_attention(self) -> None:

@@ -1,0 +1,64 @@
+"""Which slice of the work this process does: ``--shard i/n`` or the launcher's environment.
+
+Ranks come from, in order: an explicit ``--shard i/n`` (0-based i), torchrun/accelerate (``RANK``,
+``WORLD_SIZE``), Slurm job arrays (``SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN`` of
+``SLURM_ARRAY_TASK_COUNT``). Shards are contiguous ranges, so merged shards keep the original order.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from bertsecrets_cli.errors import InputError
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # 0-based
+    count: int
+    origin: str  # "--shard", "torchrun", "slurm"
+
+    def range(self, n: int) -> tuple[int, int]:
+        """[start, end) of n items, as datasets.Dataset.shard(contiguous=True) splits them."""
+        div, mod = divmod(n, self.count)
+        start = self.index * div + min(self.index, mod)
+        return start, start + div + (1 if self.index < mod else 0)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def _int_env(name: str) -> int | None:
+    v = os.environ.get(name)
+    if v is None or v.strip() == "":
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise InputError(f"environment variable {name}={v!r} is not an integer") from None
+
+
+def resolve_shard(spec: str | None) -> Shard | None:
+    """The shard of this process, or None when the work is not split."""
+    if spec:
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec)
+        if not m:
+            raise InputError(f"--shard {spec!r}: write it as i/n with 0 <= i < n, e.g. 0/4")
+        i, n = int(m.group(1)), int(m.group(2))
+        if n < 1 or not 0 <= i < n:
+            raise InputError(f"--shard {spec}: need 0 <= i < n")
+        return Shard(i, n, "--shard")
+    rank, world = _int_env("RANK"), _int_env("WORLD_SIZE")
+    if rank is not None and world is not None and world > 1:
+        if not 0 <= rank < world:
+            raise InputError(f"RANK={rank} is outside WORLD_SIZE={world}")
+        return Shard(rank, world, "torchrun")
+    task, count = _int_env("SLURM_ARRAY_TASK_ID"), _int_env("SLURM_ARRAY_TASK_COUNT")
+    if task is not None and count is not None and count > 1:
+        i = task - (_int_env("SLURM_ARRAY_TASK_MIN") or 0)
+        if not 0 <= i < count:
+            raise InputError(f"SLURM_ARRAY_TASK_ID={task} is outside the array (min {_int_env('SLURM_ARRAY_TASK_MIN')}, count {count}); use a contiguous array like --array=0-{count - 1}")
+        return Shard(i, count, "slurm")
+    return None

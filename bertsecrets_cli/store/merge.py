@@ -1,0 +1,159 @@
+"""Combine attention stores written by parallel shards into one store.
+
+By default the attention data are not copied: the merged ``attention/maps`` is an HDF5 virtual dataset
+whose sources are the shard files, named by paths relative to the merged file's folder (so the
+folder can be moved as a whole). ``copy=True`` writes a self-contained store instead. The small
+index arrays (offsets) cannot be concatenated virtually: they are copied and rebased.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertsecrets_cli.errors import InputError, StoreError
+from bertsecrets_cli.store import schema as S
+from bertsecrets_cli.store.reader import Store, open_store
+from bertsecrets_cli.store.writer import StoreWriter, check_output_path
+
+# provenance fields that must agree between shards of one job
+JOB_FIELDS = ("job_fingerprint", "model_fingerprint", "tokenizer", "data_source", "split", "max_length", "truncation", "encoding", "attn_implementation")
+
+
+@dataclass
+class MergeReport:
+    path: Path
+    n_examples: int
+    n_shards: int
+    virtual: bool
+    shard_bytes: int
+    merged_bytes: int
+    order: list[str] = field(default_factory=list)
+
+
+def _shard_order(stores: list[Store]) -> list[Store]:
+    """Sort shards by index and refuse overlapping, missing or foreign ones."""
+    provs = [s.provenance() for s in stores]
+    first = provs[0]
+    for st, p in zip(stores, provs):
+        for k in JOB_FIELDS:
+            if str(p.get(k, "")) != str(first.get(k, "")):
+                raise StoreError(f"{st.path}: {k} differs from {stores[0].path} ({p.get(k)!r} vs {first.get(k)!r}); shards of different jobs cannot be merged")
+        if (st.n_layers, st.n_heads) != (stores[0].n_layers, stores[0].n_heads):
+            raise StoreError(f"{st.path}: model has {st.n_layers}x{st.n_heads} heads, {stores[0].path} has {stores[0].n_layers}x{stores[0].n_heads}")
+    sharded = ["shard_count" in p for p in provs]
+    if any(sharded) and not all(sharded):
+        raise StoreError("some inputs are shards and some are not; merge the shards of one job")
+    if all(sharded):
+        count = int(first["shard_count"])
+        by_index: dict[int, Store] = {}
+        for st, p in zip(stores, provs):
+            if int(p["shard_count"]) != count:
+                raise StoreError(f"{st.path}: shard of {p['shard_count']}, others of {count}")
+            i = int(p["shard_index"])
+            if i in by_index:
+                raise StoreError(f"{st.path}: shard {i}/{count} given twice (also {by_index[i].path}); shards overlap")
+            by_index[i] = st
+        missing = [i for i in range(count) if i not in by_index]
+        if missing:
+            raise StoreError(f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing; give all {count} shards")
+        ordered = [by_index[i] for i in range(count)]
+        for a, b in zip(ordered, ordered[1:]):
+            if int(a.provenance()["shard_end"]) != int(b.provenance()["shard_start"]):
+                raise StoreError(f"{b.path}: starts at example {b.provenance()['shard_start']}, the previous shard ends at {a.provenance()['shard_end']}")
+        return ordered
+    seen: dict[str, Path] = {}
+    for st in stores:
+        for i in st.example_ids():
+            if i in seen:
+                raise StoreError(f"{st.path}: example {i!r} is also in {seen[i]}; stores overlap")
+            seen[i] = st.path
+    return stores
+
+
+def merge_attention_stores(paths: list[str | Path], out: str | Path, *, copy: bool = False, force: bool = False, locking: bool | None = None, command: dict[str, str] | None = None) -> MergeReport:
+    import h5py
+
+    if len(paths) < 1:
+        raise InputError("give the shard stores to merge")
+    out = check_output_path(out, force=force)
+    if any(Path(p).resolve() == out.resolve() for p in paths):
+        raise InputError(f"{out}: is also an input; write the merged store elsewhere")
+    stores = [open_store(p, kind="attention", locking=locking) for p in paths]
+    try:
+        ordered = _shard_order(stores)
+        L, H = ordered[0].n_layers, ordered[0].n_heads
+        enc = ordered[0].attrs("attention").get("encoding", "float16")
+        if any(s.attrs("attention").get("encoding", "float16") != enc for s in ordered):
+            raise StoreError("shards use different --encoding")
+        K = len(S.STAT_NAMES)
+        sums = np.zeros((L, H, K))
+        counts = np.zeros((L, H, K))
+        with StoreWriter(out, "attention", force=force, locking=locking) as w:
+            w.set_model(n_layers=L, n_heads=H, **{k: v for k, v in ordered[0].model_attrs().items() if k not in ("n_layers", "n_heads")})
+            prov = {k: v for k, v in ordered[0].provenance().items() if not k.startswith("shard_") and k not in ("command", "config", "environment")}
+            prov["merged_from"] = [os.path.relpath(s.path.resolve(), out.resolve().parent) for s in ordered]
+            texts = {k: ordered[0].provenance().get(k, "") for k in ("config", "environment")}
+            texts["command"] = "\n".join(s.provenance().get("command", "") for s in ordered) if command is None else command.get("command", "")
+            w.set_provenance(prov, texts)
+            f = w.h5
+            # example index and tokens: copied, offsets rebased
+            for name in ("id", "text_a", "text_b"):
+                w.put_strings(f"examples/{name}", [x for s in ordered for x in s.strings(f"examples/{name}")])
+            w.put_array("examples/label", np.concatenate([s.array("examples/label") for s in ordered]))
+            length = np.concatenate([s.lengths() for s in ordered]).astype(np.int32)
+            w.put_array("examples/length", length)
+            per_ex = L * H * length.astype(np.int64) ** 2
+            w.put_array("examples/attention_offset", np.concatenate([[0], np.cumsum(per_ex)[:-1]]).astype(np.int64))
+            w.put_array("examples/token_offset", np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64))
+            for name, dt, tail in (("ids", np.int32, ()), ("type_ids", np.int8, ()), ("special", np.int8, ()), ("offsets", np.int32, (2,))):
+                a = w.appender(f"tokens/{name}", dt, tail)
+                for s in ordered:
+                    a.append(s.array(f"tokens/{name}"))
+            w.put_strings("tokens/text", [x for s in ordered for x in s.strings("tokens/text")])
+            stats = w.appender(S.STATS_PER_EXAMPLE, np.float32, (L, H, K))
+            for s in ordered:
+                st = s.h5[S.STATS_PER_EXAMPLE]
+                for s0 in range(0, st.shape[0], 4096):
+                    block = st[s0 : s0 + 4096]
+                    stats.append(block)
+                    ok = ~np.isnan(block)
+                    sums += np.where(ok, block, 0).sum(0)
+                    counts += ok.sum(0)
+            f[S.G_STATS].attrs["names"] = json.dumps(list(S.STAT_NAMES))
+            sizes = [s.h5[S.ATTENTION_MAPS].shape[0] for s in ordered]
+            total = int(sum(sizes))
+            dtype = ordered[0].h5[S.ATTENTION_MAPS].dtype
+            if copy:
+                maps = w.appender(S.ATTENTION_MAPS, dtype, chunk_rows=S.CHUNK_VALUES, fletcher32=True)
+                for s in ordered:
+                    src = s.h5[S.ATTENTION_MAPS]
+                    for s0 in range(0, src.shape[0], S.CHUNK_VALUES * 16):
+                        maps.append(src[s0 : s0 + S.CHUNK_VALUES * 16])
+                maps.flush()
+            else:
+                layout = h5py.VirtualLayout(shape=(total,), dtype=dtype)
+                off = 0
+                for s, n in zip(ordered, sizes):
+                    rel = os.path.relpath(s.path.resolve(), out.resolve().parent)
+                    layout[off : off + n] = h5py.VirtualSource(rel, S.ATTENTION_MAPS, shape=(n,))
+                    off += n
+                f.create_virtual_dataset(S.ATTENTION_MAPS, layout, fillvalue=np.nan)
+            g = f[S.G_ATTENTION]
+            for k, v in ordered[0].attrs("attention").items():
+                g.attrs[k] = v
+            g.attrs["virtual"] = 0 if copy else 1
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means = sums / counts
+            for k, name in enumerate(S.STAT_NAMES):
+                w.put_head_quantity(f"stat_{name}", means[..., k], S.STAT_DESCRIPTIONS[name] + " (mean over examples)")
+        shard_bytes = sum(s.path.stat().st_size for s in ordered)
+        return MergeReport(out, int(len(length)), len(ordered), not copy, shard_bytes, out.stat().st_size, [str(s.path) for s in ordered])
+    finally:
+        for s in stores:
+            s.close()
