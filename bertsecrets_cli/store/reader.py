@@ -229,6 +229,8 @@ def open_store(path: str | Path, *, kind: str | tuple[str, ...] | None = None, l
 
     p = Path(path)
     if not p.exists():
+        if p.with_name(f".{p.name}.parts").exists() or list(p.parent.glob(f".{p.name}.*.tmp")):
+            raise StoreError(f"{p}: incomplete store: it is still being written, or an interrupted run left its parts (rerun that command with --resume)")
         raise InputError(f"{p}: no such file")
     if p.is_dir():
         raise InputError(f"{p}: is a folder, not a store")
@@ -269,3 +271,33 @@ def open_store(path: str | Path, *, kind: str | tuple[str, ...] | None = None, l
         h5.close()
         raise StoreError(f"{p}: damaged store ({type(e).__name__})") from e
     return Store(p, h5)
+
+
+# ----------------------------------------------------------------------------------------------
+# patterns stores (written by classify). Added by the classify issue.
+
+
+@dataclass
+class PatternMaps:
+    class_names: list[str]
+    labels: np.ndarray  # int8 [N, L, H]
+    feature_names: list[str]
+    features: np.ndarray  # float32 [N, L, H, F]
+    token_feature_names: list[str]
+    token_attention: np.ndarray  # float32 [N, L, H, K], NaN where the example lacks the token
+    attrs: dict[str, Any]  # classifier name, validation score, thresholds
+
+
+def read_patterns(store: Store) -> PatternMaps:
+    """The per-map labels and features of a patterns store."""
+    from bertsecrets_cli.store.writer import G_PATTERNS, PATTERN_FEATURES, PATTERN_LABELS, PATTERN_TOKENS
+
+    if PATTERN_LABELS not in store.h5:
+        raise StoreError(f"{store.path}: holds no pattern labels (a {store.kind} store); give a store written by classify")
+    lab, feat, tok = store.h5[PATTERN_LABELS], store.h5[PATTERN_FEATURES], store.h5[PATTERN_TOKENS]
+    return PatternMaps(
+        class_names=json.loads(_decode(lab.attrs["class_names"])), labels=lab[...],
+        feature_names=json.loads(_decode(feat.attrs["names"])), features=feat[...],
+        token_feature_names=json.loads(_decode(tok.attrs["names"])), token_attention=tok[...],
+        attrs=store.attrs(G_PATTERNS),
+    )

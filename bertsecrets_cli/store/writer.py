@@ -79,6 +79,13 @@ def check_output_path(path: str | Path, *, force: bool = False, what: str = "out
     return p
 
 
+def created_timestamp() -> str:
+    """Now in UTC, or SOURCE_DATE_EPOCH when set (reproducible builds: byte-identical stores)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    when = _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc) if epoch.isdigit() else _dt.datetime.now(_dt.timezone.utc)
+    return when.isoformat(timespec="seconds")
+
+
 class StoreWriter:
     """Write a whole store (any kind) under a temporary name; ``commit`` makes it appear atomically.
 
@@ -125,7 +132,7 @@ class StoreWriter:
     def commit(self) -> Path:
         for a in self._appenders:
             a.flush()
-        self._file.attrs[S.A_CREATED] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self._file.attrs[S.A_CREATED] = created_timestamp()
         self._file.attrs[S.A_COMPLETE] = 1
         try:
             self._file.flush()
@@ -434,3 +441,49 @@ class AttentionStoreWriter:
     def discard(self) -> None:
         """Forget every part (used by --force)."""
         shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# patterns stores (written by classify): per-map labels and features, appended example by example.
+# Added by the classify issue; these names could move to schema.py.
+
+G_PATTERNS = "patterns"
+PATTERN_LABELS = "patterns/labels"  # int8 [N, L, H], indices into the class_names attribute
+PATTERN_FEATURES = "patterns/features"  # float32 [N, L, H, F], names in the names attribute
+PATTERN_TOKENS = "patterns/token_attention"  # float32 [N, L, H, K]: attention given to tokens of interest, NaN = absent
+PATTERN_LAYER_SHARES = "patterns/layer_shares"  # float64 [L, C]
+PATTERN_OVERALL_SHARES = "patterns/overall_shares"  # float64 [C]
+
+
+class PatternsWriter:
+    """The per-map arrays of a patterns store, written as the examples stream by (memory stays bounded)."""
+
+    def __init__(self, w: StoreWriter, *, n_layers: int, n_heads: int, class_names: list[str], feature_names: list[str],
+                 token_feature_names: list[str], attrs: dict[str, Any]) -> None:
+        self.w = w
+        L, H = n_layers, n_heads
+        self.labels = w.appender(PATTERN_LABELS, np.int8, (L, H))
+        self.features = w.appender(PATTERN_FEATURES, np.float32, (L, H, len(feature_names)))
+        self.tokens = w.appender(PATTERN_TOKENS, np.float32, (L, H, len(token_feature_names)))
+        self.labels.ds.attrs["class_names"] = json.dumps(class_names)
+        self.features.ds.attrs["names"] = json.dumps(feature_names)
+        self.tokens.ds.attrs["names"] = json.dumps(token_feature_names)
+        g = w.h5[G_PATTERNS]
+        g.attrs["class_names"] = json.dumps(class_names)
+        for k, v in attrs.items():
+            g.attrs[k] = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list, tuple)) else ("" if v is None else v)
+
+    def add(self, labels: np.ndarray, features: np.ndarray, token_values: np.ndarray) -> None:
+        """One example: labels [L, H], features [L, H, F], token attention [L, H, K]."""
+        self.labels.append(labels[None])
+        self.features.append(features[None])
+        self.tokens.append(token_values[None])
+
+    def put_shares(self, layer_shares: np.ndarray, overall_shares: np.ndarray) -> None:
+        self.w.put_array(PATTERN_LAYER_SHARES, np.asarray(layer_shares, dtype=np.float64))
+        self.w.put_array(PATTERN_OVERALL_SHARES, np.asarray(overall_shares, dtype=np.float64))
+
+
+def copy_model_from(w: StoreWriter, store: Any) -> None:
+    """Copy an input store's model description (names, sizes, special tokens, label names) unchanged."""
+    w.h5.copy(store.h5[S.G_MODEL], S.G_MODEL)
