@@ -64,15 +64,16 @@ def emit(tables: list[Table] | Table, fmt: str = "table", stream: TextIO | None 
                 out.write("\t".join(_cell(v, 6) for v in r) + "\n")
     elif fmt == "table":
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table as RichTable
 
         console = Console(file=out, highlight=False, soft_wrap=False)
         for t in tables:
-            rt = RichTable(title=t.title, caption=t.caption, title_justify="left")
+            rt = RichTable(title=escape(t.title), caption=escape(t.caption) if t.caption else None, title_justify="left")
             for c in t.columns:
-                rt.add_column(c, justify="right" if t.rows and isinstance(_jsonable(t.rows[0][t.columns.index(c)]), (int, float)) else "left")
+                rt.add_column(escape(c), justify="right" if t.rows and isinstance(_jsonable(t.rows[0][t.columns.index(c)]), (int, float)) else "left")
             for r in t.rows:
-                rt.add_row(*(_cell(v, t.digits) for v in r))
+                rt.add_row(*(escape(_cell(v, t.digits)) for v in r))  # data, never markup: "[their homes]" must show
             console.print(rt)
     else:
         raise ValueError(fmt)

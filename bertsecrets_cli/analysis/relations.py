@@ -1,0 +1,116 @@
+"""Dependency-relation heads, as in Clark et al. 2019 ("What Does BERT Look At?", section 4).
+
+Word-level attention from word-piece attention: the attention FROM a word is the MEAN over its pieces'
+rows (each row is a distribution, so the mean is one too), and the attention TO a word is the SUM over its
+pieces' columns (attention split across a word's pieces is added back up). Clark et al.'s paper describes
+exactly this; their released code took the first piece's row instead of the mean, a known defect that
+this module does not reproduce. Special tokens ([CLS], [SEP]) are not words: they are never predicted.
+
+A head predicts a word's governor as the word it attends to most (dependent -> head). The reverse
+direction asks whether the governor attends most to the dependent (head -> dependent). Per relation
+label, each head's accuracy is compared with the best fixed-offset baseline: always predicting the word
+``k`` positions away, for the single ``k`` that does best on that relation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def word_piece_matrix(offsets: np.ndarray, special: np.ndarray, word_spans: list[tuple[int, int]]) -> np.ndarray:
+    """[W, T] 0/1 matrix: piece ``t`` belongs to word ``w`` (character span, end exclusive) when they overlap."""
+    real = (special == 0) & (offsets[:, 1] > offsets[:, 0])
+    M = np.zeros((len(word_spans), len(offsets)), dtype=np.float32)
+    for w, (s, e) in enumerate(word_spans):
+        M[w] = real & (offsets[:, 0] < e) & (offsets[:, 1] > s)
+    return M
+
+
+def word_attention(att: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """[L, H, T, T] piece attention -> [L, H, W, W] word attention (mean over the attending word's pieces,
+    sum over the attended word's pieces). Words without pieces get rows of NaN and columns of 0."""
+    to_words = att @ M.T  # [L, H, T, W]: sum over the attended word's pieces
+    n = M.sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_rows = np.where(n > 0, M / n, np.nan)  # [W, T]
+    return np.einsum("wt,lhtv->lhwv", mean_rows, to_words, optimize=True)
+
+
+def predictions(word_att: np.ndarray, has_pieces: np.ndarray) -> np.ndarray:
+    """[L, H, W, W] -> [L, H, W]: each word's most-attended word, among words that have pieces."""
+    masked = np.where(has_pieces[None, None, None, :], np.nan_to_num(word_att, nan=-np.inf), -np.inf)
+    return masked.argmax(-1)
+
+
+def relation_key(label: str) -> str:
+    """A store-safe name for a relation label: 'nsubj:pass' -> 'nsubj_pass'."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_") or "unlabelled"
+
+
+@dataclass
+class RelationResult:
+    label: str
+    count: int
+    accuracy: np.ndarray  # [L, H] dependent -> governor
+    reverse_accuracy: np.ndarray  # [L, H] governor -> dependent
+    offset_k: int  # best fixed offset (governor position - dependent position)
+    offset_accuracy: float
+
+
+@dataclass
+class DependencyScorer:
+    """Accumulates, sentence by sentence, how often each head's most-attended word is right."""
+
+    n_layers: int
+    n_heads: int
+    base_relations: bool = False  # 'nsubj:pass' counts as 'nsubj'
+    skipped_unmapped: int = 0  # relation instances whose dependent or governor has no word piece
+    _correct: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _rcorrect: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _count: Counter[str] = field(default_factory=Counter, repr=False)
+    _offsets: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter), repr=False)
+
+    def label(self, deprel: str) -> str:
+        return deprel.split(":", 1)[0] if self.base_relations else deprel
+
+    def add(self, word_att: np.ndarray, heads: list[int | None], deprels: list[str], has_pieces: np.ndarray) -> None:
+        """One sentence: word attention [L, H, W, W], 1-based governors (0 root, None unknown), labels."""
+        pred = predictions(word_att, has_pieces)
+        for dep, (gov, rel) in enumerate(zip(heads, deprels)):
+            if gov is None or gov == 0 or rel in ("_", ""):
+                continue
+            g = gov - 1
+            if not (has_pieces[dep] and has_pieces[g]):
+                self.skipped_unmapped += 1
+                continue
+            lab = self.label(rel)
+            if lab not in self._correct:
+                self._correct[lab] = np.zeros((self.n_layers, self.n_heads))
+                self._rcorrect[lab] = np.zeros((self.n_layers, self.n_heads))
+            self._correct[lab] += pred[:, :, dep] == g
+            self._rcorrect[lab] += pred[:, :, g] == dep
+            self._count[lab] += 1
+            self._offsets[lab][g - dep] += 1
+
+    def results(self) -> list[RelationResult]:
+        """One result per relation, most frequent first."""
+        out = []
+        for lab, n in sorted(self._count.items(), key=lambda kv: (-kv[1], kv[0])):
+            k, hits = max(self._offsets[lab].items(), key=lambda kv: (kv[1], -abs(kv[0])))
+            out.append(RelationResult(lab, n, self._correct[lab] / n, self._rcorrect[lab] / n, int(k), hits / n))
+        return out
+
+    def overall(self) -> RelationResult | None:
+        """All relations pooled (the offset baseline is the single best offset for all of them)."""
+        n = sum(self._count.values())
+        if not n:
+            return None
+        offs: Counter[int] = Counter()
+        for c in self._offsets.values():
+            offs.update(c)
+        k, hits = max(offs.items(), key=lambda kv: (kv[1], -abs(kv[0])))
+        return RelationResult("all", n, sum(self._correct.values()) / n, sum(self._rcorrect.values()) / n, int(k), hits / n)

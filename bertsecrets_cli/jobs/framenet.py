@@ -1,0 +1,401 @@
+"""``framenet``: heads that attend along frame-semantic links (FrameNet 1.7) or dependency relations (CoNLL-U).
+
+Both modes read their corpus, build the sentences as model inputs, run them through the model with the same
+batching as ``extract`` (jobs/attention_batches.py) and score every map as soon as it comes out of the model:
+no map is kept, so memory does not grow with the corpus. Results go to a ``framenet`` or ``dependency``
+store whose per-head arrays (``/heads/framenet_*``, ``/heads/dep_*``) ``plot``, ``show`` and ``diff`` read.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertsecrets_cli.errors import InputError
+from bertsecrets_cli.heads import head_name
+from bertsecrets_cli.render.console import info
+from bertsecrets_cli.render.tables import Table
+
+SENTENCE_SOURCES = {"both": ("fulltext", "exemplars"), "fulltext": ("fulltext",), "exemplars": ("exemplars",)}
+RANK_BY = ("fe-to-target", "target-to-fe")
+PAPER_SENTENCES = 473
+
+
+@dataclass
+class FrameNetOptions:
+    """Every threshold of the paper's selection is an option; defaults are the paper's."""
+
+    framenet: str | None = None  # release folder (fndata-1.7 or NLTK's framenet_v17)
+    conllu: str | None = None  # or a CoNLL-U file: dependency relations instead
+    model: str | None = None
+    device: str = "auto"
+    batch_size: int = 32
+    max_length: int = 128
+    sentences: str = "both"  # fulltext, exemplars (lu/*.xml, the authors' choice) or both
+    max_sentence_tokens: int = 12  # 0 = no limit
+    max_fe_tokens: int = 3  # 0 = no limit
+    min_distance: int = 2
+    core_only: bool = True
+    core_definition: str = "coretype"  # or "coreset": the frame's FEcoreSets, as the authors' code
+    first_pair: bool = False  # the authors' zip(fe_tokens, target_tokens) pairs instead of all pairs
+    limit: int | None = None  # at most this many (selected) sentences
+    baseline_samples: int = 100
+    max_offset: int = 5
+    seed: int = 0
+    top: int = 10
+    examples: int = 3
+    rank_by: str = "fe-to-target"
+    base_relations: bool = False  # CoNLL-U: 'nsubj:pass' counts as 'nsubj'
+    min_count: int = 10  # CoNLL-U: relations with fewer instances are stored but not tabled
+    force: bool = False
+    quiet: bool = False
+
+
+@dataclass
+class RelationsJobResult:
+    path: Path
+    kind: str  # "framenet" or "dependency"
+    tables: list[Table]
+    n_sentences: int
+    n_links: int  # frame-element links, or dependency arcs scored
+    n_layers: int
+    n_heads: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _check(opts: FrameNetOptions) -> None:
+    if (opts.framenet is None) == (opts.conllu is None):
+        raise InputError("give exactly one of --framenet DIR (frame-semantic links) or --conllu FILE (dependency relations)")
+    if opts.batch_size < 1:
+        raise InputError(f"--batch-size {opts.batch_size}: must be at least 1")
+    if not 4 <= opts.max_length <= 4096:
+        raise InputError(f"--max-length {opts.max_length}: must be between 4 and 4096")
+    if opts.sentences not in SENTENCE_SOURCES:
+        raise InputError(f"--sentences {opts.sentences}: choose one of {', '.join(SENTENCE_SOURCES)}")
+    if opts.core_definition not in ("coretype", "coreset"):
+        raise InputError(f"--core-definition {opts.core_definition}: choose coretype or coreset")
+    if opts.rank_by not in RANK_BY:
+        raise InputError(f"--rank-by {opts.rank_by}: choose one of {', '.join(RANK_BY)}")
+    for name, v, low in (("--max-sentence-tokens", opts.max_sentence_tokens, 0), ("--max-fe-tokens", opts.max_fe_tokens, 0),
+                         ("--min-distance", opts.min_distance, 0), ("--baseline-samples", opts.baseline_samples, 0),
+                         ("--max-offset", opts.max_offset, 1), ("--top", opts.top, 1), ("--examples", opts.examples, 0),
+                         ("--min-count", opts.min_count, 1)):
+        if v < low:
+            raise InputError(f"{name} {v}: must be at least {low}")
+    if opts.limit is not None and opts.limit < 1:
+        raise InputError(f"--limit {opts.limit}: must be at least 1")
+
+
+def run_relations(opts: FrameNetOptions, out: str | Path, *, command: str | None = None) -> RelationsJobResult:
+    """Score every head of ``opts.model`` on FrameNet links (``opts.framenet``) or dependencies (``opts.conllu``)."""
+    from bertsecrets_cli.store.writer import check_output_path
+
+    _check(opts)
+    check_output_path(out, force=opts.force)
+    if opts.framenet is not None:
+        return _run_framenet(opts, out, command)
+    return _run_dependency(opts, out, command)
+
+
+def _model_attrs(lm: Any) -> dict[str, Any]:
+    return {"model_type": lm.model_type, "name": lm.name, "path": lm.path, "fingerprint": lm.fingerprint,
+            "cls_token": lm.tokenizer.cls_token or lm.tokenizer.bos_token or "", "sep_token": lm.tokenizer.sep_token or lm.tokenizer.eos_token or ""}
+
+
+def _provenance(lm: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    from bertsecrets_cli.jobs.provenance import tool_attrs
+    from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION
+
+    return {**tool_attrs(), "model": lm.name, "model_path": lm.path, "model_revision": lm.revision, "model_fingerprint": lm.fingerprint,
+            "tokenizer": lm.path, "attn_implementation": ATTN_IMPLEMENTATION, **extra}
+
+
+# ------------------------------------------------------------------------------------------------
+# FrameNet
+
+
+@dataclass
+class _Selected:
+    id: str
+    text: str
+    enc: Any
+    links: list[Any]
+    keys: set[tuple]
+
+
+def _candidates(sent: Any, frames: dict[str, Any], definition: str, missing: set[str]) -> list[Any]:
+    from bertsecrets_cli.analysis.framenet import Candidate
+
+    out = []
+    for ann in sent.annotations:
+        frame = frames.get(ann.frame)
+        if frame is None:
+            missing.add(ann.frame)
+        for fe in ann.fes:
+            core = frame.is_core(fe.name, definition) if frame is not None else False
+            out.append(Candidate(ann.frame, ann.lu, fe.name, core, (fe.start, fe.end), tuple(ann.target)))
+    return out
+
+
+def _select_framenet(release: Any, frames: dict[str, Any], tokenizer: Any, opts: FrameNetOptions) -> tuple[list[_Selected], Any, bool]:
+    """Stream the corpus through the filters; keep only the selected sentences (with their encodings)."""
+    from bertsecrets_cli.analysis.framenet import SelectionCounts, SelectionOptions, select_links
+    from bertsecrets_cli.model.tokenize import encode_examples
+
+    sel = SelectionOptions(opts.max_sentence_tokens or None, opts.max_fe_tokens or None, opts.min_distance, opts.core_only, opts.core_definition)
+    counts = SelectionCounts()
+    selected: list[_Selected] = []
+    by_text: dict[str, int] = {}
+    missing: set[str] = set()
+    stopped = False
+    for sent in release.sentences(SENTENCE_SOURCES[opts.sentences]):
+        cands = _candidates(sent, frames, opts.core_definition, missing)
+        if not cands:
+            continue
+        enc = encode_examples(tokenizer, [(sent.text, None)], opts.max_length)[0]
+        links = select_links(cands, enc.offsets, enc.special, sent.text, sel, counts)
+        if not links:
+            continue
+        j = by_text.get(sent.text)
+        if j is None:
+            if opts.limit is not None and len(selected) >= opts.limit:
+                stopped = True
+                break
+            by_text[sent.text] = j = len(selected)
+            selected.append(_Selected(f"{sent.source}:{sent.id}", sent.text, enc, [], set()))
+        s = selected[j]
+        for lk in links:
+            if lk.key() not in s.keys:  # the same sentence annotated twice (e.g. in two files) counts once
+                s.keys.add(lk.key())
+                lk.sentence = j
+                s.links.append(lk)
+    counts.set("distinct sentences and links", len(selected), sum(len(s.links) for s in selected))
+    if missing:
+        info(f"warning: {len(missing)} frame(s) named in annotations have no frame/*.xml file (their FEs count as non-core), e.g. {sorted(missing)[0]}")
+    return selected, counts, stopped
+
+
+def _mark(text: str, link: Any) -> str:
+    """The sentence with the target in {braces} and the frame element in <angle brackets>=name.
+
+    (Square brackets would be eaten by rich's markup when the table is printed.)"""
+    marks: list[tuple[int, str]] = []
+    for s, e in link.target_spans:
+        marks += [(s, "{"), (e + 1, "}")]
+    marks += [(link.fe_span[0], "<"), (link.fe_span[1] + 1, f">={link.fe}")]
+    out, prev = [], 0
+    for pos, m in sorted(marks, key=lambda x: (x[0], x[1][0] not in ">}")):  # a span closes before the next opens
+        out.append(text[prev:pos])
+        out.append(m)
+        prev = pos
+    out.append(text[prev:])
+    return "".join(out).strip()
+
+
+def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -> RelationsJobResult:
+    from bertsecrets_cli.analysis.framenet import FrameNetScorer, rank_heads
+    from bertsecrets_cli.data.framenet import FrameNetRelease
+    from bertsecrets_cli.jobs.attention_batches import iter_attention
+    from bertsecrets_cli.jobs.provenance import provenance_texts
+    from bertsecrets_cli.model.load import load_model
+    from bertsecrets_cli.store.writer import StoreWriter
+
+    t0 = time.perf_counter()
+    release = FrameNetRelease(opts.framenet)
+    frames = release.frames()
+    if not frames:
+        raise InputError(f"{opts.framenet}: no readable frame/*.xml file; core frame elements cannot be told apart")
+    lm = load_model(opts.model, device=opts.device)
+    t_model = time.perf_counter()
+    selected, counts, stopped = _select_framenet(release, frames, lm.tokenizer, opts)
+    rs = release.summary
+    info(f"read {rs.files} FrameNet files: {rs.sentences} sentences, {rs.annotation_sets} frame annotation sets, {rs.frames} frames"
+         + (f"; {rs.problems} problem(s) in {rs.files_with_problems} file(s), skipped" if rs.problems else ""))
+    links = [lk for s in selected for lk in s.links]
+    if not links:
+        raise InputError(f"{opts.framenet}: no link survived the selection (see the thresholds: --max-sentence-tokens, --max-fe-tokens, --min-distance, --all-fes)")
+    t_select = time.perf_counter()
+
+    scorer = FrameNetScorer(lm.n_layers, lm.n_heads, first_pair=opts.first_pair, samples=opts.baseline_samples, max_offset=opts.max_offset,
+                            min_distance=opts.min_distance, seed=opts.seed)
+    first_id = np.cumsum([0] + [len(s.links) for s in selected])
+    for i, enc, att in iter_attention(lm, [s.enc for s in selected], opts.batch_size, description=f"framenet {lm.name}", quiet=opts.quiet):
+        scorer.add(att, selected[i].links, enc.special, list(range(first_id[i], first_id[i + 1])))
+    res = scorer.result()
+    t_score = time.perf_counter()
+
+    direction = opts.rank_by.replace("-", "_")
+    other = "target_to_fe" if direction == "fe_to_target" else "fe_to_target"
+    arrow = {"fe_to_target": "FE->target", "target_to_fe": "target->FE"}
+    heads: dict[str, tuple[np.ndarray, str]] = {
+        "framenet_fe_to_target": (res.fe_to_target, "mean over FrameNet links of the max attention from a frame-element piece (query) to a target piece (key)"),
+        "framenet_target_to_fe": (res.target_to_fe, "mean over FrameNet links of the max attention from a target piece (query) to a frame-element piece (key)"),
+    }
+    for d, suffix in (("fe_to_target", ""), ("target_to_fe", "_target_to_fe")):
+        heads[f"framenet_baseline_same_distance{suffix}"] = (res.same_distance[d], f"{arrow[d]} score of the links moved to random other positions of their sentence (same distance)")
+        heads[f"framenet_baseline_same_distance{suffix}_p99"] = (res.same_distance_p99[d], f"99th percentile of the {arrow[d]} same-distance baseline over {res.samples} draws")
+        heads[f"framenet_baseline_offset{suffix}"] = (res.offset_best[d], f"{arrow[d]} score with the target replaced by the pieces at the head's best fixed offset from the FE")
+        heads[f"framenet_baseline_offset{suffix}_k"] = (res.offset_best_k[d], f"that best offset, in pieces from the FE's first piece ({arrow[d]})")
+
+    # -- store
+    link_rows = [{"sentence": lk.sentence, "frame": lk.frame, "lu": lk.lu, "fe": lk.fe, "fe_pieces": lk.fe_pieces.tolist(),
+                  "target_pieces": lk.target_pieces.tolist(), "distance": lk.distance, "fe_span": list(lk.fe_span),
+                  "target_spans": [list(t) for t in lk.target_spans]} for lk in links]
+    config = {k: v for k, v in asdict(opts).items() if k not in ("conllu", "base_relations", "min_count", "force", "quiet")}
+    with StoreWriter(out, "framenet", force=opts.force) as w:
+        w.set_model(n_layers=lm.n_layers, n_heads=lm.n_heads, **_model_attrs(lm))
+        w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.framenet).expanduser()), "sentences": opts.sentences,
+                                          "selection": {"max_sentence_tokens": opts.max_sentence_tokens, "max_fe_tokens": opts.max_fe_tokens,
+                                                        "min_distance": opts.min_distance, "core_only": opts.core_only,
+                                                        "core_definition": opts.core_definition, "limit": opts.limit},
+                                          "first_pair": int(opts.first_pair), "baseline_samples": opts.baseline_samples, "seed": opts.seed,
+                                          "n_sentences": len(selected), "n_links": len(links), "max_length": opts.max_length}),
+                         provenance_texts({"framenet": config}, command))
+        w.put_strings("examples/id", [s.id for s in selected])
+        w.put_strings("examples/text_a", [s.text for s in selected])
+        w.put_array("examples/length", np.asarray([s.enc.length for s in selected], dtype=np.int32))
+        for name, (values, desc) in heads.items():
+            w.put_head_quantity(name, values, desc)
+        w.put_json("framenet/selection", [{"step": s, "sentences": n, "links": m} for s, n, m in counts.rows()])
+        w.put_json("framenet/links", link_rows)
+        w.put_json("framenet/reader", rs.as_dict())
+    t_write = time.perf_counter()
+
+    # -- tables
+    sel_t = Table("FrameNet selection (sentences and links surviving each filter)", ["filter", "sentences", "links"],
+                  caption=f"the paper kept {PAPER_SENTENCES} sentences (bert-base tokenizer, LU exemplars)"
+                  + ("; counts cover the corpus read until --limit was reached" if stopped else ""))
+    for row in counts.rows():
+        sel_t.add(*row)
+    score = res.scores(direction)
+    flag_heads, flag_base = res.above_heads_p99(direction), res.above_baseline_p99(direction)
+    cols = ["rank", "head", arrow[direction], arrow[other], "same-dist. baseline", "baseline p99", "best offset", "offset k", "> p99 of heads", "> baseline p99"]
+    rank_t = Table(f"heads ranked by {arrow[direction]} mean max-attention over {len(links)} links in {len(selected)} sentences"
+                   + (" (first-pair variant)" if opts.first_pair else ""), cols,
+                   caption="'> p99 of heads': above the 99th percentile of all heads (the paper's flag); "
+                   "'> baseline p99': above the 99th percentile of the head's own same-distance baseline")
+    ranked = rank_heads(score)
+    for r, (layer, h) in enumerate(ranked[: opts.top], 1):
+        k = res.offset_best_k[direction][layer, h]
+        rank_t.add(r, head_name(layer, h), float(score[layer, h]), float(res.scores(other)[layer, h]),
+                   float(res.same_distance[direction][layer, h]), float(res.same_distance_p99[direction][layer, h]),
+                   float(res.offset_best[direction][layer, h]), "" if np.isnan(k) else f"{int(k):+d}",
+                   "yes" if flag_heads[layer, h] else "", "yes" if flag_base[layer, h] else "")
+    tables = [sel_t, rank_t]
+    if opts.examples:
+        ex_t = Table(f"strongest link of each top head ({arrow[direction]}): {{target}}, <frame element>", ["head", "attention", "frame", "FE", "sentence"])
+        for layer, h in ranked[: opts.examples]:
+            lid = int(res.best_link[direction][layer, h])
+            if lid < 0:
+                continue
+            lk = links[lid]
+            ex_t.add(head_name(layer, h), float(res.best_value[direction][layer, h]), lk.frame, lk.fe, _mark(selected[lk.sentence].text, lk))
+        tables.append(ex_t)
+    timings = {"load_model_s": t_model - t0, "read_select_s": t_select - t_model, "forward_score_s": t_score - t_select, "write_s": t_write - t_score}
+    return RelationsJobResult(Path(out), "framenet", tables, len(selected), len(links), lm.n_layers, lm.n_heads, timings)
+
+
+# ------------------------------------------------------------------------------------------------
+# dependency relations (CoNLL-U)
+
+
+def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None) -> RelationsJobResult:
+    from bertsecrets_cli.analysis.framenet import rank_heads
+    from bertsecrets_cli.analysis.relations import DependencyScorer, relation_key, word_attention, word_piece_matrix
+    from bertsecrets_cli.data.conllu import read_conllu
+    from bertsecrets_cli.jobs.attention_batches import iter_attention
+    from bertsecrets_cli.jobs.provenance import provenance_texts
+    from bertsecrets_cli.model.load import load_model
+    from bertsecrets_cli.model.tokenize import encode_examples
+    from bertsecrets_cli.store.writer import StoreWriter
+
+    t0 = time.perf_counter()
+    # the whole file is checked before the model loads: a malformed line fails fast
+    sentences = [s for s in read_conllu(opts.conllu) if s.words]
+    if not sentences:
+        raise InputError(f"{opts.conllu}: no sentences")
+    if opts.limit is not None:
+        sentences = sentences[: opts.limit]
+    lm = load_model(opts.model, device=opts.device)
+    t_model = time.perf_counter()
+    kept, encoded, matrices, too_long = [], [], [], 0
+    for s in sentences:
+        spans, pos = [], 0
+        for wd in s.words:  # words joined by single spaces: every piece then lies inside one word
+            spans.append((pos, pos + len(wd.form)))
+            pos += len(wd.form) + 1
+        text = " ".join(wd.form for wd in s.words)
+        enc = encode_examples(lm.tokenizer, [(text, None)], opts.max_length)[0]
+        real = enc.offsets[enc.special == 0]
+        if len(real) and int(real[:, 1].max()) < len(text.rstrip()):
+            too_long += 1  # truncated: the words past --max-length would look unattended
+            continue
+        M = word_piece_matrix(enc.offsets, enc.special, spans)
+        kept.append((s, text))
+        encoded.append(enc)
+        matrices.append(M)
+    if too_long:
+        info(f"skipped {too_long} sentence(s) longer than --max-length {opts.max_length} pieces")
+    if not kept:
+        raise InputError(f"{opts.conllu}: no sentence fits in --max-length {opts.max_length}")
+    t_select = time.perf_counter()
+
+    scorer = DependencyScorer(lm.n_layers, lm.n_heads, base_relations=opts.base_relations)
+    for i, enc, att in iter_attention(lm, encoded, opts.batch_size, description=f"dependencies {lm.name}", quiet=opts.quiet):
+        s = kept[i][0]
+        M = matrices[i]
+        scorer.add(word_attention(att, M), [wd.head for wd in s.words], [wd.deprel for wd in s.words], M.sum(1) > 0)
+    results = scorer.results()
+    overall = scorer.overall()
+    if overall is None:
+        raise InputError(f"{opts.conllu}: no dependency arc with a HEAD and DEPREL to score")
+    if scorer.skipped_unmapped:
+        info(f"skipped {scorer.skipped_unmapped} arc(s) whose dependent or governor has no word piece")
+    t_score = time.perf_counter()
+
+    keys: dict[str, str] = {}
+    for r in results:
+        k = relation_key(r.label)
+        while k in keys.values():  # two labels that differ only in punctuation keep separate arrays
+            k += "_"
+        keys[r.label] = k
+    rel_rows = []
+    config = {k: v for k, v in asdict(opts).items() if k not in ("framenet", "sentences", "max_sentence_tokens", "max_fe_tokens", "min_distance",
+                                                                   "core_only", "core_definition", "first_pair", "baseline_samples", "max_offset",
+                                                                   "rank_by", "force", "quiet")}
+    with StoreWriter(out, "dependency", force=opts.force) as w:
+        w.set_model(n_layers=lm.n_layers, n_heads=lm.n_heads, **_model_attrs(lm))
+        w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.conllu).expanduser()), "n_sentences": len(kept), "n_arcs": overall.count,
+                                          "base_relations": int(opts.base_relations), "max_length": opts.max_length,
+                                          "word_attention": "mean over the attending word's pieces, sum over the attended word's pieces"}),
+                         provenance_texts({"framenet": config}, command))
+        w.put_strings("examples/id", [s.id for s, _ in kept])
+        w.put_strings("examples/text_a", [t for _, t in kept])
+        w.put_array("examples/length", np.asarray([e.length for e in encoded], dtype=np.int32))
+        for r in [overall, *results]:
+            k = "all" if r is overall else keys[r.label]
+            w.put_head_quantity(f"dep_{k}_accuracy", r.accuracy, f"accuracy of the most-attended word as the governor of '{r.label}' dependents ({r.count} arcs)")
+            w.put_head_quantity(f"dep_{k}_reverse_accuracy", r.reverse_accuracy, f"accuracy of the governor's most-attended word as its '{r.label}' dependent ({r.count} arcs)")
+            (li, hi), (lr, hr) = rank_heads(r.accuracy)[0], rank_heads(r.reverse_accuracy)[0]
+            rel_rows.append({"label": r.label, "key": k, "count": r.count, "offset_k": r.offset_k, "offset_accuracy": r.offset_accuracy,
+                             "best_head": head_name(li, hi), "best_accuracy": float(r.accuracy[li, hi]),
+                             "best_reverse_head": head_name(lr, hr), "best_reverse_accuracy": float(r.reverse_accuracy[lr, hr])})
+        w.put_json("dependency/relations", rel_rows)
+    t_write = time.perf_counter()
+
+    shown = [row for row in rel_rows if row["label"] == "all" or row["count"] >= opts.min_count]
+    rel_t = Table(f"best head per dependency relation ({len(kept)} sentences, {overall.count} arcs)",
+                  ["relation", "arcs", "dep->gov head", "accuracy", "gov->dep head", "reverse acc.", "best offset", "offset acc."],
+                  caption=f"relations with at least {opts.min_count} arcs (--min-count); offset = governor position - dependent position")
+    for row in shown:
+        rel_t.add(row["label"], row["count"], row["best_head"], row["best_accuracy"], row["best_reverse_head"], row["best_reverse_accuracy"],
+                  f"{row['offset_k']:+d}", row["offset_accuracy"])
+    rank_t = Table("heads ranked by accuracy over all relations (dependent -> governor)", ["rank", "head", "accuracy", "reverse acc.", "best offset acc."])
+    for rk, (layer, h) in enumerate(rank_heads(overall.accuracy)[: opts.top], 1):
+        rank_t.add(rk, head_name(layer, h), float(overall.accuracy[layer, h]), float(overall.reverse_accuracy[layer, h]), overall.offset_accuracy)
+    timings = {"load_model_s": t_model - t0, "read_select_s": t_select - t_model, "forward_score_s": t_score - t_select, "write_s": t_write - t_score}
+    return RelationsJobResult(Path(out), "dependency", [rel_t, rank_t], len(kept), overall.count, lm.n_layers, lm.n_heads, timings)
