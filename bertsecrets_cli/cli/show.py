@@ -1,0 +1,42 @@
+"""``bertsecrets show``: options and help only; the work is jobs.show.run_show."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from bertsecrets_cli.cli import common as c
+
+
+def show(
+    store: Annotated[str, typer.Argument(help="Any bertsecrets store ('-' reads stdin).")],
+    quantity: Annotated[Optional[str], typer.Option("--quantity", help="Rank the heads by this per-head quantity (several: comma-separated); without it, an overview of the store.")] = None,
+    top: Annotated[int, typer.Option("--top", "-k", help="How many heads to list (0: all).")] = 10,
+    bottom: Annotated[bool, typer.Option("--bottom", help="Lowest values first (e.g. the most changed heads by cosine).")] = False,
+    by_abs: Annotated[bool, typer.Option("--abs", help="Largest magnitude first (differences, ablation deltas).")] = False,
+    layer: Annotated[Optional[str], typer.Option("--layer", "-l", help="Only heads of this layer, 1-based (3 or L3).")] = None,
+    no_locking: c.NoLockingOpt = False,
+    fmt: c.FormatOpt = "table",
+    quiet: c.QuietOpt = False,
+    verbose: c.VerboseOpt = 0,
+    debug: c.DebugOpt = False,
+) -> None:
+    """Print what a store holds, or rank its heads by any per-head quantity, without recomputing anything.
+
+    Examples: show abl.h5 | show abl.h5 --quantity NAME --top 10 --abs | show diff.h5 --quantity cosine --bottom --layer 6
+    """
+    c.check_format(fmt)
+
+    def body() -> None:
+        from bertsecrets_cli.jobs.show import ShowOptions, run_show
+        from bertsecrets_cli.render.tables import emit
+        from bertsecrets_cli.store.spool import input_path
+
+        qs = tuple(q.strip() for q in quantity.split(",") if q.strip()) if quantity else ()
+        opts = ShowOptions(quantities=qs, top=top, bottom=bottom, by_abs=by_abs, layer=layer, locking=False if no_locking else None)
+        with input_path(store) as path:
+            tables = run_show(path, opts, name=store)
+        emit(tables, fmt)
+
+    c.run("show", body, quiet=quiet, verbose=verbose, debug=debug)

@@ -1,0 +1,271 @@
+"""``diff``: how attention changes between two models on the same examples (Kovaleva et al. 2019, sec. 4.3).
+
+Both stores are streamed side by side, one contiguous block at a time (``Store.iter_attention``), so memory
+stays bounded whatever their size; only per-example per-head numbers are kept. Examples are paired by id
+and must have identical tokens, or the maps would not be comparable cell by cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from itertools import pairwise
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertsecrets_cli.errors import InputError
+from bertsecrets_cli.heads import head_name, layer_name
+from bertsecrets_cli.render.console import info
+from bertsecrets_cli.render.progress import progress
+from bertsecrets_cli.render.tables import Table
+from bertsecrets_cli.store import schema as S
+
+# names inside a diff store (the writer API takes names; plot/show find /heads by themselves)
+PER_EXAMPLE_COSINE = "per_example/cosine"
+PER_EXAMPLE_JS = "per_example/js_divergence"
+EXAMPLE_FIELDS = ("id", "text_a", "text_b", "label", "length")
+
+
+@dataclass
+class DiffOptions:
+    padded: bool = False  # the authors' 200x200 canvas instead of maps cropped to the real length
+    canvas: int = 200
+    top: int = 10
+    block_values: int = 1 << 21  # attention values read per block and store: bounds memory (8 MiB as float32)
+    force: bool = False
+    locking: bool | None = None
+    quiet: bool = False
+
+
+@dataclass
+class DiffResult:
+    path: Path | None
+    n_examples: int
+    n_layers: int
+    n_heads: int
+    cosine: np.ndarray | None  # [layers, heads], mean over paired examples
+    js_divergence: np.ndarray | None
+    deltas: dict[str, np.ndarray] = field(default_factory=dict)  # name -> B - A, [layers, heads]
+    tables: list[Table] = field(default_factory=list)
+
+
+def pair_examples(ids_a: list[str], ids_b: list[str], name_a: str, name_b: str) -> tuple[list[int], list[int]]:
+    """Indices into A and B of the examples both hold, in A's order; duplicate ids pair only by position."""
+    if ids_a == ids_b:
+        return list(range(len(ids_a))), list(range(len(ids_b)))
+    pos_b: dict[str, int] = {}
+    for j, x in enumerate(ids_b):
+        if x in pos_b:
+            raise InputError(f"{name_b}: example id {x!r} occurs twice, so examples cannot be paired by id")
+        pos_b[x] = j
+    ia, ib, seen = [], [], set()
+    for i, x in enumerate(ids_a):
+        if x in seen:
+            raise InputError(f"{name_a}: example id {x!r} occurs twice, so examples cannot be paired by id")
+        seen.add(x)
+        if x in pos_b:
+            ia.append(i)
+            ib.append(pos_b[x])
+    if not ia:
+        raise InputError(f"{name_a} and {name_b}: no example id in common (e.g. {ids_a[0]!r} vs {ids_b[0]!r}); extract both from the same data")
+    if len(ia) < max(len(ids_a), len(ids_b)):
+        info(f"pairing {len(ia)} examples by id ({len(ids_a) - len(ia)} only in {name_a}, {len(ids_b) - len(ia)} only in {name_b})")
+    return ia, ib
+
+
+def _token_index(st: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(all token ids, per-example token offsets, lengths): compact integer arrays, no strings."""
+    return st.array(f"{S.G_TOKENS}/ids"), st.array(f"{S.G_EXAMPLES}/token_offset").astype(np.int64), st.lengths().astype(np.int64)
+
+
+def check_tokens(st_a: Any, st_b: Any, ia: list[int], ib: list[int], name_a: str | None = None, name_b: str | None = None) -> None:
+    """Raise InputError naming the first paired example whose tokens differ (the maps would not line up).
+
+    Token ids are compared first (integer arrays, fast); an example whose ids differ is compared by its
+    token strings, so two tokenizers that number the same pieces differently still pass.
+    """
+    name_a, name_b = name_a or str(st_a.path), name_b or str(st_b.path)
+    ids_a, off_a, len_a = _token_index(st_a)
+    ids_b, off_b, len_b = _token_index(st_b)
+    if ia == ib and np.array_equal(len_a, len_b) and np.array_equal(ids_a, ids_b):
+        return
+    names = None
+    for i, j in zip(ia, ib):
+        if len_a[i] == len_b[j] and np.array_equal(ids_a[off_a[i] : off_a[i] + len_a[i]], ids_b[off_b[j] : off_b[j] + len_b[j]]):
+            continue
+        ta, tb = st_a.tokens(i).text, st_b.tokens(j).text
+        if ta == tb:
+            continue
+        names = names or st_a.example_ids()
+        k = next((k for k, (x, y) in enumerate(zip(ta, tb)) if x != y), min(len(ta), len(tb)))
+        what = (f"token {k} is {ta[k]!r} in {name_a} but {tb[k]!r} in {name_b}" if k < min(len(ta), len(tb))
+                else f"it has {len(ta)} tokens in {name_a} but {len(tb)} in {name_b}")
+        raise InputError(f"example {names[i]!r}: {what}; diff needs both stores extracted with the same tokenizer, data and --max-length")
+
+
+def _pairs(st_a: Any, st_b: Any, ia: list[int], ib: list[int], block_values: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(A map, B map) per pair, in A's order: both streamed when B's order follows A's, else B read per example."""
+    if all(y > x for x, y in pairwise(ib)) and all(y > x for x, y in pairwise(ia)):
+        for (_, a), (_, b) in zip(st_a.iter_attention(ia, block_values), st_b.iter_attention(ib, block_values)):
+            yield a, b
+        return
+    info("the two stores hold the examples in different orders: reading B's one by one (slower)")
+    order = dict(zip(ia, ib))
+    for i, a in st_a.iter_attention(sorted(ia), block_values):
+        yield a, st_b.attention(order[i])
+
+
+def compare_quantities(heads_a: dict[str, Any], heads_b: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
+    """Every per-head quantity both stores hold: name -> (A values, B values, description)."""
+    out = {}
+    for name in sorted(set(heads_a) & set(heads_b)):
+        a, b = np.asarray(heads_a[name].values, float), np.asarray(heads_b[name].values, float)
+        if a.shape == b.shape:
+            out[name] = (a, b, heads_a[name].description)
+    return out
+
+
+def _nanmean(x: np.ndarray) -> float:
+    ok = np.isfinite(x)
+    return float(x[ok].mean()) if ok.any() else float("nan")
+
+
+def summary_tables(cosine: np.ndarray | None, js: np.ndarray | None, quantities: dict[str, tuple[np.ndarray, np.ndarray, str]],
+                   top: int, measure: str) -> list[Table]:
+    """Per-layer similarity (the rows of the paper's Fig. 5), the most changed heads, and B - A per quantity."""
+    from bertsecrets_cli.analysis.similarity import layer_means, rank_heads
+
+    tables: list[Table] = []
+    if cosine is not None and js is not None:
+        t = Table("similarity per layer (A -> B)", ["layer", "cosine", "min cosine", "least similar head", "JS divergence"],
+                  caption=f"{measure}; mean over heads and examples")
+        cos_l, js_l = layer_means(cosine), layer_means(js)
+        for li in range(cosine.shape[0]):
+            row = cosine[li]
+            h = int(np.nanargmin(row)) if np.isfinite(row).any() else 0
+            t.add(layer_name(li), cos_l[li], float(row[h]), head_name(li, h), js_l[li])
+        tables.append(t)
+        t = Table("most changed heads", ["rank", "head", "cosine", "JS divergence"], caption="lowest mean cosine first")
+        for r, (li, h, v) in enumerate(rank_heads(cosine, top=top, ascending=True), 1):
+            t.add(r, head_name(li, h), v, float(js[li, h]))
+        tables.append(t)
+    if quantities:
+        t = Table("per-head quantities (B - A)", ["quantity", "mean A", "mean B", "mean B-A", "largest |B-A|", "at head"],
+                  caption="every /heads quantity both stores hold; stored as delta_<name>")
+        for name, (a, b, _) in quantities.items():
+            d = b - a
+            ranked = rank_heads(d, top=1, by_abs=True)
+            li, h, v = ranked[0] if ranked else (0, 0, float("nan"))
+            t.add(name, _nanmean(a), _nanmean(b), _nanmean(d), v, head_name(li, h) if ranked else "")
+        tables.append(t)
+    return tables
+
+
+def _model_attr(st: Any, key: str) -> str:
+    # Store.attrs, not model_attrs: the latter cannot read array attributes such as label_names
+    v = st.attrs(S.G_MODEL).get(key, "")
+    return v if isinstance(v, str) else ""
+
+
+def _model_desc(st: Any) -> str:
+    return _model_attr(st, "name") or str(st.provenance().get("model") or st.path)
+
+
+def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opts: DiffOptions, *,
+             command: str | None = None, names: tuple[str, str] | None = None) -> DiffResult:
+    """Compare store B with store A: per-head cosine and JS divergence of the maps, and B - A of every shared quantity.
+
+    ``names`` are how the inputs are called in messages and provenance (the user's paths, even for '-').
+    """
+    from bertsecrets_cli.analysis.similarity import head_cosine, head_cosine_padded, head_js_divergence
+    from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
+    from bertsecrets_cli.store import StoreWriter, open_store
+    from bertsecrets_cli.store.writer import check_output_path
+
+    if opts.top < 0:
+        raise InputError(f"--top {opts.top}: must be 0 (all heads) or more")
+    if opts.padded and opts.canvas < 1:
+        raise InputError(f"--canvas {opts.canvas}: must be at least 1")
+    if out is not None:
+        check_output_path(out, force=opts.force)
+    name_a, name_b = names or (str(a_path), str(b_path))
+    with ExitStack() as stack:
+        st_a = stack.enter_context(open_store(a_path, locking=opts.locking))
+        st_b = stack.enter_context(open_store(b_path, locking=opts.locking))
+        L, H = st_a.n_layers, st_a.n_heads
+        if (st_b.n_layers, st_b.n_heads) != (L, H):
+            raise InputError(f"{name_a} has {L} layers x {H} heads but {name_b} has {st_b.n_layers} x {st_b.n_heads}: "
+                             "diff compares two stores of the same model architecture (e.g. pretrained vs fine-tuned)")
+        maps_a, maps_b = st_a.has(S.ATTENTION_MAPS), st_b.has(S.ATTENTION_MAPS)
+        quantities = compare_quantities(st_a.heads(), st_b.heads())
+        if not (maps_a and maps_b):
+            lacking = name_a if not maps_a else name_b
+            if not quantities:
+                raise InputError(f"{lacking} holds no attention maps and the two stores share no per-head quantity: nothing to compare")
+            info(f"{lacking} holds no attention maps: comparing the {len(quantities)} per-head quantities both stores hold")
+        measure = f"cosine of maps padded to {opts.canvas}x{opts.canvas}, as the authors' code" if opts.padded else "cosine of maps cropped to the real length"
+        cosine = js = None
+        ia: list[int] = []
+        writer = stack.enter_context(StoreWriter(out, "diff", force=opts.force, locking=opts.locking)) if out is not None else None
+        if maps_a and maps_b:
+            ia, ib = pair_examples(st_a.example_ids(), st_b.example_ids(), name_a, name_b)
+            check_tokens(st_a, st_b, ia, ib, name_a, name_b)
+            cos_fn = (lambda x, y: head_cosine_padded(x, y, opts.canvas)) if opts.padded else head_cosine
+            app_cos = writer.appender(PER_EXAMPLE_COSINE, np.float32, (L, H)) if writer else None
+            app_js = writer.appender(PER_EXAMPLE_JS, np.float32, (L, H)) if writer else None
+            cos_sum, js_sum = np.zeros((L, H)), np.zeros((L, H))
+            cos_n = np.zeros((L, H))
+            with progress(len(ia), "diff", quiet=opts.quiet) as advance:
+                for a, b in _pairs(st_a, st_b, ia, ib, opts.block_values):
+                    c, j = cos_fn(a, b), head_js_divergence(a, b)
+                    ok = np.isfinite(c)
+                    cos_sum += np.where(ok, c, 0.0)
+                    cos_n += ok
+                    js_sum += j
+                    if app_cos is not None:
+                        app_cos.append(c[None].astype(np.float32))
+                        app_js.append(j[None].astype(np.float32))
+                    advance(1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cosine = cos_sum / cos_n
+            js = js_sum / len(ia)
+        deltas = {f"delta_{n}": b - a for n, (a, b, _) in quantities.items()}
+        tables = summary_tables(cosine, js, quantities, opts.top, measure)
+        if writer is not None:
+            writer.set_model(n_layers=L, n_heads=H, model_type=_model_attr(st_a, "model_type"), name=f"{_model_desc(st_a)} -> {_model_desc(st_b)}",
+                             name_a=_model_desc(st_a), name_b=_model_desc(st_b))
+            pa, pb = st_a.provenance(), st_b.provenance()
+            writer.set_provenance(
+                {**tool_attrs(), "store_a": name_a, "store_b": name_b, "model_a": pa.get("model", ""), "model_b": pb.get("model", ""),
+                 "model_fingerprint_a": pa.get("model_fingerprint", ""), "model_fingerprint_b": pb.get("model_fingerprint", ""),
+                 "data_source": pa.get("data_source", ""), "task": pa.get("task", ""), "measure": measure if cosine is not None else "",
+                 "js_divergence": "Jensen-Shannon divergence in bits, mean over query rows" if js is not None else "",
+                 "n_paired": len(ia)},
+                provenance_texts({"diff": {**asdict(opts), "a": name_a, "b": name_b}}, command),
+            )
+            if ia:
+                _write_examples(writer, st_a, ia)
+            if cosine is not None and js is not None:
+                writer.put_head_quantity("cosine", cosine, f"mean over examples of the per-head {measure}, A -> B", measure="padded" if opts.padded else "cropped")
+                writer.put_head_quantity("js_divergence", js, "mean over examples and query rows of the Jensen-Shannon divergence (bits) of A's and B's attention rows")
+            for n, (a, b, desc) in quantities.items():
+                writer.put_head_quantity(f"delta_{n}", b - a, f"B - A of {n}" + (f": {desc}" if desc else ""))
+        path = Path(out) if out is not None else None
+    return DiffResult(path, len(ia), L, H, cosine, js, deltas, tables)
+
+
+def _write_examples(writer: Any, st: Any, idx: list[int]) -> None:
+    """The paired examples' index (ids, texts, labels, lengths) from store A, in pairing order."""
+    sel = np.asarray(idx)
+    for name in EXAMPLE_FIELDS:
+        full = f"{S.G_EXAMPLES}/{name}"
+        if not st.has(full):
+            continue
+        if name in ("id", "text_a", "text_b"):
+            vals = st.strings(full)
+            writer.put_strings(full, [vals[i] for i in idx])
+        else:
+            writer.put_array(full, st.array(full)[sel])

@@ -1,0 +1,127 @@
+"""``show``: read a store back without recomputing: what it is, and head rankings of any per-head quantity.
+
+A store written by ablate, diff, classify or extract answers "which heads matter" from its /heads
+quantities in well under a second: nothing but small arrays and attributes is read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertsecrets_cli.errors import InputError
+from bertsecrets_cli.heads import head_name, parse_layer
+from bertsecrets_cli.render.tables import Table
+from bertsecrets_cli.store import schema as S
+
+# provenance attributes too long or too internal for the overview
+_SKIP_PROVENANCE = {"config", "environment", "tool"}
+_MAX_VALUE = 100
+
+
+@dataclass
+class ShowOptions:
+    quantities: tuple[str, ...] = ()
+    top: int = 10  # 0: all heads
+    bottom: bool = False  # lowest first
+    by_abs: bool = False  # largest magnitude first
+    layer: str | None = None  # 1-based, '3' or 'L3'
+    locking: bool | None = None
+
+
+def _short(v: Any) -> str:
+    s = str(v).replace("\n", " ")
+    return s if len(s) <= _MAX_VALUE else s[: _MAX_VALUE - 3] + "..."
+
+
+def _contents(st: Any) -> str:
+    held = []
+    if st.has(S.ATTENTION_MAPS):
+        held.append("attention maps")
+    if st.has(S.STATS_PER_EXAMPLE):
+        held.append("per-example statistics")
+    n = len(st.heads())
+    held.append(f"{n} per-head quantit{'y' if n == 1 else 'ies'}")
+    return ", ".join(held)
+
+
+def overview_tables(st: Any, name: str) -> list[Table]:
+    """What the store is (kind, model, examples, provenance) and the per-head quantities it holds."""
+    root = st.attrs("/")
+    model = st.attrs(S.G_MODEL)
+    t = Table(f"store {name}", ["field", "value"])
+    t.add("kind", st.kind)
+    t.add("schema version", st.version)
+    t.add("written by", f"bertsecrets {root.get(S.A_TOOL_VERSION, '?')}, {root.get(S.A_CREATED, '?')}")
+    t.add("model", _short(model.get("name", "") if isinstance(model.get("name", ""), str) else ""))
+    t.add("layers x heads", f"{st.n_layers} x {st.n_heads}")
+    t.add("examples", st.n_examples)
+    t.add("contents", _contents(st))
+    shown = {"model": model.get("name", "")}
+    for k, v in sorted(st.provenance().items()):
+        if k in _SKIP_PROVENANCE or k in ("tool_version",) or v in ("", None) or shown.get(k) == v:
+            continue
+        t.add(k, _short(v))
+    q = Table("per-head quantities", ["quantity", "min", "mean", "max", "max at", "description"],
+              caption=f"rank heads with: bertsecrets show {name} --quantity NAME --top 10")
+    for qname, hq in sorted(st.heads().items()):
+        v = np.asarray(hq.values, float)
+        ok = np.isfinite(v)
+        if ok.any():
+            li, h = np.unravel_index(int(np.argmax(np.where(ok, v, -np.inf))), v.shape)
+            q.add(qname, float(v[ok].min()), float(v[ok].mean()), float(v[ok].max()), head_name(int(li), int(h)), _short(hq.description))
+        else:
+            q.add(qname, math.nan, math.nan, math.nan, "", _short(hq.description))
+    return [t, q]
+
+
+def require_quantity(heads: dict[str, Any], q: str, name: str) -> None:
+    """InputError for an unknown quantity, suggesting close names (or listing them all)."""
+    if q in heads:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(q, list(heads), n=3, cutoff=0.4)
+    hint = f"; did you mean {', '.join(close)}?" if close else (f"; it holds {', '.join(sorted(heads))}" if heads else "; it holds none")
+    raise InputError(f"{name}: no per-head quantity {q!r}{hint}")
+
+
+def ranking_table(values: np.ndarray, quantity: str, description: str, opts: ShowOptions, n_layers: int) -> Table:
+    """Heads of one quantity, ranked; --layer keeps one layer."""
+    from bertsecrets_cli.analysis.similarity import rank_heads
+
+    layer = parse_layer(opts.layer, n_layers) if opts.layer is not None else None
+    ranked = rank_heads(np.asarray(values, float), top=opts.top, ascending=opts.bottom, by_abs=opts.by_abs, layer=layer)
+    where = f" in L{layer + 1}" if layer is not None else ""
+    count = "all" if opts.top <= 0 else f"{'bottom' if opts.bottom else 'top'} {opts.top}"
+    title = f"{quantity}, {count}{' by |value|' if opts.by_abs else ''}{where}"
+    t = Table(title, ["rank", "head", "layer", quantity], caption=description or None)
+    for r, (li, h, v) in enumerate(ranked, 1):
+        t.add(r, head_name(li, h), f"L{li + 1}", v)
+    return t
+
+
+def run_show(store: str | Path, opts: ShowOptions, *, name: str | None = None) -> list[Table]:
+    """Overview of ``store`` when no quantity is named; else one ranking table per named quantity."""
+    from bertsecrets_cli.store import open_store
+
+    name = name or str(store)
+    if opts.top < 0:
+        raise InputError(f"--top {opts.top}: must be 0 (all heads) or more")
+    if opts.bottom and opts.by_abs:
+        raise InputError("--bottom and --abs: choose one order")
+    with open_store(store, locking=opts.locking) as st:
+        if not opts.quantities:
+            if opts.layer is not None:
+                raise InputError("--layer filters a ranking: name a --quantity too")
+            return overview_tables(st, name)
+        heads = st.heads()
+        tables = []
+        for q in opts.quantities:
+            require_quantity(heads, q, name)
+            tables.append(ranking_table(heads[q].values, q, heads[q].description, opts, st.n_layers))
+        return tables
