@@ -301,3 +301,25 @@ def read_patterns(store: Store) -> PatternMaps:
         token_feature_names=json.loads(_decode(tok.attrs["names"])), token_attention=tok[...],
         attrs=store.attrs(G_PATTERNS),
     )
+
+
+def iter_tokens(store: Store, block_examples: int = 2048) -> Iterator[tuple[int, TokenInfo]]:
+    """(index, TokenInfo) of every example in store order, read a block of examples at a time.
+
+    Same values as ``Store.tokens(i)``, which costs six small HDF5 reads per example (measured: 44% of
+    classify's time on a 200-example store); memory is bounded by ``block_examples``.
+    """
+    n = store.n_examples
+    if not n:
+        return
+    starts = store.h5["examples/token_offset"][...].astype(np.int64)
+    lengths = store.lengths().astype(np.int64)
+    t = store.h5[S.G_TOKENS]
+    for b0 in range(0, n, block_examples):
+        b1 = min(n, b0 + block_examples)
+        s, e = int(starts[b0]), int(starts[b1 - 1] + lengths[b1 - 1])
+        ids, types, special, offsets = t["ids"][s:e], t["type_ids"][s:e], t["special"][s:e], t["offsets"][s:e]
+        text = [_decode(x) for x in t["text"][s:e]]
+        for i in range(b0, b1):
+            a, z = int(starts[i]) - s, int(starts[i] + lengths[i]) - s
+            yield i, TokenInfo(ids[a:z], text[a:z], types[a:z], special[a:z], offsets[a:z])
