@@ -29,16 +29,25 @@ def matthews(pred: np.ndarray, gold: np.ndarray) -> float:
     return float((tp * tn - fp * fn) / denom) if denom else 0.0
 
 
+def _undefined_correlation(pred: np.ndarray, gold: np.ndarray) -> bool:
+    """Fewer than two points or a constant side (compared exactly: np.std of a constant array can come
+    out as 1e-17, and scipy would then warn and return nan anyway)."""
+    pred, gold = np.asarray(pred, dtype=np.float64), np.asarray(gold, dtype=np.float64)
+    return len(gold) < 2 or bool(np.all(pred == pred[0])) or bool(np.all(gold == gold[0]))
+
+
 def pearson(pred: np.ndarray, gold: np.ndarray) -> float:
-    if len(gold) < 2 or np.std(pred) == 0 or np.std(gold) == 0:
+    """Pearson r; nan when undefined (a constant prediction, such as the mean-score baseline)."""
+    if _undefined_correlation(pred, gold):
         return float("nan")
-    return float(_stats.pearsonr(pred, gold)[0])
+    return float(_stats.pearsonr(np.asarray(pred, dtype=np.float64), np.asarray(gold, dtype=np.float64))[0])
 
 
 def spearman(pred: np.ndarray, gold: np.ndarray) -> float:
-    if len(gold) < 2 or np.std(pred) == 0 or np.std(gold) == 0:
+    """Spearman rho (average ranks for ties); nan when undefined."""
+    if _undefined_correlation(pred, gold):
         return float("nan")
-    return float(_stats.spearmanr(pred, gold)[0])
+    return float(_stats.spearmanr(np.asarray(pred, dtype=np.float64), np.asarray(gold, dtype=np.float64))[0])
 
 
 _FUNCS = {"accuracy": accuracy, "f1": f1_binary, "mcc": matthews, "pearson": pearson, "spearman": spearman}

@@ -42,6 +42,7 @@ def logits_for(lm: Any, batches: list[tuple[list[int], dict[str, Any]]], n: int,
     from bertsecrets_cli.model.attention import intervene
 
     out = np.zeros((n, lm.model.config.num_labels), dtype=np.float32)
+    lm.model.eval()  # no dropout: a model fresh from training is still in train mode
     with torch.inference_mode(), progress(n, desc, quiet=quiet) as advance:
         for idx, batch in batches:
             if intervention is not None:

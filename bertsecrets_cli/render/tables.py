@@ -70,11 +70,24 @@ def emit(tables: list[Table] | Table, fmt: str = "table", stream: TextIO | None 
         console = Console(file=out, highlight=False, soft_wrap=False)
         for t in tables:
             rt = RichTable(title=escape(t.title), caption=escape(t.caption) if t.caption else None, title_justify="left")
-            for c in t.columns:
-                rt.add_column(escape(c), justify="right" if t.rows and isinstance(_jsonable(t.rows[0][t.columns.index(c)]), (int, float)) else "left")
+            for k, c in enumerate(t.columns):
+                numeric = any(isinstance(_jsonable(r[k]), (int, float)) and not isinstance(r[k], bool) for r in t.rows if k < len(r))
+                rt.add_column(escape(c), justify="right" if numeric else "left")
             for r in t.rows:
                 rt.add_row(*(escape(_cell(v, t.digits)) for v in r))  # data, never markup: "[their homes]" must show
             console.print(rt)
     else:
         raise ValueError(fmt)
     out.flush()
+
+
+def to_markdown(t: Table) -> str:
+    """A GitHub-flavoured Markdown table (for report files)."""
+    def cell(v: Any) -> str:
+        return _cell(v, t.digits).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in t.rows]
+    if t.caption:
+        lines += ["", f"_{t.caption}_"]
+    return "\n".join(lines)
