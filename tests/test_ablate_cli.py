@@ -1,0 +1,184 @@
+"""``bertsecrets ablate`` end to end: store contents, tables, errors, shards that combine into one store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bertsecrets_cli.cli.app import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_factory, tmp_path_factory) -> Path:
+    """A tiny BERT classifier with large random weights, so disabling heads changes predictions."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    src = tiny_model_factory("bert", classifier=True)
+    model = AutoModelForSequenceClassification.from_pretrained(src)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 2 and "embeddings" not in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    out = tmp_path_factory.mktemp("strong-bert")
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(src).save_pretrained(out)
+    return out
+
+
+def _run(*args: str):
+    return runner.invoke(app, ["ablate", "--device", "cpu", "-q", *args])
+
+
+@pytest.fixture(scope="module")
+def full(model_dir, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("abl") / "abl.h5"
+    r = _run("-m", str(model_dir), "-n", "24", "--bootstrap", "200", "--importance", "-o", str(out), "--format", "json")
+    assert r.exit_code == 0, r.output
+    return out, json.loads(r.stdout)
+
+
+def test_default_run_writes_every_head_and_layer_with_intervals(full):
+    from bertsecrets_cli.jobs.ablate import read_ablation
+    from bertsecrets_cli.store.reader import open_store
+
+    path, tables = full
+    with open_store(path, kind="ablation") as st:
+        heads = st.heads()
+        assert {"ablation_delta", "ablation_ci_low", "ablation_ci_high", "ablation_score", "importance"} <= set(heads)
+        assert heads["ablation_delta"].values.shape == (2, 4)
+        assert st.array("layers/ablation_delta").shape == (2,)
+    r = read_ablation(path)
+    assert r.names[:9] == ["L1H1", "L1H2", "L1H3", "L1H4", "L2H1", "L2H2", "L2H3", "L2H4", "L1"] and r.names[-1] == "L2"
+    np.testing.assert_allclose(r.delta[:, 0], r.metrics[:, 0] - r.base_metrics[0])
+    assert (r.ci_low[:, 0] <= r.delta[:, 0] + 1e-12).all() and (r.delta[:, 0] <= r.ci_high[:, 0] + 1e-12).all()
+    assert np.abs(r.delta[:, 0]).max() > 0, "the strengthened model must react to ablation"
+    assert heads["ablation_delta"].values[1, 2] == pytest.approx(r.delta[r.names.index("L2H3"), 0])
+    np.testing.assert_allclose(np.sqrt((heads["importance"].values ** 2).sum(1)), 1.0)
+    assert r.predictions.shape == (10, 24)
+    # tables: baseline, helps, hurts, layers, importance x2
+    assert "baseline" in tables and tables["baseline"][0]["metric"] == "accuracy"
+    helps = next(v for k, v in tables.items() if "helps most" in k)
+    assert [row["delta"] for row in helps] == sorted((row["delta"] for row in helps), reverse=True)
+    assert all(row["noise?"] in ("", "noise?", "no change") for row in helps)
+
+
+def test_unknown_head_is_a_clear_input_error(model_dir, tmp_path):
+    r = _run("-m", str(model_dir), "-n", "4", "--heads", "L13H1", "-o", str(tmp_path / "x.h5"))
+    assert r.exit_code == 3
+    assert "L13H1" in r.stderr and "2 layers" in r.stderr
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_existing_output_is_refused_before_any_work(model_dir, tmp_path):
+    out = tmp_path / "x.h5"
+    out.write_bytes(b"keep me")
+    r = _run("-m", str(model_dir), "-n", "4", "-o", str(out))
+    assert r.exit_code == 6 and "--force" in r.stderr
+    assert out.read_bytes() == b"keep me"
+
+
+def test_explicit_sets_replace_the_default_sweep(model_dir, tmp_path):
+    from bertsecrets_cli.jobs.ablate import read_ablation
+
+    out = tmp_path / "sets.h5"
+    r = _run("-m", str(model_dir), "-n", "8", "--heads", "L1H2,L2H1", "--heads", "L2H4", "--layers", "1,2", "--mode", "zero",
+             "--bootstrap", "0", "-o", str(out), "--format", "tsv")
+    assert r.exit_code == 0, r.output
+    res = read_ablation(out)
+    assert res.names == ["L1H2+L2H1", "L2H4", "L1+L2"] and res.kinds == ["heads", "head", "layers"] and res.mode == "zero"
+    assert res.masks[2].all() and res.masks[0].sum() == 2
+    assert np.isnan(res.ci_low).all()
+    assert "# sets disabled together" in r.stdout
+
+
+def test_shards_combine_into_the_unsharded_store(model_dir, full, tmp_path):
+    from bertsecrets_cli.jobs.ablate import read_ablation
+
+    path, _ = full
+    parts = []
+    for i in range(3):
+        p = tmp_path / f"abl-{i}.h5"
+        r = _run("-m", str(model_dir), "-n", "24", "--bootstrap", "200", "--importance", "--shard", f"{i}/3", "-o", str(p))
+        assert r.exit_code == 0, r.output
+        parts.append(p)
+    sizes = [len(read_ablation(p).names) for p in parts]
+    assert sizes == [3, 3, 4]
+    assert read_ablation(parts[1]).importance is None  # computed once, by shard 0
+    out = tmp_path / "combined.h5"
+    r = runner.invoke(app, ["ablate", "--combine", "-o", str(out), "-q", *map(str, reversed(parts))])
+    assert r.exit_code == 0, r.output
+    a, b = read_ablation(path), read_ablation(out)
+    assert a.names == b.names
+    for attr in ("metrics", "delta", "ci_low", "ci_high", "predictions", "importance", "base_metrics"):
+        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
+    r = runner.invoke(app, ["ablate", "--combine", "-o", str(tmp_path / "bad.h5"), str(parts[0]), str(parts[2])])
+    assert r.exit_code == 3 and "missing" in r.stderr
+    r = runner.invoke(app, ["ablate", "--combine", "-o", str(tmp_path / "bad.h5"), str(parts[0]), str(parts[0]), str(parts[1]), str(parts[2])])
+    assert r.exit_code == 3 and "also in" in r.stderr
+
+
+def test_greedy_reports_its_path_and_refuses_shards(model_dir, tmp_path):
+    from bertsecrets_cli.jobs.ablate import read_ablation
+
+    out = tmp_path / "greedy.h5"
+    r = _run("-m", str(model_dir), "-n", "24", "--greedy", "--no-sweep", "--bootstrap", "100", "-o", str(out), "--format", "json")
+    assert r.exit_code == 0, r.output
+    res = read_ablation(out)
+    g = res.greedy
+    assert g is not None and g.stopped
+    assert np.all(np.asarray(g.gain) > 0)
+    np.testing.assert_allclose(g.delta, np.asarray(g.score) - res.base_metrics[0])
+    if g.heads:  # the first step is the best single head of the sweep
+        best = max((m, -j) for j, m in enumerate(res.metrics[:, 0]))
+        assert g.heads[0] == res.names[-best[1]]
+    tables = json.loads(r.stdout)
+    assert any("greedy" in k for k in tables)
+    r = _run("-m", str(model_dir), "-n", "4", "--greedy", "--shard", "0/2", "-o", str(tmp_path / "g2.h5"))
+    assert r.exit_code == 3 and "--shard" in r.stderr
+
+
+def test_a_model_without_a_trained_classifier_is_refused(tmp_path, tiny_model_factory):
+    r = _run("-m", str(tiny_model_factory("bert")), "-n", "4", "-o", str(tmp_path / "x.h5"))
+    assert r.exit_code == 5 and "classification head" in r.stderr
+
+
+def test_shard_spec_and_environment():
+    from bertsecrets_cli.errors import InputError
+    from bertsecrets_cli.jobs.ablate import resolve_shard, shard_range
+
+    assert resolve_shard("1/4", {}) == (1, 4)
+    assert resolve_shard(None, {"RANK": "1", "WORLD_SIZE": "2"}) is None  # the environment only with 'auto'
+    assert resolve_shard("auto", {"RANK": "1", "WORLD_SIZE": "2"}) == (1, 2)
+    assert resolve_shard("auto", {"SLURM_ARRAY_TASK_ID": "12", "SLURM_ARRAY_TASK_MIN": "10", "SLURM_ARRAY_TASK_COUNT": "4"}) == (2, 4)
+    for bad in ("4/4", "1", "a/b", "-1/2"):
+        with pytest.raises(InputError):
+            resolve_shard(bad, {})
+    with pytest.raises(InputError):
+        resolve_shard("auto", {})
+    ranges = [shard_range(78, (i, 5)) for i in range(5)]
+    assert ranges[0][0] == 0 and ranges[-1][1] == 78 and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+
+
+def test_the_task_defaults_to_the_one_the_model_was_fine_tuned_for(model_dir, tmp_path):
+    import shutil
+
+    from bertsecrets_cli.jobs.ablate import read_ablation
+
+    folder = tmp_path / "mrpc-model"
+    shutil.copytree(model_dir, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["finetuning_task"] = "mrpc"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "m.h5"
+    r = _run("-m", str(folder), "-n", "6", "--heads", "L1H1", "--bootstrap", "0", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    res = read_ablation(out)
+    assert res.task == "mrpc" and res.metric_names == ["f1", "accuracy"]
