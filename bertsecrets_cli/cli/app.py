@@ -5,8 +5,17 @@ from __future__ import annotations
 import typer
 
 from bertsecrets_cli import __version__
+from bertsecrets_cli.cli.ablate import ablate
 from bertsecrets_cli.cli.check import check
+from bertsecrets_cli.cli.classify import classify_app
+from bertsecrets_cli.cli.diff import diff
+from bertsecrets_cli.cli.plot import plot
+from bertsecrets_cli.cli.show import show
 from bertsecrets_cli.cli.extract import extract
+from bertsecrets_cli.cli.finetune import finetune
+from bertsecrets_cli.cli.merge import merge
+from bertsecrets_cli.cli.reproduce import reproduce
+from bertsecrets_cli.cli.framenet import framenet
 
 app = typer.Typer(
     name="bertsecrets",
@@ -32,7 +41,16 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 app.command("extract")(extract)
+app.command("finetune")(finetune)
 app.command("check")(check)
+app.command("merge")(merge)
+app.command("reproduce")(reproduce)
+app.command("diff")(diff)
+app.command("plot")(plot)
+app.command("show")(show)
+app.command("framenet")(framenet)
+app.command("ablate")(ablate)
+app.add_typer(classify_app, name="classify")
 
 
 def main() -> None:

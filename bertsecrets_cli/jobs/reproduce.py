@@ -1,0 +1,386 @@
+"""``reproduce``: the paper's analyses end to end, into one folder with an index.
+
+For each task: fine-tune, extract pretrained and fine-tuned attention over dev examples, classify the
+patterns of both, diff them, ablate every head and layer of the fine-tuned model; FrameNet (and CoNLL-U)
+relation heads when a corpus is given. Every step writes its own store with the same job functions the
+subcommands use, so each can be rerun alone; ``resume`` skips the steps whose output already exists
+(outputs are atomic, so existing means complete). ``index.md`` shows every table and figure, and sets
+the paper's headline numbers next to ours, saying whether model and data are the paper's.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from bertsecrets_cli.errors import InputError, OutputError
+from bertsecrets_cli.render.console import info
+from bertsecrets_cli.render.tables import Table, to_markdown
+
+DEMO_TASKS = ("sst2", "mrpc", "stsb")
+PAPER_TASKS = ("mrpc", "stsb", "sst2", "qqp", "rte", "qnli", "mnli")
+
+
+@dataclass
+class ReproduceOptions:
+    model: str | None = None  # None: the embedded MiniLM
+    data: str | None = None  # a glue_data folder (one subfolder per task) or None: demo data
+    tasks: tuple[str, ...] = DEMO_TASKS
+    preset: str = "demo"  # finetune preset: "demo" (quick CPU run) or "paper"
+    train_limit: int | None = None
+    max_steps: int | None = None
+    eval_limit: int = 200  # dev examples analysed (the paper: at most 1000)
+    bootstrap: int = 1000
+    framenet: str | None = None
+    conllu: str | None = None
+    device: str = "auto"
+    resume: bool = False
+    force: bool = False
+    quiet: bool = False
+
+
+@dataclass
+class StepLog:
+    name: str
+    command: str
+    seconds: float
+    skipped: bool
+
+
+@dataclass
+class ReproduceResult:
+    out: Path
+    index: Path
+    steps: list[StepLog] = field(default_factory=list)
+    comparison: Table | None = None
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.steps)
+
+
+class _Runner:
+    """Runs steps in order, skipping finished ones on resume, and keeps the shell command of each."""
+
+    def __init__(self, opts: ReproduceOptions) -> None:
+        self.opts = opts
+        self.steps: list[StepLog] = []
+
+    def step(self, name: str, output: Path, argv: list[str], fn: Callable[[], Any]) -> bool:
+        command = "bertsecrets " + " ".join(shlex.quote(a) for a in argv)
+        done = output.exists() and (output.is_file() or (output / "finetune.json").exists())
+        if done and self.opts.resume:
+            info(f"[reproduce] {name}: done already ({output})")
+            self.steps.append(StepLog(name, command, 0.0, True))
+            return False
+        info(f"[reproduce] {name}: {command}")
+        t0 = time.perf_counter()
+        fn()
+        self.steps.append(StepLog(name, command, time.perf_counter() - t0, False))
+        return True
+
+
+def _task_data(opts: ReproduceOptions, task: Any) -> str | None:
+    """A glue_data root holds one folder per task; demo data when no --data."""
+    if opts.data is None:
+        return None
+    root = Path(opts.data)
+    sub = root / task.glue_dir
+    if sub.is_dir():
+        return str(sub)
+    if root.is_dir() and (root / "dev.tsv").exists() and len(opts.tasks) == 1:
+        return str(root)
+    if not root.exists() and not opts.data.startswith("hub:"):
+        raise InputError(f"--data {opts.data}: no such folder")
+    return opts.data  # a hub id: the loader says if it cannot be fetched
+
+
+def _check_out(out: Path, opts: ReproduceOptions) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not (opts.resume or opts.force):
+        raise OutputError(f"{out}: exists and is not empty; pass --resume to finish or update it, or --force to redo every step")
+    if not out.parent.exists():
+        raise OutputError(f"{out}: folder {out.parent} does not exist")
+
+
+def run_reproduce(opts: ReproduceOptions, out: str | Path) -> ReproduceResult:
+    from bertsecrets_cli.data.tasks import get_task
+    from bertsecrets_cli.jobs.ablate import AblateOptions, ablation_tables, run_ablate
+    from bertsecrets_cli.jobs.classify import ClassifyOptions, run_classify
+    from bertsecrets_cli.jobs.diff import DiffOptions, run_diff
+    from bertsecrets_cli.jobs.extract import DataOptions, ExtractOptions, run_extract
+    from bertsecrets_cli.jobs.finetune import FinetuneOptions, run_finetune
+
+    out = Path(out)
+    _check_out(out, opts)
+    tasks = [get_task(t) for t in opts.tasks]
+    if opts.data is None:
+        missing = [t.name for t in tasks if t.demo is None]
+        if missing:
+            raise InputError(f"task(s) {', '.join(missing)} have no demo data; pass --data glue_data (the GLUE download)")
+    if opts.eval_limit < 1:
+        raise InputError("--eval-limit must be at least 1")
+    for sub in ("models", "stores", "figures", "tables"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    run = _Runner(opts)
+    force = opts.force
+    model_arg = ["--model", opts.model] if opts.model else []
+    dev = ["--device", opts.device] if opts.device != "auto" else []
+    tables: dict[str, list[Table]] = {}
+
+    for task in tasks:
+        t = task.name
+        data = _task_data(opts, task)
+        data_arg = ["--data", data] if data else []
+        mdir = out / "models" / t
+        ft_overrides: dict[str, Any] = {}
+        if opts.max_steps:
+            ft_overrides["max_steps"] = opts.max_steps
+        fopts = FinetuneOptions(model=opts.model, task=t, data=data, preset=opts.preset, train_limit=opts.train_limit,
+                                eval_limit=opts.eval_limit, overrides=ft_overrides, device=opts.device, force=force, quiet=opts.quiet)
+        argv = ["finetune", "--task", t, *model_arg, *data_arg, "--preset", opts.preset, "--eval-limit", str(opts.eval_limit), "-o", str(mdir), *dev]
+        if opts.train_limit:
+            argv += ["--train-limit", str(opts.train_limit)]
+        if opts.max_steps:
+            argv += ["--max-steps", str(opts.max_steps)]
+        run.step(f"{t}: fine-tune", mdir, argv, lambda: tables.__setitem__(f"{t}-finetune", [run_finetune(fopts, mdir).table]))
+
+        stores = out / "stores"
+        data_opts = DataOptions(task=t, data=data, split="dev", limit=opts.eval_limit)
+        for tag, model in (("pre", opts.model), ("ft", str(mdir))):
+            path = stores / f"{t}-{tag}.h5"
+            margs = ["--model", model] if model else []
+            eo = ExtractOptions(model=model, data=data_opts, device=opts.device, force=force, quiet=opts.quiet)
+            run.step(f"{t}: extract {tag}", path, ["extract", "--task", t, *margs, *data_arg, "--limit", str(opts.eval_limit), "-o", str(path), *dev],
+                     lambda eo=eo, path=path: run_extract(eo, path))
+            pat = stores / f"{t}-{tag}.pat.h5"
+            run.step(f"{t}: classify {tag}", pat, ["classify", str(path), "-o", str(pat)],
+                     lambda path=path, pat=pat: run_classify(path, pat, ClassifyOptions(device=opts.device, force=force, quiet=opts.quiet)))
+        diff_path = stores / f"{t}-diff.h5"
+        run.step(f"{t}: diff", diff_path, ["diff", str(stores / f"{t}-pre.h5"), str(stores / f"{t}-ft.h5"), "-o", str(diff_path)],
+                 lambda: run_diff(stores / f"{t}-pre.h5", stores / f"{t}-ft.h5", diff_path, DiffOptions(force=force, quiet=opts.quiet)))
+        abl = stores / f"{t}-abl.h5"
+        ao = AblateOptions(model=str(mdir), data=data_opts, bootstrap=opts.bootstrap, device=opts.device, force=force, quiet=opts.quiet)
+        run.step(f"{t}: ablate", abl, ["ablate", "--model", str(mdir), "--task", t, *data_arg, "--limit", str(opts.eval_limit), "-o", str(abl), *dev],
+                 lambda: run_ablate(ao, abl))
+
+    if opts.framenet or opts.conllu:
+        from bertsecrets_cli.jobs.framenet import FrameNetOptions, run_relations
+
+        for kind, src in (("framenet", opts.framenet), ("dependency", opts.conllu)):
+            if not src:
+                continue
+            path = out / "stores" / f"{kind}.h5"
+            fo = FrameNetOptions(framenet=src if kind == "framenet" else None, conllu=src if kind == "dependency" else None,
+                                 model=opts.model, device=opts.device, force=force, quiet=opts.quiet)
+            flag = "--framenet" if kind == "framenet" else "--conllu"
+            run.step(kind, path, ["framenet", flag, src, *model_arg, "-o", str(path), *dev], lambda fo=fo, path=path: run_relations(fo, path))
+
+    t0 = time.perf_counter()
+    comparison = write_index(out, opts, tasks, run.steps)
+    run.steps.append(StepLog("figures and index", "(index.md)", time.perf_counter() - t0, False))
+    _ = ablation_tables  # tables are rebuilt from the stores in write_index
+    return ReproduceResult(out, out / "index.md", run.steps, comparison)
+
+
+# --------------------------------------------------------------------------------------- the index
+
+
+def _plot(store: Path, out_png: Path, **kw: Any) -> Path | None:
+    """A figure file via the plot job; None (and a note) when the store has nothing of that kind."""
+    from bertsecrets_cli.errors import BertsecretsError
+    from bertsecrets_cli.jobs.plot import PlotOptions, run_plot
+
+    try:
+        run_plot(store, PlotOptions(out=out_png, force=True, **kw))
+        return out_png
+    except BertsecretsError as e:
+        info(f"[reproduce] no figure {out_png.name}: {e}")
+        return None
+
+
+def _heads(path: Path) -> dict[str, np.ndarray]:
+    from bertsecrets_cli.store import open_store
+
+    with open_store(path) as st:
+        return {k: v.values for k, v in st.heads().items()}
+
+
+def _same_setup(opts: ReproduceOptions) -> str:
+    model_same = (opts.model or "").rstrip("/").endswith("bert-base-uncased")
+    data_same = opts.data is not None
+    if model_same and data_same:
+        return "same model and data"
+    if model_same:
+        return "same model, different data"
+    if data_same:
+        return "different model, same data"
+    return "different model and data"
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, (float, np.floating)):
+        return "nan" if np.isnan(x) else f"{x:.{digits}f}"
+    return str(x)
+
+
+def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list[StepLog]) -> Table:
+    """Figures, one Markdown table file per analysis, and index.md with the side-by-side table."""
+    from bertsecrets_cli.jobs.ablate import ablation_tables, read_ablation
+    from bertsecrets_cli.jobs.show import ShowOptions, run_show
+    from bertsecrets_cli.reference import paper_numbers
+    from bertsecrets_cli.store import open_store
+    from bertsecrets_cli.store.evaluation import read_evaluation
+
+    paper = paper_numbers()
+    setup = _same_setup(opts)
+    model_name = opts.model or "embedded all-MiniLM-L6-v2 (6 layers x 12 heads)"
+    data_name = opts.data or "shipped demo data (synthetic, not GLUE)"
+    cmp = Table("paper vs this run", ["finding", "task", "paper (bert-base, GLUE)", "this run", "setup"])
+    md: list[str] = [
+        "# Revealing the Dark Secrets of BERT: reproduction",
+        "",
+        f"Model: **{model_name}**. Data: **{data_name}**. Dev examples analysed per task: {opts.eval_limit}. "
+        f"Fine-tuning preset: `{opts.preset}`. Paper: Kovaleva et al., EMNLP 2019 (arXiv:1908.08593).",
+        "",
+    ]
+    if setup != "same model and data":
+        md += ["> The paper's numbers are for bert-base-uncased on GLUE. This run uses " + setup.replace("different", "a different")
+               + ", so the comparison shows whether the same *kind* of finding appears, not the same values.", ""]
+    body: list[str] = []
+    for task in tasks:
+        t, T = task.name, task.glue_dir
+        st = out / "stores"
+        figs = out / "figures"
+        body += [f"## {t}", ""]
+        # fine-tuning and Table 1 baselines
+        try:
+            ev = read_evaluation(out / "models" / t / "eval.h5")
+            rows = Table(f"{t}: dev scores", ["model", *task.metrics])
+            rows.add("fine-tuned", *(ev.metrics.get(m) for m in task.metrics))
+            for name, m in ev.baselines.items():
+                rows.add(name.replace("_", " "), *(m.get(k) for k in task.metrics))
+            body += _table_md(out, f"{t}-scores", rows)
+            ours = ev.metrics.get(task.main_metric)
+            ref = paper["baseline_scores_figure"].get(T)
+            cmp.add("fine-tuned dev score (" + task.main_metric + ")", T, _fmt(ref), _fmt(ours), setup)
+        except Exception as e:  # noqa: BLE001 - a missing record must not stop the index
+            body += [f"(no evaluation record: {e})", ""]
+        # patterns
+        for tag in ("pre", "ft"):
+            pat = st / f"{t}-{tag}.pat.h5"
+            if pat.exists():
+                fig = _plot(pat, figs / f"{t}-{tag}-patterns.png", title=f"{t}: pattern shares per layer ({'pretrained' if tag == 'pre' else 'fine-tuned'})")
+                with open_store(pat) as ps:
+                    shares = {k: v.values for k, v in ps.heads().items() if k.startswith("pattern_share_")}
+                    prov = ps.provenance()
+                    clf = f"{prov.get('classifier', '?')} ({prov.get('classifier_score_text', 'no validation score')})"
+                tbl = Table(f"{t} ({tag}): pattern shares over all heads", ["type", "share"])
+                for k, v in shares.items():
+                    tbl.add(k.removeprefix("pattern_share_").replace("_", "+"), float(np.nanmean(v)))
+                body += _table_md(out, f"{t}-{tag}-patterns", tbl, fig, caption=f"classifier: {clf}" if clf else None)
+                if tag == "ft":
+                    het = [float(np.nanmean(v)) for k, v in shares.items() if "heterogeneous" in k]
+                    vert = [float(np.nanmean(v)) for k, v in shares.items() if k.endswith("vertical")]
+                    ph = paper["pattern_shares_figure_percent"].get(T)
+                    if het:
+                        cmp.add("heterogeneous share of maps, fine-tuned (%)", T, _fmt(ph[0] if ph else None, 0), _fmt(100 * het[0], 1), setup)
+                    if vert:
+                        cmp.add("vertical share of maps, fine-tuned (%)", T, _fmt(ph[1] if ph else None, 0), _fmt(100 * vert[0], 1), setup)
+        # special tokens per layer (fine-tuned)
+        ft = st / f"{t}-ft.h5"
+        if ft.exists():
+            h = _heads(ft)
+            fig = _plot(ft, figs / f"{t}-ft-cls-sep.png", figure="layers", quantities=("stat_cls", "stat_sep"), title=f"{t}: attention to [CLS] and [SEP] per layer (fine-tuned)")
+            tbl = Table(f"{t} (fine-tuned): attention to special tokens per layer", ["layer", "[CLS]", "[SEP]", "punct"])
+            for layer in range(h["stat_cls"].shape[0]):
+                tbl.add(f"L{layer + 1}", *(float(np.nanmean(h[k][layer])) for k in ("stat_cls", "stat_sep", "stat_punct")))
+            body += _table_md(out, f"{t}-ft-special", tbl, fig)
+            sep_by_layer = np.nanmean(h["stat_sep"], 1)
+            cls_by_layer = np.nanmean(h["stat_cls"], 1)
+            cmp.add("layer with most [CLS] attention (paper: L2-L3, .19-.38)", T, "L2-L3", f"L{int(np.argmax(cls_by_layer)) + 1} ({cls_by_layer.max():.2f})", setup)
+            cmp.add("layer with most [SEP] attention (paper: L5-L10, .25-.40)", T, "L5-L10", f"L{int(np.argmax(sep_by_layer)) + 1} ({sep_by_layer.max():.2f})", setup)
+        # diff
+        dpath = st / f"{t}-diff.h5"
+        if dpath.exists():
+            cos = _heads(dpath)["cosine"]
+            fig = _plot(dpath, figs / f"{t}-cosine.png", quantities=("cosine",), title=f"{t}: cosine similarity, pretrained vs fine-tuned")
+            per_layer = np.nanmean(cos, 1)
+            tbl = Table(f"{t}: cosine similarity pretrained vs fine-tuned, per layer", ["layer", "cosine"])
+            for layer, v in enumerate(per_layer):
+                tbl.add(f"L{layer + 1}", float(v))
+            body += _table_md(out, f"{t}-cosine", tbl, fig)
+            pc = paper["cosine_per_layer_figure"].get(T)
+            if pc:
+                cmp.add("cosine, first layer", T, _fmt(pc[0], 2), _fmt(float(per_layer[0]), 2), setup)
+                cmp.add("cosine, last layer", T, _fmt(pc[3], 2), _fmt(float(per_layer[-1]), 2), setup)
+            changed_most = len(per_layer) > 2 and float(np.max(per_layer[-2:])) < float(np.min(per_layer[:-2]))
+            cmp.add("last two layers change most (paper: all tasks but QQP)", T, "yes" if T != "QQP" else "no", "yes" if changed_most else "no", setup)
+        # ablation
+        apath = st / f"{t}-abl.h5"
+        if apath.exists():
+            r = read_ablation(apath)
+            fig = _plot(apath, figs / f"{t}-ablation.png", quantities=("ablation_delta",), title=f"{t}: change of {r.main_metric} when a head is disabled (uniform)")
+            for i, tb in enumerate(ablation_tables(r, top=5)):
+                body += _table_md(out, f"{t}-ablation-{i}", tb, fig if i == 0 else None)
+            m = 0
+            heads = [k == "head" for k in r.kinds]
+            layers = [k == "layer" for k in r.kinds]
+            if any(heads):
+                d = r.delta[np.array(heads), m]
+                best = float(np.max(d))
+                n_help = int(np.sum(d > 0))
+                pa = paper["ablation_stated"]["best_single_head_gain_points"]
+                fig_ab = paper["ablation_figure"].get(T)
+                ref = pa.get(T, 100 * (fig_ab["best_head"][1] - fig_ab["base"]) if fig_ab else None)
+                cmp.add("best single-head gain when disabled (points)", T, _fmt(ref, 1), _fmt(100 * best, 1), setup)
+                cmp.add("heads whose removal improves the score", T, "some, every task", f"{n_help} of {int(np.sum(heads))}", setup)
+            if any(layers):
+                d = r.delta[np.array(layers), m]
+                names = [n for n, k in zip(r.names, r.kinds) if k == "layer"]
+                worst = int(np.argmin(d))
+                wl = paper["ablation_figure"]["worst_layer_points"].get(T)
+                cmp.add("worst layer to disable (points)", T, f"{wl[0]} {wl[1]:+.1f}" if wl else "", f"{names[worst]} {100 * float(d[worst]):+.1f}", setup)
+    fn = out / "stores" / "framenet.h5"
+    if fn.exists():
+        body += ["## FrameNet relation heads", ""]
+        tabs = run_show(fn, ShowOptions(quantities=("framenet_fe_to_target",), top=10))
+        for i, tb in enumerate(tabs):
+            body += _table_md(out, f"framenet-{i}", tb, _plot(fn, out / "figures" / "framenet.png", quantities=("framenet_fe_to_target",)) if i == 0 else None)
+        h = _heads(fn)["framenet_fe_to_target"]
+        li, hi = np.unravel_index(np.nanargmax(h), h.shape)
+        cmp.add("top FrameNet head (mean max-attention)", "FrameNet", "L7H6 0.209, L1H2 0.201", f"L{li + 1}H{hi + 1} {float(h[li, hi]):.3f}", setup)
+    md += ["## The paper's headline numbers next to ours", ""] + _md_lines(cmp) + [""]
+    md += body
+    md += ["## Steps", "", "Each step is a subcommand; rerun any of them alone.", "", "| step | command | seconds |", "|---|---|---|"]
+    for s in steps:
+        md.append(f"| {s.name} | `{s.command}` | {'done before' if s.skipped else f'{s.seconds:.0f}'} |")
+    md.append("")
+    (out / "index.md").write_text("\n".join(md))
+    (out / "tables" / "comparison.json").write_text(json.dumps(cmp.records(), indent=1))
+    return cmp
+
+
+def _md_lines(t: Table) -> list[str]:
+    return to_markdown(t).splitlines()
+
+
+def _table_md(out: Path, name: str, t: Table, fig: Path | None = None, caption: str | None = None) -> list[str]:
+    text = to_markdown(t)
+    (out / "tables" / f"{name}.md").write_text(f"### {t.title}\n\n{text}\n")
+    lines = [f"### {t.title}", ""]
+    if caption:
+        lines += [f"_{caption}_", ""]
+    lines += text.splitlines() + [""]
+    if fig is not None:
+        lines += [f"![{t.title}]({fig.relative_to(out).as_posix()})", ""]
+    return lines
