@@ -65,6 +65,7 @@ def run(command: str, body: Callable[[], Any], *, quiet: bool = False, verbose: 
         if debug:
             traceback.print_exc()
         print(f"bertsecrets {command}: error: {e}", file=sys.stderr)
+        _exit_now_if_hdf5_is_broken(e.exit_code)
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
         print(f"bertsecrets {command}: interrupted", file=sys.stderr)
@@ -79,6 +80,9 @@ def run(command: str, body: Callable[[], Any], *, quiet: bool = False, verbose: 
         if debug:
             traceback.print_exc()
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if _hdf5_read_failure(msg):
+            print(f"bertsecrets {command}: error: {_stores_named()}: stored data cannot be read, the file is corrupt ({msg}); run bertsecrets check on it", file=sys.stderr)
+            raise typer.Exit(EXIT_STORE) from None
         code = EXIT_STORE if "HDF5" in msg or "h5" in msg.lower() or "checksum" in msg.lower() else EXIT_OUTPUT
         print(f"bertsecrets {command}: error: {getattr(e, 'filename', None) or ''}{': ' if getattr(e, 'filename', None) else ''}{msg}", file=sys.stderr)
         raise typer.Exit(code) from None
@@ -89,6 +93,26 @@ def run(command: str, body: Callable[[], Any], *, quiet: bool = False, verbose: 
             traceback.print_exc()
         print(f"bertsecrets {command}: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (rerun with --debug for the traceback, and please report it)", file=sys.stderr)
         raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _hdf5_read_failure(msg: str) -> bool:
+    """h5py's words for data it cannot read back: a failed fletcher32 checksum, a damaged chunk."""
+    return "read data" in msg or "filter returned failure" in msg or "Can't read" in msg
+
+
+def _stores_named() -> str:
+    reader = sys.modules.get("bertsecrets_cli.store.reader")
+    paths = [str(p) for p in reader.recently_opened()] if reader is not None else []
+    return " or ".join(paths) if paths else "a store"
+
+
+def _exit_now_if_hdf5_is_broken(code: int) -> None:
+    """After a failed HDF5 write (disk full), freeing its handles crashes HDF5 (SIGSEGV): leave at once."""
+    writer = sys.modules.get("bertsecrets_cli.store.writer")
+    if writer is not None and writer.has_failed_handles():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def table_stream(output: str | None) -> Any:

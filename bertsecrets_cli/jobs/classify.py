@@ -20,7 +20,7 @@ import numpy as np
 
 from bertsecrets_cli.analysis import patterns as P
 from bertsecrets_cli.analysis.token_features import TOKEN_FEATURE_DESCRIPTIONS, TOKEN_FEATURE_LABELS, TOKEN_FEATURES
-from bertsecrets_cli.errors import InputError, Interrupted, OutputError
+from bertsecrets_cli.errors import InputError, Interrupted, OutputError, StoreError
 from bertsecrets_cli.heads import head_name, layer_name
 from bertsecrets_cli.model.tokenize import NORMAL
 from bertsecrets_cli.render.console import info
@@ -189,6 +189,8 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
     cinfo = cnn.info if cnn else rules_info()
     with open_store(store_path, kind="attention", locking=opts.locking) as st:
         L, H, N = st.n_layers, st.n_heads, st.n_examples
+        if N == 0:
+            raise StoreError(f"{store_path}: holds no examples; nothing to classify")
         C, K = len(P.CLASSES), len(TOKEN_FEATURES)
         counts = np.zeros((L, H, C), dtype=np.int64)
         tok_sum = np.zeros((L, H, K))

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bertsecrets_cli.errors import InputError
+from bertsecrets_cli.errors import InputError, StoreError
 from bertsecrets_cli.heads import head_name, layer_name
 from bertsecrets_cli.render.console import info
 from bertsecrets_cli.render.progress import progress
@@ -54,6 +54,9 @@ class DiffResult:
 
 def pair_examples(ids_a: list[str], ids_b: list[str], name_a: str, name_b: str) -> tuple[list[int], list[int]]:
     """Indices into A and B of the examples both hold, in A's order; duplicate ids pair only by position."""
+    for ids, name in ((ids_a, name_a), (ids_b, name_b)):
+        if not ids:
+            raise StoreError(f"{name}: holds no examples; nothing to compare")
     if ids_a == ids_b:
         return list(range(len(ids_a))), list(range(len(ids_b)))
     pos_b: dict[str, int] = {}

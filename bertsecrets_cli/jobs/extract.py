@@ -175,14 +175,19 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
         **shard_attrs,
     }
     label = [np.nan if e.label is None else float(e.label) for e in examples]
-    path = writer.finish(
-        model={"model_type": lm.model_type, "name": lm.name, "cls_token": lm.tokenizer.cls_token or lm.tokenizer.bos_token or "",
-               "sep_token": lm.tokenizer.sep_token or lm.tokenizer.eos_token or "", "label_names": list(task.label_names)},
-        provenance=provenance,
-        texts=provenance_texts({"extract": asdict(opts)}, command),
-        examples={"id": [e.id for e in examples], "text_a": [e.text_a for e in examples],
-                  "text_b": [e.text_b or "" for e in examples], "label": np.asarray(label, dtype=np.float64)},
-    )
+    # SIGTERM/SIGINT while the parts are assembled wait for the (short, bounded) assembly: stopping it
+    # would throw part 0 away; a SIGKILL there leaves the parts, and --resume redoes the assembly
+    with graceful_stop() as late_stop:
+        path = writer.finish(
+            model={"model_type": lm.model_type, "name": lm.name, "cls_token": lm.tokenizer.cls_token or lm.tokenizer.bos_token or "",
+                   "sep_token": lm.tokenizer.sep_token or lm.tokenizer.eos_token or "", "label_names": list(task.label_names)},
+            provenance=provenance,
+            texts=provenance_texts({"extract": asdict(opts)}, command),
+            examples={"id": [e.id for e in examples], "text_a": [e.text_a for e in examples],
+                      "text_b": [e.text_b or "" for e in examples], "label": np.asarray(label, dtype=np.float64)},
+        )
+    if late_stop.requested:
+        info(f"{late_stop.signal} arrived while the store was being assembled; it is complete")
     from bertsecrets_cli.store.reader import open_store
 
     with open_store(path) as st:

@@ -110,6 +110,19 @@ def _check_out(out: Path, opts: ReproduceOptions) -> None:
         raise OutputError(f"{out}: folder {out.parent} does not exist")
 
 
+def _check_relation_inputs(opts: ReproduceOptions) -> None:
+    """Reject a malformed --conllu file or a folder that is no FrameNet release now, not after the hours of fine-tuning before them."""
+    if opts.conllu:
+        from bertsecrets_cli.data.conllu import read_conllu
+
+        for _ in read_conllu(opts.conllu):
+            pass
+    if opts.framenet:
+        from bertsecrets_cli.data.framenet import FrameNetRelease
+
+        FrameNetRelease(opts.framenet)
+
+
 def run_reproduce(opts: ReproduceOptions, out: str | Path) -> ReproduceResult:
     from bertsecrets_cli.data.tasks import get_task
     from bertsecrets_cli.jobs.ablate import AblateOptions, ablation_tables, run_ablate
@@ -127,6 +140,7 @@ def run_reproduce(opts: ReproduceOptions, out: str | Path) -> ReproduceResult:
             raise InputError(f"task(s) {', '.join(missing)} have no demo data; pass --data glue_data (the GLUE download)")
     if opts.eval_limit < 1:
         raise InputError("--eval-limit must be at least 1")
+    _check_relation_inputs(opts)
     for sub in ("models", "stores", "figures", "tables"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     run = _Runner(opts)

@@ -17,6 +17,15 @@ from bertsecrets_cli.store import schema as S
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
+# the stores this process opened last: h5py's read errors (a failed checksum) do not name the file,
+# so cli.common.run names these instead
+_RECENT: list[Path] = []
+
+
+def recently_opened() -> list[Path]:
+    return list(_RECENT)
+
+
 def locking_from_env(locking: bool | None) -> bool | None:
     """``--no-locking`` / BERTSECRETS_NO_LOCKING=1 -> False (NFS/Lustre); None keeps HDF5's default."""
     if locking is not None:
@@ -270,6 +279,10 @@ def open_store(path: str | Path, *, kind: str | tuple[str, ...] | None = None, l
     except Exception as e:  # noqa: BLE001 - damaged metadata reads as corruption
         h5.close()
         raise StoreError(f"{p}: damaged store ({type(e).__name__})") from e
+    if p in _RECENT:
+        _RECENT.remove(p)
+    _RECENT.append(p)
+    del _RECENT[:-3]
     return Store(p, h5)
 
 

@@ -64,6 +64,30 @@ def _os_error(path: Path | str, e: OSError) -> OutputError:
     return OutputError(f"{path}: cannot write: {e.strerror or e}")
 
 
+# HDF5 handles whose writes failed (disk full, I/O error): closing or even freeing them makes
+# HDF5 retry the failed writes, which crashed the process (SIGSEGV, h5py 3.16 / HDF5 2.0, measured
+# on a full tmpfs). They are kept here, never closed; ``cli.common.run`` then ends the process with
+# os._exit once the one-line error is printed.
+_FAILED_HANDLES: list[Any] = []
+
+
+def _hdf5_write_failure(e: BaseException) -> bool:
+    """An h5py error raised by a failed write of the HDF5 driver (ENOSPC, EIO, ...)."""
+    return isinstance(e, (OSError, RuntimeError)) and "file write failed" in str(e)
+
+
+def has_failed_handles() -> bool:
+    return bool(_FAILED_HANDLES)
+
+
+def _write_error(path: Path | str, e: BaseException) -> OutputError:
+    msg = str(e)
+    if "errno = 28" in msg or "No space left" in msg:
+        return OutputError(f"{path}: no space left on the device; nothing was written")
+    first = msg.splitlines()[0] if msg else type(e).__name__
+    return OutputError(f"{path}: cannot write: {first}")
+
+
 def check_output_path(path: str | Path, *, force: bool = False, what: str = "output") -> Path:
     """Refuse an existing output without ``force`` and a missing or unwritable folder, before any work."""
     p = Path(path)
@@ -124,10 +148,23 @@ class StoreWriter:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None and not self.committed:
-            self.commit()
+        try:
+            if exc_type is None and not self.committed:
+                self.commit()
+        except (OSError, RuntimeError) as e:
+            exc = e
         if not self.committed:
+            if exc is not None and _hdf5_write_failure(exc):
+                self._abandon()
+                raise _write_error(self.path, exc) from None
             self.abort()
+        if exc is not None and exc_type is None:
+            raise exc
+
+    def _abandon(self) -> None:
+        """After a failed HDF5 write: remove the temporary file but never close its handle (see _FAILED_HANDLES)."""
+        _FAILED_HANDLES.append(self)
+        self.tmp.unlink(missing_ok=True)
 
     def commit(self) -> Path:
         for a in self._appenders:
@@ -136,6 +173,15 @@ class StoreWriter:
         self._file.attrs[S.A_COMPLETE] = 1
         try:
             self._file.flush()
+        except (OSError, RuntimeError) as e:
+            if _hdf5_write_failure(e):
+                self._abandon()
+                raise _write_error(self.path, e) from None
+            self.abort()
+            if isinstance(e, OSError):
+                raise _os_error(self.path, e) from e
+            raise
+        try:
             self._file.close()
             self._file = None
             with open(self.tmp, "rb+") as fh:
@@ -277,6 +323,30 @@ def encode_values(a: np.ndarray, encoding: str) -> np.ndarray:
 _ENC_DTYPE = {"float16": np.float16, "float32": np.float32, "uint8": np.uint8}
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete ``.<name>.<pid>.tmp`` files left by writers of ``path`` that were SIGKILLed (their pid is gone).
+
+    A run killed while assembling its store leaves one (holding part 0, which --resume redoes).
+    """
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 : -4]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 class AttentionPartWriter:
     """Examples [start, end) of an extraction: tokens, attention, per-head statistics."""
 
@@ -334,6 +404,8 @@ class AttentionStoreWriter:
 
     def _prepare(self, resume: bool, force: bool) -> None:
         manifest = self.parts_dir / "manifest.json"
+        if resume or force:
+            remove_stale_temporaries(self.path)
         if self.parts_dir.exists():
             if force and not resume:
                 self.discard()
