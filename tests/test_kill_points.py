@@ -24,7 +24,7 @@ from bertsecrets_cli.store import open_store
 
 ARGS = ["extract", "--limit", "40", "--part-size", "5", "--batch-size", "5", "--device", "cpu", "-q"]
 TARGET_KILLS = 12  # runs actually killed (the issue asks for at least 10)
-MAX_CHAINS = 8  # independent outputs, each killed and resumed until it completes
+MAX_CHAINS = 16  # independent outputs (a cap, rarely reached: most chains yield 3-4 kills), each killed and resumed until it completes
 KILLS_PER_CHAIN = 4  # kill attempts per output before the final --resume
 SEED = 20240611
 
