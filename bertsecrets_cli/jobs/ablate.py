@@ -8,7 +8,6 @@ Deltas are ``disabled - baseline`` in the task's metric units with paired bootst
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -113,26 +112,16 @@ class AblationResult:
 
 
 def resolve_shard(spec: str | None, env: Mapping[str, str] | None = None) -> tuple[int, int] | None:
-    """``--shard i/n`` (0-based) or ``auto``: torchrun's RANK/WORLD_SIZE, else a Slurm array's task offset."""
-    if spec is None or spec == "":
+    """``--shard i/n`` (0-based) or ``auto`` (torchrun's RANK/WORLD_SIZE, else a Slurm array's task offset).
+
+    Unlike extract, the environment is read only with ``auto``: a sweep is split on purpose.
+    """
+    from bertsecrets_cli.jobs.shard import resolve_shard as resolve
+
+    if not spec:
         return None
-    env = os.environ if env is None else env
-    if spec.strip().lower() == "auto":
-        if env.get("WORLD_SIZE") and env.get("RANK"):
-            i, n = int(env["RANK"]), int(env["WORLD_SIZE"])
-        elif env.get("SLURM_ARRAY_TASK_ID") and env.get("SLURM_ARRAY_TASK_COUNT"):
-            i = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0") or 0)
-            n = int(env["SLURM_ARRAY_TASK_COUNT"])
-        else:
-            raise InputError("--shard auto: found neither RANK/WORLD_SIZE nor SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT in the environment")
-    else:
-        parts = spec.split("/")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise InputError(f"--shard {spec}: write it as i/n with 0 <= i < n, e.g. 0/4, or 'auto'")
-        i, n = int(parts[0]), int(parts[1])
-    if n < 1 or not 0 <= i < n:
-        raise InputError(f"--shard {spec}: shard index {i} is outside 0..{n - 1} (shards are numbered from 0)")
-    return i, n
+    s = resolve(spec, env)
+    return None if s is None else (s.index, s.count)
 
 
 def shard_range(total: int, shard: tuple[int, int] | None) -> tuple[int, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bertsecrets_cli.errors import InputError
@@ -30,8 +31,8 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
-def _int_env(name: str) -> int | None:
-    v = os.environ.get(name)
+def _int_env(name: str, env: Mapping[str, str] | None = None) -> int | None:
+    v = (os.environ if env is None else env).get(name)
     if v is None or v.strip() == "":
         return None
     try:
@@ -40,25 +41,39 @@ def _int_env(name: str) -> int | None:
         raise InputError(f"environment variable {name}={v!r} is not an integer") from None
 
 
-def resolve_shard(spec: str | None) -> Shard | None:
-    """The shard of this process, or None when the work is not split."""
-    if spec:
-        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec)
-        if not m:
-            raise InputError(f"--shard {spec!r}: write it as i/n with 0 <= i < n, e.g. 0/4")
-        i, n = int(m.group(1)), int(m.group(2))
-        if n < 1 or not 0 <= i < n:
-            raise InputError(f"--shard {spec}: need 0 <= i < n")
-        return Shard(i, n, "--shard")
-    rank, world = _int_env("RANK"), _int_env("WORLD_SIZE")
+def shard_from_env(env: Mapping[str, str] | None = None) -> Shard | None:
+    """The launcher's rank: torchrun/accelerate first, then a Slurm array; None outside both."""
+    rank, world = _int_env("RANK", env), _int_env("WORLD_SIZE", env)
     if rank is not None and world is not None and world > 1:
         if not 0 <= rank < world:
             raise InputError(f"RANK={rank} is outside WORLD_SIZE={world}")
         return Shard(rank, world, "torchrun")
-    task, count = _int_env("SLURM_ARRAY_TASK_ID"), _int_env("SLURM_ARRAY_TASK_COUNT")
+    task, count = _int_env("SLURM_ARRAY_TASK_ID", env), _int_env("SLURM_ARRAY_TASK_COUNT", env)
     if task is not None and count is not None and count > 1:
-        i = task - (_int_env("SLURM_ARRAY_TASK_MIN") or 0)
+        low = _int_env("SLURM_ARRAY_TASK_MIN", env) or 0
+        i = task - low
         if not 0 <= i < count:
-            raise InputError(f"SLURM_ARRAY_TASK_ID={task} is outside the array (min {_int_env('SLURM_ARRAY_TASK_MIN')}, count {count}); use a contiguous array like --array=0-{count - 1}")
+            raise InputError(f"SLURM_ARRAY_TASK_ID={task} is outside the array (min {low}, count {count}); use a contiguous array like --array=0-{count - 1}")
         return Shard(i, count, "slurm")
     return None
+
+
+def parse_shard(spec: str) -> Shard:
+    """'i/n' (0-based) -> Shard."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec)
+    if not m:
+        raise InputError(f"--shard {spec!r}: write it as i/n with 0 <= i < n, e.g. 0/4")
+    i, n = int(m.group(1)), int(m.group(2))
+    if n < 1 or not 0 <= i < n:
+        raise InputError(f"--shard {spec}: need 0 <= i < n (shards are numbered from 0)")
+    return Shard(i, n, "--shard")
+
+
+def resolve_shard(spec: str | None, env: Mapping[str, str] | None = None) -> Shard | None:
+    """The shard of this process: ``--shard i/n``; ``auto`` or no option: the launcher's rank, if any."""
+    if spec and spec.strip().lower() != "auto":
+        return parse_shard(spec)
+    found = shard_from_env(env)
+    if found is None and spec:
+        raise InputError("--shard auto: found neither RANK/WORLD_SIZE nor SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT in the environment")
+    return found
