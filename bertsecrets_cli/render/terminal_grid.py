@@ -262,12 +262,7 @@ def share_bars(labels: Sequence[str], types: Sequence[str], shares: np.ndarray, 
         line.append(" " * (bar_w - sum(cells)) + "▏")
         lines.append(line)
     mean = shares.mean(0) if len(shares) else np.zeros(len(types))
-    items = []
-    for k, t in enumerate(types):
-        item = Text(f" {letters[k]} ", style=_cell_style(TAB10[k % len(TAB10)]))
-        item.append(f" {t} {mean[k]:.0%} ")
-        items.append(item)
-    lines.extend(_wrap_legend(items, width))
+    lines.extend(_class_legend(letters, [f"{t} {mean[k]:.0%}" for k, t in enumerate(types)], width))
     return lines
 
 
@@ -298,13 +293,18 @@ def category_grid(values: np.ndarray, classes: Sequence[str], *, title: str, des
             row.append(letters[k].rjust(cw - 1) + " ", style=_cell_style(TAB10[k % len(TAB10)]))
         lines.append(row)
     counts = [int(np.sum(values == k)) for k in range(len(classes))]
-    items = []
-    for k, c in enumerate(classes):
-        item = Text(f" {letters[k]} ", style=_cell_style(TAB10[k % len(TAB10)]))
-        item.append(f" {c} ({counts[k]}) ")
-        items.append(item)
-    lines.extend(_wrap_legend(items, width))
+    lines.extend(_class_legend(letters, [f"{c} ({counts[k]})" for k, c in enumerate(classes)], width))
     return lines
+
+
+def _class_legend(letters: Sequence[str], labels: Sequence[str], width: int) -> list[Text]:
+    """One coloured letter cell and its label per class, wrapped to the width."""
+    items = []
+    for k, label in enumerate(labels):
+        item = Text(f" {letters[k]} ", style=_cell_style(TAB10[k % len(TAB10)]))
+        item.append(f" {label} ")
+        items.append(item)
+    return _wrap_legend(items, width)
 
 
 def attention_map(att: np.ndarray, tokens: Sequence[str], *, title: str, width: int = 80) -> list[Text]:
