@@ -27,7 +27,7 @@ The paper's own flag is "above the 99th percentile of all heads' scores"; both f
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -250,11 +250,9 @@ class FrameNetScorer:
     seed: int = 0
     n_links: int = 0
     n_links_baseline: int = 0
-    _rng: np.random.Generator = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         L, H = self.n_layers, self.n_heads
-        self._rng = np.random.default_rng(self.seed)
         self._offsets = offsets_for(self.max_offset)
         self._sum = {d: np.zeros((L, H)) for d in DIRECTIONS}
         self._null = {d: np.zeros((max(self.samples, 1), L, H)) for d in DIRECTIONS}
@@ -276,10 +274,10 @@ class FrameNetScorer:
                 self._best[d][better] = v[better]
                 self._best_idx[d][better] = lid
             self.n_links += 1
-            self._add_same_distance(att, lk, q, k, lo, hi)
+            self._add_same_distance(att, lk, q, k, lo, hi, lid)
             self._add_offsets(att, lk, lo, hi)
 
-    def _add_same_distance(self, att: np.ndarray, lk: Link, q: np.ndarray, k: np.ndarray, lo: int, hi: int) -> None:
+    def _add_same_distance(self, att: np.ndarray, lk: Link, q: np.ndarray, k: np.ndarray, lo: int, hi: int, lid: int) -> None:
         if self.samples < 1:
             return
         ends = np.concatenate([lk.fe_pieces, lk.target_pieces])
@@ -287,7 +285,9 @@ class FrameNetScorer:
         shifts = shifts[shifts != 0]
         if not len(shifts):
             return
-        s = self._rng.choice(shifts, size=self.samples)
+        # one generator per link, seeded by (seed, link id): the draws do not depend on which links came
+        # before, so shards of the link list draw exactly what one run over all links draws
+        s = np.random.default_rng([self.seed, lid]).choice(shifts, size=self.samples)
         for d, (rows, cols) in zip(DIRECTIONS, ((q, k), (k, q))):
             v = att[:, :, rows[None, :] + s[:, None], cols[None, :] + s[:, None]].max(-1)  # [L, H, S]
             self._null[d] += np.moveaxis(v, -1, 0)
@@ -303,6 +303,27 @@ class FrameNetScorer:
             for d, (rows, cols) in zip(DIRECTIONS, ((q, k), (k, q))):
                 self._off_sum[d][j] += pair_max(att, rows, cols)
             self._off_n[j] += 1
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything ``result`` needs, as arrays: stored with the results so shards can be joined (``absorb``)."""
+        out = {"n_links": np.array(self.n_links), "n_links_baseline": np.array(self.n_links_baseline), "offset_n": self._off_n.copy()}
+        for d in DIRECTIONS:
+            out[f"sum_{d}"], out[f"null_{d}"], out[f"offset_sum_{d}"] = self._sum[d], self._null[d], self._off_sum[d]
+            out[f"best_{d}"], out[f"best_link_{d}"] = self._best[d], self._best_idx[d]
+        return out
+
+    def absorb(self, state: dict[str, np.ndarray]) -> None:
+        """Add a later shard's ``state`` (shards in order: on a tie the earlier link stays best, as in one pass)."""
+        self.n_links += int(state["n_links"])
+        self.n_links_baseline += int(state["n_links_baseline"])
+        self._off_n += np.asarray(state["offset_n"], dtype=np.int64)
+        for d in DIRECTIONS:
+            self._sum[d] += state[f"sum_{d}"]
+            self._null[d] += state[f"null_{d}"]
+            self._off_sum[d] += state[f"offset_sum_{d}"]
+            better = state[f"best_{d}"] > self._best[d]
+            self._best[d][better] = state[f"best_{d}"][better]
+            self._best_idx[d][better] = state[f"best_link_{d}"][better]
 
     def result(self) -> FrameNetResult:
         n = max(self.n_links, 1)

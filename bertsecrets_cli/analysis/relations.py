@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -95,6 +96,30 @@ class DependencyScorer:
             self._rcorrect[lab] += pred[:, :, g] == dep
             self._count[lab] += 1
             self._offsets[lab][g - dep] += 1
+
+    def state(self) -> dict[str, Any]:
+        """The counts behind ``results``: arrays [relations, L, H] and a JSON-able ``meta``; joined by ``absorb``."""
+        labels = sorted(self._count)
+        empty = np.zeros((0, self.n_layers, self.n_heads))
+        return {
+            "correct": np.stack([self._correct[lab] for lab in labels]) if labels else empty,
+            "reverse_correct": np.stack([self._rcorrect[lab] for lab in labels]) if labels else empty,
+            "meta": {"labels": labels, "counts": [self._count[lab] for lab in labels], "skipped_unmapped": self.skipped_unmapped,
+                     "offsets": [{str(k): n for k, n in sorted(self._offsets[lab].items())} for lab in labels]},
+        }
+
+    def absorb(self, state: dict[str, Any]) -> None:
+        """Add another shard's ``state`` (counts only: the order of shards does not matter)."""
+        meta = state["meta"]
+        self.skipped_unmapped += int(meta["skipped_unmapped"])
+        for r, lab in enumerate(meta["labels"]):
+            if lab not in self._correct:
+                self._correct[lab] = np.zeros((self.n_layers, self.n_heads))
+                self._rcorrect[lab] = np.zeros((self.n_layers, self.n_heads))
+            self._correct[lab] += state["correct"][r]
+            self._rcorrect[lab] += state["reverse_correct"][r]
+            self._count[lab] += int(meta["counts"][r])
+            self._offsets[lab].update({int(k): int(n) for k, n in meta["offsets"][r].items()})
 
     def results(self) -> list[RelationResult]:
         """One result per relation, most frequent first."""

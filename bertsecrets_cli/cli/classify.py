@@ -58,6 +58,7 @@ def run(
     classifier: Annotated[Optional[str], typer.Option("--classifier", help="A CNN file from 'classify train' instead of the default rules.")] = None,
     features: Annotated[bool, typer.Option("--features", help="Also print attention to [CLS], [SEP], punctuation and negation words per layer and head (paper sec. 4.4).")] = False,
     device: c.DeviceOpt = "auto",
+    shard: c.SplitOpt = None,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
@@ -75,7 +76,7 @@ def run(
         from bertsecrets_cli.store.spool import input_path, output_path
 
         opts = ClassifyOptions(classifier=classifier, device=device, force=force or output == "-",
-                               locking=False if no_locking else None, quiet=quiet)
+                               locking=False if no_locking else None, quiet=quiet, shard=shard)
         with input_path(store) as src:
             name = "stdin" if store == "-" else store
             if output is None:

@@ -12,7 +12,8 @@ from bertsecrets_cli.cli import common as c
 def merge(
     shards: Annotated[list[str], typer.Argument(help="Shard stores (any order; all shards of one job).")],
     output: Annotated[str, typer.Option("--output", "-o", help="Merged store to write.")],
-    copy: Annotated[bool, typer.Option("--copy", help="Copy the attention data into a self-contained store instead of referencing the shards (HDF5 virtual dataset).")] = False,
+    copy: Annotated[bool, typer.Option("--copy", help="Attention stores: copy the maps into a self-contained store instead of referencing the shards (HDF5 virtual dataset).")] = False,
+    top: Annotated[int, typer.Option("--top", "-k", help="Heads or variants listed in the merged results' tables.")] = 10,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
@@ -20,11 +21,14 @@ def merge(
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
 ) -> None:
-    """Merge the shards of one extract job (written with --shard i/n or under torchrun/Slurm arrays).
+    """Merge the shards of one job: extract, classify, diff, framenet or ablate run with --shard i/n (or under torchrun/Slurm arrays).
 
-    Refuses overlapping, missing or mismatched shards (other model, tokenizer, data or options). Without
-    --copy the merged store references the shard files by relative paths: keep them next to it
-    (`bertsecrets check` verifies they are all there).
+    Refuses overlapping, missing or mismatched shards (other model, tokenizer, data or options). Attention
+    stores: without --copy the merged store references the shard files by relative paths: keep them next to
+    it (`bertsecrets check` verifies they are all there). Other stores are small and always copied; their
+    per-head results are recomputed from the shards' per-example values (classify, diff) or scorer states
+    (framenet), so the merged store equals one unsharded run. Classify or diff stores made from the shards of
+    an extract job merge the same way.
     """
     c.check_format(fmt)
 
@@ -32,7 +36,6 @@ def merge(
         from bertsecrets_cli.jobs.merge import merge_stores
         from bertsecrets_cli.render.tables import emit
 
-        t = merge_stores(shards, output, copy=copy, force=force, locking=False if no_locking else None)
-        emit(t, fmt)
+        emit(merge_stores(shards, output, copy=copy, force=force, locking=False if no_locking else None, top=top), fmt)
 
     c.run("merge", body, quiet=quiet, verbose=verbose, debug=debug)

@@ -140,6 +140,7 @@ class ClassifyOptions:
     locking: bool | None = None
     quiet: bool = False
     block_values: int = 1 << 20  # attention values read at once (4 MiB as float32): bounds memory at any store size
+    shard: str | None = None  # "i/n" or "auto": label only that contiguous range of examples (join with `merge`)
 
 
 @dataclass
@@ -177,6 +178,7 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
     """
     from bertsecrets_cli.analysis.token_features import token_attention, token_groups
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
+    from bertsecrets_cli.jobs.shard import fingerprint, inherited_shard, resolve_shard, shard_provenance, shard_slice
     from bertsecrets_cli.jobs.signals import graceful_stop
     from bertsecrets_cli.render.progress import progress
     from bertsecrets_cli.store import StoreWriter, open_store
@@ -185,18 +187,30 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
 
     if out is not None and Path(out).exists() and Path(store_path).exists() and Path(out).resolve() == Path(store_path).resolve():
         raise OutputError(f"{out}: is the input store; input stores are never modified, give another -o")
+    shard = resolve_shard(opts.shard) if opts.shard else None
+    if shard is not None and out is None:
+        raise InputError("--shard: give -o; each shard writes a patterns store, then 'bertsecrets merge' joins them")
     cnn = load_classifier(opts.classifier, opts.device) if opts.classifier else None
     cinfo = cnn.info if cnn else rules_info()
     with open_store(store_path, kind="attention", locking=opts.locking) as st:
-        L, H, N = st.n_layers, st.n_heads, st.n_examples
-        if N == 0:
+        L, H, n_total = st.n_layers, st.n_heads, st.n_examples
+        if n_total == 0:
             raise StoreError(f"{store_path}: holds no examples; nothing to classify")
+        in_prov = st.provenance()
+        shard_attrs = inherited_shard(in_prov)
+        if shard is not None and shard_attrs:
+            raise InputError(f"{source or store_path}: is already shard {shard_attrs['shard_index']}/{shard_attrs['shard_count']} of an extract job; "
+                             "classify it without --shard (its patterns store merges like a shard), or merge the extract shards first")
+        s0, s1 = shard_slice(shard, n_total)
+        if shard is not None:
+            shard_attrs = shard_provenance(shard, s0, s1, n_total)
+            info(f"shard {shard} ({shard.origin}): examples {s0}..{s1 - 1} of {n_total}")
+        N = s1 - s0
         C, K = len(P.CLASSES), len(TOKEN_FEATURES)
         counts = np.zeros((L, H, C), dtype=np.int64)
         tok_sum = np.zeros((L, H, K))
         tok_n = np.zeros(K, dtype=np.int64)
         two = 0
-        in_prov = st.provenance()
         writer = StoreWriter(out, "patterns", force=opts.force, locking=opts.locking) if out is not None else None
         with writer if writer is not None else contextlib.nullcontext() as w, graceful_stop() as stop, \
                 progress(N, "classify", quiet=opts.quiet) as advance:
@@ -205,10 +219,10 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
                 pw = PatternsWriter(w, n_layers=L, n_heads=H, class_names=list(P.CLASSES), feature_names=list(P.FEATURES),
                                     token_feature_names=list(TOKEN_FEATURES),
                                     attrs={**cinfo.attrs(), "thresholds": P.thresholds_dict() if cnn is None else {}})
-            tokens = iter_tokens(st)
-            for i, att in st.iter_attention(block_values=opts.block_values):
+            tokens = iter_tokens(st, start=s0, end=s1)
+            for i, att in st.iter_attention(list(range(s0, s1)) if shard is not None else None, block_values=opts.block_values):
                 if stop.requested:
-                    raise Interrupted(f"{out or store_path}: stopped by {stop.signal} after {i} of {N} examples; nothing was written (rerun the command)")
+                    raise Interrupted(f"{out or store_path}: stopped by {stop.signal} after {i - s0} of {N} examples; nothing was written (rerun the command)")
                 j, tk = next(tokens)
                 assert j == i, "attention and tokens are both read in store order"
                 T = att.shape[-1]
@@ -218,7 +232,8 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
                 for c in range(C):
                     counts[..., c] += labels == c
                 two += int(len(np.unique(tk.type_ids[tk.special == NORMAL])) > 1)
-                tv = token_attention(att, token_groups(tk.text, tk.offsets, tk.special, tk.type_ids))
+                # float32, as stored: a merge of shards recomputes the means from exactly these values
+                tv = token_attention(att, token_groups(tk.text, tk.offsets, tk.special, tk.type_ids)).astype(np.float32, copy=False)
                 present = ~np.isnan(tv[0, 0])
                 tok_sum[..., present] += tv[..., present]
                 tok_n += present
@@ -230,15 +245,71 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
             res = ClassifyResult(Path(out) if out is not None else None, N, L, H, cinfo, counts, token_means, tok_n, two)
             if w is not None:
                 copy_model_from(w, st)
-                w.copy_examples_from(st)
+                w.copy_examples_from(st, s0, s1)
                 pw.put_shares(res.layer_shares, res.overall_shares)
                 _put_heads(w, res)
+                thresholds = P.thresholds_dict() if cnn is None else {}
+                job = fingerprint({"input": in_prov.get("job_fingerprint") or fingerprint([in_prov.get("model_fingerprint", ""), st.example_ids()]),
+                                   "classifier": {k: v for k, v in cinfo.attrs().items() if k != "classifier_file"}, "thresholds": thresholds})
                 provenance = {
                     **tool_attrs(), "input_store": source or str(store_path), **{k: in_prov.get(k, "") for k in ("model", "model_fingerprint", "task", "data_source", "split", "is_demo_data")},
-                    **cinfo.attrs(), "n_examples": N, "two_sentence_examples": two,
+                    **cinfo.attrs(), "n_examples": N, "two_sentence_examples": two, "job_fingerprint": job, **shard_attrs,
                 }
-                w.set_provenance(provenance, provenance_texts({"classify": asdict(opts), "thresholds": P.thresholds_dict(),
+                w.set_provenance(provenance, provenance_texts({"classify": asdict(opts), "thresholds": thresholds,
                                                                "input_provenance": in_prov}, command))
+    res.tables = result_tables(res)
+    res.feature_tables = token_tables(res)
+    return res
+
+
+def combine_patterns(paths: list[str], out: str | Path, *, force: bool = False, locking: bool | None = None,
+                     command: str | None = None) -> ClassifyResult:
+    """Join the patterns stores of ``classify --shard i/n`` (or of classify run on each extract shard) into one.
+
+    Labels, features and token attention are concatenated; counts, shares, majorities and token means are
+    recomputed from them, so the result equals one unsharded run (token means to float rounding).
+    """
+    from bertsecrets_cli.store import StoreWriter
+    from bertsecrets_cli.store.merge import merged_provenance, open_shards, order_shards
+    from bertsecrets_cli.store.reader import iter_pattern_blocks
+    from bertsecrets_cli.store.writer import G_PATTERNS, PATTERN_DATASETS, copy_model_from, put_pattern_shares
+
+    outp, stores = open_shards(paths, out, "patterns", force=force, locking=locking)
+    try:
+        ordered = order_shards(stores, ("job_fingerprint",), shards_only=True)
+        first, prov = ordered[0], ordered[0].provenance()
+        L, H = first.n_layers, first.n_heads
+        cinfo = ClassifierInfo(str(prov.get("classifier", "")), str(prov.get("classifier_kind", "")), float(prov.get("classifier_score", float("nan"))),
+                               str(prov.get("classifier_score_text", "")), str(prov.get("classifier_file", "")), str(prov.get("classifier_sha256", "")))
+        C, K = len(P.CLASSES), len(TOKEN_FEATURES)
+        counts = np.zeros((L, H, C), dtype=np.int64)
+        tok_sum = np.zeros((L, H, K))
+        tok_n = np.zeros(K, dtype=np.int64)
+        for st in ordered:
+            for lab, tok in iter_pattern_blocks(st):
+                for c in range(C):
+                    counts[..., c] += (lab == c).sum(0)
+                present = ~np.isnan(tok[:, 0, 0, :])  # [B, K]: the example has such a token
+                tok_sum += np.where(present[:, None, None, :], tok, 0.0).sum(0, dtype=np.float64)
+                tok_n += present.sum(0)
+        n = int(sum(st.n_examples for st in ordered))
+        two = int(sum(int(st.provenance().get("two_sentence_examples", 0)) for st in ordered))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            token_means = tok_sum / np.where(tok_n > 0, tok_n, np.nan)
+        res = ClassifyResult(outp, n, L, H, cinfo, counts, token_means, tok_n, two)
+        with StoreWriter(outp, "patterns", force=force, locking=locking) as w:
+            copy_model_from(w, first)
+            for name in first.h5["examples"]:
+                w.concat_from(f"examples/{name}", ordered)
+            w.copy_group_attrs(G_PATTERNS, first)
+            for name in PATTERN_DATASETS:
+                w.concat_from(name, ordered)
+            put_pattern_shares(w, res.layer_shares, res.overall_shares)
+            _put_heads(w, res)
+            w.set_provenance(*merged_provenance(ordered, outp, command, n_examples=n, two_sentence_examples=two))
+    finally:
+        for st in stores:
+            st.close()
     res.tables = result_tables(res)
     res.feature_tables = token_tables(res)
     return res

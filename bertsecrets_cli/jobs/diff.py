@@ -38,6 +38,7 @@ class DiffOptions:
     force: bool = False
     locking: bool | None = None
     quiet: bool = False
+    shard: str | None = None  # "i/n" or "auto": compare only that contiguous range of the paired examples
 
 
 @dataclass
@@ -185,6 +186,7 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
     """
     from bertsecrets_cli.analysis.similarity import head_cosine, head_cosine_padded, head_js_divergence
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
+    from bertsecrets_cli.jobs.shard import fingerprint, inherited_shard, input_identity, resolve_shard, shard_provenance, shard_slice
     from bertsecrets_cli.store import StoreWriter, open_store
     from bertsecrets_cli.store.writer import check_output_path
 
@@ -194,6 +196,9 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
         raise InputError(f"--canvas {opts.canvas}: must be at least 1")
     if out is not None:
         check_output_path(out, force=opts.force)
+    shard = resolve_shard(opts.shard) if opts.shard else None
+    if shard is not None and out is None:
+        raise InputError("--shard: give -o; each shard writes a diff store, then 'bertsecrets merge' joins them")
     name_a, name_b = names or (str(a_path), str(b_path))
     with ExitStack() as stack:
         st_a = stack.enter_context(open_store(a_path, locking=opts.locking))
@@ -210,11 +215,22 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
                 raise InputError(f"{lacking} holds no attention maps and the two stores share no per-head quantity: nothing to compare")
             info(f"{lacking} holds no attention maps: comparing the {len(quantities)} per-head quantities both stores hold")
         measure = f"cosine of maps padded to {opts.canvas}x{opts.canvas}, as the authors' code" if opts.padded else "cosine of maps cropped to the real length"
+        if shard is not None and not (maps_a and maps_b):
+            raise InputError("--shard splits the attention maps of the paired examples; both stores must hold maps")
+        shard_attrs = inherited_shard(st_a.provenance())
+        if shard is not None and shard_attrs:
+            raise InputError(f"{name_a}: is already shard {shard_attrs['shard_index']}/{shard_attrs['shard_count']} of an extract job; "
+                             "diff it without --shard (its diff store merges like a shard), or merge the extract shards first")
         cosine = js = None
         ia: list[int] = []
         writer = stack.enter_context(StoreWriter(out, "diff", force=opts.force, locking=opts.locking)) if out is not None else None
         if maps_a and maps_b:
             ia, ib = pair_examples(st_a.example_ids(), st_b.example_ids(), name_a, name_b)
+            if shard is not None:
+                s0, s1 = shard_slice(shard, len(ia), "paired examples")
+                shard_attrs = shard_provenance(shard, s0, s1, len(ia))
+                ia, ib = ia[s0:s1], ib[s0:s1]
+                info(f"shard {shard} ({shard.origin}): paired examples {s0}..{s1 - 1}")
             check_tokens(st_a, st_b, ia, ib, name_a, name_b)
             cos_fn = (lambda x, y: head_cosine_padded(x, y, opts.canvas)) if opts.padded else head_cosine
             app_cos = writer.appender(PER_EXAMPLE_COSINE, np.float32, (L, H)) if writer else None
@@ -223,14 +239,15 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
             cos_n = np.zeros((L, H))
             with progress(len(ia), "diff", quiet=opts.quiet) as advance:
                 for a, b in _pairs(st_a, st_b, ia, ib, opts.block_values):
-                    c, j = cos_fn(a, b), head_js_divergence(a, b)
+                    # float32, as stored: a merge of shards recomputes the means from exactly these values
+                    c, j = cos_fn(a, b).astype(np.float32), head_js_divergence(a, b).astype(np.float32)
                     ok = np.isfinite(c)
                     cos_sum += np.where(ok, c, 0.0)
                     cos_n += ok
                     js_sum += j
                     if app_cos is not None:
-                        app_cos.append(c[None].astype(np.float32))
-                        app_js.append(j[None].astype(np.float32))
+                        app_cos.append(c[None])
+                        app_js.append(j[None])
                     advance(1)
             with np.errstate(invalid="ignore", divide="ignore"):
                 cosine = cos_sum / cos_n
@@ -246,7 +263,9 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
                  "model_fingerprint_a": pa.get("model_fingerprint", ""), "model_fingerprint_b": pb.get("model_fingerprint", ""),
                  "data_source": pa.get("data_source", ""), "task": pa.get("task", ""), "measure": measure if cosine is not None else "",
                  "js_divergence": "Jensen-Shannon divergence in bits, mean over query rows" if js is not None else "",
-                 "n_paired": len(ia)},
+                 "n_paired": len(ia), "padded": int(opts.padded), "canvas": opts.canvas,
+                 "job_fingerprint": fingerprint({"a": input_identity(st_a), "b": input_identity(st_b), "padded": opts.padded,
+                                                 "canvas": opts.canvas if opts.padded else None}), **shard_attrs},
                 provenance_texts({"diff": {**asdict(opts), "a": name_a, "b": name_b}}, command),
             )
             if ia:
@@ -258,6 +277,61 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
                 writer.put_head_quantity(f"delta_{n}", b - a, f"B - A of {n}" + (f": {desc}" if desc else ""))
         path = Path(out) if out is not None else None
     return DiffResult(path, len(ia), L, H, cosine, js, deltas, tables)
+
+
+def combine_diff(paths: list[str], out: str | Path, *, top: int = 10, force: bool = False, locking: bool | None = None,
+                 command: str | None = None) -> DiffResult:
+    """Join the diff stores of ``diff --shard i/n`` (or of diffs of matching extract shards) into one.
+
+    Per-example cosine and JS divergence are concatenated and their per-head means recomputed, so the result
+    equals one unsharded diff (to float rounding). A ``delta_*`` quantity is kept when every shard holds the
+    same one (it comes from the whole input stores); one that differs between shards is left out, with a note.
+    """
+    from bertsecrets_cli.store import StoreWriter
+    from bertsecrets_cli.store.merge import merged_provenance, open_shards, order_shards
+    from bertsecrets_cli.store.writer import copy_model_from
+
+    outp, stores = open_shards(paths, out, "diff", force=force, locking=locking)
+    try:
+        ordered = order_shards(stores, ("job_fingerprint",), shards_only=True)
+        first = ordered[0]
+        L, H = first.n_layers, first.n_heads
+        cos_sum, cos_n, js_sum = np.zeros((L, H)), np.zeros((L, H)), np.zeros((L, H))
+        n = 0
+        for st in ordered:
+            for c in st.iter_rows(PER_EXAMPLE_COSINE):
+                ok = np.isfinite(c)
+                cos_sum += np.where(ok, c, 0.0).sum(0, dtype=np.float64)
+                cos_n += ok.sum(0)
+                n += len(c)
+            for j in st.iter_rows(PER_EXAMPLE_JS):
+                js_sum += j.sum(0, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cosine = cos_sum / cos_n
+        js = js_sum / max(n, 1)
+        heads0 = first.heads()
+        deltas: dict[str, np.ndarray] = {}
+        for name in sorted(k for k in heads0 if k.startswith("delta_")):
+            if all(name in st.heads() and np.array_equal(st.heads()[name].values, heads0[name].values, equal_nan=True) for st in ordered[1:]):
+                deltas[name] = heads0[name].values
+            else:
+                info(f"{name}: differs between the shards (their inputs hold per-shard values); left out: diff the merged inputs for it")
+        with StoreWriter(outp, "diff", force=force, locking=locking) as w:
+            copy_model_from(w, first)
+            for name in EXAMPLE_FIELDS:
+                if first.has(f"{S.G_EXAMPLES}/{name}"):
+                    w.concat_from(f"{S.G_EXAMPLES}/{name}", ordered)
+            w.concat_from(PER_EXAMPLE_COSINE, ordered)
+            w.concat_from(PER_EXAMPLE_JS, ordered)
+            for name, values in (("cosine", cosine), ("js_divergence", js), *deltas.items()):
+                attrs = {k: v for k, v in first.attrs(f"{S.G_HEADS}/{name}").items() if k != "description"}
+                w.put_head_quantity(name, values, heads0[name].description, **attrs)
+            w.set_provenance(*merged_provenance(ordered, outp, command, n_paired=n))
+        measure = str(first.provenance().get("measure", ""))
+    finally:
+        for st in stores:
+            st.close()
+    return DiffResult(outp, n, L, H, cosine, js, deltas, summary_tables(cosine, js, {}, top, measure))
 
 
 def _write_examples(writer: Any, st: Any, idx: list[int]) -> None:

@@ -53,6 +53,7 @@ class FrameNetOptions:
     min_count: int = 10  # CoNLL-U: relations with fewer instances are stored but not tabled
     force: bool = False
     quiet: bool = False
+    shard: str | None = None  # "i/n" or "auto": score only that contiguous range of the selected sentences
 
 
 @dataclass
@@ -196,15 +197,100 @@ def _mark(text: str, link: Any) -> str:
     return "".join(out).strip()
 
 
+FN_LINKS, FN_SELECTION, FN_READER, FN_SCORER, FN_STATE = "framenet/links", "framenet/selection", "framenet/reader", "framenet/scorer", "framenet/state"
+DEP_RELATIONS, DEP_STATE = "dependency/relations", "dependency/state"
+ARROW = {"fe_to_target": "FE->target", "target_to_fe": "target->FE"}
+# options that change no stored number: shards of one job may differ in them
+_NOT_IN_JOB = ("top", "examples", "rank_by", "min_count", "force", "quiet", "device", "batch_size", "shard")
+
+
+def _shard_of(opts: FrameNetOptions) -> Any:
+    from bertsecrets_cli.jobs.shard import resolve_shard
+
+    return resolve_shard(opts.shard) if opts.shard else None
+
+
+def _framenet_heads(res: Any) -> dict[str, tuple[np.ndarray, str]]:
+    heads: dict[str, tuple[np.ndarray, str]] = {
+        "framenet_fe_to_target": (res.fe_to_target, "mean over FrameNet links of the max attention from a frame-element piece (query) to a target piece (key)"),
+        "framenet_target_to_fe": (res.target_to_fe, "mean over FrameNet links of the max attention from a target piece (query) to a frame-element piece (key)"),
+    }
+    for d, suffix in (("fe_to_target", ""), ("target_to_fe", "_target_to_fe")):
+        heads[f"framenet_baseline_same_distance{suffix}"] = (res.same_distance[d], f"{ARROW[d]} score of the links moved to random other positions of their sentence (same distance)")
+        heads[f"framenet_baseline_same_distance{suffix}_p99"] = (res.same_distance_p99[d], f"99th percentile of the {ARROW[d]} same-distance baseline over {res.samples} draws")
+        heads[f"framenet_baseline_offset{suffix}"] = (res.offset_best[d], f"{ARROW[d]} score with the target replaced by the pieces at the head's best fixed offset from the FE")
+        heads[f"framenet_baseline_offset{suffix}_k"] = (res.offset_best_k[d], f"that best offset, in pieces from the FE's first piece ({ARROW[d]})")
+    return heads
+
+
+def _framenet_tables(res: Any, selection: list[dict[str, Any]], stopped: bool, n_sentences: int, rank_by: str, first_pair: bool, top: int,
+                     examples: int, link_rows: list[dict[str, Any]], link_base: int, texts: list[str], text_base: int) -> list[Table]:
+    """Selection counts, the head ranking and the strongest links; ``link_rows``/``texts`` start at global index ``*_base``."""
+    from types import SimpleNamespace
+
+    from bertsecrets_cli.analysis.framenet import rank_heads
+
+    direction = rank_by.replace("-", "_")
+    other = "target_to_fe" if direction == "fe_to_target" else "fe_to_target"
+    sel_t = Table("FrameNet selection (sentences and links surviving each filter)", ["filter", "sentences", "links"],
+                  caption=f"the paper kept {PAPER_SENTENCES} sentences (bert-base tokenizer, LU exemplars)"
+                  + ("; counts cover the corpus read until --limit was reached" if stopped else ""))
+    for row in selection:
+        sel_t.add(row["step"], row["sentences"], row["links"])
+    score = res.scores(direction)
+    flag_heads, flag_base = res.above_heads_p99(direction), res.above_baseline_p99(direction)
+    cols = ["rank", "head", ARROW[direction], ARROW[other], "same-dist. baseline", "baseline p99", "best offset", "offset k", "> p99 of heads", "> baseline p99"]
+    rank_t = Table(f"heads ranked by {ARROW[direction]} mean max-attention over {res.n_links} links in {n_sentences} sentences"
+                   + (" (first-pair variant)" if first_pair else ""), cols,
+                   caption="'> p99 of heads': above the 99th percentile of all heads (the paper's flag); "
+                   "'> baseline p99': above the 99th percentile of the head's own same-distance baseline")
+    ranked = rank_heads(score)
+    for r, (layer, h) in enumerate(ranked[:top], 1):
+        k = res.offset_best_k[direction][layer, h]
+        rank_t.add(r, head_name(layer, h), float(score[layer, h]), float(res.scores(other)[layer, h]),
+                   float(res.same_distance[direction][layer, h]), float(res.same_distance_p99[direction][layer, h]),
+                   float(res.offset_best[direction][layer, h]), "" if np.isnan(k) else f"{int(k):+d}",
+                   "yes" if flag_heads[layer, h] else "", "yes" if flag_base[layer, h] else "")
+    tables = [sel_t, rank_t]
+    if examples:
+        ex_t = Table(f"strongest link of each top head ({ARROW[direction]}): {{target}}, <frame element>", ["head", "attention", "frame", "FE", "sentence"])
+        for layer, h in ranked[:examples]:
+            lid = int(res.best_link[direction][layer, h]) - link_base
+            if not 0 <= lid < len(link_rows):
+                continue
+            lk = SimpleNamespace(**link_rows[lid])
+            ex_t.add(head_name(layer, h), float(res.best_value[direction][layer, h]), lk.frame, lk.fe, _mark(texts[lk.sentence - text_base], lk))
+        tables.append(ex_t)
+    return tables
+
+
+def _put_state(w: Any, group: str, state: dict[str, Any]) -> None:
+    for k, v in state.items():
+        if k == "meta":
+            w.put_json(f"{group}/meta", v)
+        else:
+            w.put_array(f"{group}/{k}", np.asarray(v))
+
+
+def _read_state(st: Any, group: str) -> dict[str, Any]:
+    from bertsecrets_cli.errors import StoreError
+
+    if not st.has(group):
+        raise StoreError(f"{st.path}: holds no {group} (written by an older bertsecrets); rerun framenet to merge its shards")
+    return {k: (st.json(f"{group}/{k}") if k == "meta" else st.array(f"{group}/{k}")) for k in st.h5[group]}
+
+
 def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -> RelationsJobResult:
-    from bertsecrets_cli.analysis.framenet import FrameNetScorer, rank_heads
+    from bertsecrets_cli.analysis.framenet import FrameNetScorer
     from bertsecrets_cli.data.framenet import FrameNetRelease
     from bertsecrets_cli.jobs.attention_batches import iter_attention
     from bertsecrets_cli.jobs.provenance import provenance_texts
+    from bertsecrets_cli.jobs.shard import fingerprint, shard_provenance, shard_slice
     from bertsecrets_cli.model.load import load_model
     from bertsecrets_cli.store.writer import StoreWriter
 
     t0 = time.perf_counter()
+    shard = _shard_of(opts)
     release = FrameNetRelease(opts.framenet)
     frames = release.frames()
     if not frames:
@@ -218,34 +304,33 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
     links = [lk for s in selected for lk in s.links]
     if not links:
         raise InputError(f"{opts.framenet}: no link survived the selection (see the thresholds: --max-sentence-tokens, --max-fe-tokens, --min-distance, --all-fes)")
+    # shards: contiguous ranges of the selected sentences; link ids stay global, so the random baseline
+    # draws (seeded per link) and the strongest links are those of one unsharded run
+    s0, s1 = shard_slice(shard, len(selected), "selected sentences")
+    shard_attrs = shard_provenance(shard, s0, s1, len(selected)) if shard is not None else {}
+    if shard is not None:
+        info(f"shard {shard} ({shard.origin}): selected sentences {s0}..{s1 - 1} of {len(selected)}")
     t_select = time.perf_counter()
 
-    scorer = FrameNetScorer(lm.n_layers, lm.n_heads, first_pair=opts.first_pair, samples=opts.baseline_samples, max_offset=opts.max_offset,
-                            min_distance=opts.min_distance, seed=opts.seed)
+    scorer_params = {"first_pair": opts.first_pair, "samples": opts.baseline_samples, "max_offset": opts.max_offset,
+                     "min_distance": opts.min_distance, "seed": opts.seed}
+    scorer = FrameNetScorer(lm.n_layers, lm.n_heads, **scorer_params)
     first_id = np.cumsum([0] + [len(s.links) for s in selected])
-    for i, enc, att in iter_attention(lm, [s.enc for s in selected], opts.batch_size, description=f"framenet {lm.name}", quiet=opts.quiet):
-        scorer.add(att, selected[i].links, enc.special, list(range(first_id[i], first_id[i + 1])))
+    mine = selected[s0:s1]
+    for i, enc, att in iter_attention(lm, [s.enc for s in mine], opts.batch_size, description=f"framenet {lm.name}", quiet=opts.quiet):
+        g = s0 + i
+        scorer.add(att, selected[g].links, enc.special, list(range(first_id[g], first_id[g + 1])))
     res = scorer.result()
     t_score = time.perf_counter()
 
-    direction = opts.rank_by.replace("-", "_")
-    other = "target_to_fe" if direction == "fe_to_target" else "fe_to_target"
-    arrow = {"fe_to_target": "FE->target", "target_to_fe": "target->FE"}
-    heads: dict[str, tuple[np.ndarray, str]] = {
-        "framenet_fe_to_target": (res.fe_to_target, "mean over FrameNet links of the max attention from a frame-element piece (query) to a target piece (key)"),
-        "framenet_target_to_fe": (res.target_to_fe, "mean over FrameNet links of the max attention from a target piece (query) to a frame-element piece (key)"),
-    }
-    for d, suffix in (("fe_to_target", ""), ("target_to_fe", "_target_to_fe")):
-        heads[f"framenet_baseline_same_distance{suffix}"] = (res.same_distance[d], f"{arrow[d]} score of the links moved to random other positions of their sentence (same distance)")
-        heads[f"framenet_baseline_same_distance{suffix}_p99"] = (res.same_distance_p99[d], f"99th percentile of the {arrow[d]} same-distance baseline over {res.samples} draws")
-        heads[f"framenet_baseline_offset{suffix}"] = (res.offset_best[d], f"{arrow[d]} score with the target replaced by the pieces at the head's best fixed offset from the FE")
-        heads[f"framenet_baseline_offset{suffix}_k"] = (res.offset_best_k[d], f"that best offset, in pieces from the FE's first piece ({arrow[d]})")
-
-    # -- store
     link_rows = [{"sentence": lk.sentence, "frame": lk.frame, "lu": lk.lu, "fe": lk.fe, "fe_pieces": lk.fe_pieces.tolist(),
                   "target_pieces": lk.target_pieces.tolist(), "distance": lk.distance, "fe_span": list(lk.fe_span),
                   "target_spans": [list(t) for t in lk.target_spans]} for lk in links]
+    my_rows = link_rows[int(first_id[s0]) : int(first_id[s1])]
+    selection = [{"step": st, "sentences": n, "links": m} for st, n, m in counts.rows()]
     config = {k: v for k, v in asdict(opts).items() if k not in ("conllu", "base_relations", "min_count", "force", "quiet")}
+    job = fingerprint({"model": lm.fingerprint, "tokenizer": lm.path, "data": str(Path(opts.framenet).expanduser()), "ids": [s.id for s in selected],
+                       "options": {k: v for k, v in config.items() if k not in _NOT_IN_JOB}})
     with StoreWriter(out, "framenet", force=opts.force) as w:
         w.set_model(n_layers=lm.n_layers, n_heads=lm.n_heads, **_model_attrs(lm))
         w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.framenet).expanduser()), "sentences": opts.sentences,
@@ -253,67 +338,85 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
                                                         "min_distance": opts.min_distance, "core_only": opts.core_only,
                                                         "core_definition": opts.core_definition, "limit": opts.limit},
                                           "first_pair": int(opts.first_pair), "baseline_samples": opts.baseline_samples, "seed": opts.seed,
-                                          "n_sentences": len(selected), "n_links": len(links), "max_length": opts.max_length}),
+                                          "n_sentences": len(mine), "n_links": len(my_rows), "max_length": opts.max_length, "rank_by": opts.rank_by,
+                                          "selection_stopped_by_limit": int(stopped), "job_fingerprint": job, **shard_attrs}),
                          provenance_texts({"framenet": config}, command))
-        w.put_strings("examples/id", [s.id for s in selected])
-        w.put_strings("examples/text_a", [s.text for s in selected])
-        w.put_array("examples/length", np.asarray([s.enc.length for s in selected], dtype=np.int32))
-        for name, (values, desc) in heads.items():
+        w.put_strings("examples/id", [s.id for s in mine])
+        w.put_strings("examples/text_a", [s.text for s in mine])
+        w.put_array("examples/length", np.asarray([s.enc.length for s in mine], dtype=np.int32))
+        for name, (values, desc) in _framenet_heads(res).items():
             w.put_head_quantity(name, values, desc)
-        w.put_json("framenet/selection", [{"step": s, "sentences": n, "links": m} for s, n, m in counts.rows()])
-        w.put_json("framenet/links", link_rows)
-        w.put_json("framenet/reader", rs.as_dict())
+        w.put_json(FN_SELECTION, selection)
+        w.put_json(FN_LINKS, my_rows)
+        w.put_json(FN_READER, rs.as_dict())
+        w.put_json(FN_SCORER, scorer_params)
+        _put_state(w, FN_STATE, scorer.state())
     t_write = time.perf_counter()
 
-    # -- tables
-    sel_t = Table("FrameNet selection (sentences and links surviving each filter)", ["filter", "sentences", "links"],
-                  caption=f"the paper kept {PAPER_SENTENCES} sentences (bert-base tokenizer, LU exemplars)"
-                  + ("; counts cover the corpus read until --limit was reached" if stopped else ""))
-    for row in counts.rows():
-        sel_t.add(*row)
-    score = res.scores(direction)
-    flag_heads, flag_base = res.above_heads_p99(direction), res.above_baseline_p99(direction)
-    cols = ["rank", "head", arrow[direction], arrow[other], "same-dist. baseline", "baseline p99", "best offset", "offset k", "> p99 of heads", "> baseline p99"]
-    rank_t = Table(f"heads ranked by {arrow[direction]} mean max-attention over {len(links)} links in {len(selected)} sentences"
-                   + (" (first-pair variant)" if opts.first_pair else ""), cols,
-                   caption="'> p99 of heads': above the 99th percentile of all heads (the paper's flag); "
-                   "'> baseline p99': above the 99th percentile of the head's own same-distance baseline")
-    ranked = rank_heads(score)
-    for r, (layer, h) in enumerate(ranked[: opts.top], 1):
-        k = res.offset_best_k[direction][layer, h]
-        rank_t.add(r, head_name(layer, h), float(score[layer, h]), float(res.scores(other)[layer, h]),
-                   float(res.same_distance[direction][layer, h]), float(res.same_distance_p99[direction][layer, h]),
-                   float(res.offset_best[direction][layer, h]), "" if np.isnan(k) else f"{int(k):+d}",
-                   "yes" if flag_heads[layer, h] else "", "yes" if flag_base[layer, h] else "")
-    tables = [sel_t, rank_t]
-    if opts.examples:
-        ex_t = Table(f"strongest link of each top head ({arrow[direction]}): {{target}}, <frame element>", ["head", "attention", "frame", "FE", "sentence"])
-        for layer, h in ranked[: opts.examples]:
-            lid = int(res.best_link[direction][layer, h])
-            if lid < 0:
-                continue
-            lk = links[lid]
-            ex_t.add(head_name(layer, h), float(res.best_value[direction][layer, h]), lk.frame, lk.fe, _mark(selected[lk.sentence].text, lk))
-        tables.append(ex_t)
+    tables = _framenet_tables(res, selection, stopped, len(mine), opts.rank_by, opts.first_pair, opts.top, opts.examples,
+                              link_rows, 0, [s.text for s in selected], 0)
     timings = {"load_model_s": t_model - t0, "read_select_s": t_select - t_model, "forward_score_s": t_score - t_select, "write_s": t_write - t_score}
-    return RelationsJobResult(Path(out), "framenet", tables, len(selected), len(links), lm.n_layers, lm.n_heads, timings)
+    return RelationsJobResult(Path(out), "framenet", tables, len(mine), len(my_rows), lm.n_layers, lm.n_heads, timings)
 
 
 # ------------------------------------------------------------------------------------------------
 # dependency relations (CoNLL-U)
 
 
-def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None) -> RelationsJobResult:
+def _dependency_outputs(w: Any | None, overall: Any, results: list[Any]) -> list[dict[str, Any]]:
+    """Per-relation rows (best heads, offset baseline); with a writer, also every per-head array and the rows."""
     from bertsecrets_cli.analysis.framenet import rank_heads
-    from bertsecrets_cli.analysis.relations import DependencyScorer, relation_key, word_attention, word_piece_matrix
+    from bertsecrets_cli.analysis.relations import relation_key
+
+    keys: dict[str, str] = {}
+    for r in results:
+        k = relation_key(r.label)
+        while k in keys.values():  # two labels that differ only in punctuation keep separate arrays
+            k += "_"
+        keys[r.label] = k
+    rows = []
+    for r in [overall, *results]:
+        k = "all" if r is overall else keys[r.label]
+        if w is not None:
+            w.put_head_quantity(f"dep_{k}_accuracy", r.accuracy, f"accuracy of the most-attended word as the governor of '{r.label}' dependents ({r.count} arcs)")
+            w.put_head_quantity(f"dep_{k}_reverse_accuracy", r.reverse_accuracy, f"accuracy of the governor's most-attended word as its '{r.label}' dependent ({r.count} arcs)")
+        (li, hi), (lr, hr) = rank_heads(r.accuracy)[0], rank_heads(r.reverse_accuracy)[0]
+        rows.append({"label": r.label, "key": k, "count": r.count, "offset_k": r.offset_k, "offset_accuracy": r.offset_accuracy,
+                     "best_head": head_name(li, hi), "best_accuracy": float(r.accuracy[li, hi]),
+                     "best_reverse_head": head_name(lr, hr), "best_reverse_accuracy": float(r.reverse_accuracy[lr, hr])})
+    if w is not None:
+        w.put_json(DEP_RELATIONS, rows)
+    return rows
+
+
+def _dependency_tables(rows: list[dict[str, Any]], overall: Any, n_sentences: int, min_count: int, top: int) -> list[Table]:
+    from bertsecrets_cli.analysis.framenet import rank_heads
+
+    shown = [row for row in rows if row["label"] == "all" or row["count"] >= min_count]
+    rel_t = Table(f"best head per dependency relation ({n_sentences} sentences, {overall.count} arcs)",
+                  ["relation", "arcs", "dep->gov head", "accuracy", "gov->dep head", "reverse acc.", "best offset", "offset acc."],
+                  caption=f"relations with at least {min_count} arcs (--min-count); offset = governor position - dependent position")
+    for row in shown:
+        rel_t.add(row["label"], row["count"], row["best_head"], row["best_accuracy"], row["best_reverse_head"], row["best_reverse_accuracy"],
+                  f"{row['offset_k']:+d}", row["offset_accuracy"])
+    rank_t = Table("heads ranked by accuracy over all relations (dependent -> governor)", ["rank", "head", "accuracy", "reverse acc.", "best offset acc."])
+    for rk, (layer, h) in enumerate(rank_heads(overall.accuracy)[:top], 1):
+        rank_t.add(rk, head_name(layer, h), float(overall.accuracy[layer, h]), float(overall.reverse_accuracy[layer, h]), overall.offset_accuracy)
+    return [rel_t, rank_t]
+
+
+def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None) -> RelationsJobResult:
+    from bertsecrets_cli.analysis.relations import DependencyScorer, word_attention, word_piece_matrix
     from bertsecrets_cli.data.conllu import read_conllu
     from bertsecrets_cli.jobs.attention_batches import iter_attention
     from bertsecrets_cli.jobs.provenance import provenance_texts
+    from bertsecrets_cli.jobs.shard import fingerprint, shard_provenance, shard_slice
     from bertsecrets_cli.model.load import load_model
     from bertsecrets_cli.model.tokenize import encode_examples
     from bertsecrets_cli.store.writer import StoreWriter
 
     t0 = time.perf_counter()
+    shard = _shard_of(opts)
     # the whole file is checked before the model loads: a malformed line fails fast
     sentences = [s for s in read_conllu(opts.conllu) if s.words]
     if not sentences:
@@ -342,60 +445,108 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
         info(f"skipped {too_long} sentence(s) longer than --max-length {opts.max_length} pieces")
     if not kept:
         raise InputError(f"{opts.conllu}: no sentence fits in --max-length {opts.max_length}")
+    s0, s1 = shard_slice(shard, len(kept), "sentences")
+    shard_attrs = shard_provenance(shard, s0, s1, len(kept)) if shard is not None else {}
+    if shard is not None:
+        info(f"shard {shard} ({shard.origin}): sentences {s0}..{s1 - 1} of {len(kept)}")
     t_select = time.perf_counter()
 
     scorer = DependencyScorer(lm.n_layers, lm.n_heads, base_relations=opts.base_relations)
-    for i, enc, att in iter_attention(lm, encoded, opts.batch_size, description=f"dependencies {lm.name}", quiet=opts.quiet):
-        s = kept[i][0]
-        M = matrices[i]
+    for i, enc, att in iter_attention(lm, encoded[s0:s1], opts.batch_size, description=f"dependencies {lm.name}", quiet=opts.quiet):
+        s = kept[s0 + i][0]
+        M = matrices[s0 + i]
         scorer.add(word_attention(att, M), [wd.head for wd in s.words], [wd.deprel for wd in s.words], M.sum(1) > 0)
     results = scorer.results()
     overall = scorer.overall()
     if overall is None:
-        raise InputError(f"{opts.conllu}: no dependency arc with a HEAD and DEPREL to score")
+        raise InputError(f"{opts.conllu}: no dependency arc with a HEAD and DEPREL to score" + (f" in shard {shard}" if shard else ""))
     if scorer.skipped_unmapped:
         info(f"skipped {scorer.skipped_unmapped} arc(s) whose dependent or governor has no word piece")
     t_score = time.perf_counter()
 
-    keys: dict[str, str] = {}
-    for r in results:
-        k = relation_key(r.label)
-        while k in keys.values():  # two labels that differ only in punctuation keep separate arrays
-            k += "_"
-        keys[r.label] = k
-    rel_rows = []
     config = {k: v for k, v in asdict(opts).items() if k not in ("framenet", "sentences", "max_sentence_tokens", "max_fe_tokens", "min_distance",
                                                                    "core_only", "core_definition", "first_pair", "baseline_samples", "max_offset",
                                                                    "rank_by", "force", "quiet")}
+    job = fingerprint({"model": lm.fingerprint, "tokenizer": lm.path, "data": str(Path(opts.conllu).expanduser()), "ids": [s.id for s, _ in kept],
+                       "options": {k: v for k, v in config.items() if k not in _NOT_IN_JOB}})
+    mine = kept[s0:s1]
     with StoreWriter(out, "dependency", force=opts.force) as w:
         w.set_model(n_layers=lm.n_layers, n_heads=lm.n_heads, **_model_attrs(lm))
-        w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.conllu).expanduser()), "n_sentences": len(kept), "n_arcs": overall.count,
+        w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.conllu).expanduser()), "n_sentences": len(mine), "n_arcs": overall.count,
                                           "base_relations": int(opts.base_relations), "max_length": opts.max_length,
-                                          "word_attention": "mean over the attending word's pieces, sum over the attended word's pieces"}),
+                                          "word_attention": "mean over the attending word's pieces, sum over the attended word's pieces",
+                                          "job_fingerprint": job, **shard_attrs}),
                          provenance_texts({"framenet": config}, command))
-        w.put_strings("examples/id", [s.id for s, _ in kept])
-        w.put_strings("examples/text_a", [t for _, t in kept])
-        w.put_array("examples/length", np.asarray([e.length for e in encoded], dtype=np.int32))
-        for r in [overall, *results]:
-            k = "all" if r is overall else keys[r.label]
-            w.put_head_quantity(f"dep_{k}_accuracy", r.accuracy, f"accuracy of the most-attended word as the governor of '{r.label}' dependents ({r.count} arcs)")
-            w.put_head_quantity(f"dep_{k}_reverse_accuracy", r.reverse_accuracy, f"accuracy of the governor's most-attended word as its '{r.label}' dependent ({r.count} arcs)")
-            (li, hi), (lr, hr) = rank_heads(r.accuracy)[0], rank_heads(r.reverse_accuracy)[0]
-            rel_rows.append({"label": r.label, "key": k, "count": r.count, "offset_k": r.offset_k, "offset_accuracy": r.offset_accuracy,
-                             "best_head": head_name(li, hi), "best_accuracy": float(r.accuracy[li, hi]),
-                             "best_reverse_head": head_name(lr, hr), "best_reverse_accuracy": float(r.reverse_accuracy[lr, hr])})
-        w.put_json("dependency/relations", rel_rows)
+        w.put_strings("examples/id", [s.id for s, _ in mine])
+        w.put_strings("examples/text_a", [t for _, t in mine])
+        w.put_array("examples/length", np.asarray([e.length for e in encoded[s0:s1]], dtype=np.int32))
+        rel_rows = _dependency_outputs(w, overall, results)
+        _put_state(w, DEP_STATE, scorer.state())
     t_write = time.perf_counter()
 
-    shown = [row for row in rel_rows if row["label"] == "all" or row["count"] >= opts.min_count]
-    rel_t = Table(f"best head per dependency relation ({len(kept)} sentences, {overall.count} arcs)",
-                  ["relation", "arcs", "dep->gov head", "accuracy", "gov->dep head", "reverse acc.", "best offset", "offset acc."],
-                  caption=f"relations with at least {opts.min_count} arcs (--min-count); offset = governor position - dependent position")
-    for row in shown:
-        rel_t.add(row["label"], row["count"], row["best_head"], row["best_accuracy"], row["best_reverse_head"], row["best_reverse_accuracy"],
-                  f"{row['offset_k']:+d}", row["offset_accuracy"])
-    rank_t = Table("heads ranked by accuracy over all relations (dependent -> governor)", ["rank", "head", "accuracy", "reverse acc.", "best offset acc."])
-    for rk, (layer, h) in enumerate(rank_heads(overall.accuracy)[: opts.top], 1):
-        rank_t.add(rk, head_name(layer, h), float(overall.accuracy[layer, h]), float(overall.reverse_accuracy[layer, h]), overall.offset_accuracy)
     timings = {"load_model_s": t_model - t0, "read_select_s": t_select - t_model, "forward_score_s": t_score - t_select, "write_s": t_write - t_score}
-    return RelationsJobResult(Path(out), "dependency", [rel_t, rank_t], len(kept), overall.count, lm.n_layers, lm.n_heads, timings)
+    return RelationsJobResult(Path(out), "dependency", _dependency_tables(rel_rows, overall, len(mine), opts.min_count, opts.top),
+                              len(mine), overall.count, lm.n_layers, lm.n_heads, timings)
+
+
+# ------------------------------------------------------------------------------------------------
+# joining shards
+
+
+def combine_relations(paths: list[str], out: str | Path, *, top: int = 10, examples: int = 3, min_count: int = 10, force: bool = False,
+                      locking: bool | None = None, command: str | None = None) -> RelationsJobResult:
+    """Join the framenet or dependency stores of ``framenet --shard i/n`` into one.
+
+    The shards' scorer states (sums, baseline draws, counts) are added and the per-head results computed
+    from the total, so the store equals one unsharded run (sums to float rounding; counts exactly).
+    """
+    from bertsecrets_cli.analysis.framenet import FrameNetScorer
+    from bertsecrets_cli.analysis.relations import DependencyScorer
+    from bertsecrets_cli.store import StoreWriter
+    from bertsecrets_cli.store.merge import merged_provenance, open_shards, order_shards
+    from bertsecrets_cli.store.writer import copy_model_from
+
+    outp, stores = open_shards(paths, out, ("framenet", "dependency"), force=force, locking=locking)
+    try:
+        ordered = order_shards(stores, ("job_fingerprint",), shards_only=True)
+        first = ordered[0]
+        kind, prov = first.kind, first.provenance()
+        L, H = first.n_layers, first.n_heads
+        n_sent = int(sum(st.n_examples for st in ordered))
+        with StoreWriter(outp, kind, force=force, locking=locking) as w:
+            copy_model_from(w, first)
+            for name in first.h5["examples"]:
+                w.concat_from(f"examples/{name}", ordered)
+            if kind == "framenet":
+                params = first.json(FN_SCORER)
+                scorer = FrameNetScorer(L, H, **params)
+                link_rows: list[dict[str, Any]] = []
+                for st in ordered:
+                    scorer.absorb(_read_state(st, FN_STATE))
+                    link_rows += st.json(FN_LINKS)
+                res = scorer.result()
+                for name, (values, desc) in _framenet_heads(res).items():
+                    w.put_head_quantity(name, values, desc)
+                selection = first.json(FN_SELECTION)
+                for name, obj in ((FN_SELECTION, selection), (FN_LINKS, link_rows), (FN_READER, first.json(FN_READER)), (FN_SCORER, params)):
+                    w.put_json(name, obj)
+                _put_state(w, FN_STATE, scorer.state())
+                w.set_provenance(*merged_provenance(ordered, outp, command, n_sentences=n_sent, n_links=len(link_rows)))
+                texts = [t for st in ordered for t in st.strings("examples/text_a")]
+                tables = _framenet_tables(res, selection, bool(int(prov.get("selection_stopped_by_limit", 0))), n_sent, str(prov.get("rank_by", "fe-to-target")),
+                                          bool(params["first_pair"]), top, examples, link_rows, 0, texts, 0)
+                n_scored = len(link_rows)
+            else:
+                dep = DependencyScorer(L, H, base_relations=bool(int(prov.get("base_relations", 0))))
+                for st in ordered:
+                    dep.absorb(_read_state(st, DEP_STATE))
+                overall = dep.overall()
+                rows = _dependency_outputs(w, overall, dep.results())
+                _put_state(w, DEP_STATE, dep.state())
+                w.set_provenance(*merged_provenance(ordered, outp, command, n_sentences=n_sent, n_arcs=overall.count))
+                tables = _dependency_tables(rows, overall, n_sent, min_count, top)
+                n_scored = overall.count
+    finally:
+        for st in stores:
+            st.close()
+    return RelationsJobResult(outp, kind, tables, n_sent, n_scored, L, H)

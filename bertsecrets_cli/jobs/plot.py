@@ -255,7 +255,7 @@ def _plot_map(st: Any, opts: PlotOptions, name: str, model: str) -> PlotResult:
     if opts.example is None:
         raise InputError("an attention map needs --example (an id, or an index from 0) besides the head")
     if not st.has(S.ATTENTION_MAPS):
-        raise InputError(f"{name}: a {st.kind} store holds no attention maps; give a store written by extract")
+        raise InputError(f"{name}: {S.a_store(st.kind)} holds no attention maps; give a store written by extract")
     li, hi = resolve_head(opts.layer, opts.head, st.n_layers, st.n_heads)
     i = resolve_example(st, opts.example, name)
     att = st.attention(i)[li, hi]

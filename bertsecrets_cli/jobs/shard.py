@@ -7,10 +7,13 @@ Ranks come from, in order: an explicit ``--shard i/n`` (0-based i), torchrun/acc
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from bertsecrets_cli.errors import InputError
 
@@ -77,3 +80,48 @@ def resolve_shard(spec: str | None, env: Mapping[str, str] | None = None) -> Sha
     if found is None and spec:
         raise InputError("--shard auto: found neither RANK/WORLD_SIZE nor SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT in the environment")
     return found
+
+
+# ---------------------------------------------------------------------------------------------
+# what the analysis commands (classify, diff, framenet) record so `merge` can join their shards
+
+SHARD_FIELDS = ("shard_index", "shard_count", "shard_start", "shard_end")
+
+
+def fingerprint(obj: Any) -> str:
+    """sha256 of a JSON-able description of a job: shards of one job share it, other jobs do not."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def shard_slice(shard: Shard | None, n_total: int, what: str = "examples") -> tuple[int, int]:
+    """[start, end) of this shard's items; every item without a shard; an empty shard is an error."""
+    if shard is None:
+        return 0, n_total
+    s0, s1 = shard.range(n_total)
+    if s0 == s1:
+        raise InputError(f"shard {shard} has no {what} ({n_total} {what} for {shard.count} shards); use fewer shards")
+    return s0, s1
+
+
+def shard_provenance(shard: Shard, start: int, end: int, n_total: int) -> dict[str, Any]:
+    """The provenance fields by which `merge` orders shards and finds gaps and overlaps."""
+    return {"shard_index": shard.index, "shard_count": shard.count, "shard_start": start, "shard_end": end,
+            "shard_origin": shard.origin, "n_total": n_total}
+
+
+def inherited_shard(provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """The shard fields of an input store that is itself a shard (e.g. classify run on one extract shard)."""
+    if "shard_count" not in provenance:
+        return {}
+    out = {k: int(provenance[k]) for k in SHARD_FIELDS}
+    out["shard_origin"] = "input"
+    if "n_total" in provenance:
+        out["n_total"] = int(provenance["n_total"])
+    return out
+
+
+def input_identity(store: Any) -> str:
+    """What names an input store's content in a job fingerprint: its own job fingerprint (extract and the
+    stores made from it record one; shards of one job share it), else its model and example ids."""
+    prov = store.provenance()
+    return str(prov.get("job_fingerprint") or fingerprint([prov.get("model_fingerprint", ""), store.example_ids()]))

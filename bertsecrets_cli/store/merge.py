@@ -36,17 +36,27 @@ class MergeReport:
     order: list[str] = field(default_factory=list)
 
 
-def _shard_order(stores: list[Store]) -> list[Store]:
-    """Sort shards by index and refuse overlapping, missing or foreign ones."""
+def order_shards(stores: list[Store], fields: tuple[str, ...] = JOB_FIELDS, *, shards_only: bool = False) -> list[Store]:
+    """Sort shards by index and refuse overlapping, missing or foreign ones.
+
+    ``fields``: provenance that must agree between shards of one job. Without ``shards_only``, stores that are
+    not shards may be joined too when their example ids do not overlap (attention stores of disjoint data).
+    """
     provs = [s.provenance() for s in stores]
     first = provs[0]
+    for st in stores:
+        if st.kind != stores[0].kind:
+            raise StoreError(f"{st.path}: {S.a_store(st.kind)}, {stores[0].path} is {S.a_store(stores[0].kind)}; merge shards of one kind")
     for st, p in zip(stores, provs):
-        for k in JOB_FIELDS:
+        for k in fields:
             if str(p.get(k, "")) != str(first.get(k, "")):
                 raise StoreError(f"{st.path}: {k} differs from {stores[0].path} ({p.get(k)!r} vs {first.get(k)!r}); shards of different jobs cannot be merged")
         if (st.n_layers, st.n_heads) != (stores[0].n_layers, stores[0].n_heads):
             raise StoreError(f"{st.path}: model has {st.n_layers}x{st.n_heads} heads, {stores[0].path} has {stores[0].n_layers}x{stores[0].n_heads}")
     sharded = ["shard_count" in p for p in provs]
+    if shards_only and not all(sharded):
+        lone = stores[sharded.index(False)]
+        raise StoreError(f"{lone.path}: is not a shard (written without --shard); only shards of one job can be merged")
     if any(sharded) and not all(sharded):
         raise StoreError("some inputs are shards and some are not; merge the shards of one job")
     if all(sharded):
@@ -66,6 +76,9 @@ def _shard_order(stores: list[Store]) -> list[Store]:
         for a, b in zip(ordered, ordered[1:]):
             if int(a.provenance()["shard_end"]) != int(b.provenance()["shard_start"]):
                 raise StoreError(f"{b.path}: starts at example {b.provenance()['shard_start']}, the previous shard ends at {a.provenance()['shard_end']}")
+        p0, pz = ordered[0].provenance(), ordered[-1].provenance()
+        if int(p0.get("shard_start", 0)) != 0 or ("n_total" in pz and int(pz["shard_end"]) != int(pz["n_total"])):
+            raise StoreError(f"the shards cover examples {p0.get('shard_start')}..{pz.get('shard_end')} of {pz.get('n_total')}; give all shards of the job")
         return ordered
     seen: dict[str, Path] = {}
     for st in stores:
@@ -76,17 +89,43 @@ def _shard_order(stores: list[Store]) -> list[Store]:
     return stores
 
 
-def merge_attention_stores(paths: list[str | Path], out: str | Path, *, copy: bool = False, force: bool = False, locking: bool | None = None, command: dict[str, str] | None = None) -> MergeReport:
-    import h5py
+TEXT_FIELDS = ("command", "config", "environment")
 
+
+def merged_provenance(ordered: list[Store], out: Path, command: str | None = None, **extra: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """Provenance of a merged store: the first shard's, without its shard fields, plus where it came from."""
+    prov = {k: v for k, v in ordered[0].provenance().items() if not k.startswith("shard_") and k not in TEXT_FIELDS}
+    prov["merged_from"] = [os.path.relpath(s.path.resolve(), out.resolve().parent) for s in ordered]
+    prov.update(extra)
+    texts = {k: ordered[0].provenance().get(k, "") for k in ("config", "environment")}
+    texts["command"] = "\n".join(s.provenance().get("command", "") for s in ordered) if command is None else command
+    return prov, texts
+
+
+def open_shards(paths: list[str | Path], out: str | Path, kind: str | tuple[str, ...], *, force: bool = False, locking: bool | None = None) -> tuple[Path, list[Store]]:
+    """Check the output path, open every shard read-only; the caller closes them."""
     if len(paths) < 1:
         raise InputError("give the shard stores to merge")
     out = check_output_path(out, force=force)
     if any(Path(p).resolve() == out.resolve() for p in paths):
         raise InputError(f"{out}: is also an input; write the merged store elsewhere")
-    stores = [open_store(p, kind="attention", locking=locking) for p in paths]
+    stores: list[Store] = []
     try:
-        ordered = _shard_order(stores)
+        for p in paths:
+            stores.append(open_store(p, kind=kind, locking=locking))
+    except BaseException:
+        for s in stores:
+            s.close()
+        raise
+    return out, stores
+
+
+def merge_attention_stores(paths: list[str | Path], out: str | Path, *, copy: bool = False, force: bool = False, locking: bool | None = None, command: dict[str, str] | None = None) -> MergeReport:
+    import h5py
+
+    out, stores = open_shards(paths, out, "attention", force=force, locking=locking)
+    try:
+        ordered = order_shards(stores)
         L, H = ordered[0].n_layers, ordered[0].n_heads
         enc = ordered[0].attrs("attention").get("encoding", "float16")
         if any(s.attrs("attention").get("encoding", "float16") != enc for s in ordered):
@@ -96,11 +135,7 @@ def merge_attention_stores(paths: list[str | Path], out: str | Path, *, copy: bo
         counts = np.zeros((L, H, K))
         with StoreWriter(out, "attention", force=force, locking=locking) as w:
             w.set_model(n_layers=L, n_heads=H, **{k: v for k, v in ordered[0].model_attrs().items() if k not in ("n_layers", "n_heads")})
-            prov = {k: v for k, v in ordered[0].provenance().items() if not k.startswith("shard_") and k not in ("command", "config", "environment")}
-            prov["merged_from"] = [os.path.relpath(s.path.resolve(), out.resolve().parent) for s in ordered]
-            texts = {k: ordered[0].provenance().get(k, "") for k in ("config", "environment")}
-            texts["command"] = "\n".join(s.provenance().get("command", "") for s in ordered) if command is None else command.get("command", "")
-            w.set_provenance(prov, texts)
+            w.set_provenance(*merged_provenance(ordered, out, None if command is None else command.get("command", "")))
             f = w.h5
             # example index and tokens: copied, offsets rebased
             for name in ("id", "text_a", "text_b"):

@@ -47,3 +47,8 @@ COMPRESSIONS = ("none", "lzf", "gzip")
 
 CHUNK_VALUES = 1 << 16  # values per chunk of the flat attention array: 128 KiB in float16 (the last, partial chunk is the only waste)
 LIBVER = ("earliest", "v110")  # readable by HDF5 1.10 tools
+
+
+def a_store(kind: str) -> str:
+    """'an attention store', 'a patterns store': for messages."""
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} store"

@@ -252,11 +252,42 @@ class StoreWriter:
         for k, a in attrs.items():
             ds.attrs[k] = a
 
-    def copy_examples_from(self, store: Any) -> None:
-        """Copy the example index (ids, texts, labels, lengths) of an input store, so results carry it."""
+    def copy_examples_from(self, store: Any, start: int = 0, end: int | None = None) -> None:
+        """Copy the example index (ids, texts, labels, lengths) of an input store, so results carry it.
+
+        With ``start``/``end`` only those examples (a shard); offsets keep pointing into the input store.
+        """
         src = store.h5[S.G_EXAMPLES]
+        whole = start == 0 and (end is None or end >= store.n_examples)
         for name in src:
-            self._file.copy(src[name], f"{S.G_EXAMPLES}/{name}")
+            if whole:
+                self._file.copy(src[name], f"{S.G_EXAMPLES}/{name}")
+            else:
+                ds = self._file.create_dataset(f"{S.G_EXAMPLES}/{name}", data=src[name][start:end], dtype=src[name].dtype)
+                for k, v in src[name].attrs.items():
+                    ds.attrs[k] = v
+
+    def copy_group_attrs(self, name: str, store: Any) -> None:
+        """The attributes of group ``name`` of an input store (e.g. a patterns store's classifier), unchanged."""
+        g = self._file.require_group(name)
+        for k, v in store.h5[name].attrs.items():
+            g.attrs[k] = v
+
+    def concat_from(self, name: str, stores: list[Any], block_rows: int = 4096) -> None:
+        """Write dataset ``name`` as the concatenation of the same dataset in ``stores`` (a merge), in blocks."""
+        first = stores[0].h5[name]
+        total = sum(s.h5[name].shape[0] for s in stores)
+        ds = self._file.create_dataset(name, shape=(total, *first.shape[1:]), dtype=first.dtype,
+                                       chunks=True if total and first.chunks else None)
+        for k, v in first.attrs.items():
+            ds.attrs[k] = v
+        off = 0
+        for s in stores:
+            src = s.h5[name]
+            for b in range(0, src.shape[0], block_rows):
+                rows = src[b : b + block_rows]
+                ds[off : off + len(rows)] = rows
+                off += len(rows)
 
     def appender(self, name: str, dtype: Any, tail: tuple[int, ...] = (), *, chunk_rows: int | None = None, compression: str | None = None, fletcher32: bool = False) -> Appender:
         """A growing dataset; an existing one (in an adopted file) is continued."""
@@ -527,6 +558,9 @@ PATTERN_LAYER_SHARES = "patterns/layer_shares"  # float64 [L, C]
 PATTERN_OVERALL_SHARES = "patterns/overall_shares"  # float64 [C]
 
 
+PATTERN_DATASETS = (PATTERN_LABELS, PATTERN_FEATURES, PATTERN_TOKENS)
+
+
 class PatternsWriter:
     """The per-map arrays of a patterns store, written as the examples stream by (memory stays bounded)."""
 
@@ -547,13 +581,22 @@ class PatternsWriter:
 
     def add(self, labels: np.ndarray, features: np.ndarray, token_values: np.ndarray) -> None:
         """One example: labels [L, H], features [L, H, F], token attention [L, H, K]."""
-        self.labels.append(labels[None])
-        self.features.append(features[None])
-        self.tokens.append(token_values[None])
+        self.add_block(labels[None], features[None], token_values[None])
+
+    def add_block(self, labels: np.ndarray, features: np.ndarray, token_values: np.ndarray) -> None:
+        """Several examples at once: labels [B, L, H], features [B, L, H, F], token attention [B, L, H, K]."""
+        self.labels.append(labels)
+        self.features.append(features)
+        self.tokens.append(token_values)
 
     def put_shares(self, layer_shares: np.ndarray, overall_shares: np.ndarray) -> None:
-        self.w.put_array(PATTERN_LAYER_SHARES, np.asarray(layer_shares, dtype=np.float64))
-        self.w.put_array(PATTERN_OVERALL_SHARES, np.asarray(overall_shares, dtype=np.float64))
+        put_pattern_shares(self.w, layer_shares, overall_shares)
+
+
+def put_pattern_shares(w: StoreWriter, layer_shares: np.ndarray, overall_shares: np.ndarray) -> None:
+    """Pattern shares per layer [L, C] and overall [C] of a patterns store."""
+    w.put_array(PATTERN_LAYER_SHARES, np.asarray(layer_shares, dtype=np.float64))
+    w.put_array(PATTERN_OVERALL_SHARES, np.asarray(overall_shares, dtype=np.float64))
 
 
 def copy_model_from(w: StoreWriter, store: Any) -> None:
