@@ -1,3 +1,3 @@
-from bertsecrets_cli.cli.app import main
+from bertsecrets_cli.entry import main
 
 main()

@@ -122,8 +122,12 @@ def test_killed_runs_never_look_complete_and_resume_to_the_reference(tmp_path: P
             kills.append((sig.name, phase, round(delay, 2), rc))
             assert "Traceback" not in err, err
             if sig == signal.SIGTERM:
-                # stopped cleanly (75) once the handler is installed; before it (imports, model load) the default action
-                assert rc in (EXIT_INTERRUPTED, -signal.SIGTERM), err
+                # stopped cleanly (75), start-up included: the entry point installs the handler before any import.
+                # The default action remains only before that (the interpreter's own start) and after Python has
+                # restored it on exit (the store is then complete)
+                early = phase == "startup" and delay < 0.5
+                assert rc == EXIT_INTERRUPTED or (rc == -signal.SIGTERM and (early or _complete(out))), (rc, phase, delay, err)
+                assert rc != EXIT_INTERRUPTED or len(err.strip().splitlines()) == 1, err
             if _complete(out):
                 # killed after the atomic rename (while printing the summary): the store must be the whole, right one
                 _assert_same(out, ref)

@@ -54,4 +54,6 @@ app.add_typer(classify_app, name="classify")
 
 
 def main() -> None:
-    app()
+    from bertsecrets_cli.entry import main as entry
+
+    entry()

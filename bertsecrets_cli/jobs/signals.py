@@ -1,5 +1,10 @@
 """Graceful stops: SIGTERM (Slurm's warning before SIGKILL) and SIGINT end the current unit of work
-cleanly, keep finished parts, and exit with EXIT_INTERRUPTED so ``--resume`` can finish the job."""
+cleanly, keep finished parts, and exit with EXIT_INTERRUPTED so ``--resume`` can finish the job.
+
+Two layers: from the first line of the process (``stop_on_sigterm``, called by the entry point) a SIGTERM
+raises ``Interrupted`` wherever it lands (imports, model loading, a short command), like SIGINT raises
+KeyboardInterrupt; inside a ``graceful_stop`` block, long loops instead finish their unit of work first.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from bertsecrets_cli.errors import Interrupted
 
 
 class StopFlag:
@@ -38,3 +45,15 @@ def graceful_stop() -> Iterator[StopFlag]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    raise Interrupted(f"stopped by {signal.Signals(signum).name} before the work was saved; rerun the command "
+                      "(extract: with --resume, which keeps the finished parts)")
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM raises Interrupted (exit 75) outside graceful_stop blocks, instead of killing the process unclean."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_stop)
+

@@ -16,6 +16,8 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -166,6 +168,19 @@ class StoreWriter:
         _FAILED_HANDLES.append(self)
         self.tmp.unlink(missing_ok=True)
 
+    @staticmethod
+    @contextmanager
+    def _signals_held() -> Iterator[None]:
+        """Delay SIGTERM/SIGINT until the block ends: closing, syncing and renaming happen together or not at all."""
+        if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
     def commit(self) -> Path:
         for a in self._appenders:
             a.flush()
@@ -181,17 +196,18 @@ class StoreWriter:
             if isinstance(e, OSError):
                 raise _os_error(self.path, e) from e
             raise
-        try:
-            self._file.close()
-            self._file = None
-            with open(self.tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(self.tmp, self.path)
-        except OSError as e:
-            self.abort()
-            raise _os_error(self.path, e) from e
-        _fsync_dir(self.path.parent)
-        self.committed = True
+        with self._signals_held():
+            try:
+                self._file.close()
+                self._file = None
+                with open(self.tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(self.tmp, self.path)
+            except OSError as e:
+                self.abort()
+                raise _os_error(self.path, e) from e
+            _fsync_dir(self.path.parent)
+            self.committed = True
         return self.path
 
     def abort(self) -> None:
