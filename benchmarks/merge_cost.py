@@ -1,4 +1,5 @@
-"""The cost of ``merge``: 4 shards of a 400-example extraction, merged virtually and with --copy.
+"""The cost of ``merge``: 4 shards of a 400-example extraction, merged virtually and with --copy; then
+the same 4-way split of ``classify`` over the extraction, whose patterns shards merge too.
 
 Prints, for each mode, the merge time (in-process, and the whole ``bertsecrets merge`` command with
 its start-up) and the merged store's bytes as a fraction of the shards' bytes, then checks the merged
@@ -77,6 +78,29 @@ def main() -> None:
             print(f"{mode:<8} {t_merge:>21.3f} {t_cli:>20.2f} {merged:>13,} {merged / shard_bytes:>14.2%}")
         print(f"both merged stores pass check, hold exactly the shards' attention values, and the unsharded run's ids and tokens;"
               f" max |merged - unsharded| attention = {diff:.1e} (other batches, other padding)")
+
+        # classify sharded over the same store: merge time, bytes, and equality with one unsharded classify
+        from bertsecrets_cli.jobs.classify import ClassifyOptions, combine_patterns, run_classify
+        from bertsecrets_cli.store.reader import read_patterns
+
+        pats = []
+        for i in range(args.shards):
+            p = d / f"pat-{i}.h5"
+            run_classify(full, p, ClassifyOptions(quiet=True, shard=f"{i}/{args.shards}"))
+            pats.append(str(p))
+        t0 = time.perf_counter()
+        run_classify(full, d / "pat-one.h5", ClassifyOptions(quiet=True))
+        t_one = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        combine_patterns(pats, d / "pat-merged.h5")
+        t_pm = time.perf_counter() - t0
+        pat_bytes = sum(os.path.getsize(x) for x in pats)
+        with open_store(d / "pat-one.h5") as a, open_store(d / "pat-merged.h5") as b:
+            same = bool(np.array_equal(read_patterns(a).labels, read_patterns(b).labels))
+            heads = max(float(np.nanmax(np.abs(a.heads()[k].values - b.heads()[k].values))) for k in a.heads())
+        print(f"classify in {args.shards} shards: patterns merge {t_pm:.3f} s (one unsharded classify {t_one:.2f} s), merged "
+              f"{os.path.getsize(d / 'pat-merged.h5'):,} bytes = {os.path.getsize(d / 'pat-merged.h5') / pat_bytes:.1%} of the shards; "
+              f"labels identical: {same}; max |per-head difference| {heads:.1e}")
 
 
 if __name__ == "__main__":

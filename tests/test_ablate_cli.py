@@ -119,6 +119,10 @@ def test_shards_combine_into_the_unsharded_store(model_dir, full, tmp_path):
     assert a.names == b.names
     for attr in ("metrics", "delta", "ci_low", "ci_high", "predictions", "importance", "base_metrics"):
         np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
+    # `merge` joins ablation shards too, the same way
+    r = runner.invoke(app, ["merge", "-o", str(tmp_path / "merged.h5"), "-q", *map(str, parts)])
+    assert r.exit_code == 0, r.output
+    np.testing.assert_array_equal(read_ablation(tmp_path / "merged.h5").metrics, a.metrics)
     r = runner.invoke(app, ["ablate", "--combine", "-o", str(tmp_path / "bad.h5"), str(parts[0]), str(parts[2])])
     assert r.exit_code == 3 and "missing" in r.stderr
     r = runner.invoke(app, ["ablate", "--combine", "-o", str(tmp_path / "bad.h5"), str(parts[0]), str(parts[0]), str(parts[1]), str(parts[2])])
