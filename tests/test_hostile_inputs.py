@@ -267,6 +267,22 @@ def test_merge_of_shards_from_different_models_is_refused(tmp_path: Path, tiny_m
     assert "differs" in line or "different" in line
 
 
+@pytest.mark.parametrize("damage", ["truncated", "bit-flipped"])
+def test_merge_of_a_damaged_patterns_shard_fails_cleanly(damage: str, demo_store: Path, tmp_path: Path) -> None:
+    from bertsecrets_cli.jobs.classify import ClassifyOptions, run_classify
+
+    parts = [tmp_path / f"p{i}.h5" for i in range(2)]
+    for i, p in enumerate(parts):
+        run_classify(demo_store, p, ClassifyOptions(quiet=True, shard=f"{i}/2"))
+    data = bytearray(parts[1].read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:  # the superblock's signature: the file no longer reads as HDF5
+        data[0:8] = bytes(b ^ 0xFF for b in data[0:8])
+    parts[1].write_bytes(bytes(data))
+    assert_clean_failure(["merge", *map(str, parts), "-o", str(tmp_path / "m.h5")], STORE, inputs=parts, outputs=[tmp_path / "m.h5"])
+
+
 # ---------------------------------------------------------------------------------------------
 # malformed data files, wrong encodings, absurd option values
 
