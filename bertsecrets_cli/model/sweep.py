@@ -178,7 +178,7 @@ class _BatchRunner:
 
     def run_group(self, start: int, variants: list[Modes], base: Modes) -> Any:
         """Logits [V * B, C] (variant-major) of variants whose first edit beyond ``base`` is at ``start``."""
-        V, B, L = len(variants), self.B, self.L
+        V, L = len(variants), self.L
         last = L - 1
         full = [merge_modes(base, v) for v in variants]
         x = self.inputs[start]

@@ -123,8 +123,6 @@ class Collator:
 
 def check_device(device: str, precision: str) -> bool:
     """Validate --device and --precision before any work; -> whether training runs on the CPU."""
-    import torch
-
     from bertsecrets_cli.model.load import resolve_device
 
     if precision not in PRECISIONS:
