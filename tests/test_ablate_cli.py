@@ -186,3 +186,106 @@ def test_the_task_defaults_to_the_one_the_model_was_fine_tuned_for(model_dir, tm
     assert r.exit_code == 0, r.output
     res = read_ablation(out)
     assert res.task == "mrpc" and res.metric_names == ["f1", "accuracy"]
+
+
+# ---------------------------------------------------------------------------------------------
+# stops and --resume: a real SIGTERM in the middle of the sweep, then --resume
+
+
+def _sigterm_on_call(monkeypatch, module, name: str, call: int) -> None:
+    """Wrap module.name so that its ``call``-th call first sends this process a real SIGTERM."""
+    import os
+    import signal
+
+    real = getattr(module, name)
+    calls = {"n": 0}
+
+    def wrapped(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] == call:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **k)
+
+    monkeypatch.setattr(module, name, wrapped)
+
+
+def _count_calls(monkeypatch, module, name: str) -> dict[str, int]:
+    real = getattr(module, name)
+    calls = {"n": 0}
+
+    def wrapped(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(module, name, wrapped)
+    return calls
+
+
+@pytest.mark.parametrize("engine", ["fast", "naive"])
+def test_sigterm_keeps_the_finished_sweep_and_resume_completes_it_exactly(engine, model_dir, tmp_path, monkeypatch):
+    import bertsecrets_cli.jobs.evaluate as evaluate
+    import bertsecrets_cli.model.sweep as sweep
+    from bertsecrets_cli.jobs.ablate import read_ablation
+
+    args = ("-m", str(model_dir), "-n", "24", "--batch-size", "4", "--bootstrap", "100", "--engine", engine)
+    ref = tmp_path / "ref.h5"
+    assert _run(*args, "-o", str(ref)).exit_code == 0
+    out = tmp_path / "abl.h5"
+    ckpt = tmp_path / ".abl.h5.ablate-resume.npz"
+    with monkeypatch.context() as m:
+        if engine == "fast":  # one capture pass per batch: stop during the 3rd of 6 batches
+            _sigterm_on_call(m, sweep, "_capture_pass", 3)
+        else:  # one full evaluation per variant (after the baseline's): stop during the 4th
+            _sigterm_on_call(m, evaluate, "logits_for", 5)
+        r = _run(*args, "-o", str(out))
+    assert r.exit_code == 75, r.stderr
+    unit = "batches" if engine == "fast" else "variants"
+    expected = "3 of 6 batches" if engine == "fast" else "4 of 10 variants"
+    assert expected in r.stderr and unit in r.stderr and "--resume" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not out.exists() and ckpt.exists()
+    # without --resume the kept work is not thrown away silently; with other options it is not mixed in
+    r = _run(*args, "-o", str(out))
+    assert r.exit_code == 6 and "--resume" in r.stderr
+    r = _run(*args[:-1], "naive" if engine == "fast" else "fast", "-o", str(out), "--resume")
+    assert r.exit_code == 3 and "other" in r.stderr, r.stderr
+    with monkeypatch.context() as m:
+        counted = _count_calls(m, sweep, "_capture_pass") if engine == "fast" else _count_calls(m, evaluate, "logits_for")
+        r = _run(*args, "-o", str(out), "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert counted["n"] == (3 if engine == "fast" else 6)  # only the unfinished batches / variants were evaluated
+    assert not ckpt.exists()
+    a, b = read_ablation(ref), read_ablation(out)
+    np.testing.assert_array_equal(a.base_logits, b.base_logits)
+    for attr in ("metrics", "delta", "ci_low", "ci_high", "predictions"):
+        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
+
+
+def test_a_crash_loses_at_most_the_work_since_the_last_periodic_checkpoint(model_dir, tmp_path, monkeypatch):
+    """SIGKILL cannot be caught: the checkpoint saved while sweeping (every minute; here after every batch) is what survives."""
+    import bertsecrets_cli.jobs.ablate as ablate
+    import bertsecrets_cli.model.sweep as sweep
+    from bertsecrets_cli.jobs.ablate import read_ablation
+
+    args = ("-m", str(model_dir), "-n", "24", "--batch-size", "4", "--bootstrap", "100")
+    ref = tmp_path / "ref.h5"
+    assert _run(*args, "-o", str(ref)).exit_code == 0
+    out = tmp_path / "abl.h5"
+    real = sweep._capture_pass
+    calls = {"n": 0}
+
+    def crash(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise MemoryError("simulated crash")
+        return real(*a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(ablate, "CHECKPOINT_EVERY_S", 0.0)
+        m.setattr(sweep, "_capture_pass", crash)
+        r = _run(*args, "-o", str(out))
+    assert r.exit_code == 1 and not out.exists()
+    with monkeypatch.context() as m:
+        counted = _count_calls(m, sweep, "_capture_pass")
+        r = _run(*args, "-o", str(out), "--resume")
+    assert r.exit_code == 0 and counted["n"] == 2, r.stderr  # batches 1-4 were saved before the crash in the 5th
+    np.testing.assert_array_equal(read_ablation(ref).metrics, read_ablation(out).metrics)

@@ -40,6 +40,7 @@ def ablate(
     engine: Annotated[str, typer.Option("--engine", help="auto: the fast sweep where the model family supports it; naive: one full evaluation per variant (the reference).")] = "auto",
     top: Annotated[int, typer.Option("--top", help="Rows in the helps/hurts-most tables.")] = 10,
     device: c.DeviceOpt = "auto",
+    resume: c.ResumeOpt = False,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
@@ -52,6 +53,8 @@ def ablate(
     By default evaluates the baseline, every single head and every single layer disabled, prints the heads and layers whose removal helps or hurts most with 95% bootstrap intervals ('noise?' where the interval covers 0), and writes a store with per-head grids under /heads (ablation_delta, ablation_ci_low, ablation_ci_high, importance) for plot, show and diff.
 
     Sharding: run `--shard i/n -o abl-i.h5` for i = 0..n-1 (or `--shard auto` in a Slurm array), then `bertsecrets ablate --combine -o abl.h5 abl-*.h5`.
+
+    Stops: on SIGTERM/SIGINT the finished part of the sweep is kept (also saved every minute) and the command exits 75; rerun it with --resume.
     """
     c.check_format(fmt)
     if stores and not combine:
@@ -72,6 +75,7 @@ def ablate(
                     mode=mode, heads=tuple(heads or ()), layers=tuple(layers or ()), sweep=sweep, greedy=greedy, greedy_steps=greedy_steps,
                     importance=importance, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed, shard=shard, engine=engine,
                     max_length=max_length, batch_size=batch_size, device=device, top=top, force=force or output == "-", quiet=quiet,
+                    resume=resume, checkpoint=output != "-",
                 )
                 res = run_ablate(opts, path)
             emit(ablation_tables(res, top), fmt, c.table_stream(output))

@@ -4,10 +4,14 @@ Variants (each a set of disabled heads) are planned in a fixed order: every sing
 L1H2, ...), every single layer, then the explicit ``--heads`` / ``--layers`` sets. ``--shard i/n``
 evaluates one contiguous slice of that list; :func:`combine_ablation` joins the shard stores.
 Deltas are ``disabled - baseline`` in the task's metric units with paired bootstrap 95% intervals.
+An interrupted sweep keeps its finished batches (or variants) in ``.OUT.ablate-resume.npz`` next to the
+output, saved on SIGTERM/SIGINT and every minute; ``--resume`` continues from there.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -16,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from bertsecrets_cli.data.tasks import get_task
-from bertsecrets_cli.errors import InputError, ModelError, StoreError
+from bertsecrets_cli.errors import InputError, Interrupted, ModelError, OutputError, StoreError
 from bertsecrets_cli.jobs.extract import DataOptions, check_common, load_examples
 from bertsecrets_cli.render.console import info
 from bertsecrets_cli.render.tables import Table
@@ -48,6 +52,11 @@ class AblateOptions:
     top: int = 10
     force: bool = False
     quiet: bool = False
+    resume: bool = False  # continue an interrupted sweep from its checkpoint
+    checkpoint: bool = True  # keep a checkpoint while sweeping (off when the output is a stream)
+
+
+CHECKPOINT_EVERY_S = 60.0  # besides on SIGTERM/SIGINT: what a SIGKILL can cost at most
 
 
 @dataclass
@@ -242,13 +251,13 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
     """Evaluate the baseline and every planned variant, and write the ablation store ``out``."""
     import torch
 
-    from bertsecrets_cli.analysis.ablation import normalise_importance
     from bertsecrets_cli.jobs.evaluate import batches_for, labels_of
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
+    from bertsecrets_cli.jobs.shard import fingerprint
     from bertsecrets_cli.jobs.signals import graceful_stop
     from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION
     from bertsecrets_cli.model.load import load_model
-    from bertsecrets_cli.model.sweep import collect_mean_outputs, head_gradients, sweep_logits
+    from bertsecrets_cli.model.sweep import collect_mean_outputs, sweep_logits
     from bertsecrets_cli.model.train import peek_config, recorded_task
     from bertsecrets_cli.store.writer import check_output_path
 
@@ -266,6 +275,9 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
         raise InputError("--greedy is a sequential search and cannot be split with --shard; run it in one job")
     _check_syntax(opts)
     check_output_path(out, force=opts.force)
+    pending = _Checkpoint(out, "").path
+    if opts.checkpoint and pending.exists() and not (opts.resume or opts.force):
+        raise OutputError(f"{pending}: an interrupted ablate run of {out} is kept there; add --resume to continue it, or --force to start over")
 
     saved = recorded_task(opts.model)
     if not opts.data.task:  # default: the task the fine-tuned model was trained for
@@ -296,31 +308,26 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
         info(f"mode mean: averaging every head's output over the {n} evaluation examples first")
         means = collect_mean_outputs(lm, batches, quiet=opts.quiet)
 
-    with graceful_stop() as stop:
-        res = sweep_logits(lm, batches, n, [modes_of(v.heads, opts.mode) for v in mine], mean_outputs=means,
-                           engine=opts.engine, quiet=opts.quiet, desc=f"ablate {len(mine)} variants", stop=stop)
-        if res.note:
-            info(res.note)
-        base_pred, base_metrics = scorer.score(res.base)
-        preds, metrics = [], []
-        for j in range(len(mine)):
-            p, m = scorer.score(res.variants[j])
-            preds.append(p)
-            metrics.append(m)
-        preds_arr = np.asarray(preds) if preds else np.zeros((0, n))
-        delta, lo, hi = scorer.deltas(base_pred, preds_arr)
+    ckpt = _Checkpoint(out, fingerprint({"model": lm.fingerprint, "data": ds.source, "split": ds.split, "ids": [e.id for e in examples],
+                                         "shard": shard, "options": {k: v for k, v in asdict(opts).items()
+                                                                     if k not in ("quiet", "force", "resume", "checkpoint", "top", "device", "shard")}}),
+                       enabled=opts.checkpoint)
+    state = ckpt.load(len(mine), n) if opts.resume else None
+    if opts.resume and state is None:
+        info("--resume: no interrupted run to continue; starting from the beginning")
+    elif state is not None:
+        info(f"resuming: {state.done} of {state.units} {state.unit} already evaluated")
+    try:
+        with graceful_stop() as stop:
+            res = sweep_logits(lm, batches, n, [modes_of(v.heads, opts.mode) for v in mine], mean_outputs=means, engine=opts.engine,
+                               quiet=opts.quiet, desc=f"ablate {len(mine)} variants", stop=stop, state=state, on_unit=ckpt.progress)
+            if res.note:
+                info(res.note)
+            result_parts = _after_sweep(opts, lm, batches, n, mine, res, scorer, labels, task, means, shard, stop)
+    except Interrupted as e:
+        raise Interrupted(f"{out}: {e}; {ckpt.save_latest()}") from None
+    base_pred, base_metrics, preds_arr, metrics, delta, lo, hi, greedy, importance, raw = result_parts
 
-        greedy = None
-        if opts.greedy:
-            greedy = _greedy(lm, batches, n, mine, metrics, preds, base_metrics[0], opts, means, scorer, base_pred, stop)
-
-        importance = raw = None
-        if opts.importance:
-            if shard is None or shard[0] == 0:
-                raw = head_gradients(lm, batches, labels, task.is_regression, quiet=opts.quiet)
-                importance = normalise_importance(raw)
-            else:
-                info("--importance: computed by shard 0 only")
 
     masks = np.zeros((len(mine), L, H), dtype=bool)
     for j, v in enumerate(mine):
@@ -347,7 +354,94 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
         importance=importance, importance_raw=raw, greedy=greedy, shard=shard,
     )
     write_ablation(result, out, force=opts.force)
+    ckpt.remove()
     return result
+
+
+def _after_sweep(opts: AblateOptions, lm: Any, batches: list, n: int, mine: list[Variant], res: Any, scorer: _Scorer, labels: np.ndarray,
+                 task: Any, means: Any, shard: tuple[int, int] | None, stop: Any) -> tuple:
+    """Metrics and intervals of the swept variants, then the greedy search and the importance scores if asked."""
+    from bertsecrets_cli.analysis.ablation import normalise_importance
+    from bertsecrets_cli.model.sweep import head_gradients
+
+    base_pred, base_metrics = scorer.score(res.base)
+    preds, metrics = [], []
+    for j in range(len(mine)):
+        p, m = scorer.score(res.variants[j])
+        preds.append(p)
+        metrics.append(m)
+    preds_arr = np.asarray(preds) if preds else np.zeros((0, n))
+    delta, lo, hi = scorer.deltas(base_pred, preds_arr)
+    greedy = None
+    if opts.greedy:
+        greedy = _greedy(lm, batches, n, mine, metrics, preds, base_metrics[0], opts, means, scorer, base_pred, stop)
+    importance = raw = None
+    if opts.importance:
+        if shard is None or shard[0] == 0:
+            raw = head_gradients(lm, batches, labels, task.is_regression, quiet=opts.quiet)
+            importance = normalise_importance(raw)
+        else:
+            info("--importance: computed by shard 0 only")
+    return base_pred, base_metrics, preds_arr, metrics, delta, lo, hi, greedy, importance, raw
+
+
+class _Checkpoint:
+    """The sweep's progress in ``.OUT.ablate-resume.npz``: saved now and then, and on a graceful stop."""
+
+    def __init__(self, out: str | Path, key: str, *, enabled: bool = True) -> None:
+        out = Path(out)
+        self.path = out.with_name(f".{out.name}.ablate-resume.npz")
+        self.key, self.enabled = key, enabled
+        self.latest: Any = None
+        self._saved_at = time.monotonic()
+
+    def load(self, n_variants: int, n_examples: int) -> Any:
+        """The saved progress of this very job, or None when there is none."""
+        from bertsecrets_cli.model.sweep import SweepState
+
+        if not self.enabled or not self.path.exists():
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                key, st = str(z["key"]), SweepState(str(z["engine"]), int(z["units"]), int(z["done"]), z["base"], z["variants"])
+        except (OSError, ValueError, KeyError, EOFError) as e:
+            raise StoreError(f"{self.path}: the checkpoint of the interrupted run cannot be read ({e}); rerun without --resume and with --force") from None
+        if key != self.key:
+            raise InputError(f"{self.path}: the interrupted run used another model, data or options; rerun it with the same ones, "
+                             "or start over with --force (without --resume)")
+        if st.variants.shape[:2] != (n_variants, n_examples) or not 0 <= st.done <= st.units:
+            raise StoreError(f"{self.path}: does not match this job ({st.variants.shape[0]} variants x {st.variants.shape[1]} examples); start over with --force")
+        return st
+
+    def progress(self, state: Any) -> None:
+        self.latest = state
+        if time.monotonic() - self._saved_at >= CHECKPOINT_EVERY_S:
+            self.save(state)
+
+    def save(self, state: Any) -> None:
+        if not self.enabled:
+            return
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp.npz")
+        try:
+            np.savez(tmp, key=np.array(self.key), engine=np.array(state.engine), units=np.array(state.units), done=np.array(state.done),
+                     base=state.base, variants=state.variants)
+            os.replace(tmp, self.path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            info(f"warning: could not save the ablation checkpoint {self.path} ({e})")
+            return
+        self._saved_at = time.monotonic()
+
+    def save_latest(self) -> str:
+        """Save the last progress (on a stop); a phrase for the error line."""
+        st = self.latest
+        if st is None or not self.enabled:
+            return "nothing was kept: rerun the command"
+        self.save(st)
+        return f"{st.done} of {st.units} {st.unit} of the sweep are kept in {self.path.name}: rerun with --resume to finish"
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def _greedy(lm: Any, batches: list, n: int, mine: list[Variant], metrics: list[np.ndarray], preds: list[np.ndarray], base_score: float,

@@ -181,7 +181,8 @@ def run_reproduce(opts: ReproduceOptions, out: str | Path) -> ReproduceResult:
         run.step(f"{t}: diff", diff_path, ["diff", str(stores / f"{t}-pre.h5"), str(stores / f"{t}-ft.h5"), "-o", str(diff_path)],
                  lambda: run_diff(stores / f"{t}-pre.h5", stores / f"{t}-ft.h5", diff_path, DiffOptions(force=force, quiet=opts.quiet)))
         abl = stores / f"{t}-abl.h5"
-        ao = AblateOptions(model=str(mdir), data=data_opts, bootstrap=opts.bootstrap, device=opts.device, force=force, quiet=opts.quiet)
+        ao = AblateOptions(model=str(mdir), data=data_opts, bootstrap=opts.bootstrap, device=opts.device, force=force, quiet=opts.quiet,
+                           resume=opts.resume)  # an ablate step stopped earlier continues from its checkpoint
         run.step(f"{t}: ablate", abl, ["ablate", "--model", str(mdir), "--task", t, *data_arg, "--limit", str(opts.eval_limit), "-o", str(abl), *dev],
                  lambda: run_ablate(ao, abl))
 

@@ -237,6 +237,26 @@ class SweepOutput:
     note: str = ""
 
 
+@dataclass
+class SweepState:
+    """How far a sweep got, so an interrupted one can continue: the first ``done`` units are finished.
+
+    Units are batches for the fast engine (every variant of a batch is computed together) and variants
+    for the naive one (each variant is one full evaluation). Every unit is computed independently of the
+    others, so a resumed sweep gives exactly the logits of an uninterrupted one.
+    """
+
+    engine: str
+    units: int
+    done: int
+    base: np.ndarray  # [N, C]
+    variants: np.ndarray  # [V, N, C]
+
+    @property
+    def unit(self) -> str:
+        return "batches" if self.engine == "fast" else "variants"
+
+
 def fast_supported(lm: Any) -> tuple[bool, str]:
     """(usable, why not) for the fast engine on this model."""
     if lm.model_type not in FAST_TYPES:
@@ -259,24 +279,30 @@ def sweep_logits(
     quiet: bool = True,
     desc: str = "ablate",
     stop: Any = None,
+    state: SweepState | None = None,
+    on_unit: Callable[[SweepState], None] | None = None,
 ) -> SweepOutput:
     """Logits of the model under ``base`` and under ``base`` + each variant, for every example.
 
     ``engine``: "fast" (error if unsupported), "naive" (one full evaluation per variant, the
     reference), or "auto" (fast where supported, else naive with a note). ``stop``: an object with
-    ``requested`` checked between batches (graceful SIGTERM).
+    ``requested`` checked between units of work (graceful SIGTERM). ``state``: an interrupted sweep's
+    progress to continue from (same variants, batches and engine); ``on_unit`` is called with the
+    progress after every finished unit (the caller saves it now and then).
     """
     base = merge_modes(base, None)
     lm.model.eval()  # no dropout: a model fresh from training is still in train mode
     ok, why = fast_supported(lm)
     if engine == "fast" and not ok:
         raise ValueError(why)
+    if state is not None and state.engine == "naive":
+        return _naive(lm, batches, n, variants, base, mean_outputs, quiet, desc, stop, "", state, on_unit)
     if engine == "naive" or not ok:
-        return _naive(lm, batches, n, variants, base, mean_outputs, quiet, desc, stop, note="" if engine == "naive" else f"naive loop: {why}")
-    out = _fast(lm, batches, n, variants, base, mean_outputs, token_budget, quiet, desc, stop)
+        return _naive(lm, batches, n, variants, base, mean_outputs, quiet, desc, stop, "" if engine == "naive" else f"naive loop: {why}", None, on_unit)
+    out = _fast(lm, batches, n, variants, base, mean_outputs, token_budget, quiet, desc, stop, state, on_unit)
     if out is None:
         return _naive(lm, batches, n, variants, base, mean_outputs, quiet, desc, stop,
-                      note="naive loop: the fast engine did not reproduce this model's logits on the first batch")
+                      "naive loop: the fast engine did not reproduce this model's logits on the first batch", None, on_unit)
     return out
 
 
@@ -284,10 +310,11 @@ def _check_stop(stop: Any) -> None:
     if stop is not None and stop.requested:
         from bertsecrets_cli.errors import Interrupted
 
-        raise Interrupted(f"stopped by {stop.signal}; nothing was written (split long sweeps with --shard)")
+        raise Interrupted(f"stopped by {stop.signal}")
 
 
-def _naive(lm: Any, batches: list, n: int, variants: list[Modes], base: Modes, means: Any, quiet: bool, desc: str, stop: Any, note: str) -> SweepOutput:
+def _naive(lm: Any, batches: list, n: int, variants: list[Modes], base: Modes, means: Any, quiet: bool, desc: str, stop: Any, note: str,
+           state: SweepState | None, on_unit: Callable[[SweepState], None] | None) -> SweepOutput:
     from bertsecrets_cli.jobs.evaluate import logits_for
     from bertsecrets_cli.model.attention import Intervention
 
@@ -295,27 +322,32 @@ def _naive(lm: Any, batches: list, n: int, variants: list[Modes], base: Modes, m
         return Intervention(head_modes=modes, mean_outputs=dict(means or {}))
 
     C = lm.model.config.num_labels
-    base_logits = logits_for(lm, batches, n, iv(base))
-    out = np.zeros((len(variants), n, C), dtype=np.float32)
+    if state is None:
+        state = SweepState("naive", len(variants), 0, logits_for(lm, batches, n, iv(base)), np.zeros((len(variants), n, C), dtype=np.float32))
     with progress(len(variants), f"{desc} (naive)", quiet=quiet) as advance:
-        for j, v in enumerate(variants):
+        advance(state.done)
+        for j in range(state.done, len(variants)):
             _check_stop(stop)
-            full = merge_modes(base, v)
-            out[j] = base_logits if full == base else logits_for(lm, batches, n, iv(full))
+            full = merge_modes(base, variants[j])
+            state.variants[j] = state.base if full == base else logits_for(lm, batches, n, iv(full))
+            state.done = j + 1
+            if on_unit is not None:
+                on_unit(state)
             advance(1)
-    return SweepOutput(base_logits, out, "naive", note)
+    return SweepOutput(state.base, state.variants, "naive", note)
 
 
 def _fast(lm: Any, batches: list, n: int, variants: list[Modes], base: Modes, means: Any, token_budget: int,
-          quiet: bool, desc: str, stop: Any) -> SweepOutput | None:
+          quiet: bool, desc: str, stop: Any, state: SweepState | None, on_unit: Callable[[SweepState], None] | None) -> SweepOutput | None:
     import torch
 
     from bertsecrets_cli.model.attention import Intervention
 
     ad = adapter_for(lm)
     C = lm.model.config.num_labels
-    base_logits = np.zeros((n, C), dtype=np.float32)
-    out = np.zeros((len(variants), n, C), dtype=np.float32)
+    if state is None:
+        state = SweepState("fast", len(batches), 0, np.zeros((n, C), dtype=np.float32), np.zeros((len(variants), n, C), dtype=np.float32))
+    base_logits, out = state.base, state.variants
     groups: dict[int, list[int]] = {}
     same_as_base: list[int] = []
     for j, v in enumerate(variants):
@@ -323,11 +355,13 @@ def _fast(lm: Any, batches: list, n: int, variants: list[Modes], base: Modes, me
         (same_as_base if s is None else groups.setdefault(s, [])).append(j)
     iv = Intervention(head_modes=base, mean_outputs=dict(means or {}))
     with torch.inference_mode(), progress(n, desc, quiet=quiet) as advance:
-        for b, (idx, batch) in enumerate(batches):
+        advance(sum(len(idx) for idx, _ in batches[: state.done]))
+        for b in range(state.done, len(batches)):
+            idx, batch = batches[b]
             _check_stop(stop)
             logits, inputs, mask = _capture_pass(lm, batch, ad.layers, iv)
             runner = _BatchRunner(ad, inputs, mask, means)
-            if b == 0 and not _self_check(runner, base, logits):
+            if b == 0 and not _self_check(runner, base, logits):  # a resumed sweep passed it before
                 return None
             base_logits[idx] = logits.float().cpu().numpy()
             for j in same_as_base:
@@ -340,6 +374,9 @@ def _fast(lm: Any, batches: list, n: int, variants: list[Modes], base: Modes, me
                     res = runner.run_group(start, [variants[j] for j in chunk], base).float().cpu().numpy()
                     for k, j in enumerate(chunk):
                         out[j, idx] = res[k * runner.B : (k + 1) * runner.B]
+            state.done = b + 1
+            if on_unit is not None:
+                on_unit(state)
             advance(len(idx))
     return SweepOutput(base_logits, out, "fast")
 
