@@ -21,7 +21,7 @@ app = typer.Typer(
     name="bertsecrets",
     help="Analyse the self-attention heads of BERT-like encoders (Kovaleva et al. 2019, 'Revealing the Dark Secrets of BERT', and more).\n\n"
     "Heads are named L<layer>H<head>, 1-based. Results go to stdout, diagnostics to stderr. "
-    "Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input, 4 bad store, 5 model, 6 output, 75 interrupted (rerun with --resume).",
+    "Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input, 4 bad store, 5 model, 6 output, 75 interrupted (rerun; with --resume where the command kept its work).",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
