@@ -221,3 +221,20 @@ def test_dependency_shards_merge_exactly(tmp_path: Path, tiny_model_factory) -> 
     with open_store(tmp_path / "full.h5") as a, open_store(tmp_path / "m.h5") as b:
         assert a.json("dependency/relations") == b.json("dependency/relations")
         assert b.provenance()["n_arcs"] == a.provenance()["n_arcs"]
+
+
+def test_check_reports_shards_and_merges_and_refuses_rows_that_do_not_match_the_examples(demo_store: Path, tmp_path: Path) -> None:
+    parts = shard_paths(tmp_path, "p", 2)
+    for i, p in enumerate(parts):
+        ok("classify", demo_store, "--shard", f"{i}/2", "-o", p, "-q")
+    r = ok("check", parts[1], "-f", "json")
+    rows = {x["check"]: x["result"] for x in json.loads(r.stdout)}
+    assert rows["shard"].startswith("1/2: items 12..23 of 24") and rows["rows per example"] == "10 datasets of 12 rows"
+    ok("merge", *parts, "-o", tmp_path / "m.h5")
+    rows = {x["check"]: x["result"] for x in json.loads(ok("check", tmp_path / "m.h5", "-f", "json").stdout)}
+    assert rows["merged"] == "from 2 shards: p-0.h5, p-1.h5"
+    with h5py.File(parts[0], "r+") as f:  # one example's labels lost
+        labels = f["patterns/labels"][:-1]
+        del f["patterns/labels"]
+        f["patterns/labels"] = labels
+    one_line_error(invoke("check", parts[0]), 4, "patterns/labels has 11 rows for 12 examples")

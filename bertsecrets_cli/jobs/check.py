@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from bertsecrets_cli.errors import StoreError
+from bertsecrets_cli.store import schema as S
 from bertsecrets_cli.render.tables import Table
 
 
@@ -34,6 +36,22 @@ def check_store(path: str | Path, *, locking: bool | None = None, tolerance: flo
         rep.checks.append(("schema", f"{st.kind} store, version {st.version}"))
         for problem in st.verify_sources():
             raise StoreError(f"{path}: {problem}")
+        n = st.n_examples
+        rows = [f"examples/{k}" for k in (st.h5["examples"] if st.has("examples") else [])] + [k for k in S.PER_EXAMPLE_DATASETS if st.has(k)]
+        for name in rows:
+            if st.h5[name].shape[0] != n:
+                raise StoreError(f"{path}: {name} has {st.h5[name].shape[0]} rows for {n} examples")
+        if rows:
+            rep.checks.append(("rows per example", f"{len(rows)} datasets of {n} rows"))
+        prov = st.provenance()
+        if "shard_count" in prov:
+            rep.checks.append(("shard", f"{prov['shard_index']}/{prov['shard_count']}: items {prov['shard_start']}..{int(prov['shard_end']) - 1}"
+                               + (f" of {prov['n_total']}" if "n_total" in prov else "") + " (join the shards with merge)"))
+        elif "merged_from" in prov:
+            src = prov["merged_from"]
+            if isinstance(src, str):
+                src = json.loads(src) if src.startswith("[") else [src]
+            rep.checks.append(("merged", f"from {len(src)} shards: {', '.join(src[:4])}{', ...' if len(src) > 4 else ''}"))
         if st.has("attention/maps"):
             lengths = st.lengths().astype(np.int64)
             if (lengths < 1).any():

@@ -29,6 +29,10 @@ G_HEADS = "heads"
 ATTENTION_MAPS = "attention/maps"
 STATS_PER_EXAMPLE = "stats/per_example"
 
+# datasets with one row per example (first axis), whatever kind holds them: `check` verifies their lengths
+PER_EXAMPLE_DATASETS = ("stats/per_example", "patterns/labels", "patterns/features", "patterns/token_attention",
+                        "per_example/cosine", "per_example/js_divergence")
+
 # per-example per-head summaries written by extract, in this order (stats/per_example's last axis)
 STAT_NAMES = ("entropy", "cls", "sep", "punct", "self", "prev", "next")
 STAT_DESCRIPTIONS = {
