@@ -20,6 +20,8 @@ from bertsecrets_cli.jobs.classify import TSV_COLUMNS, read_labels, stream_keys
 from bertsecrets_cli.store import open_store
 from bertsecrets_cli.store.reader import read_patterns
 
+from helpers import one_line_error
+
 runner = CliRunner()
 
 
@@ -29,14 +31,6 @@ def invoke(*args: str, input: str | None = None):
 
 def sha(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
-
-
-def one_line_error(res, code: int, *needles: str) -> None:
-    assert res.exit_code == code, (res.exit_code, res.stdout, res.stderr)
-    errors = [ln for ln in res.stderr.splitlines() if "error:" in ln]
-    assert len(errors) == 1 and "Traceback" not in res.stderr, res.stderr
-    for n in needles:
-        assert n in errors[0], errors[0]
 
 
 def table(obj: dict, prefix: str) -> list[dict]:

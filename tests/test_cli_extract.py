@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import h5py
@@ -14,21 +15,15 @@ from typer.testing import CliRunner
 from bertsecrets_cli.cli.app import app
 from bertsecrets_cli.store import open_store
 
+from helpers import one_line_error as _one_line_error
+
+one_line_error = partial(_one_line_error, last=True)
+
 runner = CliRunner()
 
 
 def invoke(*args: str, env: dict | None = None):
     return runner.invoke(app, list(args), env=env)
-
-
-def one_line_error(res, code: int, *needles: str) -> None:
-    assert res.exit_code == code, (res.exit_code, res.stdout, res.stderr)
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if "error:" in ln]
-    assert len(errors) == 1 and lines[-1] == errors[0], res.stderr  # notes may precede; one error line ends it
-    assert "Traceback" not in res.stderr
-    for n in needles:
-        assert n in errors[0], errors[0]
 
 
 def test_extract_writes_a_store_and_prints_the_layer_summary(tmp_path: Path) -> None:

@@ -16,21 +16,14 @@ from bertsecrets_cli.errors import InputError
 from bertsecrets_cli.jobs.diff import PER_EXAMPLE_COSINE, PER_EXAMPLE_JS, DiffOptions, run_diff
 from bertsecrets_cli.store import open_store
 
+from helpers import one_line_error
+
 runner = CliRunner()
 CHANGED = (5, 2)  # L6H3, 0-based
 
 
 def invoke(*args: str):
     return runner.invoke(app, list(args))
-
-
-def one_line_error(res, code: int, *needles: str) -> str:
-    assert res.exit_code == code, (res.exit_code, res.stdout, res.stderr)
-    errors = [ln for ln in res.stderr.splitlines() if "error:" in ln]
-    assert len(errors) == 1 and "Traceback" not in res.stderr, res.stderr
-    for n in needles:
-        assert n in errors[0], errors[0]
-    return errors[0]
 
 
 @pytest.fixture(scope="module")

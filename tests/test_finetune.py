@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,10 @@ from bertsecrets_cli.cli.app import app
 from bertsecrets_cli.errors import InputError, Interrupted, ModelError, OutputError
 from bertsecrets_cli.jobs.finetune import FinetuneOptions, run_eval_only, run_finetune
 from bertsecrets_cli.store.evaluation import read_evaluation
+
+from helpers import one_line_error as _one_line_error
+
+one_line_error = partial(_one_line_error, last=True)
 
 runner = CliRunner()
 
@@ -40,15 +45,6 @@ def finished(encoder, tmp_path_factory) -> tuple[Path, object]:
     """One complete run, shared by the tests that only read its results."""
     out = tmp_path_factory.mktemp("ft") / "sst2"
     return out, run_finetune(options(encoder), out, command="test")
-
-
-def one_line_error(res, code: int, *needles: str) -> None:
-    assert res.exit_code == code, (res.exit_code, res.stdout, res.stderr)
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert lines and "error:" in lines[-1] and sum("error:" in ln for ln in lines) == 1, res.stderr
-    assert "Traceback" not in res.stderr
-    for n in needles:
-        assert n in lines[-1], lines[-1]
 
 
 # --------------------------------------------------------------------------- the model folder

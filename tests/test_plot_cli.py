@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from bertsecrets_cli.cli.app import app
 from bertsecrets_cli.store import StoreWriter
 
+from helpers import one_line_error
+
 runner = CliRunner()
 MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF-"}
 SLUGS = ("vertical", "diagonal", "vertical_diagonal", "block", "heterogeneous")
@@ -18,14 +20,6 @@ SLUGS = ("vertical", "diagonal", "vertical_diagonal", "block", "heterogeneous")
 
 def invoke(*args: str):
     return runner.invoke(app, list(args))
-
-
-def one_line_error(res, code: int, *needles: str) -> None:
-    assert res.exit_code == code, (res.exit_code, res.stdout, res.stderr)
-    errors = [ln for ln in res.stderr.splitlines() if "error:" in ln]
-    assert len(errors) == 1 and "Traceback" not in res.stderr, res.stderr
-    for n in needles:
-        assert n in errors[0], errors[0]
 
 
 def assert_image(path: Path, min_bytes: int = 5000) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 
 import h5py
@@ -15,7 +16,10 @@ from bertsecrets_cli.cli.app import app
 from bertsecrets_cli.store import open_store
 from bertsecrets_cli.store.reader import read_patterns
 
+from helpers import one_line_error as _one_line_error
 from test_framenet_cli import CONLLU, write_release
+
+one_line_error = partial(_one_line_error, only=True)
 
 runner = CliRunner()
 
@@ -28,12 +32,6 @@ def ok(*args: object):
     r = invoke(*args)
     assert r.exit_code == 0, r.stderr
     return r
-
-
-def one_line_error(r, code: int, text: str) -> None:
-    assert r.exit_code == code, (r.exit_code, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and text in lines[0] and "Traceback" not in r.stderr, r.stderr
 
 
 def heads_of(path: Path) -> dict[str, np.ndarray]:
