@@ -20,3 +20,14 @@ def one_line_error(res: Any, code: int, *needles: str, last: bool = False, only:
     for n in needles:
         assert n in errors[0], errors[0]
     return errors[0]
+
+
+def strengthen(model: Any, seed: int = 0) -> None:
+    """Larger random weights than the 0.02 init, so that disabling a head visibly moves the logits."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 2 and "embeddings" not in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)

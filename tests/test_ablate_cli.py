@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from bertsecrets_cli.cli.app import app
+
+from helpers import strengthen
 
 runner = CliRunner()
 
@@ -22,11 +23,7 @@ def model_dir(tiny_model_factory, tmp_path_factory) -> Path:
 
     src = tiny_model_factory("bert", classifier=True)
     model = AutoModelForSequenceClassification.from_pretrained(src)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 2 and "embeddings" not in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    strengthen(model)
     out = tmp_path_factory.mktemp("strong-bert")
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(src).save_pretrained(out)

@@ -9,13 +9,7 @@ import torch
 from bertsecrets_cli.analysis import ablation as A
 from bertsecrets_cli.analysis.metrics import compute_metrics
 
-
-def _strengthen(model: torch.nn.Module, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 2 and "embeddings" not in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+from helpers import strengthen
 
 
 def _load(tiny_model_factory, family: str, num_labels: int = 2):
@@ -24,7 +18,7 @@ def _load(tiny_model_factory, family: str, num_labels: int = 2):
     from bertsecrets_cli.model.load import load_model
 
     lm = load_model(str(tiny_model_factory(family, classifier=True, num_labels=num_labels)), device="cpu", task_head=True)
-    _strengthen(lm.model)
+    strengthen(lm.model)
     texts = ["good", "a long and winding sentence about nothing much at all", "bad film", "it is what it is , i suppose", "yes"]
     ex = [Example(f"e{i}", t, "and a second segment" if i % 2 else None, i % 2) for i, t in enumerate(texts)]
     return lm, batches_for(lm, ex, 64, 2), len(ex)

@@ -12,17 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import strengthen
+
 MODES = ("uniform", "zero", "mean")
 SETS = [[(0, 1)], [(1, 3)], [(0, 2), (1, 0)], [(1, h) for h in range(4)]]
-
-
-def _strengthen(model: torch.nn.Module, seed: int = 0) -> None:
-    """Larger random weights than the 0.02 init, so that disabling a head visibly moves the logits."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 2 and "embeddings" not in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +28,7 @@ def setup(tiny_model_factory):
 
     path = tiny_model_factory("bert", classifier=True)
     lm = load_model(str(path), device="cpu", task_head=True)
-    _strengthen(lm.model)
+    strengthen(lm.model)
     ref = AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="eager").eval()
     ref.load_state_dict(lm.model.state_dict())
     texts = ["a fine film", "the plot is thin but the acting carries every scene of it", "no", "it was , frankly , dull and too long"]
