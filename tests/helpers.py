@@ -31,3 +31,16 @@ def strengthen(model: Any, seed: int = 0) -> None:
         for name, p in model.named_parameters():
             if p.dim() == 2 and "embeddings" not in name:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+
+
+def covers(command: str, *flags: str):
+    """Claim that the decorated test passes each of ``flags`` to ``bertsecrets COMMAND`` through the real entry point
+    and asserts an effect that would differ if the option were ignored. tests/test_cli_contract.py reads these
+    claims from the test sources (AST), checks every flag literally appears in the test, and fails on any option
+    of the app that no test claims. ``command`` is the subcommand path as typed: "extract", "classify run"."""
+
+    def mark(fn):
+        fn.__covers__ = getattr(fn, "__covers__", ()) + ((command, flags),)
+        return fn
+
+    return mark

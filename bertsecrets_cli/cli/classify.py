@@ -58,7 +58,7 @@ def run(
     classifier: Annotated[Optional[str], typer.Option("--classifier", help="A CNN file from 'classify train' instead of the default rules.")] = None,
     features: Annotated[bool, typer.Option("--features", help="Also print attention to [CLS], [SEP], punctuation and negation words per layer and head (paper sec. 4.4).")] = False,
     device: c.DeviceOpt = "auto",
-    shard: c.SplitOpt = None,
+    shard: c.AnalysisShardOpt = None,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",

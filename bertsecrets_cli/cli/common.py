@@ -33,7 +33,7 @@ TextColsOpt = Annotated[Optional[str], typer.Option("--text-columns", help="Comm
 LabelColOpt = Annotated[Optional[str], typer.Option("--label-column", help="Label column of a CSV/TSV/JSONL file.")]
 IdColOpt = Annotated[Optional[str], typer.Option("--id-column", help="Id column of a CSV/TSV/JSONL file.")]
 ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Do shard i/n of the work (0-based, contiguous); default: from RANK/WORLD_SIZE or SLURM_ARRAY_TASK_* when set.")]
-SplitOpt = Annotated[Optional[str], typer.Option("--shard", help="Do only shard i/n of the examples (0-based, contiguous ranges), e.g. 0/4; "
+AnalysisShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Do only shard i/n of the examples (0-based, contiguous ranges), e.g. 0/4; "
                                                "'auto' reads RANK/WORLD_SIZE or SLURM_ARRAY_TASK_ID/_MIN/_COUNT. Join the shard stores with 'bertsecrets merge'.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same options.")]
 

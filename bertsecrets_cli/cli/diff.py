@@ -16,7 +16,7 @@ def diff(
     top: Annotated[int, typer.Option("--top", "-k", help="How many of the most changed heads to list (0: all).")] = 10,
     padded: Annotated[bool, typer.Option("--padded", help="The authors' variant: cosine of maps zero-padded to a 200x200 canvas (maps longer than it are cut) instead of maps cropped to the real length.")] = False,
     canvas: Annotated[int, typer.Option("--canvas", help="Canvas size for --padded.")] = 200,
-    shard: c.SplitOpt = None,
+    shard: c.AnalysisShardOpt = None,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",

@@ -33,7 +33,7 @@ def framenet(
     top: Annotated[int, typer.Option("--top", help="Heads shown in the ranking.")] = 10,
     examples: Annotated[int, typer.Option("--examples", help="FrameNet: show the strongest link of this many top heads.")] = 3,
     seed: c.SeedOpt = 0,
-    shard: c.SplitOpt = None,
+    shard: c.AnalysisShardOpt = None,
     force: c.ForceOpt = False,
     fmt: c.FormatOpt = "table",
     quiet: c.QuietOpt = False,
