@@ -120,3 +120,8 @@ def _exit_now_if_hdf5_is_broken(code: int) -> None:
 def table_stream(output: str | None) -> Any:
     """Tables go to stdout, unless a store is being written there (``-o -``)."""
     return sys.stderr if output == "-" else sys.stdout
+
+
+def examples(*commands: str) -> str:
+    """The epilog that ends every --help: one or two real command lines (each typed without the '$ ')."""
+    return "Examples:\n\n" + "\n\n".join(f"  $ {cmd}" for cmd in commands)
