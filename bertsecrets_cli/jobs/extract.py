@@ -87,9 +87,18 @@ def check_common(max_length: int, batch_size: int) -> None:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
 
 
-def summary_table(heads: dict[str, np.ndarray], n_layers: int) -> Table:
-    """Per layer: mean attention to [CLS], [SEP], punctuation, and mean entropy (means over heads)."""
-    t = Table("attention per layer (mean over heads and examples)", ["layer", "[CLS]", "[SEP]", "punct", "self", "prev", "next", "entropy"])
+def summary_table(heads: dict[str, np.ndarray], n_layers: int, context: str = "") -> Table:
+    """Per layer: mean attention mass on [CLS], all [SEP]s, all punctuation, and mean entropy (means over heads).
+
+    Column names say "mass" and "all": these are sums over every such token, unlike classify --features's
+    most-attended single token (README glossary)."""
+    from bertsecrets_cli.render.labels import STAT_COLUMNS
+
+    keys = ("cls", "sep", "punct", "self", "prev", "next", "entropy")
+    t = Table("attention per layer, mean over heads and examples" + (f" ({context})" if context else ""),
+              ["layer", *(STAT_COLUMNS[k] for k in keys)],
+              caption="attention mass (0-1) summed over every [CLS] / [SEP] / punctuation token, mean over query rows; "
+                      "self/prev/next: attention to the token itself / the previous / the next token; entropy in nats")
     for layer in range(n_layers):
         t.add(f"L{layer + 1}", *(float(np.nanmean(heads[f"stat_{k}"][layer])) for k in ("cls", "sep", "punct", "self", "prev", "next", "entropy")))
     return t
@@ -192,4 +201,8 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
 
     with open_store(path) as st:
         heads = {k: v.values for k, v in st.heads().items()}
-    return ExtractResult(path, len(examples), lm.n_layers, lm.n_heads, summary_table(heads, lm.n_layers))
+    from bertsecrets_cli.render.labels import context
+
+    where = f"{task.name} {ds.split}, {ds.source}"
+    return ExtractResult(path, len(examples), lm.n_layers, lm.n_heads,
+                         summary_table(heads, lm.n_layers, context(lm.name, where, len(examples))))

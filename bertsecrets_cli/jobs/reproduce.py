@@ -314,9 +314,11 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
         # special tokens per layer (fine-tuned)
         ft = st / f"{t}-ft.h5"
         if ft.exists():
+            from bertsecrets_cli.render.labels import STAT_COLUMNS
+
             h = _heads(ft)
             fig = _plot(ft, figs / f"{t}-ft-cls-sep.png", figure="layers", quantities=("stat_cls", "stat_sep"), title=f"{t}: attention to [CLS] and [SEP] per layer (fine-tuned)")
-            tbl = Table(f"{t} (fine-tuned): attention to special tokens per layer", ["layer", "[CLS]", "[SEP]", "punct"])
+            tbl = Table(f"{t} (fine-tuned): attention to special tokens per layer", ["layer", *(STAT_COLUMNS[k] for k in ("cls", "sep", "punct"))])
             for layer in range(h["stat_cls"].shape[0]):
                 tbl.add(f"L{layer + 1}", *(float(np.nanmean(h[k][layer])) for k in ("stat_cls", "stat_sep", "stat_punct")))
             body += _table_md(out, f"{t}-ft-special", tbl, fig)
