@@ -64,7 +64,9 @@ def test_a_changed_head_is_found_and_ranked_most_changed(demo_store: Path, chang
     tables = json.loads(res.stdout)
     ranked = tables["most changed heads"]
     assert ranked[0]["head"] == "L6H3" and ranked[0]["cosine"] < 0.99 and ranked[0]["JS divergence"] > 0.01 and len(ranked) == 3
-    layers = {r["layer"]: r for r in tables["similarity per layer (A -> B)"]}
+    (key,) = [k for k in tables if k.startswith("similarity per layer (A -> B)")]
+    assert "N=24 paired examples" in key  # the title names models, data and N
+    layers = {r["layer"]: r for r in tables[key]}
     assert layers["L6"]["least similar head"] == "L6H3" and layers["L6"]["cosine"] < 1.0
     assert all(layers[f"L{i}"]["cosine"] == pytest.approx(1.0, abs=1e-6) for i in range(1, 6))
     with open_store(tmp_path / "d.h5") as st:

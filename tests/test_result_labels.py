@@ -54,15 +54,15 @@ def test_terminal_ablation_grid_is_in_points_and_marks_every_noisy_cell(ablation
     path, d, noise = ablation
     res = invoke("plot", str(path))
     assert res.exit_code == 0, res.stderr
-    out = res.stdout
-    assert "accuracy points" in out and "synthetic-model" in out and "N=40 examples" in out and "sst2 dev" in out
+    out, flat = res.stdout, " ".join(res.stdout.split())
+    assert "(accuracy points)" in flat and "synthetic-model" in flat and "N=40 examples" in flat and "sst2 dev" in flat
     cells = _grid_cells(out)
     assert len(cells) == 6 and all(len(r) == 12 for r in cells)
     marked = np.array([[c.endswith("?") for c in r] for r in cells])
     np.testing.assert_array_equal(marked, noise)  # exactly the cells whose interval covers 0
     assert float(cells[2][4].rstrip("?")) == pytest.approx(100 * d[2, 4], abs=0.05)  # 0.05 -> 5.0 points
     assert float(cells[5][0].rstrip("?")) == pytest.approx(100 * d[5, 0], abs=0.05)
-    assert f"interval of the change includes 0 (noise?) ({int(noise.sum())} of 72 cells)" in out.replace("\n", " ")
+    assert f"interval of the change includes 0 (noise?) ({int(noise.sum())} of 72 cells)" in flat
 
 
 def test_grid_without_intervals_marks_nothing(tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def test_grid_file_hatches_noisy_cells_and_labels_the_colour_bar_in_points(ablat
 
 def test_figures_of_an_attention_store_name_words_unit_model_data_and_n(demo_store: Path, tmp_path: Path) -> None:
     res = invoke("plot", str(demo_store), "--quantity", "stat_sep")
-    first = " ".join(res.stdout.splitlines()[:4])
+    first = " ".join(" ".join(res.stdout.splitlines()[:4]).split())
     assert "attention mass on all [SEP] tokens together" in first and "(attention mass, 0-1)" in first
     assert "embedded:all-MiniLM-L6-v2" in first and "N=24 examples" in first and "sst2 dev" in first
     out = tmp_path / "layers.svg"
@@ -103,7 +103,8 @@ def test_figures_of_an_attention_store_name_words_unit_model_data_and_n(demo_sto
     assert "entropy of the head's attention rows (nats), mean over heads" in text and "N=24 examples" in text
     assert "mean over heads" != text  # the axis names the quantity, not only the aggregation
     res = invoke("plot", str(demo_store), "--example", "0", "--head", "L1H1")
-    assert "attention weights of L1H1" in res.stdout and "of 24" in res.stdout and "embedded:all-MiniLM-L6-v2" in res.stdout
+    flat = " ".join(res.stdout.split())
+    assert "attention weights of L1H1" in flat and "of 24" in flat and "embedded:all-MiniLM-L6-v2" in flat
 
 
 def test_show_ranking_names_words_unit_and_context(ablation) -> None:
@@ -150,3 +151,27 @@ def test_extract_and_classify_tables_name_sum_and_max_statistics_apart(demo_stor
     (key,) = [k for k in obj if k.startswith("attention to tokens per layer")]
     assert "N=24 examples" in key and {"[SEP] max", "punct max", "negation max"} <= set(obj[key][0])
     assert "punct sum" not in obj[key][0]
+
+
+def test_preset_label_names_the_overridden_hyperparameters() -> None:
+    from bertsecrets_cli.jobs.finetune import preset_label
+
+    assert preset_label("paper", {}) == "preset paper"
+    assert preset_label("paper", {"lr": None, "epochs": 3}) == "preset paper"  # the preset's own value overrides nothing
+    assert preset_label("paper", {"lr": 1e-4, "epochs": 5}) == "preset paper, with lr and epochs overridden"
+    assert preset_label("demo", {"lr": 1e-3, "batch_size": 4, "weight_decay": 0.0}) == "preset demo, with lr, batch size and weight decay overridden"
+
+
+def test_finetune_reports_and_records_a_preset_with_overrides(tiny_model_factory, tmp_path: Path) -> None:
+    import json
+
+    encoder = tiny_model_factory("bert", classifier=False)
+    out = tmp_path / "ft"
+    res = invoke("finetune", "--model", str(encoder), "--preset", "paper", "--lr", "1e-4", "--epochs", "5", "--max-steps", "1",
+                 "--train-limit", "8", "--eval-limit", "4", "--device", "cpu", "--no-baselines", "-o", str(out))
+    assert res.exit_code == 0, res.stderr
+    label = "preset paper, with lr, epochs and max steps overridden"
+    assert f"{label}: lr 0.0001" in res.stderr and "preset paper: lr" not in res.stderr
+    record = json.loads((out / "finetune.json").read_text())
+    assert record["preset_overridden"] == "lr,epochs,max_steps" and record["preset_label"] == label
+    assert f"fine-tuned with {label}" in " ".join(res.stdout.split())

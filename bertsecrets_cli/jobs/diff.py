@@ -138,21 +138,23 @@ def _nanmean(x: np.ndarray) -> float:
 
 
 def summary_tables(cosine: np.ndarray | None, js: np.ndarray | None, quantities: dict[str, tuple[np.ndarray, np.ndarray, str]],
-                   top: int, measure: str) -> list[Table]:
-    """Per-layer similarity (the rows of the paper's Fig. 5), the most changed heads, and B - A per quantity."""
+                   top: int, measure: str, context: str = "") -> list[Table]:
+    """Per-layer similarity (the rows of the paper's Fig. 5), the most changed heads, and B - A per quantity.
+
+    ``context`` (models, data, N: render.labels.context) goes into the similarity table's title."""
     from bertsecrets_cli.analysis.similarity import layer_means, rank_heads
 
     tables: list[Table] = []
     if cosine is not None and js is not None:
-        t = Table("similarity per layer (A -> B)", ["layer", "cosine", "min cosine", "least similar head", "JS divergence"],
-                  caption=f"{measure}; mean over heads and examples")
+        t = Table("similarity per layer (A -> B)" + (f" ({context})" if context else ""), ["layer", "cosine", "min cosine", "least similar head", "JS divergence"],
+                  caption=f"{measure} (0-1; 1 = the same maps); JS divergence in bits (0 = the same rows); mean over heads and examples")
         cos_l, js_l = layer_means(cosine), layer_means(js)
         for li in range(cosine.shape[0]):
             row = cosine[li]
             h = int(np.nanargmin(row)) if np.isfinite(row).any() else 0
             t.add(layer_name(li), cos_l[li], float(row[h]), head_name(li, h), js_l[li])
         tables.append(t)
-        t = Table("most changed heads", ["rank", "head", "cosine", "JS divergence"], caption="lowest mean cosine first")
+        t = Table("most changed heads", ["rank", "head", "cosine", "JS divergence"], caption="lowest mean cosine (0-1) first; JS divergence in bits")
         for r, (li, h, v) in enumerate(rank_heads(cosine, top=top, ascending=True), 1):
             t.add(r, head_name(li, h), v, float(js[li, h]))
         tables.append(t)
@@ -253,7 +255,11 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
                 cosine = cos_sum / cos_n
             js = js_sum / len(ia)
         deltas = {f"delta_{n}": b - a for n, (a, b, _) in quantities.items()}
-        tables = summary_tables(cosine, js, quantities, opts.top, measure)
+        from bertsecrets_cli.render.labels import context
+
+        data = str(st_a.provenance().get("data_source", "") or "")
+        tables = summary_tables(cosine, js, quantities, opts.top, measure,
+                                context(f"{_model_desc(st_a)} -> {_model_desc(st_b)}", data, len(ia), unit="paired examples"))
         if writer is not None:
             writer.set_model(n_layers=L, n_heads=H, model_type=_model_attr(st_a, "model_type"), name=f"{_model_desc(st_a)} -> {_model_desc(st_b)}",
                              name_a=_model_desc(st_a), name_b=_model_desc(st_b))
