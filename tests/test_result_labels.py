@@ -175,3 +175,34 @@ def test_finetune_reports_and_records_a_preset_with_overrides(tiny_model_factory
     record = json.loads((out / "finetune.json").read_text())
     assert record["preset_overridden"] == "lr,epochs,max_steps" and record["preset_label"] == label
     assert f"fine-tuned with {label}" in " ".join(res.stdout.split())
+
+
+def test_a_real_ablation_store_plots_in_points_with_its_noisy_cells_marked(tiny_model_factory, tmp_path: Path) -> None:
+    """End to end: the names ablate writes are the ones plot marks by, and its tables say their unit and N."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertsecrets_cli.analysis.ablation import covers_zero
+    from bertsecrets_cli.store import open_store
+    from helpers import strengthen
+
+    src = tiny_model_factory("bert", classifier=True)
+    model = AutoModelForSequenceClassification.from_pretrained(src)
+    strengthen(model)
+    model.save_pretrained(tmp_path / "m")
+    AutoTokenizer.from_pretrained(src).save_pretrained(tmp_path / "m")
+    out = tmp_path / "abl.h5"
+    res = invoke("ablate", "-m", str(tmp_path / "m"), "-n", "24", "--bootstrap", "200", "--device", "cpu", "-q", "-o", str(out))
+    assert res.exit_code == 0, res.stderr
+    flat = " ".join(res.stdout.split())
+    assert "(0.01 = 1 accuracy point)" in flat and "N=24 labelled examples" in flat
+    with open_store(out) as st:
+        h = st.heads()
+        noise = covers_zero(h["ablation_ci_low"].values, h["ablation_ci_high"].values)
+        delta = h["ablation_delta"].values
+    res = invoke("plot", str(out))
+    assert res.exit_code == 0, res.stderr
+    cells = _grid_cells(res.stdout)
+    np.testing.assert_array_equal(np.array([[c.endswith("?") for c in r] for r in cells]), noise)
+    shown = np.array([[float(c.rstrip("?")) for c in r] for r in cells])
+    np.testing.assert_allclose(shown, 100 * delta, atol=0.051)  # points, one decimal at least
+    assert "(accuracy points)" in " ".join(res.stdout.split())
