@@ -259,7 +259,7 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
 
         data = str(st_a.provenance().get("data_source", "") or "")
         tables = summary_tables(cosine, js, quantities, opts.top, measure,
-                                context(f"{_model_desc(st_a)} -> {_model_desc(st_b)}", data, len(ia), unit="paired examples"))
+                                context(f"{_model_desc(st_a)} -> {_model_desc(st_b)}", data, len(ia), counts="paired examples"))
         if writer is not None:
             writer.set_model(n_layers=L, n_heads=H, model_type=_model_attr(st_a, "model_type"), name=f"{_model_desc(st_a)} -> {_model_desc(st_b)}",
                              name_a=_model_desc(st_a), name_b=_model_desc(st_b))

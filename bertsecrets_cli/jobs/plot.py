@@ -192,7 +192,7 @@ def run_plot(store: str | Path, opts: PlotOptions, *, name: str | None = None) -
         heads = st.heads()
         fig = choose_figure(opts, heads, st)
         model = _model_name(st)
-        _, data, n, unit = store_context(st)
+        _, data, n, counts = store_context(st)
         if fig == "map":
             return _plot_map(st, opts, name, model)
         if fig == "shares":
@@ -207,7 +207,7 @@ def run_plot(store: str | Path, opts: PlotOptions, *, name: str | None = None) -
             labels = [f"L{i + 1}" for i in range(shares.shape[0] - 1)] + ["all"]
             known = _pattern_names()
             shown = [known[t][0] if t in known else t for t in types]
-            title = opts.title or titled("attention pattern shares per layer (share of the layer's maps, 0-1)", model, data, n, unit=unit)
+            title = opts.title or titled("attention pattern shares per layer (share of the layer's maps, 0-1)", model, data, n, counts=counts)
             desc = f"share of the layer's maps (examples x heads) classified as each type, 0-1; 'all' = every head; {name}"
             if opts.out is not None:
                 from bertsecrets_cli.render.figures import share_bars_figure
@@ -225,7 +225,7 @@ def run_plot(store: str | Path, opts: PlotOptions, *, name: str | None = None) -
             series = {q: layer_means(heads[q].values) * labs[q].scale for q in qs}
             units = sorted({labs[q].unit for q in qs})
             what = f"{qs[0]}: {labs[qs[0]].words}" if len(qs) == 1 else ", ".join(qs)
-            title = opts.title or titled(f"{what} per layer, mean over the layer's heads", model, data, n, unit=unit)
+            title = opts.title or titled(f"{what} per layer, mean over the layer's heads", model, data, n, counts=counts)
             desc = "; ".join(f"{q}: {labs[q].axis()}" for q in qs) + f"; {name}"
             ylabel = (labs[qs[0]].axis() if len(qs) == 1 else units[0] if len(units) == 1 and units[0] else "value (see legend)") + ", mean over heads"
             if opts.out is not None:
@@ -241,7 +241,7 @@ def run_plot(store: str | Path, opts: PlotOptions, *, name: str | None = None) -
         require_quantity(heads, q, name)
         lab = quantity_label_of(st, heads, q)
         values = np.asarray(heads[q].values, dtype=float) * lab.scale
-        title = opts.title or titled(f"{q}: {lab.words} per head", model, data, n, unit=unit)
+        title = opts.title or titled(f"{q}: {lab.words} per head", model, data, n, counts=counts)
         desc = f"{q}: {lab.axis()}" + (f"; {heads[q].description}" if heads[q].description else "") + f"; {name}"
         marks, mark_note = uncertain_cells(heads, q)
         classes = _class_names(st, q)

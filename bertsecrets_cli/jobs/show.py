@@ -154,9 +154,9 @@ def run_show(store: str | Path, opts: ShowOptions, *, name: str | None = None) -
         tables = []
         for q in opts.quantities:
             require_quantity(heads, q, name)
-            model, data, n, unit = store_context(st)
+            model, data, n, counts = store_context(st)
             from bertsecrets_cli.render.labels import context
 
             tables.append(ranking_table(heads[q].values, q, heads[q].description, opts, st.n_layers,
-                                        quantity_label_of(st, heads, q), context(model, data, n, unit=unit)))
+                                        quantity_label_of(st, heads, q), context(model, data, n, counts=counts)))
         return tables

@@ -77,17 +77,19 @@ def quantity_label(name: str, *, metric: str = "", description: str = "") -> Qua
     return QuantityLabel(description or name, "")
 
 
-def context(model: str = "", data: str = "", n: int | None = None, *, unit: str = "examples", quantity: str | None = None) -> str:
-    """'embedded:all-MiniLM-L6-v2 on demo sst2, N=24 examples' (optionally 'weights' etc. first): who, on what, how many."""
+def context(model: str = "", data: str = "", n: int | None = None, *, counts: str = "examples", quantity: str | None = None) -> str:
+    """'embedded:all-MiniLM-L6-v2 on sst2 dev, N=24 examples': who, on what, how many (``counts``: what N counts).
+
+    ``quantity`` (e.g. 'attention weights', 'attention norms') comes first when a command can analyse several."""
     parts = [p for p in (quantity, model) if p]
     who = ", ".join(parts)
     text = f"{who} on {data}" if who and data else who or (f"data {data}" if data else "")
     if n is not None:
-        text = f"{text}, N={n} {unit}" if text else f"N={n} {unit}"
+        text = f"{text}, N={n} {counts}" if text else f"N={n} {counts}"
     return text
 
 
-def titled(what: str, model: str = "", data: str = "", n: int | None = None, *, unit: str = "examples", quantity: str | None = None) -> str:
+def titled(what: str, model: str = "", data: str = "", n: int | None = None, *, counts: str = "examples", quantity: str | None = None) -> str:
     """A figure or table title: the quantity in words, then model, data and N (see :func:`context`)."""
-    c = context(model, data, n, unit=unit, quantity=quantity)
+    c = context(model, data, n, counts=counts, quantity=quantity)
     return f"{what} ({c})" if c else what
