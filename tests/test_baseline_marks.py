@@ -53,6 +53,13 @@ def test_framenet_ranking_marks_heads_beating_their_strongest_baseline_and_count
     res = invoke("framenet", *common, "-o", str(tmp_path / "t.h5"), "-q")
     flat = " ".join(res.stdout.split())
     assert f"{int(grid.sum())} of 8 heads beat their strongest baseline" in flat
+    # the grid of scores marks the heads that do not beat their baseline
+    res_plot = invoke("plot", str(out), "--quantity", "framenet_fe_to_target")
+    assert res_plot.exit_code == 0, res_plot.stderr
+    rows_txt = [ln for ln in res_plot.stdout.splitlines() if ln[:2] in ("L1", "L2")]
+    marked = np.array([[c.endswith("?") for c in ln[3:].split()] for ln in rows_txt])
+    np.testing.assert_array_equal(marked, grid == 0)
+    assert "does not beat its strongest baseline" in " ".join(res_plot.stdout.split()) and "N=5 links in 5 sentences" in " ".join(res_plot.stdout.split())
     # five links are far below the documented minimum: said on stderr and kept in the store
     assert "only 5 links survived the selection, fewer than the minimum of 100" in res.stderr
     assert prov["below_min_links"] == 1 and prov["min_links"] == 100

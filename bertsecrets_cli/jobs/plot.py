@@ -264,12 +264,19 @@ def run_plot(store: str | Path, opts: PlotOptions, *, name: str | None = None) -
 
 # quantities whose cells are marked where the head's 95% interval of the change includes 0
 _WITH_INTERVALS = {"ablation_delta": ("ablation_ci_low", "ablation_ci_high"), "ablation_score": ("ablation_ci_low", "ablation_ci_high")}
+# framenet scores, marked where the head does not beat its strongest baseline (the 0 cells of the second name)
+_WITH_BASELINE = {"framenet_fe_to_target": "framenet_beats_baseline", "framenet_target_to_fe": "framenet_beats_baseline_target_to_fe"}
 
 
 def uncertain_cells(heads: dict[str, Any], q: str) -> tuple[np.ndarray | None, str]:
-    """Cells of ``q`` whose stored 95% interval includes 0, and what the mark means; (None, '') without intervals."""
+    """Cells of ``q`` that may mean nothing, and what the mark says; (None, '') when the store cannot tell.
+
+    Ablation: the stored 95% interval includes 0. FrameNet: the head does not beat its strongest baseline."""
     from bertsecrets_cli.analysis.ablation import covers_zero
 
+    if q in _WITH_BASELINE and _WITH_BASELINE[q] in heads:
+        beats = np.asarray(heads[_WITH_BASELINE[q]].values, dtype=float)
+        return beats == 0, "does not beat its strongest baseline (same-distance p99 or best fixed offset)"
     lo_hi = _WITH_INTERVALS.get(q)
     if lo_hi is None or not all(k in heads for k in lo_hi):
         return None, ""
