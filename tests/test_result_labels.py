@@ -97,6 +97,8 @@ def test_figures_of_an_attention_store_name_words_unit_model_data_and_n(demo_sto
     first = " ".join(" ".join(res.stdout.splitlines()[:4]).split())
     assert "attention mass on all [SEP] tokens together" in first and "(attention mass, 0-1)" in first
     assert "embedded:all-MiniLM-L6-v2" in first and "N=24 examples" in first and "sst2 dev" in first
+    legend = " ".join(res.stdout[res.stdout.index("legend:"):].split())
+    assert re.search(r"█ [\d.]+ attention mass, 0-1", legend), legend  # the colour range says its unit
     out = tmp_path / "layers.svg"
     assert invoke("plot", str(demo_store), "--figure", "layers", "--quantity", "stat_entropy", "-o", str(out)).exit_code == 0
     text = " ".join(re.sub(r"<[^>]+>", " ", out.read_text()).split())

@@ -259,7 +259,7 @@ def run_plot(store: str | Path, opts: PlotOptions, *, name: str | None = None) -
             return PlotResult(fig, title, head_grid_figure(values, opts.out, title=title, label=lab.axis(), vmin=opts.vmin, vmax=opts.vmax,
                                                            hatch=marks, hatch_label=mark_note))
         return PlotResult(fig, title, None, tg.head_grid(values, title=title, description=desc, width=opts.width, vmin=opts.vmin, vmax=opts.vmax,
-                                                         uncertain=marks, uncertain_note=mark_note))
+                                                         uncertain=marks, uncertain_note=mark_note, unit=lab.unit))
 
 
 # quantities whose cells are marked where the head's 95% interval of the change includes 0

@@ -126,11 +126,12 @@ def _dim(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
 
 def head_grid(values: np.ndarray, *, title: str, description: str = "", width: int = 80,
               vmin: float | None = None, vmax: float | None = None, diverging: bool | None = None,
-              uncertain: np.ndarray | None = None, uncertain_note: str = "") -> list[Text]:
+              uncertain: np.ndarray | None = None, uncertain_note: str = "", unit: str = "") -> list[Text]:
     """[layers, heads] as coloured cells, one row per layer (L1..), one column per head (H1..), plus a legend.
 
     ``uncertain`` (bool [layers, heads]) marks cells whose value may be noise: dimmed, and '?' after the
     number so the mark survives without colour; ``uncertain_note`` says what the mark means under the legend.
+    ``unit`` follows the legend's range.
     """
     values = np.asarray(values, dtype=float)
     marks = np.zeros(values.shape, dtype=bool) if uncertain is None else np.asarray(uncertain, dtype=bool)
@@ -160,7 +161,7 @@ def head_grid(values: np.ndarray, *, title: str, description: str = "", width: i
             rgb = scale.rgb(v)
             row.append(txt, style=_cell_style(_dim(rgb) if marks[li, h] else rgb))
         lines.append(row)
-    lines.append(scale.legend("diverging, centred on 0" if scale.diverging else ""))
+    lines.append(scale.legend(", ".join(x for x in (unit, "diverging, centred on 0" if scale.diverging else "") if x)))
     if uncertain is not None:
         lines.append(Text(f"{UNCERTAIN} dimmed: {uncertain_note or 'may be noise'} ({int(marks.sum())} of {marks.size} cells)", style="dim"))
     return lines
