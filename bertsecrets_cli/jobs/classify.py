@@ -336,7 +336,8 @@ def majority_letter(cls: int, share: float) -> str:
 
 def result_tables(res: ClassifyResult) -> list[Table]:
     """Shares per layer and overall, the majority type of every head, and a summary."""
-    cap = f"classifier {res.classifier.label}"
+    cap = (f"classifier {res.classifier.label}; share (0-1) of the layer's maps (N={res.n_examples} examples x {res.n_heads} heads) "
+           "classified as each type")
     t = Table(f"pattern shares per layer ({res.classifier.label})", ["layer", *P.CLASSES], caption=cap)
     for layer in range(res.n_layers):
         t.add(layer_name(layer), *(float(x) for x in res.layer_shares[layer]))
