@@ -291,7 +291,8 @@ def _model_attrs(lm: Any, task: Any) -> dict[str, Any]:
 def _load(opts: FinetuneOptions, task: Any, *, seed: int, for_training: bool) -> Any:
     """The classifier to train or evaluate; refuses a head that cannot fit the task, before loading weights."""
     from bertsecrets_cli.model.load import load_model
-    from bertsecrets_cli.model.train import has_classification_head, local_device, peek_config, seed_everything
+    from bertsecrets_cli.model.device import local_device
+    from bertsecrets_cli.model.train import has_classification_head, peek_config, seed_everything
 
     if opts.init not in INITS:
         raise InputError(f"--init {opts.init}: choose one of {', '.join(INITS)}")

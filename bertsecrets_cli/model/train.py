@@ -123,7 +123,7 @@ class Collator:
 
 def check_device(device: str, precision: str) -> bool:
     """Validate --device and --precision before any work; -> whether training runs on the CPU."""
-    from bertsecrets_cli.model.load import resolve_device
+    from bertsecrets_cli.model.device import resolve_device
 
     if precision not in PRECISIONS:
         raise InputError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
@@ -328,17 +328,6 @@ def seed_everything(seed: int) -> None:
     from transformers import set_seed
 
     set_seed(seed)
-
-
-def local_device(spec: str) -> str:
-    """Under torchrun on GPUs each process loads onto its own GPU (LOCAL_RANK); else ``spec`` as given."""
-    s = (spec or "auto").strip().lower()
-    if world_size() > 1 and s in ("auto", "cuda"):
-        import torch
-
-        if torch.cuda.is_available():
-            return f"cuda:{int(os.environ.get('LOCAL_RANK', '0') or 0)}"
-    return spec
 
 
 def peek_config(spec: str | None) -> Any:
