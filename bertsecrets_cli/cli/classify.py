@@ -1,4 +1,4 @@
-"""``bertsecrets classify``: options and help only; the work is in jobs.classify.
+"""``bertsecrets classify``: options and help only; the work is in jobs.classify, jobs.annotate and jobs.train_classifier.
 
 ``classify`` is a small group: ``classify STORE ...`` is short for ``classify run STORE ...`` (label the maps),
 ``classify annotate`` labels maps by hand, ``classify train`` trains the paper's CNN from those labels.
@@ -119,7 +119,7 @@ def annotate(
 
     def body() -> None:
         from bertsecrets_cli.heads import parse_heads
-        from bertsecrets_cli.jobs.classify import AnnotateOptions, run_annotate
+        from bertsecrets_cli.jobs.annotate import AnnotateOptions, run_annotate
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
 
@@ -166,7 +166,7 @@ def train(
     c.check_format(fmt)
 
     def body() -> None:
-        from bertsecrets_cli.jobs.classify import TrainOptions, run_train
+        from bertsecrets_cli.jobs.train_classifier import TrainOptions, run_train
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
 
