@@ -64,7 +64,7 @@ def ablate(
         from bertsecrets_cli.jobs.ablate import AblateOptions, ablation_tables, combine_ablation, run_ablate
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import output_path
+        from bertsecrets_cli.cli.spool import output_path
 
         with output_path(output) as path:
             if combine:

@@ -52,8 +52,3 @@ app.command("framenet")(framenet)
 app.command("ablate")(ablate)
 app.add_typer(classify_app, name="classify")
 
-
-def main() -> None:
-    from bertsecrets_cli.entry import main as entry
-
-    entry()

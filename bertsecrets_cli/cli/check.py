@@ -26,7 +26,7 @@ def check(
     def body() -> None:
         from bertsecrets_cli.jobs.check import check_store
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import input_path
+        from bertsecrets_cli.cli.spool import input_path
 
         for s in stores:
             with input_path(s) as p:

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from bertsecrets_cli.analysis.patterns import rules_help
 from bertsecrets_cli.cli import common as c
+from bertsecrets_cli.jobs.classifiers import rules_help
 
 
 class _DefaultRun(TyperGroup):
@@ -73,7 +73,7 @@ def run(
         from bertsecrets_cli.jobs.classify import ClassifyOptions, run_classify
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import input_path, output_path
+        from bertsecrets_cli.cli.spool import input_path, output_path
 
         opts = ClassifyOptions(classifier=classifier, device=device, force=force or output == "-",
                                locking=False if no_locking else None, quiet=quiet, shard=shard)

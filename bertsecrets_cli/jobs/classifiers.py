@@ -7,12 +7,13 @@ import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from bertsecrets_cli.analysis import patterns as P
 from bertsecrets_cli.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 RULES_VALIDATION_MAPS = 250
 RULES_VALIDATION_SEED = 0
@@ -41,11 +42,18 @@ class ClassifierInfo:
 @functools.lru_cache(maxsize=1)
 def rules_validation(n: int = RULES_VALIDATION_MAPS, seed: int = RULES_VALIDATION_SEED) -> float:
     """Accuracy of the default rules on ``n`` synthetic maps at the generator's default noise (computed, ~0.2 s)."""
+    import numpy as np
+
     from bertsecrets_cli.analysis.synthetic import generate
 
     s = generate(n, seed=seed)
     pred = np.array([P.classify_maps(m, sp, ty)[0] for m, sp, ty in zip(s.maps, s.special, s.type_ids)])
     return float(np.mean(pred == s.labels))
+
+
+def rules_help() -> str:
+    """The default rules and their thresholds as --help shows them; numpy stays unimported (help runs at every TAB)."""
+    return P.rules_help()
 
 
 def rules_info() -> ClassifierInfo:

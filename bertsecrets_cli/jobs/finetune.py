@@ -26,6 +26,7 @@ import numpy as np
 
 from bertsecrets_cli.errors import InputError, Interrupted, ModelError, OutputError
 from bertsecrets_cli.render.console import info
+from bertsecrets_cli.render.progress import reporter
 from bertsecrets_cli.render.tables import Table
 
 RECORD = "finetune.json"  # written last into a finished model folder: our completeness marker
@@ -445,7 +446,7 @@ def run_finetune(opts: FinetuneOptions, out: str | Path, *, command: str | None 
                  f"weight decay {hyper.weight_decay:g}, seed {hyper.seed}, init {opts.init}")
         t0 = time.monotonic()
         with graceful_stop() as stop:
-            outcome = train(lm, train_set, cfg, stop_flag=stop, resume=opts.resume)
+            outcome = train(lm, train_set, cfg, stop_flag=stop, resume=opts.resume, progress=reporter(False), note=info)
     except BaseException:
         if main and last_checkpoint(partial) is None:
             shutil.rmtree(partial, ignore_errors=True)  # nothing worth resuming: do not ask for --resume next time

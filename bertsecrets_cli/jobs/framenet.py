@@ -287,11 +287,12 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
     from bertsecrets_cli.jobs.provenance import provenance_texts
     from bertsecrets_cli.jobs.shard import fingerprint, shard_provenance, shard_slice
     from bertsecrets_cli.model.load import load_model
+    from bertsecrets_cli.render.console import debug
     from bertsecrets_cli.store.writer import StoreWriter
 
     t0 = time.perf_counter()
     shard = _shard_of(opts)
-    release = FrameNetRelease(opts.framenet)
+    release = FrameNetRelease(opts.framenet, warn=info, detail=debug)
     frames = release.frames()
     if not frames:
         raise InputError(f"{opts.framenet}: no readable frame/*.xml file; core frame elements cannot be told apart")

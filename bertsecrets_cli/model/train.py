@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bertsecrets_cli.errors import InputError
-from bertsecrets_cli.render.console import info
+from bertsecrets_cli.model.hooks import Note, ProgressFactory, no_note, silent
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -176,10 +176,8 @@ class _Callbacks:
     """Built lazily: TrainerCallback subclasses need transformers imported."""
 
     @staticmethod
-    def progress(quiet: bool) -> Any:
+    def progress(quiet: bool, progress: ProgressFactory, note: Note) -> Any:
         from transformers import TrainerCallback
-
-        from bertsecrets_cli.render.progress import progress
 
         class ProgressToStderr(TrainerCallback):
             """Optimisation steps as our progress bar / heartbeat, and loss lines, on stderr (rank 0 only)."""
@@ -202,7 +200,7 @@ class _Callbacks:
             def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
                 if not state.is_world_process_zero or quiet or not logs or "loss" not in logs:
                     return
-                info(f"step {state.global_step}/{state.max_steps} epoch {state.epoch or 0:.2f} loss {logs['loss']:.4f} lr {logs.get('learning_rate', float('nan')):.2e}")
+                note(f"step {state.global_step}/{state.max_steps} epoch {state.epoch or 0:.2f} loss {logs['loss']:.4f} lr {logs.get('learning_rate', float('nan')):.2e}")
 
             def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
                 if self._ctx is not None:
@@ -267,8 +265,12 @@ def last_checkpoint(folder: Path) -> Path | None:
     return Path(found) if found else None
 
 
-def train(lm: Any, train_set: EncodedDataset, cfg: TrainConfig, *, stop_flag: Any, resume: bool = False) -> TrainOutcome:
-    """Fine-tune ``lm.model`` in place with Trainer; continue from the newest checkpoint when ``resume``."""
+def train(lm: Any, train_set: EncodedDataset, cfg: TrainConfig, *, stop_flag: Any, resume: bool = False,
+          progress: ProgressFactory = silent, note: Note = no_note) -> TrainOutcome:
+    """Fine-tune ``lm.model`` in place with Trainer; continue from the newest checkpoint when ``resume``.
+
+    Steps go to ``progress`` and loss lines and the resume note to ``note`` (the job passes the stderr ones).
+    """
     import warnings
 
     import transformers
@@ -287,11 +289,11 @@ def train(lm: Any, train_set: EncodedDataset, cfg: TrainConfig, *, stop_flag: An
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(_Callbacks.progress(cfg.quiet))
+    trainer.add_callback(_Callbacks.progress(cfg.quiet, progress, note))
     trainer.add_callback(_Callbacks.stop(stop_flag))
     ckpt = last_checkpoint(cfg.output_dir) if resume else None
     if ckpt is not None and trainer.is_world_process_zero():
-        info(f"resuming from {ckpt}")
+        note(f"resuming from {ckpt}")
     out = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     lm.model.eval()
     return TrainOutcome(
