@@ -200,6 +200,11 @@ def _mark(text: str, link: Any) -> str:
 FN_LINKS, FN_SELECTION, FN_READER, FN_SCORER, FN_STATE = "framenet/links", "framenet/selection", "framenet/reader", "framenet/scorer", "framenet/state"
 DEP_RELATIONS, DEP_STATE = "dependency/relations", "dependency/state"
 ARROW = {"fe_to_target": "FE->target", "target_to_fe": "target->FE"}
+# terminal headers of the wide tables (10 and 8 columns): they fit 80 columns, a legend names them in full
+RANKING_SHORT = {"FE->target": "FE>T", "target->FE": "T>FE", "same-dist. baseline": "base", "baseline p99": "b.p99",
+                 "best offset": "off", "offset k": "k", "> p99 of heads": ">p99", "> baseline p99": ">b.p99"}
+DEPENDENCY_SHORT = {"dep->gov head": "d>g", "accuracy": "acc", "gov->dep head": "g>d", "reverse acc.": "r.acc",
+                    "best offset": "offset", "offset acc.": "o.acc"}
 # options that change no stored number: shards of one job may differ in them
 _NOT_IN_JOB = ("top", "examples", "rank_by", "min_count", "force", "quiet", "device", "batch_size", "shard")
 
@@ -243,7 +248,8 @@ def _framenet_tables(res: Any, selection: list[dict[str, Any]], stopped: bool, n
     rank_t = Table(f"heads ranked by {ARROW[direction]} mean max-attention over {res.n_links} links in {n_sentences} sentences"
                    + (" (first-pair variant)" if first_pair else ""), cols,
                    caption="'> p99 of heads': above the 99th percentile of all heads (the paper's flag); "
-                   "'> baseline p99': above the 99th percentile of the head's own same-distance baseline")
+                   "'> baseline p99': above the 99th percentile of the head's own same-distance baseline",
+                   short=RANKING_SHORT)
     ranked = rank_heads(score)
     for r, (layer, h) in enumerate(ranked[:top], 1):
         k = res.offset_best_k[direction][layer, h]
@@ -396,7 +402,8 @@ def _dependency_tables(rows: list[dict[str, Any]], overall: Any, n_sentences: in
     shown = [row for row in rows if row["label"] == "all" or row["count"] >= min_count]
     rel_t = Table(f"best head per dependency relation ({n_sentences} sentences, {overall.count} arcs)",
                   ["relation", "arcs", "dep->gov head", "accuracy", "gov->dep head", "reverse acc.", "best offset", "offset acc."],
-                  caption=f"relations with at least {min_count} arcs (--min-count); offset = governor position - dependent position")
+                  caption=f"relations with at least {min_count} arcs (--min-count); offset = governor position - dependent position",
+                  short=DEPENDENCY_SHORT)
     for row in shown:
         rel_t.add(row["label"], row["count"], row["best_head"], row["best_accuracy"], row["best_reverse_head"], row["best_reverse_accuracy"],
                   f"{row['offset_k']:+d}", row["offset_accuracy"])
