@@ -138,10 +138,12 @@ def training_arguments(cfg: TrainConfig) -> Any:
     import torch
     from transformers import TrainingArguments
 
+    from bertsecrets_cli.model.device import resolve_device
+
     use_cpu = check_device(cfg.device, cfg.precision)
-    dev = (cfg.device or "auto").strip().lower()
-    if dev.startswith("cuda:") and world_size() == 1:
-        torch.cuda.set_device(int(dev.split(":", 1)[1]))  # Trainer uses the current CUDA device
+    dev = resolve_device(cfg.device)
+    if dev.type == "cuda" and dev.index is not None and world_size() == 1:
+        torch.cuda.set_device(dev.index)  # Trainer uses the current CUDA device
     return TrainingArguments(
         output_dir=str(cfg.output_dir),
         per_device_train_batch_size=per_device_batch(cfg.batch_size, cfg.grad_accum),
