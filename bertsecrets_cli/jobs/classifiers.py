@@ -4,7 +4,6 @@ from ``classify train``, each reported with its name and score, because shares d
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +64,8 @@ def rules_info() -> ClassifierInfo:
 
 def file_sha256(path: Path) -> str:
     """The sha256 a classifier or labels file is recorded with, so a result names exactly the file behind it."""
+    import hashlib  # here, not at import: cli/classify imports this module for its --help
+
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
