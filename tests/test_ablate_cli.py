@@ -225,7 +225,7 @@ def _count_calls(monkeypatch, module, name: str) -> dict[str, int]:
 @covers("ablate", "--engine", "--resume")
 @pytest.mark.parametrize("engine", ["fast", "naive"])
 def test_sigterm_keeps_the_finished_sweep_and_resume_completes_it_exactly(engine, model_dir, tmp_path, monkeypatch):
-    import bertsecrets_cli.jobs.evaluate as evaluate
+    import bertsecrets_cli.model.attention as attention
     import bertsecrets_cli.model.sweep as sweep
     from bertsecrets_cli.jobs.ablate import read_ablation
 
@@ -238,7 +238,7 @@ def test_sigterm_keeps_the_finished_sweep_and_resume_completes_it_exactly(engine
         if engine == "fast":  # one capture pass per batch: stop during the 3rd of 6 batches
             _sigterm_on_call(m, sweep, "_capture_pass", 3)
         else:  # one full evaluation per variant (after the baseline's): stop during the 4th
-            _sigterm_on_call(m, evaluate, "logits_for", 5)
+            _sigterm_on_call(m, attention, "logits_for", 5)
         r = _run(*args, "-o", str(out))
     assert r.exit_code == 75, r.stderr
     unit = "batches" if engine == "fast" else "variants"
@@ -251,7 +251,7 @@ def test_sigterm_keeps_the_finished_sweep_and_resume_completes_it_exactly(engine
     r = _run(*args[:-1], "naive" if engine == "fast" else "fast", "-o", str(out), "--resume")
     assert r.exit_code == 3 and "other" in r.stderr, r.stderr
     with monkeypatch.context() as m:
-        counted = _count_calls(m, sweep, "_capture_pass") if engine == "fast" else _count_calls(m, evaluate, "logits_for")
+        counted = _count_calls(m, sweep, "_capture_pass") if engine == "fast" else _count_calls(m, attention, "logits_for")
         r = _run(*args, "-o", str(out), "--resume")
     assert r.exit_code == 0, r.stderr
     assert counted["n"] == (3 if engine == "fast" else 6)  # only the unfinished batches / variants were evaluated

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from bertsecrets_cli.analysis import patterns as P
 from bertsecrets_cli.cli.app import app
-from bertsecrets_cli.jobs.classify import TSV_COLUMNS, read_labels, stream_keys
+from bertsecrets_cli.jobs.annotate import stream_keys
+from bertsecrets_cli.jobs.labels import TSV_COLUMNS, read_labels
 from bertsecrets_cli.store import open_store
 from bertsecrets_cli.store.reader import read_patterns
 

@@ -70,8 +70,3 @@ for _name, _fn in (("extract", extract), ("finetune", finetune), ("check", check
     app.command(_name, epilog=examples(*EXAMPLES[_name]))(_fn)
 app.add_typer(classify_app, name="classify")
 
-
-def main() -> None:
-    from bertsecrets_cli.entry import main as entry
-
-    entry()

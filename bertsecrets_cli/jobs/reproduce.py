@@ -141,7 +141,7 @@ def run_reproduce(opts: ReproduceOptions, out: str | Path) -> ReproduceResult:
     if opts.eval_limit < 1:
         raise InputError("--eval-limit must be at least 1")
     _check_relation_inputs(opts)
-    from bertsecrets_cli.model.load import resolve_device
+    from bertsecrets_cli.model.device import resolve_device
 
     resolve_device(opts.device)  # a bad or absent device is refused before the folder exists
     for sub in ("models", "stores", "figures", "tables"):
