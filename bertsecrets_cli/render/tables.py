@@ -65,7 +65,7 @@ def _cell(v: Any, digits: int) -> str:
 
 def select(tables: list[Table], table: str | None) -> list[Table]:
     """The tables ``--table NAME`` keeps; an unknown name is refused with the names there are."""
-    if table is None:
+    if table is None or table == "all":
         return tables
     chosen = [t for t in tables if t.key == table]
     if not chosen:
@@ -80,11 +80,18 @@ def emit(tables: list[Table] | Table, fmt: str | OutputFormat = "table", stream:
 
     table: rich tables (boxes on a terminal, plain aligned columns otherwise); tsv: a header line and rows;
     json: an array of records. tsv and json write one table; the names of the others go to stderr.
+    ``--table all`` with json: one object {table name: records} of every table.
     """
     spec = fmt if isinstance(fmt, OutputFormat) else OutputFormat(fmt)
     tables = select([tables] if isinstance(tables, Table) else list(tables), spec.table)
     out = stream or sys.stdout
-    if spec.fmt in ("json", "tsv") and tables:
+    if spec.fmt == "json" and spec.table == "all":  # every table in one document: {name: records}
+        out.write(json.dumps({t.key: t.records() for t in tables}, indent=1) + "\n")
+    elif spec.fmt == "tsv" and spec.table == "all":
+        from bertsecrets_cli.errors import InputError
+
+        raise InputError("--table all: only with --format json (tsv holds one table per call)")
+    elif spec.fmt in ("json", "tsv") and tables:
         t = tables[0]
         if len(tables) > 1:
             from bertsecrets_cli.render.console import info
