@@ -23,19 +23,17 @@ def invoke(*args: str):
     return runner.invoke(app, list(args))
 
 
-def _ranked(stdout: str) -> tuple[str, list[dict]]:
-    tables = json.loads(stdout)
-    (key,) = [k for k in tables if k.startswith("heads ranked")]
-    return key, tables[key]
+def _ranked(stdout: str) -> list[dict]:
+    return json.loads(stdout)["heads"]
 
 
 def test_framenet_ranking_marks_heads_beating_their_strongest_baseline_and_counts_them(tmp_path: Path, planted: Path) -> None:
     fn = write_release(tmp_path / "fn")
     out = tmp_path / "fn.h5"
     common = ("--framenet", str(fn), "--model", str(planted), "--device", "cpu", "--top", "8")
-    res = invoke("framenet", *common, "-o", str(out), "-f", "json")
+    res = invoke("framenet", *common, "-o", str(out), "-f", "json", "--table", "all")
     assert res.exit_code == 0, res.stderr
-    _, rows = _ranked(res.stdout)
+    rows = _ranked(res.stdout)
     # the planted head attends to 'abandoned' from every token, so the piece two after the FE scores as well as
     # the target: position explains it, and the row and a note say so instead of a bare rank 1
     assert rows[0]["head"] == "L2H3" and rows[0]["beats strongest baseline"] == "no: offset +2 (1.000)"
@@ -70,7 +68,7 @@ def test_a_release_without_lu_exemplars_says_it_fell_back_to_full_text(tmp_path:
     fn = write_release(tmp_path / "fn")
     shutil.rmtree(fn / "lu")
     out = tmp_path / "fn.h5"
-    res = invoke("framenet", "--framenet", str(fn), "--model", str(planted), "--device", "cpu", "-o", str(out), "-q", "-f", "json")
+    res = invoke("framenet", "--framenet", str(fn), "--model", str(planted), "--device", "cpu", "-o", str(out), "-q", "-f", "json", "--table", "all")
     assert res.exit_code == 0, res.stderr
     assert "has no lu/*.xml (lexical-unit exemplars, the sentences the paper used): only full-text sentences are scored" in res.stderr
     with open_store(out, kind="framenet") as st:
@@ -96,13 +94,13 @@ def test_dependency_ranking_marks_heads_beating_the_offset_and_too_few_arcs(tmp_
     p = tmp_path / "dev.conllu"
     p.write_text(CONLLU)
     out = tmp_path / "dep.h5"
-    res = invoke("framenet", "--conllu", str(p), "-o", str(out), "--model", str(planted), "--device", "cpu", "--min-count", "1", "-f", "json")
+    res = invoke("framenet", "--conllu", str(p), "-o", str(out), "--model", str(planted), "--device", "cpu", "--min-count", "1", "-f", "json", "--table", "all")
     assert res.exit_code == 0, res.stderr
     tables = json.loads(res.stdout)
-    rel = {r["relation"]: r for r in next(v for k, v in tables.items() if k.startswith("best head per dependency"))}
+    rel = {r["relation"]: r for r in tables["relations"]}
     assert rel["nsubj"]["head beats offset"] == "yes"  # the planted head is right on every nsubj; the offset is not
     assert rel["det"]["head beats offset"] == "no"  # '+1' is always right for det: no head can beat it
-    _, rows = _ranked(res.stdout)
+    rows = _ranked(res.stdout)
     offset_acc = rows[0]["best offset acc."]
     for r in rows:
         assert (r["beats offset"] == "yes") == (r["accuracy"] > offset_acc)

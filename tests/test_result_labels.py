@@ -111,8 +111,6 @@ def test_figures_of_an_attention_store_name_words_unit_model_data_and_n(demo_sto
 
 def test_show_ranking_names_words_unit_and_context(ablation) -> None:
     path, _, _ = ablation
-    res = invoke("show", str(path), "--quantity", "ablation_delta", "-k", "3", "-f", "json")
-    assert res.exit_code == 0, res.stderr
     res = invoke("show", str(path), "--quantity", "ablation_delta", "-k", "3")
     flat = " ".join(res.stdout.split())
     assert "change of accuracy when the head alone is disabled" in flat and "x100 = accuracy points" in flat
@@ -147,12 +145,12 @@ def test_extract_and_classify_tables_name_sum_and_max_statistics_apart(demo_stor
     with open_store(demo_store) as st:
         t = summary_table({k: v.values for k, v in st.heads().items()}, st.n_layers, "m on d, N=24 examples")
     assert t.columns[2:4] == ["[SEP] sum", "punct sum"] and "summed over every" in (t.caption or "") and "N=24 examples" in t.title
-    res = invoke("classify", str(demo_store), "--features", "-f", "json")
+    res = invoke("classify", str(demo_store), "--features", "-f", "json", "--table", "token-layers")
     assert res.exit_code == 0, res.stderr
-    obj = json.loads(res.stdout)
-    (key,) = [k for k in obj if k.startswith("attention to tokens per layer")]
-    assert "N=24 examples" in key and {"[SEP] max", "punct max", "negation max"} <= set(obj[key][0])
-    assert "punct sum" not in obj[key][0]
+    row = json.loads(res.stdout)[0]
+    assert {"[SEP] max", "punct max", "negation max"} <= set(row) and "punct sum" not in row
+    res = invoke("classify", str(demo_store), "--features", "--table", "token-layers")
+    assert "attention to tokens per layer, mean over heads (N=24 examples)" in " ".join(res.stdout.split())
 
 
 def test_preset_label_names_the_overridden_hyperparameters() -> None:
@@ -208,3 +206,11 @@ def test_a_real_ablation_store_plots_in_points_with_its_noisy_cells_marked(tiny_
     shown = np.array([[float(c.rstrip("?")) for c in r] for r in cells])
     np.testing.assert_allclose(shown, 100 * delta, atol=0.051)  # points, one decimal at least
     assert "(accuracy points)" in " ".join(res.stdout.split())
+
+
+def test_diff_similarity_table_names_models_data_and_n(demo_store: Path, tmp_path: Path) -> None:
+    res = invoke("diff", str(demo_store), str(demo_store), "-o", str(tmp_path / "d.h5"), "--table", "layers")
+    assert res.exit_code == 0, res.stderr
+    flat = " ".join(res.stdout.split())
+    assert "embedded:all-MiniLM-L6-v2 -> embedded:all-MiniLM-L6-v2" in flat and "N=24 paired examples" in flat
+    assert "JS divergence in bits" in flat and "(0-1; 1 = the same maps)" in flat

@@ -147,19 +147,19 @@ def summary_tables(cosine: np.ndarray | None, js: np.ndarray | None, quantities:
     tables: list[Table] = []
     if cosine is not None and js is not None:
         t = Table("similarity per layer (A -> B)" + (f" ({context})" if context else ""), ["layer", "cosine", "min cosine", "least similar head", "JS divergence"],
-                  caption=f"{measure} (0-1; 1 = the same maps); JS divergence in bits (0 = the same rows); mean over heads and examples")
+                  name="layers", caption=f"{measure} (0-1; 1 = the same maps); JS divergence in bits (0 = the same rows); mean over heads and examples")
         cos_l, js_l = layer_means(cosine), layer_means(js)
         for li in range(cosine.shape[0]):
             row = cosine[li]
             h = int(np.nanargmin(row)) if np.isfinite(row).any() else 0
             t.add(layer_name(li), cos_l[li], float(row[h]), head_name(li, h), js_l[li])
         tables.append(t)
-        t = Table("most changed heads", ["rank", "head", "cosine", "JS divergence"], caption="lowest mean cosine (0-1) first; JS divergence in bits")
+        t = Table("most changed heads", ["rank", "head", "cosine", "JS divergence"], caption="lowest mean cosine (0-1) first; JS divergence in bits", name="heads")
         for r, (li, h, v) in enumerate(rank_heads(cosine, top=top, ascending=True), 1):
             t.add(r, head_name(li, h), v, float(js[li, h]))
         tables.append(t)
     if quantities:
-        t = Table("per-head quantities (B - A)", ["quantity", "mean A", "mean B", "mean B-A", "largest |B-A|", "at head"],
+        t = Table("per-head quantities (B - A)", ["quantity", "mean A", "mean B", "mean B-A", "largest |B-A|", "at head"], name="quantities",
                   caption="every /heads quantity both stores hold; stored as delta_<name>")
         for name, (a, b, _) in quantities.items():
             d = b - a

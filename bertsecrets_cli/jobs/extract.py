@@ -90,13 +90,13 @@ def check_common(max_length: int, batch_size: int) -> None:
 def summary_table(heads: dict[str, np.ndarray], n_layers: int, context: str = "") -> Table:
     """Per layer: mean attention mass on [CLS], all [SEP]s, all punctuation, and mean entropy (means over heads).
 
-    Column names say "mass" and "all": these are sums over every such token, unlike classify --features's
-    most-attended single token (README glossary)."""
+    The [SEP] and punctuation columns are sums over every such token ('sum'), unlike classify --features's
+    most-attended single token ('max'; README glossary)."""
     from bertsecrets_cli.render.labels import STAT_COLUMNS
 
     keys = ("cls", "sep", "punct", "self", "prev", "next", "entropy")
     t = Table("attention per layer, mean over heads and examples" + (f" ({context})" if context else ""),
-              ["layer", *(STAT_COLUMNS[k] for k in keys)],
+              ["layer", *(STAT_COLUMNS[k] for k in keys)], name="layers",
               caption="attention mass (0-1) summed over every [CLS] / [SEP] / punctuation token, mean over query rows; "
                       "self/prev/next: attention to the token itself / the previous / the next token; entropy in nats")
     for layer in range(n_layers):
@@ -115,11 +115,13 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     from bertsecrets_cli.model.load import load_model
     from bertsecrets_cli.model.tokenize import collate, encode_examples, token_masks
     from bertsecrets_cli.store.writer import AttentionStoreWriter, check_output_path
-    from bertsecrets_cli.analysis.stats import batch_head_stats
+    from bertsecrets_cli.model.batch_stats import batch_head_stats
 
     check_common(opts.max_length, opts.batch_size)
     if opts.encoding not in S.ENCODINGS:
         raise InputError(f"--encoding {opts.encoding}: choose one of {', '.join(S.ENCODINGS)}")
+    if opts.part_size < 1:
+        raise InputError(f"--part-size {opts.part_size}: must be at least 1")
     if opts.compression not in S.COMPRESSIONS:
         raise InputError(f"--compression {opts.compression}: choose one of {', '.join(S.COMPRESSIONS)}")
     check_output_path(out, force=opts.force or opts.resume)
@@ -199,7 +201,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
         info(f"{late_stop.signal} arrived while the store was being assembled; it is complete")
     from bertsecrets_cli.store.reader import open_store
 
-    with open_store(path) as st:
+    with open_store(path, locking=opts.locking) as st:
         heads = {k: v.values for k, v in st.heads().items()}
     from bertsecrets_cli.render.labels import context
 
