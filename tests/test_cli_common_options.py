@@ -16,20 +16,9 @@ from typer.testing import CliRunner
 
 from bertsecrets_cli.cli.app import app
 from helpers import covers, one_line_error
+from test_framenet_cli import CONLLU
 
 runner = CliRunner()
-
-CONLLU = """# sent_id = a
-# text = the cat sat on the mat .
-1	the	the	DET	_	_	2	det	_	_
-2	cat	cat	NOUN	_	_	3	nsubj	_	_
-3	sat	sit	VERB	_	_	0	root	_	_
-4	on	on	ADP	_	_	6	case	_	_
-5	the	the	DET	_	_	6	det	_	_
-6	mat	mat	NOUN	_	_	3	obl	_	_
-7	.	.	PUNCT	_	_	3	punct	_	_
-
-"""
 
 WRITERS = ("extract", "finetune", "classify run", "classify train", "diff", "merge", "plot", "framenet", "ablate")
 TABLES = ("extract", "finetune", "check", "classify run", "classify annotate", "classify train", "diff", "merge", "plot", "show",
