@@ -16,6 +16,8 @@ from bertsecrets_cli.cli.finetune import finetune
 from bertsecrets_cli.cli.merge import merge
 from bertsecrets_cli.cli.reproduce import reproduce
 from bertsecrets_cli.cli.framenet import framenet
+from bertsecrets_cli.cli.words import words
+from bertsecrets_cli.cli import common as c
 
 app = typer.Typer(
     name="bertsecrets",
@@ -51,6 +53,7 @@ app.command("show")(show)
 app.command("framenet")(framenet)
 app.command("ablate")(ablate)
 app.add_typer(classify_app, name="classify")
+app.command("words", epilog=c.examples("bertsecrets words pre.h5 -o words.h5", "bertsecrets words pre.h5 -o words.h5 --word-boundaries whitespace"))(words)
 
 
 def main() -> None:
