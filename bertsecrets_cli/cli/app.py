@@ -17,6 +17,7 @@ from bertsecrets_cli.cli.merge import merge
 from bertsecrets_cli.cli.reproduce import reproduce
 from bertsecrets_cli.cli.framenet import framenet
 from bertsecrets_cli.cli.words import words
+from bertsecrets_cli.cli.cluster import cluster
 from bertsecrets_cli.cli import common as c
 
 app = typer.Typer(
@@ -54,6 +55,7 @@ app.command("framenet")(framenet)
 app.command("ablate")(ablate)
 app.add_typer(classify_app, name="classify")
 app.command("words", epilog=c.examples("bertsecrets words pre.h5 -o words.h5", "bertsecrets words pre.h5 -o words.h5 --word-boundaries whitespace"))(words)
+app.command("cluster", epilog=c.examples("bertsecrets cluster words.h5 -o clusters.h5 --figure heads.png", "bertsecrets cluster pre.h5 -o clusters.h5 --patterns pat.h5 -k 5"))(cluster)
 
 
 def main() -> None:

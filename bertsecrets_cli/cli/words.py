@@ -32,7 +32,7 @@ def words(
 
     def body() -> None:
         from bertsecrets_cli.jobs.words import WordsOptions, run_words, word_level_summary
-        from bertsecrets_cli.render.console import info
+        from bertsecrets_cli.render.console import debug as log_debug, info
         from bertsecrets_cli.render.tables import emit
         from bertsecrets_cli.store.spool import input_path, output_path
 
@@ -40,6 +40,7 @@ def words(
         with input_path(store) as src, output_path(output) as path:
             res = run_words(src, path, opts, name=store)
             emit([word_level_summary(res)], fmt, c.table_stream(output))
+        log_debug("timings: " + ", ".join(f"{k} {v:.3f}" for k, v in res.timings.items()))
         info(f"converted {res.n_examples} examples ({res.n_pieces} pieces -> {res.n_words} units) x {res.n_layers} layers x {res.n_heads} heads; "
              f"wrote {output if output != '-' else 'stdout'}")
 

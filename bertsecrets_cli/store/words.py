@@ -102,18 +102,20 @@ def word_maps(store: Any, i: int) -> np.ndarray:
     return store.h5[WORD_MAPS][off : off + L * H * W * W].reshape(L, H, W, W)
 
 
-def iter_word_maps(store: Any, block_values: int = 1 << 23) -> Iterator[tuple[int, np.ndarray]]:
-    """Stream (index, word maps [L, H, W, W]) in store order, a contiguous block at a time (bounded memory)."""
+def iter_word_maps(store: Any, start: int = 0, end: int | None = None, block_values: int = 1 << 23) -> Iterator[tuple[int, np.ndarray]]:
+    """Stream (index, word maps [L, H, W, W]) of examples ``start..end-1`` in store order, a contiguous block
+    at a time (bounded memory)."""
     _require(store)
     L, H = store.n_layers, store.n_heads
     n = store.h5[N_WORDS][...].astype(np.int64)
     offs = store.h5[WORD_MAP_OFFSET][...].astype(np.int64)
     sizes = L * H * n**2
     ds = store.h5[WORD_MAPS]
-    i = 0
-    while i < len(n):
+    stop = len(n) if end is None else min(end, len(n))
+    i = start
+    while i < stop:
         j = i
-        while j + 1 < len(n) and offs[j + 1] + sizes[j + 1] - offs[i] <= block_values:
+        while j + 1 < stop and offs[j + 1] + sizes[j + 1] - offs[i] <= block_values:
             j += 1
         block = ds[offs[i] : offs[j] + sizes[j]]
         for k in range(i, j + 1):
