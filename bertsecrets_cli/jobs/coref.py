@@ -1,0 +1,225 @@
+"""``coref``: heads that attend from a mention to its antecedent (Clark et al. 2019, sec. 4.4 and Table 2).
+
+Reads coreference chains (data/coref.py: CorefUD CoNLL-U or JSONL), packs consecutive sentences of a
+document into segments that fit ``--max-length`` pieces (chains are only scored inside a segment: the model
+sees nothing else), runs them through the model with extract's batching and scores every word-level map as
+it comes out (analysis/coreference.py); no map is kept. Results go to a ``coreference`` store whose
+/heads/coref_* arrays plot, show and diff read, plus the per-mention hits behind the intervals.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertsecrets_cli.errors import InputError
+from bertsecrets_cli.heads import head_name
+from bertsecrets_cli.render.console import info
+from bertsecrets_cli.render.tables import Table
+
+KIND = "coreference"
+HITS = "coreference/hits"
+BASELINE_HITS = "coreference/baseline_hits"
+MENTION_TYPES = "coreference/mention_types"
+
+
+@dataclass
+class CorefOptions:
+    data: str = ""  # CorefUD .conllu or .jsonl
+    model: str | None = None
+    device: str = "auto"
+    batch_size: int = 32
+    max_length: int = 128
+    limit: int | None = None  # at most this many segments
+    bootstrap: int = 1000
+    seed: int = 0
+    top: int = 10
+    force: bool = False
+    quiet: bool = False
+
+
+@dataclass
+class CorefResult:
+    path: Path
+    n_segments: int
+    n_mentions: int  # scored (with an antecedent in their segment)
+    n_layers: int
+    n_heads: int
+    rows: list[Any]
+    tables: list[Table] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _check(opts: CorefOptions) -> None:
+    if opts.batch_size < 1:
+        raise InputError(f"--batch-size {opts.batch_size}: must be at least 1")
+    if not 8 <= opts.max_length <= 4096:
+        raise InputError(f"--max-length {opts.max_length}: must be between 8 and 4096")
+    if opts.bootstrap < 0:
+        raise InputError(f"--bootstrap {opts.bootstrap}: must be at least 0")
+    if opts.top < 1:
+        raise InputError(f"--top {opts.top}: must be at least 1")
+    if opts.limit is not None and opts.limit < 1:
+        raise InputError(f"--limit {opts.limit}: must be at least 1")
+
+
+@dataclass
+class _Segment:
+    id: str
+    words: list[str]
+    mentions: list[Any]
+
+
+def pack_segments(docs: list[Any], piece_count: Any, budget: int) -> tuple[list[_Segment], int]:
+    """Greedily pack each document's consecutive sentences into segments of at most ``budget`` pieces;
+    returns (segments, sentences too long on their own)."""
+    from bertsecrets_cli.analysis.coreference import SegmentMention
+
+    out: list[_Segment] = []
+    too_long = 0
+    for doc in docs:
+        cur: list[Any] = []
+        used = 0
+
+        def flush() -> None:
+            if not cur:
+                return
+            words: list[str] = []
+            ments: list[SegmentMention] = []
+            for s in cur:
+                off = len(words)
+                words += s.words
+                ments += [SegmentMention(m.head + off, m.entity, m.type) for m in s.mentions]
+            first = cur[0].id or str(len(out))
+            out.append(_Segment(f"{doc.id}/{first}" if first != doc.id else doc.id, words, ments))
+
+        for s in doc.sentences:
+            if not s.words:
+                continue
+            n = piece_count(" ".join(s.words))
+            if n > budget:
+                too_long += 1
+                flush()
+                cur, used = [], 0
+                continue
+            if used + n > budget:
+                flush()
+                cur, used = [], 0
+            cur.append(s)
+            used += n
+        flush()
+    return out, too_long
+
+
+def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None) -> CorefResult:
+    """Score every head of ``opts.model`` on the coreference chains of ``opts.data``."""
+    from bertsecrets_cli.analysis.coreference import CorefScorer, state_meta, summarize
+    from bertsecrets_cli.analysis.wordlevel import word_attention, word_piece_matrix
+    from bertsecrets_cli.data.coref import ReadCounts, read_coref
+    from bertsecrets_cli.jobs.attention_batches import iter_attention
+    from bertsecrets_cli.jobs.framenet import _model_attrs, _provenance
+    from bertsecrets_cli.jobs.provenance import provenance_texts
+    from bertsecrets_cli.jobs.shard import fingerprint
+    from bertsecrets_cli.model.load import load_model
+    from bertsecrets_cli.model.tokenize import encode_examples
+    from bertsecrets_cli.store.writer import StoreWriter, check_output_path
+
+    _check(opts)
+    outp = check_output_path(out, force=opts.force)
+    if Path(opts.data).exists() and outp.exists() and outp.resolve() == Path(opts.data).resolve():
+        raise InputError(f"{out}: is the input file; give another -o")
+    t0 = time.perf_counter()
+    counts = ReadCounts()
+    docs = read_coref(opts.data, counts)  # the whole file is checked before the model loads
+    if counts.zero_mentions:
+        info(f"skipped {counts.zero_mentions} mention(s) on empty nodes only (no word to attend from)")
+    lm = load_model(opts.model, device=opts.device)
+    t_model = time.perf_counter()
+    tok = lm.tokenizer
+    n_special = len(encode_examples(tok, [("", None)], opts.max_length)[0].ids)
+    segments, too_long = pack_segments(docs, lambda text: len(tok(text, add_special_tokens=False)["input_ids"]), opts.max_length - n_special)
+    if too_long:
+        info(f"skipped {too_long} sentence(s) longer than --max-length {opts.max_length} pieces")
+    segments = [s for s in segments if s.mentions]
+    if opts.limit is not None:
+        segments = segments[: opts.limit]
+    if not segments:
+        raise InputError(f"{opts.data}: no segment with mentions fits in --max-length {opts.max_length}")
+    encoded, matrices = [], []
+    for seg in segments:
+        spans, pos = [], 0
+        for wd in seg.words:
+            spans.append((pos, pos + len(wd)))
+            pos += len(wd) + 1
+        text = " ".join(seg.words)
+        enc = encode_examples(tok, [(text, None)], opts.max_length)[0]
+        encoded.append(enc)
+        matrices.append(word_piece_matrix(enc.offsets, enc.special, spans, text))
+    t_select = time.perf_counter()
+    scorer = CorefScorer(lm.n_layers, lm.n_heads)
+    for i, _enc, att in iter_attention(lm, encoded, opts.batch_size, description=f"coreference {lm.name}", quiet=opts.quiet):
+        M = matrices[i]
+        scorer.add(word_attention(att, M), M.sum(1) > 0, segments[i].mentions, segments[i].words)
+    if scorer.n == 0:
+        raise InputError(f"{opts.data}: no mention has an antecedent inside its segment; nothing to score")
+    if scorer.skipped_unmapped:
+        info(f"skipped {scorer.skipped_unmapped} mention(s) whose head word or antecedent has no word piece")
+    hits, base, types = scorer.arrays()
+    rows = summarize(hits, base, types, samples=opts.bootstrap, seed=opts.seed)
+    t_score = time.perf_counter()
+
+    config = {k: v for k, v in asdict(opts).items() if k not in ("force", "quiet")}
+    job = fingerprint({"model": lm.fingerprint, "data": str(Path(opts.data).expanduser()), "ids": [s.id for s in segments],
+                       "options": {k: v for k, v in config.items() if k not in ("top", "device", "batch_size")}})
+    with StoreWriter(outp, KIND, force=opts.force) as w:
+        w.set_model(n_layers=lm.n_layers, n_heads=lm.n_heads, **_model_attrs(lm))
+        w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.data).expanduser()), "n_segments": len(segments), "n_mentions": scorer.n,
+                                          "max_length": opts.max_length, "bootstrap": opts.bootstrap, "seed": opts.seed, "job_fingerprint": job,
+                                          "word_attention": "mean over the attending word's pieces, sum over the attended word's pieces"}),
+                         provenance_texts({"coref": config}, command))
+        w.put_strings("examples/id", [s.id for s in segments])
+        w.put_strings("examples/text_a", [" ".join(s.words) for s in segments])
+        w.put_array("examples/length", np.asarray([e.length for e in encoded], dtype=np.int32))
+        w.put_array(HITS, hits.astype(np.uint8), attrs={"description": "per scored mention and head: 1 when the head's most-attended word is an antecedent's head word"})
+        w.put_array(BASELINE_HITS, base.astype(np.uint8), attrs={"names": ", ".join(state_meta(scorer)["baselines"])})
+        w.put_array(MENTION_TYPES, types, attrs={"names": ", ".join(state_meta(scorer)["types"])})
+        w.put_json("coreference/summary", [_row_json(r) for r in rows])
+        for r in rows:
+            w.put_head_quantity(f"coref_{r.type}", r.accuracy, f"antecedent selection accuracy, {r.type} mentions ({r.count})", count=r.count)
+    timings = {"load_model_s": t_model - t0, "read_pack_s": t_select - t_model, "forward_score_s": t_score - t_select,
+               "write_s": time.perf_counter() - t_score}
+    return CorefResult(outp, len(segments), scorer.n, lm.n_layers, lm.n_heads, rows, coref_tables(rows, opts.top, opts.bootstrap), timings)
+
+
+def _row_json(r: Any) -> dict[str, Any]:
+    return {"type": r.type, "count": r.count, "best_head": head_name(*r.best), "best_accuracy": float(r.accuracy[r.best]),
+            "best_interval": list(r.best_interval), "baselines": r.baselines, "baseline_intervals": {k: list(v) for k, v in r.baseline_intervals.items()}}
+
+
+def coref_tables(rows: list[Any], top: int, samples: int) -> list[Table]:
+    """The paper's Table 2 layout (rows: baselines and the best head; columns: mention types), then a ranking."""
+    from bertsecrets_cli.analysis.coreference import BASELINES
+    from bertsecrets_cli.analysis.framenet import rank_heads
+
+    cols = [r.type for r in rows]
+    ci = f" ({samples} bootstrap draws, 95% interval)" if samples else ""
+    t = Table("antecedent selection accuracy" + ci, ["model", *cols])
+    t.add("mentions", *[r.count for r in rows])
+    for b in BASELINES:
+        t.add(b, *[_with_ci(r.baselines[b], r.baseline_intervals[b]) for r in rows])
+    t.add("best head", *[f"{head_name(*r.best)} {_with_ci(float(r.accuracy[r.best]), r.best_interval)}" for r in rows])
+    overall = rows[0]
+    rank = Table("heads ranked by antecedent selection accuracy (all mentions)", ["rank", "head", *cols])
+    for k, (layer, h) in enumerate(rank_heads(overall.accuracy)[:top], 1):
+        rank.add(k, head_name(layer, h), *[float(r.accuracy[layer, h]) for r in rows])
+    return [t, rank]
+
+
+def _with_ci(v: float, interval: tuple[float, float]) -> str:
+    if np.isnan(interval[0]):
+        return f"{v:.3f}"
+    return f"{v:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
