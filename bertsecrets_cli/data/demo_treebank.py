@@ -107,3 +107,11 @@ def write_demo_treebank(path: str | Path, n_documents: int, seed: int = 0) -> Pa
     p = Path(path)
     p.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return p
+
+
+if __name__ == "__main__":  # python -m bertsecrets_cli.data.demo_treebank OUT.conllu N_DOCUMENTS [SEED]
+    import sys
+
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: python -m bertsecrets_cli.data.demo_treebank OUT.conllu N_DOCUMENTS [SEED]")
+    write_demo_treebank(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) == 4 else 0)
