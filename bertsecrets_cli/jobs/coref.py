@@ -201,25 +201,27 @@ def _row_json(r: Any) -> dict[str, Any]:
 
 
 def coref_tables(rows: list[Any], top: int, samples: int) -> list[Table]:
-    """The paper's Table 2 layout (rows: baselines and the best head; columns: mention types), then a ranking."""
+    """The paper's Table 2 (baselines and the best head per mention type), its bootstrap intervals, a ranking."""
     from bertsecrets_cli.analysis.coreference import BASELINES
     from bertsecrets_cli.analysis.framenet import rank_heads
 
+    t = Table("antecedent selection accuracy (Clark et al. Table 2)", ["mention type", "mentions", *BASELINES, "best head", "best head acc."])
+    for r in rows:
+        t.add(r.type, r.count, *[r.baselines[b] for b in BASELINES], head_name(*r.best), float(r.accuracy[r.best]))
+    out = [t]
+    if samples:
+        ci = Table(f"95% bootstrap intervals ({samples} draws over mentions; the best head is chosen on all of them)",
+                   ["mention type", *BASELINES, "best head"])
+        for r in rows:
+            ci.add(r.type, *[_interval(r.baseline_intervals[b]) for b in BASELINES], _interval(r.best_interval))
+        out.append(ci)
     cols = [r.type for r in rows]
-    ci = f" ({samples} bootstrap draws, 95% interval)" if samples else ""
-    t = Table("antecedent selection accuracy" + ci, ["model", *cols])
-    t.add("mentions", *[r.count for r in rows])
-    for b in BASELINES:
-        t.add(b, *[_with_ci(r.baselines[b], r.baseline_intervals[b]) for r in rows])
-    t.add("best head", *[f"{head_name(*r.best)} {_with_ci(float(r.accuracy[r.best]), r.best_interval)}" for r in rows])
     overall = rows[0]
     rank = Table("heads ranked by antecedent selection accuracy (all mentions)", ["rank", "head", *cols])
     for k, (layer, h) in enumerate(rank_heads(overall.accuracy)[:top], 1):
         rank.add(k, head_name(layer, h), *[float(r.accuracy[layer, h]) for r in rows])
-    return [t, rank]
+    return [*out, rank]
 
 
-def _with_ci(v: float, interval: tuple[float, float]) -> str:
-    if np.isnan(interval[0]):
-        return f"{v:.3f}"
-    return f"{v:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+def _interval(iv: tuple[float, float]) -> str:
+    return f"{iv[0]:.3f}-{iv[1]:.3f}"
