@@ -241,3 +241,38 @@ def test_coref_refuses_bad_input_and_existing_output(chains: Path, tiny_model_fa
     dbg = runner.invoke(app, ["coref", str(tmp_path / "nope.conllu"), "-o", str(tmp_path / "y.h5"), "--debug"])
     assert dbg.exit_code == 3 and "Traceback" in dbg.stderr and "no such file" in dbg.stderr
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / "y.h5").exists()
+
+
+@covers("coref", "--shard")
+def test_coref_shards_merge_into_the_unsharded_result(chains: Path, tiny_model_factory, tmp_path: Path) -> None:
+    from bertsecrets_cli.jobs.coref import HITS
+    from bertsecrets_cli.store import open_store
+
+    m = str(tiny_model_factory("bert"))
+    whole = tmp_path / "whole.h5"
+    assert runner.invoke(app, ["coref", str(chains), "-o", str(whole), "-m", m, "-q", "--bootstrap", "50"]).exit_code == 0
+    parts = []
+    for i in range(2):
+        p = tmp_path / f"s{i}.h5"
+        r = runner.invoke(app, ["coref", str(chains), "-o", str(p), "-m", m, "-q", "--bootstrap", "50", "--shard", f"{i}/2"])
+        assert r.exit_code == 0, r.stderr
+        parts.append(str(p))
+    with open_store(parts[0]) as st:
+        assert st.example_ids() == ["d1/s1"] and int(st.provenance()["shard_count"]) == 2
+    merged = tmp_path / "merged.h5"
+    r = runner.invoke(app, ["merge", *parts, "-o", str(merged), "-q"])
+    assert r.exit_code == 0, r.stderr
+    with open_store(whole) as a, open_store(merged) as b:
+        assert np.array_equal(a.array(HITS), b.array(HITS)) and a.example_ids() == b.example_ids()
+        assert a.json("coreference/summary") == b.json("coreference/summary")  # bootstrap intervals included
+        assert np.array_equal(a.heads()["coref_all"].values, b.heads()["coref_all"].values)
+
+
+def test_coref_is_deterministic(chains: Path, tiny_model_factory, tmp_path: Path) -> None:
+    from bertsecrets_cli.jobs.coref import CorefOptions, run_coref
+
+    m = str(tiny_model_factory("bert"))
+    a = run_coref(CorefOptions(data=str(chains), model=m, device="cpu", quiet=True, bootstrap=30), tmp_path / "a.h5")
+    b = run_coref(CorefOptions(data=str(chains), model=m, device="cpu", quiet=True, bootstrap=30), tmp_path / "b.h5")
+    assert [r.best_interval for r in a.rows] == [r.best_interval for r in b.rows]
+    assert all(np.array_equal(x.accuracy, y.accuracy) for x, y in zip(a.rows, b.rows))

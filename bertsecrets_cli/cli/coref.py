@@ -20,6 +20,7 @@ def coref(
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap draws over mentions for the 95% intervals (0: none).")] = 1000,
     seed: c.SeedOpt = 0,
     top: Annotated[int, typer.Option("--top", "-k", help="Heads shown in the ranking.")] = 10,
+    shard: c.AnalysisShardOpt = None,
     force: c.ForceOpt = False,
     fmt: c.FormatOpt = "table",
     quiet: c.QuietOpt = False,
@@ -43,7 +44,7 @@ def coref(
         from bertsecrets_cli.store.spool import output_path
 
         opts = CorefOptions(data=data, model=model, device=device, batch_size=batch_size, max_length=max_length, limit=limit,
-                            bootstrap=bootstrap, seed=seed, top=top, force=force or output == "-", quiet=quiet)
+                            bootstrap=bootstrap, seed=seed, top=top, force=force or output == "-", quiet=quiet, shard=shard)
         with output_path(output) as path:
             res = run_coref(opts, path)
             emit(res.tables, fmt, c.table_stream(output))

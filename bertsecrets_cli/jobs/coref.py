@@ -40,6 +40,7 @@ class CorefOptions:
     top: int = 10
     force: bool = False
     quiet: bool = False
+    shard: str | None = None  # "i/n" or "auto": score only that contiguous range of the segments
 
 
 @dataclass
@@ -123,12 +124,13 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
     from bertsecrets_cli.jobs.attention_batches import iter_attention
     from bertsecrets_cli.jobs.framenet import _model_attrs, _provenance
     from bertsecrets_cli.jobs.provenance import provenance_texts
-    from bertsecrets_cli.jobs.shard import fingerprint
+    from bertsecrets_cli.jobs.shard import fingerprint, resolve_shard, shard_provenance, shard_slice
     from bertsecrets_cli.model.load import load_model
     from bertsecrets_cli.model.tokenize import encode_examples
     from bertsecrets_cli.store.writer import StoreWriter, check_output_path
 
     _check(opts)
+    shard = resolve_shard(opts.shard) if opts.shard else None
     outp = check_output_path(out, force=opts.force)
     if Path(opts.data).exists() and outp.exists() and outp.resolve() == Path(opts.data).resolve():
         raise InputError(f"{out}: is the input file; give another -o")
@@ -149,6 +151,12 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
         segments = segments[: opts.limit]
     if not segments:
         raise InputError(f"{opts.data}: no segment with mentions fits in --max-length {opts.max_length}")
+    all_ids = [s.id for s in segments]
+    s0, s1 = shard_slice(shard, len(segments), "segments")
+    shard_attrs = shard_provenance(shard, s0, s1, len(segments)) if shard is not None else {}
+    if shard is not None:
+        info(f"shard {shard} ({shard.origin}): segments {s0}..{s1 - 1} of {len(segments)}")
+    segments = segments[s0:s1]
     encoded, matrices = [], []
     for seg in segments:
         spans, pos = [], 0
@@ -164,22 +172,25 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
     for i, _enc, att in iter_attention(lm, encoded, opts.batch_size, description=f"coreference {lm.name}", quiet=opts.quiet):
         M = matrices[i]
         scorer.add(word_attention(att, M), M.sum(1) > 0, segments[i].mentions, segments[i].words)
-    if scorer.n == 0:
+    if scorer.n == 0 and shard is None:
         raise InputError(f"{opts.data}: no mention has an antecedent inside its segment; nothing to score")
+    if scorer.n == 0:
+        info(f"shard {shard}: no mention with an antecedent here; the store is kept for merge")
     if scorer.skipped_unmapped:
         info(f"skipped {scorer.skipped_unmapped} mention(s) whose head word or antecedent has no word piece")
     hits, base, types = scorer.arrays()
-    rows = summarize(hits, base, types, samples=opts.bootstrap, seed=opts.seed)
+    rows = summarize(hits, base, types, samples=opts.bootstrap, seed=opts.seed) if scorer.n else []
     t_score = time.perf_counter()
 
     config = {k: v for k, v in asdict(opts).items() if k not in ("force", "quiet")}
-    job = fingerprint({"model": lm.fingerprint, "data": str(Path(opts.data).expanduser()), "ids": [s.id for s in segments],
-                       "options": {k: v for k, v in config.items() if k not in ("top", "device", "batch_size")}})
+    job = fingerprint({"model": lm.fingerprint, "data": str(Path(opts.data).expanduser()), "ids": all_ids,
+                       "options": {k: v for k, v in config.items() if k not in ("top", "device", "batch_size", "shard")}})
     with StoreWriter(outp, KIND, force=opts.force) as w:
         w.set_model(n_layers=lm.n_layers, n_heads=lm.n_heads, **_model_attrs(lm))
         w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.data).expanduser()), "n_segments": len(segments), "n_mentions": scorer.n,
                                           "max_length": opts.max_length, "bootstrap": opts.bootstrap, "seed": opts.seed, "job_fingerprint": job,
-                                          "word_attention": "mean over the attending word's pieces, sum over the attended word's pieces"}),
+                                          "word_attention": "mean over the attending word's pieces, sum over the attended word's pieces",
+                                          "skipped_unmapped": scorer.skipped_unmapped, **shard_attrs}),
                          provenance_texts({"coref": config}, command))
         w.put_strings("examples/id", [s.id for s in segments])
         w.put_strings("examples/text_a", [" ".join(s.words) for s in segments])
@@ -187,12 +198,51 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
         w.put_array(HITS, hits.astype(np.uint8), attrs={"description": "per scored mention and head: 1 when the head's most-attended word is an antecedent's head word"})
         w.put_array(BASELINE_HITS, base.astype(np.uint8), attrs={"names": ", ".join(state_meta(scorer)["baselines"])})
         w.put_array(MENTION_TYPES, types, attrs={"names": ", ".join(state_meta(scorer)["types"])})
-        w.put_json("coreference/summary", [_row_json(r) for r in rows])
-        for r in rows:
-            w.put_head_quantity(f"coref_{r.type}", r.accuracy, f"antecedent selection accuracy, {r.type} mentions ({r.count})", count=r.count)
+        _put_results(w, rows)
     timings = {"load_model_s": t_model - t0, "read_pack_s": t_select - t_model, "forward_score_s": t_score - t_select,
                "write_s": time.perf_counter() - t_score}
     return CorefResult(outp, len(segments), scorer.n, lm.n_layers, lm.n_heads, rows, coref_tables(rows, opts.top, opts.bootstrap), timings)
+
+
+def _put_results(w: Any, rows: list[Any]) -> None:
+    w.put_json("coreference/summary", [_row_json(r) for r in rows])
+    for r in rows:
+        w.put_head_quantity(f"coref_{r.type}", r.accuracy, f"antecedent selection accuracy, {r.type} mentions ({r.count})", count=r.count)
+
+
+def combine_coref(paths: list[str], out: str | Path, *, top: int = 10, force: bool = False, locking: bool | None = None,
+                  command: str | None = None) -> CorefResult:
+    """Join the coreference stores of ``coref --shard i/n``: the per-mention hits are concatenated in segment
+    order and every result recomputed, bootstrap included (same seed, same mentions: equal to one run)."""
+    from bertsecrets_cli.analysis.coreference import summarize
+    from bertsecrets_cli.store import StoreWriter
+    from bertsecrets_cli.store.merge import merged_provenance, open_shards, order_shards
+    from bertsecrets_cli.store.writer import copy_model_from
+
+    outp, stores = open_shards(paths, out, KIND, force=force, locking=locking)
+    try:
+        ordered = order_shards(stores, ("job_fingerprint",), shards_only=True)
+        first = ordered[0]
+        prov, L, H = first.provenance(), first.n_layers, first.n_heads
+        hits = np.concatenate([st.array(HITS) for st in ordered]).astype(bool)
+        base = np.concatenate([st.array(BASELINE_HITS) for st in ordered]).astype(bool)
+        types = np.concatenate([st.array(MENTION_TYPES) for st in ordered])
+        samples, seed = int(prov.get("bootstrap", 1000)), int(prov.get("seed", 0))
+        rows = summarize(hits, base, types, samples=samples, seed=seed)
+        n_seg = int(sum(st.n_examples for st in ordered))
+        with StoreWriter(outp, KIND, force=force, locking=locking) as w:
+            copy_model_from(w, first)
+            for nm in first.h5["examples"]:
+                w.concat_from(f"examples/{nm}", ordered)
+            for name in (HITS, BASELINE_HITS, MENTION_TYPES):
+                w.concat_from(name, ordered)
+            w.set_provenance(*merged_provenance(ordered, outp, command, n_segments=n_seg, n_mentions=len(types),
+                                                skipped_unmapped=sum(int(st.provenance().get("skipped_unmapped", 0)) for st in ordered)))
+            _put_results(w, rows)
+    finally:
+        for st in stores:
+            st.close()
+    return CorefResult(outp, n_seg, len(types), L, H, rows, coref_tables(rows, top, samples))
 
 
 def _row_json(r: Any) -> dict[str, Any]:
@@ -215,6 +265,8 @@ def coref_tables(rows: list[Any], top: int, samples: int) -> list[Table]:
         for r in rows:
             ci.add(r.type, *[_interval(r.baseline_intervals[b]) for b in BASELINES], _interval(r.best_interval))
         out.append(ci)
+    if not rows:
+        return out
     cols = [r.type for r in rows]
     overall = rows[0]
     rank = Table("heads ranked by antecedent selection accuracy (all mentions)", ["rank", "head", *cols])

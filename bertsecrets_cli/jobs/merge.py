@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bertsecrets_cli.render.tables import Table
 
-MERGEABLE = ("attention", "patterns", "diff", "framenet", "dependency", "ablation", "clusters")
+MERGEABLE = ("attention", "patterns", "diff", "framenet", "dependency", "ablation", "clusters", "coreference")
 
 
 def store_kind(path: str | Path, locking: bool | None = None) -> str:
@@ -64,6 +64,11 @@ def merge_stores(paths: list[str], out: str | Path, *, copy: bool = False, force
 
         cres = combine_clusters(paths, out, force=force, locking=locking)
         n, unit, tables = cres.n_examples, "examples", cres.tables
+    elif kind == "coreference":
+        from bertsecrets_cli.jobs.coref import combine_coref
+
+        kres = combine_coref(paths, out, top=top, force=force, locking=locking)
+        n, unit, tables = kres.n_segments, "segments", kres.tables
     else:
         from bertsecrets_cli.jobs.ablate import ablation_tables, combine_ablation
 
