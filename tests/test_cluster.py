@@ -229,3 +229,11 @@ def test_no_locking_reaches_hdf5_and_words_talks_as_asked(demo_store: Path, tmp_
     monkeypatch.setattr(h5py, "File", real)
     dbg = runner.invoke(app, ["words", str(w), "-o", str(tmp_path / "x.h5"), "--debug"])
     assert dbg.exit_code == 4 and "Traceback" in dbg.stderr
+
+
+def test_cluster_is_deterministic(words_store: Path, tmp_path: Path) -> None:
+    from bertsecrets_cli.jobs.cluster import ClusterOptions, run_cluster
+
+    a = run_cluster(words_store, tmp_path / "a.h5", ClusterOptions(quiet=True))
+    b = run_cluster(words_store, tmp_path / "b.h5", ClusterOptions(quiet=True))
+    assert np.array_equal(a.distance, b.distance) and np.array_equal(a.embedding, b.embedding)
