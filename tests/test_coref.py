@@ -276,3 +276,9 @@ def test_coref_is_deterministic(chains: Path, tiny_model_factory, tmp_path: Path
     b = run_coref(CorefOptions(data=str(chains), model=m, device="cpu", quiet=True, bootstrap=30), tmp_path / "b.h5")
     assert [r.best_interval for r in a.rows] == [r.best_interval for r in b.rows]
     assert all(np.array_equal(x.accuracy, y.accuracy) for x, y in zip(a.rows, b.rows))
+
+
+def test_a_treebank_without_entities_is_refused_before_the_model_loads(tmp_path: Path) -> None:
+    plain = _write(tmp_path, "\n".join(["# sent_id = a", _line(1, "dogs", "NOUN", 2), _line(2, "bark", "VERB", 0), ""]) + "\n")
+    res = runner.invoke(app, ["coref", str(plain), "-o", str(tmp_path / "x.h5"), "--model", str(tmp_path / "no-such-model")])
+    one_line_error(res, 3, str(plain), "no coreference mentions")

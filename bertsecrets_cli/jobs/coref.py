@@ -137,6 +137,8 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
     t0 = time.perf_counter()
     counts = ReadCounts()
     docs = read_coref(opts.data, counts)  # the whole file is checked before the model loads
+    if counts.mentions == 0:
+        raise InputError(f"{opts.data}: holds no coreference mentions (CoNLL-U: no Entity= in any MISC column; JSONL: no 'mentions')")
     if counts.zero_mentions:
         info(f"skipped {counts.zero_mentions} mention(s) on empty nodes only (no word to attend from)")
     lm = load_model(opts.model, device=opts.device)
