@@ -181,3 +181,53 @@ def test_words_store_is_deterministic(demo_store: Path, tmp_path: Path) -> None:
     b = run_words(demo_store, tmp_path / "b.h5", WordsOptions(quiet=True)).path
     with open_store(a) as sa, open_store(b) as sb:
         assert np.array_equal(sa.array(WORD_MAPS), sb.array(WORD_MAPS))
+
+
+def _bpe_roberta(folder: Path) -> Path:
+    """A 2-layer RoBERTa with its own byte-level BPE tokenizer (Ġ space marker), saved like a hub model."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import AutoModel, RobertaConfig, RobertaTokenizerFast
+
+    from bertsecrets_cli.data.sources import load_dataset
+    from bertsecrets_cli.data.tasks import get_task
+
+    texts = [ex.text_a for ex in load_dataset(get_task("sst2"), None, "train").examples][:400]
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=500, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                       show_progress=False))
+    tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")), trim_offsets=True)
+    fast = RobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>", unk_token="<unk>",
+                                pad_token="<pad>", mask_token="<mask>")
+    cfg = RobertaConfig(vocab_size=len(fast), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                        pad_token_id=fast.pad_token_id, max_position_embeddings=256, type_vocab_size=1)
+    torch.manual_seed(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    AutoModel.from_config(cfg).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+def test_a_bpe_model_end_to_end_gives_the_texts_words(tmp_path: Path) -> None:
+    from bertsecrets_cli.jobs.extract import DataOptions, ExtractOptions, run_extract
+    from bertsecrets_cli.jobs.words import WordsOptions, run_words
+    from bertsecrets_cli.store import open_store
+    from bertsecrets_cli.store.words import word_maps, word_units
+
+    model = _bpe_roberta(tmp_path / "bpe")
+    pre = run_extract(ExtractOptions(model=str(model), data=DataOptions(task="sst2", limit=6), device="cpu", quiet=True), tmp_path / "pre.h5", command="t")
+    out = run_words(tmp_path / "pre.h5", tmp_path / "w.h5", WordsOptions(quiet=True)).path
+    del pre
+    with open_store(out) as st, open_store(tmp_path / "pre.h5") as src:
+        split = 0
+        for i in range(st.n_examples):
+            text = st.strings("examples/text_a")[i]
+            u = word_units(st, i)
+            words = [w for w, sp in zip(u.text, u.special) if sp == 0]
+            assert words == [text[s:e] for s, e in word_spans(text)], (text, words)
+            assert u.text[0] == "<s>" and u.text[-1] == "</s>"
+            np.testing.assert_allclose(word_maps(st, i).sum(-1), 1.0, atol=2e-3)
+            split += len(src.tokens(i).text) - len(u.text)
+        assert split > 0  # the BPE split some words into several pieces (with a Ġ marker on the first)
