@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from bertsecrets_cli.cli.app import app
 
-from helpers import strengthen
+from helpers import covers, strengthen
 
 runner = CliRunner()
 
@@ -82,6 +82,7 @@ def test_existing_output_is_refused_before_any_work(model_dir, tmp_path):
     assert out.read_bytes() == b"keep me"
 
 
+@covers("ablate", "--mode", "--heads", "--layers")
 def test_explicit_sets_replace_the_default_sweep(model_dir, tmp_path):
     from bertsecrets_cli.jobs.ablate import read_ablation
 
@@ -96,6 +97,8 @@ def test_explicit_sets_replace_the_default_sweep(model_dir, tmp_path):
     assert "# sets disabled together" in r.stdout
 
 
+@covers("merge", "-o")
+@covers("ablate", "-o", "-m", "-n", "--importance", "--bootstrap", "--shard", "--combine")
 def test_shards_combine_into_the_unsharded_store(model_dir, full, tmp_path):
     from bertsecrets_cli.jobs.ablate import read_ablation
 
@@ -126,6 +129,7 @@ def test_shards_combine_into_the_unsharded_store(model_dir, full, tmp_path):
     assert r.exit_code == 3 and "also in" in r.stderr
 
 
+@covers("ablate", "--greedy", "--no-sweep")
 def test_greedy_reports_its_path_and_refuses_shards(model_dir, tmp_path):
     from bertsecrets_cli.jobs.ablate import read_ablation
 
@@ -218,6 +222,7 @@ def _count_calls(monkeypatch, module, name: str) -> dict[str, int]:
     return calls
 
 
+@covers("ablate", "--engine", "--resume")
 @pytest.mark.parametrize("engine", ["fast", "naive"])
 def test_sigterm_keeps_the_finished_sweep_and_resume_completes_it_exactly(engine, model_dir, tmp_path, monkeypatch):
     import bertsecrets_cli.jobs.evaluate as evaluate

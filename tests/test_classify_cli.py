@@ -20,7 +20,7 @@ from bertsecrets_cli.jobs.classify import TSV_COLUMNS, read_labels, stream_keys
 from bertsecrets_cli.store import open_store
 from bertsecrets_cli.store.reader import read_patterns
 
-from helpers import one_line_error
+from helpers import covers, one_line_error
 
 runner = CliRunner()
 
@@ -158,6 +158,7 @@ def test_help_explains_each_rule_with_its_threshold() -> None:
 # --- annotation --------------------------------------------------------------------------------------
 
 
+@covers("classify annotate", "--labels", "--limit")
 def test_annotation_records_one_label_per_key_and_resumes_where_it_stopped(demo_store: Path, tmp_path: Path) -> None:
     tsv = tmp_path / "labels.tsv"
     res = invoke("classify", "annotate", str(demo_store), "--labels", str(tsv), "--limit", "3", input="v ? d s")
@@ -224,6 +225,8 @@ def write_labels(tsv: Path, store: Path, n: int = 90) -> None:
     tsv.write_text("\n".join(lines[: n + 1]) + "\n")
 
 
+@covers("classify run", "-o", "--classifier")
+@covers("classify train", "-o")
 def test_a_labels_file_trains_a_cnn_that_classify_then_applies(demo_store: Path, tmp_path: Path, one_thread: None) -> None:
     torch = pytest.importorskip("torch")
     tsv = tmp_path / "labels.tsv"

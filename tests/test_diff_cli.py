@@ -16,7 +16,7 @@ from bertsecrets_cli.errors import InputError
 from bertsecrets_cli.jobs.diff import PER_EXAMPLE_COSINE, PER_EXAMPLE_JS, DiffOptions, run_diff
 from bertsecrets_cli.store import open_store
 
-from helpers import one_line_error
+from helpers import covers, one_line_error
 
 runner = CliRunner()
 CHANGED = (5, 2)  # L6H3, 0-based
@@ -58,6 +58,7 @@ def test_diff_of_a_store_with_itself_is_similarity_one_everywhere(demo_store: Pa
         assert prov["store_a"] == str(demo_store) and prov["n_paired"] == 24 and "cropped" in prov["measure"]
 
 
+@covers("diff", "-o", "--top")
 def test_a_changed_head_is_found_and_ranked_most_changed(demo_store: Path, changed_store: Path, tmp_path: Path) -> None:
     res = invoke("diff", str(demo_store), str(changed_store), "-o", str(tmp_path / "d.h5"), "--format", "json", "--top", "3")
     assert res.exit_code == 0, res.stderr

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import covers
 from typer.testing import CliRunner
 
 from bertsecrets_cli.cli.app import app
@@ -98,6 +99,7 @@ def invoke(*args: str):
     return runner.invoke(app, list(args))
 
 
+@covers("framenet", "--batch-size")
 def test_planted_head_is_ranked_first_and_written_for_plot_and_diff(tmp_path: Path, planted: Path) -> None:
     fn = write_release(tmp_path / "fndata-1.7")
     out = tmp_path / "fn.h5"
@@ -130,6 +132,7 @@ def test_planted_head_is_ranked_first_and_written_for_plot_and_diff(tmp_path: Pa
         assert st.provenance()["n_links"] == 5
 
 
+@covers("framenet", "--limit", "--sentences", "--max-sentence-tokens", "--max-fe-tokens", "--min-distance", "--all-fes", "--first-pair")
 def test_thresholds_and_first_pair_are_options(tmp_path: Path, planted: Path) -> None:
     fn = write_release(tmp_path / "fn")
     common = ("--framenet", str(fn), "--model", str(planted), "--device", "cpu", "-f", "json", "-q")
@@ -170,6 +173,7 @@ CONLLU = """# sent_id = a
 """
 
 
+@covers("framenet", "--model", "--conllu", "--min-count")
 def test_conllu_mode_finds_the_planted_governor_head(tmp_path: Path, planted: Path) -> None:
     p = tmp_path / "dev.conllu"
     p.write_text(CONLLU)
@@ -197,6 +201,7 @@ def test_conllu_mode_finds_the_planted_governor_head(tmp_path: Path, planted: Pa
         (["--conllu", "{tmp}/bad.conllu", "--max-offset", "0"], 3, "--max-offset 0"),
     ],
 )
+@covers("framenet", "-o")
 def test_bad_input_is_one_error_line(tmp_path: Path, args: list[str], code: int, needle: str) -> None:
     (tmp_path / "bad.conllu").write_text("1\tthe\n")
     res = invoke("framenet", "-o", str(tmp_path / "o.h5"), *[a.replace("{tmp}", str(tmp_path)) for a in args])
@@ -205,6 +210,7 @@ def test_bad_input_is_one_error_line(tmp_path: Path, args: list[str], code: int,
     assert len(errors) == 1 and needle in errors[0] and "Traceback" not in res.stderr
 
 
+@covers("framenet", "--framenet")
 def test_existing_output_is_refused_before_any_work(tmp_path: Path) -> None:
     out = tmp_path / "fn.h5"
     out.write_bytes(b"keep")

@@ -16,7 +16,7 @@ from bertsecrets_cli.cli.app import app
 from bertsecrets_cli.store import open_store
 from bertsecrets_cli.store.reader import read_patterns
 
-from helpers import one_line_error as _one_line_error
+from helpers import covers, one_line_error as _one_line_error
 from test_framenet_cli import CONLLU, write_release
 
 one_line_error = partial(_one_line_error, only=True)
@@ -205,6 +205,7 @@ def test_framenet_shards_merge_into_the_unsharded_store(tmp_path: Path, tiny_mod
         assert st.provenance()["shard_index"] == 1 and st.n_examples < 5
 
 
+@covers("framenet", "--shard")
 def test_dependency_shards_merge_exactly(tmp_path: Path, tiny_model_factory) -> None:
     p = tmp_path / "dev.conllu"
     p.write_text(CONLLU * 3)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import covers
 from typer.testing import CliRunner
 
 from bertsecrets_cli.cli.app import app
@@ -48,6 +49,7 @@ def test_overview_names_kind_model_examples_and_quantities(demo_store: Path) -> 
     assert quantities["stat_sep"]["max"] == pytest.approx(float(np.nanmax(sep)))
 
 
+@covers("show", "--layer")
 def test_top_heads_of_one_layer_in_order(demo_store: Path) -> None:
     res = invoke("show", str(demo_store), "--quantity", "stat_sep", "--top", "5", "--layer", "3", "--format", "json")
     assert res.exit_code == 0, res.stderr
@@ -59,6 +61,7 @@ def test_top_heads_of_one_layer_in_order(demo_store: Path) -> None:
     assert values == sorted(values, reverse=True) and values[0] == pytest.approx(float(sep[2].max()))
 
 
+@covers("show", "--bottom", "--abs")
 def test_which_heads_matter_in_an_ablation_store(ablation_like: Path) -> None:
     res = invoke("show", str(ablation_like), "--quantity", "ablation_delta", "--top", "2", "--abs", "-f", "tsv")
     assert res.exit_code == 0, res.stderr
@@ -80,6 +83,7 @@ def test_rich_table_output_has_1_based_head_names(ablation_like: Path) -> None:
     assert "L3H5" in res.stdout and "0.050" in res.stdout and "ablation_delta, top 3" in res.stdout
 
 
+@covers("show", "--quantity", "-k")
 def test_reads_a_store_from_stdin(ablation_like: Path) -> None:
     res = invoke("show", "-", "--quantity", "ablation_delta", "-k", "1", "-f", "tsv", input=ablation_like.read_bytes())
     assert res.exit_code == 0, res.stderr

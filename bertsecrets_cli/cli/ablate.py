@@ -38,12 +38,13 @@ def ablate(
                                                  "'auto' reads RANK/WORLD_SIZE or SLURM_ARRAY_TASK_ID/_MIN/_COUNT. Join the stores with --combine.")] = None,
     combine: Annotated[bool, typer.Option("--combine", help="Join the shard stores given as arguments into -o, instead of evaluating.")] = False,
     engine: Annotated[str, typer.Option("--engine", help="auto: the fast sweep where the model family supports it; naive: one full evaluation per variant (the reference).")] = "auto",
-    top: Annotated[int, typer.Option("--top", help="Rows in the helps/hurts-most tables.")] = 10,
+    top: Annotated[int, typer.Option("--top", "-k", help="Rows in the helps/hurts-most tables.")] = 10,
     device: c.DeviceOpt = "auto",
     resume: c.ResumeOpt = False,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
+    table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
@@ -56,7 +57,7 @@ def ablate(
 
     Stops: on SIGTERM/SIGINT the finished part of the sweep is kept (also saved every minute) and the command exits 75; rerun it with --resume.
     """
-    c.check_format(fmt)
+    out_fmt = c.check_format(fmt, table)
     if stores and not combine:
         raise typer.BadParameter(f"unexpected argument {stores[0]!r}; store arguments go with --combine", param_hint="STORES")
 
@@ -75,10 +76,10 @@ def ablate(
                     mode=mode, heads=tuple(heads or ()), layers=tuple(layers or ()), sweep=sweep, greedy=greedy, greedy_steps=greedy_steps,
                     importance=importance, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed, shard=shard, engine=engine,
                     max_length=max_length, batch_size=batch_size, device=device, top=top, force=force or output == "-", quiet=quiet,
-                    resume=resume, checkpoint=output != "-",
+                    resume=resume, checkpoint=output != "-", locking=False if no_locking else None,
                 )
                 res = run_ablate(opts, path)
-            emit(ablation_tables(res, top), fmt, c.table_stream(output))
+            emit(ablation_tables(res, top), out_fmt, c.table_stream(output))
         info(f"wrote {len(res.names)} variants ({res.mode} mode) to {output if output != '-' else 'stdout'}")
 
     c.run("ablate", body, quiet=quiet, verbose=verbose, debug=debug)

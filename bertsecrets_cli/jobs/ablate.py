@@ -53,6 +53,7 @@ class AblateOptions:
     force: bool = False
     quiet: bool = False
     resume: bool = False  # continue an interrupted sweep from its checkpoint
+    locking: bool | None = None  # False: --no-locking (NFS/Lustre)
     checkpoint: bool = True  # keep a checkpoint while sweeping (off when the output is a stream)
 
 
@@ -353,7 +354,7 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
         provenance=provenance, texts=provenance_texts({"ablate": asdict(opts)}, command),
         importance=importance, importance_raw=raw, greedy=greedy, shard=shard,
     )
-    write_ablation(result, out, force=opts.force)
+    write_ablation(result, out, force=opts.force, locking=opts.locking)
     ckpt.remove()
     return result
 
@@ -499,14 +500,14 @@ def _descriptions(r: AblationResult) -> dict[str, str]:
     }
 
 
-def write_ablation(r: AblationResult, out: str | Path, *, force: bool = False) -> Path:
+def write_ablation(r: AblationResult, out: str | Path, *, force: bool = False, locking: bool | None = None) -> Path:
     """Write ``r`` as an ablation store: per-variant arrays under /ablation, per-head grids under /heads."""
     from bertsecrets_cli.analysis.ablation import head_grid, layer_vector
     from bertsecrets_cli.store.writer import StoreWriter
 
     main = 0
     desc = _descriptions(r)
-    with StoreWriter(out, "ablation", force=force) as w:
+    with StoreWriter(out, "ablation", force=force, locking=locking) as w:
         w.set_model(n_layers=r.n_layers, n_heads=r.n_heads, **{k: v for k, v in r.model.items() if k != "label_names"},
                     label_names=list(r.model.get("label_names", [])) or "")
         w.set_provenance(r.provenance, r.texts)
@@ -631,7 +632,7 @@ def combine_ablation(paths: list[str], out: str | Path, *, force: bool = False, 
     check_output_path(out, force=force)
     parts = [(p, read_ablation(p, locking=locking)) for p in paths]
     merged = merge_results(parts)
-    write_ablation(merged, out, force=force)
+    write_ablation(merged, out, force=force, locking=locking)
     return merged
 
 
@@ -661,7 +662,7 @@ def ablation_tables(r: AblationResult, top: int = 10) -> list[Table]:
     else:
         cap = f"delta = {m} disabled ({r.mode}) - baseline; no intervals (--bootstrap 0)"
     tables = []
-    t = Table("baseline", ["metric", "value"], digits=4,
+    t = Table("baseline", ["metric", "value"], digits=4, name="baseline",
               caption=f"{r.model.get('name', '')} on {r.task}, {int((~np.isnan(r.labels)).sum())} labelled examples")
     for k, name in enumerate(r.metric_names):
         t.add(name, float(r.base_metrics[k]))
@@ -674,30 +675,30 @@ def ablation_tables(r: AblationResult, top: int = 10) -> list[Table]:
     heads = [j for j, k in enumerate(r.kinds) if k == "head"]
     if heads:
         order = sorted(heads, key=lambda j: (-np.nan_to_num(r.delta[j, 0], nan=-np.inf), r.index[j]))
-        t = Table(f"single heads whose removal helps most (top {min(top, len(order))} of {len(order)})", cols, caption=cap, digits=4)
+        t = Table(f"single heads whose removal helps most (top {min(top, len(order))} of {len(order)})", cols, caption=cap, digits=4, name="helps")
         for j in order[:top]:
             row(t, j)
         tables.append(t)
-        t = Table(f"single heads whose removal hurts most (top {min(top, len(order))} of {len(order)})", cols, caption=cap, digits=4)
+        t = Table(f"single heads whose removal hurts most (top {min(top, len(order))} of {len(order)})", cols, caption=cap, digits=4, name="hurts")
         for j in sorted(heads, key=lambda j: (np.nan_to_num(r.delta[j, 0], nan=np.inf), r.index[j]))[:top]:
             row(t, j)
         tables.append(t)
     layers = [j for j, k in enumerate(r.kinds) if k == "layer"]
     if layers:
-        t = Table("single layers disabled (every head of the layer)", cols, caption=cap, digits=4)
+        t = Table("single layers disabled (every head of the layer)", cols, caption=cap, digits=4, name="layers")
         for j in layers:
             row(t, j)
         tables.append(t)
     sets = [j for j, k in enumerate(r.kinds) if k in ("heads", "layers")]
     if sets:
-        t = Table("sets disabled together", cols, caption=cap, digits=4)
+        t = Table("sets disabled together", cols, caption=cap, digits=4, name="sets")
         for j in sets:
             row(t, j)
         tables.append(t)
     if r.greedy is not None:
         gr = r.greedy
         t = Table("greedy search: disable the head whose removal helps most, repeatedly",
-                  ["step", "disable", m, "gain", "delta", "ci95_low", "ci95_high", "noise?"], digits=4,
+                  ["step", "disable", m, "gain", "delta", "ci95_low", "ci95_high", "noise?"], digits=4, name="greedy",
                   caption=f"stopped: {gr.stopped}. The path is chosen on these same examples, so its gains are optimistic; confirm on held-out data.")
         if not gr.heads:
             t.add(0, "(none)", float(r.base_metrics[0]), 0.0, 0.0, None, None, "")
@@ -709,7 +710,7 @@ def ablation_tables(r: AblationResult, top: int = 10) -> list[Table]:
         flat = [(float(r.importance[l, h]), l, h) for l in range(r.n_layers) for h in range(r.n_heads)]
         single = {(int(np.nonzero(r.masks[j].any(1))[0][0]), int(np.nonzero(r.masks[j].any(0))[0][0])): j for j in heads}
         for title, chosen in (("least important heads", sorted(flat)[:top]), ("most important heads", sorted(flat, reverse=True)[:top])):
-            t = Table(f"{title} by gradient importance (Michel et al.; normalised per layer)", ["head", "importance", "ablation delta"], digits=4)
+            t = Table(f"{title} by gradient importance (Michel et al.; normalised per layer)", ["head", "importance", "ablation delta"], digits=4, name=title.split()[0] + "-important")
             for v, l, h in chosen:
                 j = single.get((l, h))
                 t.add(head_name(l, h), v, float(r.delta[j, 0]) if j is not None else None)

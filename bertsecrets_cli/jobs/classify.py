@@ -190,6 +190,9 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
     shard = resolve_shard(opts.shard) if opts.shard else None
     if shard is not None and out is None:
         raise InputError("--shard: give -o; each shard writes a patterns store, then 'bertsecrets merge' joins them")
+    from bertsecrets_cli.model.load import check_device_spec
+
+    check_device_spec(opts.device)  # the rules need no device, but a mistyped one is still refused
     cnn = load_classifier(opts.classifier, opts.device) if opts.classifier else None
     cinfo = cnn.info if cnn else rules_info()
     with open_store(store_path, kind="attention", locking=opts.locking) as st:
@@ -337,17 +340,17 @@ def majority_letter(cls: int, share: float) -> str:
 def result_tables(res: ClassifyResult) -> list[Table]:
     """Shares per layer and overall, the majority type of every head, and a summary."""
     cap = f"classifier {res.classifier.label}"
-    t = Table(f"pattern shares per layer ({res.classifier.label})", ["layer", *P.CLASSES], caption=cap)
+    t = Table(f"pattern shares per layer ({res.classifier.label})", ["layer", *P.CLASSES], caption=cap, name="layers")
     for layer in range(res.n_layers):
         t.add(layer_name(layer), *(float(x) for x in res.layer_shares[layer]))
     t.add("all", *(float(x) for x in res.overall_shares))
     maj, maj_share = P.majority(res.counts)
-    g = Table(f"majority pattern per head ({res.classifier.name})", ["layer", *(f"H{h + 1}" for h in range(res.n_heads))],
+    g = Table(f"majority pattern per head ({res.classifier.name})", ["layer", *(f"H{h + 1}" for h in range(res.n_heads))], name="heads",
               caption="V vertical, D diagonal, M vertical+diagonal, B block, H heterogeneous; lower case: under half of the examples")
     for layer in range(res.n_layers):
         g.add(layer_name(layer), *(majority_letter(int(maj[layer, h]), float(maj_share[layer, h])) for h in range(res.n_heads)))
     het = P.HETEROGENEOUS
-    s = Table("classification summary", ["what", "value"])
+    s = Table("classification summary", ["what", "value"], name="summary")
     s.add("classifier", res.classifier.name)
     s.add("validation", res.classifier.score_text)
     s.add("maps classified", f"{res.n_examples * res.n_layers * res.n_heads} ({res.n_examples} examples x {res.n_layers * res.n_heads} heads)")
@@ -362,13 +365,13 @@ def token_tables(res: ClassifyResult) -> list[Table]:
     cols = [TOKEN_FEATURE_LABELS[k] for k in TOKEN_FEATURES]
     n = ", ".join(f"{TOKEN_FEATURE_LABELS[k]} {int(res.token_examples[i])}" for i, k in enumerate(TOKEN_FEATURES))
     cap = f"mean attention given to the token (column mean; max over such tokens); examples with the token: {n}"
-    t = Table("attention to tokens per layer (mean over heads)", ["layer", *cols], caption=cap)
+    t = Table("attention to tokens per layer (mean over heads)", ["layer", *cols], caption=cap, name="token-layers")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a layer where no example had the token: NaN, said so
         per_layer = np.nanmean(res.token_means, axis=1)
     for layer in range(res.n_layers):
         t.add(layer_name(layer), *(float(x) for x in per_layer[layer]))
-    h = Table("attention to tokens per head", ["head", *cols], caption=cap)
+    h = Table("attention to tokens per head", ["head", *cols], caption=cap, name="token-heads")
     for layer in range(res.n_layers):
         for head in range(res.n_heads):
             h.add(head_name(layer, head), *(float(x) for x in res.token_means[layer, head]))
@@ -574,7 +577,7 @@ def run_annotate(store_path: str | Path, labels_path: str | Path, opts: Annotate
                 skipped += label == SKIP
         remaining = len(todo) - labelled - skipped
     rows = [r for r in read_labels(tsv) if r.store == store.resolve()] if tsv.exists() else []
-    t = Table(f"annotations of {store.name} in {tsv.name}", ["label", "maps"])
+    t = Table(f"annotations of {store.name} in {tsv.name}", ["label", "maps"], name="annotations")
     for c in (*P.CLASSES, SKIP):
         t.add(c, sum(r.label == c for r in rows))
     t.add("remaining", remaining)
@@ -737,16 +740,16 @@ def run_train(opts: TrainOptions, out: str | Path, *, command: str | None = None
 
 
 def train_tables(sc: dict[str, Any], rules: dict[str, Any], n_train: int, n_val: int, best_epoch: int, epochs_run: int, path: Path, source: str) -> list[Table]:
-    t = Table(f"validation scores per class ({n_val} {source} maps)", ["class", "precision", "recall", "F1", "support", f"{P.RULES_NAME} F1"])
+    t = Table(f"validation scores per class ({n_val} {source} maps)", ["class", "precision", "recall", "F1", "support", f"{P.RULES_NAME} F1"], name="scores")
     for c, name in enumerate(P.CLASSES):
         if sc["support"][c] or sc["confusion"][:, c].sum():
             t.add(name, float(sc["precision"][c]), float(sc["recall"][c]), float(sc["f1"][c]), int(sc["support"][c]), float(rules["f1"][c]))
     t.add("macro", None, None, sc["macro_f1"], int(sc["support"].sum()), rules["macro_f1"])
-    m = Table("validation confusion matrix (rows: annotated, columns: predicted)", ["annotated", *P.LETTERS],
+    m = Table("validation confusion matrix (rows: annotated, columns: predicted)", ["annotated", *P.LETTERS], name="confusion",
               caption="V vertical, D diagonal, M vertical+diagonal, B block, H heterogeneous")
     for c, name in enumerate(P.CLASSES):
         m.add(name, *(int(x) for x in sc["confusion"][c]))
-    s = Table("training summary", ["what", "value"])
+    s = Table("training summary", ["what", "value"], name="summary")
     s.add("classifier file", str(path))
     s.add("maps", f"{n_train} train, {n_val} validation (stratified)")
     s.add("kept epoch", f"{best_epoch} of {epochs_run} (best validation accuracy)")

