@@ -105,10 +105,9 @@ def test_cluster_writes_distances_embedding_and_head_quantities(words_store: Pat
     from bertsecrets_cli.store import open_store
 
     out = tmp_path / "c.h5"
-    res = runner.invoke(app, ["cluster", str(words_store), "--output", str(out), "--format", "json", "--top", "2", "-q"])
+    res = runner.invoke(app, ["cluster", str(words_store), "--output", str(out), "--format", "json", "--table", "nearest", "--top", "2", "-q"])
     assert res.exit_code == 0, res.stderr
-    tables = json.loads(res.stdout)  # json only: the terminal scatter is drawn with --format table
-    nearest = next(rows for title, rows in tables.items() if title.startswith("nearest heads"))
+    nearest = json.loads(res.stdout)  # json only: the terminal scatter is drawn with --format table
     assert len(nearest) == 72 and [c for c in nearest[0] if c.startswith("#")] == ["#1", "#2"]
     with open_store(out, kind="clusters") as st:
         D, X = st.array(DISTANCE), st.array(EMBEDDING)

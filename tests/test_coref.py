@@ -169,16 +169,15 @@ def test_coref_writes_per_head_accuracies_and_the_table(chains: Path, tiny_model
     from bertsecrets_cli.store import open_store
 
     out = tmp_path / "c.h5"
-    res = runner.invoke(app, ["coref", str(chains), "--output", str(out), "--model", str(tiny_model_factory("bert")), "--format", "json",
-                              "--top", "3", "--device", "cpu", "-q"])
+    args = ["coref", str(chains), "--model", str(tiny_model_factory("bert")), "--format", "json", "--top", "3", "--device", "cpu", "-q"]
+    res = runner.invoke(app, [*args, "--output", str(out)])
     assert res.exit_code == 0, res.stderr
-    tables = json.loads(res.stdout)
-    table2 = {r["mention type"]: r for r in next(v for k, v in tables.items() if k.startswith("antecedent selection accuracy"))}
+    table2 = {r["mention type"]: r for r in json.loads(res.stdout)}  # the first table: the paper's Table 2
     assert list(table2) == ["all", "pronoun", "nominal"]
     assert table2["all"]["mentions"] == 4 and table2["pronoun"]["mentions"] == 3  # She, He, it; the second "the farmer"
     assert table2["nominal"]["head word match"] == 1.0 and table2["pronoun"]["head word match"] == 0.0
-    ranking = next(v for k, v in tables.items() if k.startswith("heads ranked"))
-    assert len(ranking) == 3
+    ranked = runner.invoke(app, [*args, "--output", str(tmp_path / "r.h5"), "--table", "ranking"])
+    assert ranked.exit_code == 0 and len(json.loads(ranked.stdout)) == 3
     with open_store(out, kind="coreference") as st:
         assert (st.n_layers, st.n_heads) == (2, 4)
         hits = st.array(HITS)
@@ -214,12 +213,15 @@ def test_bootstrap_intervals_follow_the_seed_and_can_be_off(chains: Path, tiny_m
     runs = {}
     for name, extra in (("s0", ["--seed", "0", "--bootstrap", "50"]), ("s1", ["--seed", "1", "--bootstrap", "50"]), ("none", ["--bootstrap", "0"])):
         out = tmp_path / f"{name}.h5"
-        r = runner.invoke(app, ["coref", str(chains), "-o", str(out), "-m", m, "-q", "-f", "json", *extra])
+        r = runner.invoke(app, ["coref", str(chains), "-o", str(out), "-m", m, "-q", "-f", "json", "--table", "intervals", *extra])
+        if name == "none":  # no draws, no intervals table
+            one_line_error(r, 3, "--table intervals", "accuracy, ranking")
+            r = runner.invoke(app, ["coref", str(chains), "-o", str(out), "-m", m, "-q", "-f", "json", "--force", *extra])
         assert r.exit_code == 0, r.stderr
         with open_store(out) as st:
             runs[name] = (st.json("coreference/summary"), int(st.provenance()["bootstrap"]), r.stdout)
-    assert runs["none"][1] == 0 and not any("bootstrap intervals" in k for k in json.loads(runs["none"][2]))
-    ci = next(v for k, v in json.loads(runs["s0"][2]).items() if "bootstrap intervals" in k)
+    assert runs["none"][1] == 0
+    ci = json.loads(runs["s0"][2])
     assert ci[0]["mention type"] == "all" and "-" in ci[0]["rule-based"]
     ints = [[row["baseline_intervals"] for row in runs[k][0]] for k in ("s0", "s1")]
     assert runs["s0"][0][0]["baselines"] == runs["s1"][0][0]["baselines"]  # same data, same accuracies

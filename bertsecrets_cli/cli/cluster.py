@@ -17,10 +17,11 @@ def cluster(
     patterns: Annotated[Optional[str], typer.Option("--patterns", help="A patterns store of the same model (classify run): colour the heads by majority pattern type.")] = None,
     figure: Annotated[Optional[str], typer.Option("--figure", help="Also draw the embedding to this file (.png, .svg or .pdf).")] = None,
     width: Annotated[Optional[int], typer.Option("--width", help="Terminal columns of the scatter plot (default: the terminal's, 80 when not a terminal).")] = None,
-    shard: c.AnalysisShardOpt = None,
+    shard: c.ShardOpt = None,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
+    table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
@@ -33,7 +34,7 @@ def cluster(
     Prints the tables and a terminal scatter (coloured by layer, or by pattern type with --patterns) and writes
     the distances, the embedding and /heads/cluster_* to the store.
     """
-    c.check_format(fmt)
+    out_fmt = c.check_format(fmt, table)
 
     def body() -> None:
         import shutil
@@ -49,8 +50,8 @@ def cluster(
                               locking=False if no_locking else None, quiet=quiet, shard=shard)
         with input_path(store) as src, output_path(output) as path:
             res = run_cluster(src, path, opts, name=store)
-            emit(res.tables, fmt, stream)
-            if fmt == "table":
+            emit(res.tables, out_fmt, stream)
+            if fmt == "table" and table is None:  # the scatter plot is for people, not for cut or jq
                 from rich.console import Console
 
                 console = Console(file=stream, highlight=False, width=cols, soft_wrap=False)

@@ -20,9 +20,11 @@ def coref(
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap draws over mentions for the 95% intervals (0: none).")] = 1000,
     seed: c.SeedOpt = 0,
     top: Annotated[int, typer.Option("--top", "-k", help="Heads shown in the ranking.")] = 10,
-    shard: c.AnalysisShardOpt = None,
+    shard: c.ShardOpt = None,
     force: c.ForceOpt = False,
+    no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
+    table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
@@ -35,7 +37,7 @@ def coref(
     nearest), split by mention type (pronoun, proper, nominal), with bootstrap intervals. Consecutive sentences
     of a document are packed up to --max-length pieces; chains are scored within each such segment.
     """
-    c.check_format(fmt)
+    out_fmt = c.check_format(fmt, table)
 
     def body() -> None:
         from bertsecrets_cli.jobs.coref import CorefOptions, run_coref
@@ -44,10 +46,10 @@ def coref(
         from bertsecrets_cli.store.spool import output_path
 
         opts = CorefOptions(data=data, model=model, device=device, batch_size=batch_size, max_length=max_length, limit=limit,
-                            bootstrap=bootstrap, seed=seed, top=top, force=force or output == "-", quiet=quiet, shard=shard)
+                            bootstrap=bootstrap, seed=seed, top=top, force=force or output == "-", quiet=quiet, shard=shard, locking=False if no_locking else None)
         with output_path(output) as path:
             res = run_coref(opts, path)
-            emit(res.tables, fmt, c.table_stream(output))
+            emit(res.tables, out_fmt, c.table_stream(output))
         log_debug("timings: " + ", ".join(f"{k} {v:.3f}" for k, v in res.timings.items()))
         info(f"scored {res.n_mentions} mentions in {res.n_segments} segments x {res.n_layers} layers x {res.n_heads} heads; "
              f"wrote {output if output != '-' else 'stdout'}")

@@ -22,7 +22,9 @@ def probe(
     l2: Annotated[float, typer.Option("--l2", help="L2 penalty on the probe's weights.")] = 1e-3,
     max_iter: Annotated[int, typer.Option("--max-iter", help="L-BFGS iterations at most.")] = 300,
     force: c.ForceOpt = False,
+    no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
+    table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
@@ -35,7 +37,7 @@ def probe(
     right-branching baseline and the best single head (chosen on --train). Learned weights go to
     /heads/probe_* in the store.
     """
-    c.check_format(fmt)
+    out_fmt = c.check_format(fmt, table)
 
     def body() -> None:
         from bertsecrets_cli.jobs.probe import ProbeOptions, run_probe
@@ -44,10 +46,10 @@ def probe(
         from bertsecrets_cli.store.spool import output_path
 
         opts = ProbeOptions(train=train, test=test, model=model, device=device, batch_size=batch_size, max_length=max_length, limit=limit,
-                            embedding_dims=embedding_dims, l2=l2, max_iter=max_iter, force=force or output == "-", quiet=quiet)
+                            embedding_dims=embedding_dims, l2=l2, max_iter=max_iter, force=force or output == "-", quiet=quiet, locking=False if no_locking else None)
         with output_path(output) as path:
             res = run_probe(opts, path)
-            emit(res.tables, fmt, c.table_stream(output))
+            emit(res.tables, out_fmt, c.table_stream(output))
         log_debug("timings: " + ", ".join(f"{k} {v:.3f}" for k, v in res.timings.items()))
         info(f"trained on {res.n_train} sentences, scored {res.n_test} x {res.n_layers} layers x {res.n_heads} heads; "
              f"wrote {output if output != '-' else 'stdout'}")

@@ -18,6 +18,7 @@ def words(
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
+    table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
@@ -28,7 +29,7 @@ def words(
     attention FROM a split word is the mean of its pieces' rows, attention TO it the sum of its pieces'
     columns, so every word row still sums to 1. [CLS]/[SEP] stay units of their own. cluster reads it.
     """
-    c.check_format(fmt)
+    out_fmt = c.check_format(fmt, table)
 
     def body() -> None:
         from bertsecrets_cli.jobs.words import WordsOptions, run_words, word_level_summary
@@ -39,7 +40,7 @@ def words(
         opts = WordsOptions(boundaries=word_boundaries, force=force or output == "-", locking=False if no_locking else None, quiet=quiet)
         with input_path(store) as src, output_path(output) as path:
             res = run_words(src, path, opts, name=store)
-            emit([word_level_summary(res)], fmt, c.table_stream(output))
+            emit([word_level_summary(res)], out_fmt, c.table_stream(output))
         log_debug("timings: " + ", ".join(f"{k} {v:.3f}" for k, v in res.timings.items()))
         info(f"converted {res.n_examples} examples ({res.n_pieces} pieces -> {res.n_words} units) x {res.n_layers} layers x {res.n_heads} heads; "
              f"wrote {output if output != '-' else 'stdout'}")

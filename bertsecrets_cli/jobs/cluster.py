@@ -178,16 +178,17 @@ def _present(res: ClusterResult, opts: ClusterOptions) -> None:
     idx, dist = nearest_heads(D, opts.top)
     names = [head_name(k // H, k % H) for k in range(L * H)]
     t = Table(f"nearest heads ({opts.measure} over {res.level}, {res.n_examples} examples, {res.n_rows} rows)",
-              ["head", "x", "y", *[c for j in range(idx.shape[1]) for c in (f"#{j + 1}", f"d{j + 1}")]])
+              ["head", "x", "y", *[c for j in range(idx.shape[1]) for c in (f"#{j + 1}", f"d{j + 1}")]], name="nearest")
     for k in range(L * H):
         t.add(names[k], float(res.embedding[k, 0]), float(res.embedding[k, 1]),
               *[v for j in range(idx.shape[1]) for v in (names[int(idx[k, j])], float(dist[k, j]))])
     within, between = layer_cohesion(D, L, H)
-    c = Table("layer cohesion (heads of a layer behave alike when within < between)", ["layer", "within layer", "to other layers", "ratio"])
+    c = Table("layer cohesion (heads of a layer behave alike when within < between)", ["layer", "within layer", "to other layers", "ratio"],
+              name="cohesion")
     for ly in range(L):
         c.add(layer_name(ly), float(within[ly]), float(between[ly]), float(within[ly] / between[ly]) if between[ly] else float("nan"))
     same = float(np.mean(idx[:, 0] // H == np.arange(L * H) // H))
-    s = Table("summary", ["quantity", "value"])
+    s = Table("summary", ["quantity", "value"], name="summary")
     s.add("heads whose nearest head is in the same layer", same)
     s.add("chance of that", (H - 1) / (L * H - 1) if L * H > 1 else float("nan"))
     s.add("MDS variance explained (x, y)", f"{res.explained[0]:.3f}, {res.explained[1]:.3f}")

@@ -41,6 +41,7 @@ class CorefOptions:
     force: bool = False
     quiet: bool = False
     shard: str | None = None  # "i/n" or "auto": score only that contiguous range of the segments
+    locking: bool | None = None  # False: --no-locking (NFS/Lustre)
 
 
 @dataclass
@@ -56,6 +57,9 @@ class CorefResult:
 
 
 def _check(opts: CorefOptions) -> None:
+    from bertsecrets_cli.model.load import check_device_spec
+
+    check_device_spec(opts.device)
     if opts.batch_size < 1:
         raise InputError(f"--batch-size {opts.batch_size}: must be at least 1")
     if not 8 <= opts.max_length <= 4096:
@@ -187,7 +191,7 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
     config = {k: v for k, v in asdict(opts).items() if k not in ("force", "quiet")}
     job = fingerprint({"model": lm.fingerprint, "data": str(Path(opts.data).expanduser()), "ids": all_ids,
                        "options": {k: v for k, v in config.items() if k not in ("top", "device", "batch_size", "shard")}})
-    with StoreWriter(outp, KIND, force=opts.force) as w:
+    with StoreWriter(outp, KIND, force=opts.force, locking=opts.locking) as w:
         w.set_model(n_layers=lm.n_layers, n_heads=lm.n_heads, **_model_attrs(lm))
         w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.data).expanduser()), "n_segments": len(segments), "n_mentions": scorer.n,
                                           "max_length": opts.max_length, "bootstrap": opts.bootstrap, "seed": opts.seed, "job_fingerprint": job,
@@ -257,13 +261,14 @@ def coref_tables(rows: list[Any], top: int, samples: int) -> list[Table]:
     from bertsecrets_cli.analysis.coreference import BASELINES
     from bertsecrets_cli.analysis.framenet import rank_heads
 
-    t = Table("antecedent selection accuracy (Clark et al. Table 2)", ["mention type", "mentions", *BASELINES, "best head", "best head acc."])
+    t = Table("antecedent selection accuracy (Clark et al. Table 2)", ["mention type", "mentions", *BASELINES, "best head", "best head acc."],
+              name="accuracy")
     for r in rows:
         t.add(r.type, r.count, *[r.baselines[b] for b in BASELINES], head_name(*r.best), float(r.accuracy[r.best]))
     out = [t]
     if samples:
         ci = Table(f"95% bootstrap intervals ({samples} draws over mentions; the best head is chosen on all of them)",
-                   ["mention type", *BASELINES, "best head"])
+                   ["mention type", *BASELINES, "best head"], name="intervals")
         for r in rows:
             ci.add(r.type, *[_interval(r.baseline_intervals[b]) for b in BASELINES], _interval(r.best_interval))
         out.append(ci)
@@ -271,7 +276,7 @@ def coref_tables(rows: list[Any], top: int, samples: int) -> list[Table]:
         return out
     cols = [r.type for r in rows]
     overall = rows[0]
-    rank = Table("heads ranked by antecedent selection accuracy (all mentions)", ["rank", "head", *cols])
+    rank = Table("heads ranked by antecedent selection accuracy (all mentions)", ["rank", "head", *cols], name="ranking")
     for k, (layer, h) in enumerate(rank_heads(overall.accuracy)[:top], 1):
         rank.add(k, head_name(layer, h), *[float(r.accuracy[layer, h]) for r in rows])
     return [*out, rank]

@@ -39,6 +39,7 @@ class ProbeOptions:
     max_iter: int = 300
     force: bool = False
     quiet: bool = False
+    locking: bool | None = None  # False: --no-locking (NFS/Lustre)
 
 
 @dataclass
@@ -54,6 +55,9 @@ class ProbeResult:
 
 
 def _check(opts: ProbeOptions) -> None:
+    from bertsecrets_cli.model.load import check_device_spec
+
+    check_device_spec(opts.device)
     if not opts.train or not opts.test:
         raise InputError("give --train FILE and --test FILE (CoNLL-U)")
     if opts.batch_size < 1:
@@ -166,7 +170,7 @@ def run_probe(opts: ProbeOptions, out: str | Path, *, command: str | None = None
     config = {k: v for k, v in asdict(opts).items() if k not in ("force", "quiet")}
     job = fingerprint({"model": lm.fingerprint, "train": str(Path(opts.train).expanduser()), "test": str(Path(opts.test).expanduser()),
                        "options": {k: v for k, v in config.items() if k not in ("device", "batch_size")}})
-    with StoreWriter(outp, KIND, force=opts.force) as wr:
+    with StoreWriter(outp, KIND, force=opts.force, locking=opts.locking) as wr:
         wr.set_model(n_layers=lm.n_layers, n_heads=lm.n_heads, **_model_attrs(lm))
         wr.set_provenance(_provenance(lm, {"data_source": str(Path(opts.train).expanduser()), "test_source": str(Path(opts.test).expanduser()),
                                            "n_train_sentences": len(tr_n), "n_test_sentences": len(te_n), "n_train_words": int(len(train.gold)),
@@ -181,10 +185,10 @@ def run_probe(opts: ProbeOptions, out: str | Path, *, command: str | None = None
         wr.put_head_quantity("probe_single_uas_head_to_dep", single_train[K:].reshape(L, H), "UAS on the training file of taking the word that attends most to the dependent in this head")
         wr.put_json(RESULTS, {"uas": results, "timings": timings})
     t = Table(f"unlabeled attachment score on {Path(opts.test).name} ({len(test.gold)} words; trained on {len(train.gold)} words of {Path(opts.train).name})",
-              ["model", "UAS"])
+              ["model", "UAS"], name="uas")
     for k, v in results.items():
         t.add(k, v)
-    ts = Table("training time (CPU)", ["step", "seconds"])
+    ts = Table("training time (CPU)", ["step", "seconds"], name="timings")
     for k, v in timings.items():
         ts.add(k, v)
     return ProbeResult(outp, len(tr_n), len(te_n), lm.n_layers, lm.n_heads, results, [t, ts], timings)

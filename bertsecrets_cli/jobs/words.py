@@ -94,7 +94,7 @@ def word_level_summary(res: WordsResult) -> Any:
     """One table: what the conversion did."""
     from bertsecrets_cli.render.tables import Table
 
-    t = Table("word-level attention", ["quantity", "value"])
+    t = Table("word-level attention", ["quantity", "value"], name="words")
     t.add("examples", res.n_examples)
     t.add("word pieces", res.n_pieces)
     t.add("word units (words + special tokens)", res.n_words)
