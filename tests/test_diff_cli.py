@@ -60,12 +60,12 @@ def test_diff_of_a_store_with_itself_is_similarity_one_everywhere(demo_store: Pa
 
 @covers("diff", "-o", "--top")
 def test_a_changed_head_is_found_and_ranked_most_changed(demo_store: Path, changed_store: Path, tmp_path: Path) -> None:
-    res = invoke("diff", str(demo_store), str(changed_store), "-o", str(tmp_path / "d.h5"), "--format", "json", "--top", "3")
+    res = invoke("diff", str(demo_store), str(changed_store), "-o", str(tmp_path / "d.h5"), "--format", "json", "--table", "all", "--top", "3")
     assert res.exit_code == 0, res.stderr
     tables = json.loads(res.stdout)
-    ranked = tables["most changed heads"]
+    ranked = tables["heads"]
     assert ranked[0]["head"] == "L6H3" and ranked[0]["cosine"] < 0.99 and ranked[0]["JS divergence"] > 0.01 and len(ranked) == 3
-    layers = {r["layer"]: r for r in tables["similarity per layer (A -> B)"]}
+    layers = {r["layer"]: r for r in tables["layers"]}
     assert layers["L6"]["least similar head"] == "L6H3" and layers["L6"]["cosine"] < 1.0
     assert all(layers[f"L{i}"]["cosine"] == pytest.approx(1.0, abs=1e-6) for i in range(1, 6))
     with open_store(tmp_path / "d.h5") as st:

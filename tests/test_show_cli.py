@@ -36,13 +36,13 @@ def ablation_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_overview_names_kind_model_examples_and_quantities(demo_store: Path) -> None:
-    res = invoke("show", str(demo_store), "-f", "json")
+    res = invoke("show", str(demo_store), "-f", "json", "--table", "all")
     assert res.exit_code == 0, res.stderr
     tables = json.loads(res.stdout)
-    fields = {r["field"]: r["value"] for r in tables[f"store {demo_store}"]}
+    fields = {r["field"]: r["value"] for r in tables["store"]}
     assert fields["kind"] == "attention" and fields["layers x heads"] == "6 x 12" and fields["examples"] == 24
     assert "MiniLM" in fields["model"] and fields["task"] == "sst2" and "attention maps" in fields["contents"]
-    quantities = {r["quantity"]: r for r in tables["per-head quantities"]}
+    quantities = {r["quantity"]: r for r in tables["quantities"]}
     assert set(quantities) == {f"stat_{k}" for k in ("entropy", "cls", "sep", "punct", "self", "prev", "next")}
     with open_store(demo_store) as st:
         sep = st.heads()["stat_sep"].values

@@ -45,6 +45,11 @@ def test_tsv_and_json_print_one_table_and_name_the_others_on_stderr(capsys) -> N
     assert json.loads(buf.getvalue()) == [{"y": "p", "z": "q"}]
     with pytest.raises(InputError, match="--table third: this command prints first, second"):
         emit([a, b], OutputFormat("tsv", "third"), io.StringIO())
+    buf = io.StringIO()
+    emit([a, b], OutputFormat("json", "all"), buf)
+    assert json.loads(buf.getvalue()) == {"first": [{"x": 1}], "second": [{"y": "p", "z": "q"}]}
+    with pytest.raises(InputError, match="only with --format json"):
+        emit([a, b], OutputFormat("tsv", "all"), io.StringIO())
 
 
 def test_tsv_cells_never_break_the_columns() -> None:

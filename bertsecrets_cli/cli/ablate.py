@@ -13,7 +13,7 @@ def ablate(
     output: Annotated[str, typer.Option("--output", "-o", help="Ablation store to write (.h5); '-' writes it to stdout.")],
     stores: Annotated[Optional[list[str]], typer.Argument(help="With --combine: the shard stores to join.", show_default=False)] = None,
     model: c.ModelOpt = None,
-    task: Annotated[Optional[str], typer.Option("--task", "-t", help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli [default: the task the fine-tuned --model records, else sst2].", show_default=False)] = None,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli (default: the task the fine-tuned --model records, else sst2).", show_default=False)] = None,
     data: c.DataOpt = None,
     split: c.SplitOpt = "dev",
     limit: c.LimitOpt = None,
@@ -28,7 +28,7 @@ def ablate(
                                       "zero: the head's output is zeroed (Michel et al., old head_mask); mean: its output is replaced by its mean over the data.")] = "uniform",
     heads: Annotated[Optional[list[str]], typer.Option("--heads", help="A set of heads disabled together, e.g. L7H6,L1H2 (1-based); repeat for more sets.")] = None,
     layers: Annotated[Optional[list[str]], typer.Option("--layers", help="A set of whole layers disabled together, e.g. L1 or 1,2; repeat for more sets.")] = None,
-    sweep: Annotated[Optional[bool], typer.Option("--sweep/--no-sweep", help="Every single head and every single layer [default: on unless --heads/--layers are given].", show_default=False)] = None,
+    sweep: Annotated[Optional[bool], typer.Option("--sweep/--no-sweep", help="Every single head and every single layer (default: on unless --heads/--layers are given).", show_default=False)] = None,
     greedy: Annotated[bool, typer.Option("--greedy", help="Keep disabling the head whose removal helps most until none helps; print the path.")] = False,
     greedy_steps: Annotated[Optional[int], typer.Option("--greedy-steps", help="Stop the greedy search after this many heads.")] = None,
     importance: Annotated[bool, typer.Option("--importance", help="Also rank heads by gradient importance (Michel et al.: |d loss / d gate|, normalised per layer).")] = False,
@@ -65,7 +65,7 @@ def ablate(
         from bertsecrets_cli.jobs.ablate import AblateOptions, ablation_tables, combine_ablation, run_ablate
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import output_path
+        from bertsecrets_cli.cli.spool import output_path
 
         with output_path(output) as path:
             if combine:

@@ -79,8 +79,3 @@ app.command("cluster", epilog=c.examples("bertsecrets cluster words.h5 -o cluste
 app.command("coref", epilog=c.examples("bertsecrets coref en_gum-corefud-dev.conllu -o coref.h5", "bertsecrets coref mentions.jsonl -o coref.h5 --model bert-base-cased -k 5"))(coref)
 app.command("probe", epilog=c.examples("bertsecrets probe --train en_ewt-ud-train.conllu --test en_ewt-ud-dev.conllu -o probe.h5", "bertsecrets probe --train train.conllu --test dev.conllu -o probe.h5 --embedding-dims 0 -n 2000"))(probe)
 
-
-def main() -> None:
-    from bertsecrets_cli.entry import main as entry
-
-    entry()

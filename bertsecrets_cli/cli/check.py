@@ -28,7 +28,7 @@ def check(
     def body() -> None:
         from bertsecrets_cli.jobs.check import check_store, reports_table
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import input_path
+        from bertsecrets_cli.cli.spool import input_path
 
         reports = []
         for s in stores:

@@ -1,4 +1,4 @@
-"""``bertsecrets classify``: options and help only; the work is in jobs.classify.
+"""``bertsecrets classify``: options and help only; the work is in jobs.classify, jobs.annotate and jobs.train_classifier.
 
 ``classify`` is a small group: ``classify STORE ...`` is short for ``classify run STORE ...`` (label the maps),
 ``classify annotate`` labels maps by hand, ``classify train`` trains the paper's CNN from those labels.
@@ -11,8 +11,8 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from bertsecrets_cli.analysis.patterns import rules_help
 from bertsecrets_cli.cli import common as c
+from bertsecrets_cli.jobs.classifiers import rules_help
 
 
 class _DefaultRun(TyperGroup):
@@ -74,7 +74,7 @@ def run(
         from bertsecrets_cli.jobs.classify import ClassifyOptions, run_classify
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import input_path, output_path
+        from bertsecrets_cli.cli.spool import input_path, output_path
 
         opts = ClassifyOptions(classifier=classifier, device=device, force=force or output == "-",
                                locking=False if no_locking else None, quiet=quiet, shard=shard)
@@ -121,7 +121,7 @@ def annotate(
 
     def body() -> None:
         from bertsecrets_cli.heads import parse_heads
-        from bertsecrets_cli.jobs.classify import AnnotateOptions, run_annotate
+        from bertsecrets_cli.jobs.annotate import AnnotateOptions, run_annotate
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
 
@@ -169,7 +169,7 @@ def train(
     out_fmt = c.check_format(fmt, table)
 
     def body() -> None:
-        from bertsecrets_cli.jobs.classify import TrainOptions, run_train
+        from bertsecrets_cli.jobs.train_classifier import TrainOptions, run_train
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
 

@@ -39,7 +39,7 @@ def diff(
         from bertsecrets_cli.jobs.diff import DiffOptions, run_diff
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import input_path, output_path
+        from bertsecrets_cli.cli.spool import input_path, output_path
 
         opts = DiffOptions(padded=padded, canvas=canvas, top=top, force=force or output == "-",
                            locking=False if no_locking else None, quiet=quiet, shard=shard)

@@ -67,7 +67,7 @@ def finetune(
         from bertsecrets_cli.jobs.finetune import FinetuneOptions, run_eval_only, run_finetune
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import output_path
+        from bertsecrets_cli.cli.spool import output_path
 
         cols = tuple(x.strip() for x in text_columns.split(",") if x.strip()) if text_columns else None
         for name, v in (("--train-limit", train_limit), ("--eval-limit", eval_limit)):

@@ -57,7 +57,7 @@ def framenet(
         from bertsecrets_cli.jobs.framenet import FrameNetOptions, run_relations
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import output_path
+        from bertsecrets_cli.cli.spool import output_path
 
         opts = FrameNetOptions(
             framenet=framenet_dir, conllu=conllu, model=model, device=device, batch_size=batch_size, max_length=max_length,

@@ -40,16 +40,14 @@ def plot(
         import shutil
         import sys
 
-        from bertsecrets_cli.jobs.plot import PlotOptions, list_table, run_plot
+        from bertsecrets_cli.cli.spool import input_path
+        from bertsecrets_cli.jobs.plot import PlotOptions, list_store_figures, run_plot
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store import open_store
-        from bertsecrets_cli.store.spool import input_path
 
         with input_path(store) as path:
             if list_figures:
-                with open_store(path, locking=False if no_locking else None) as st:
-                    emit(list_table(st, store), out_fmt)
+                emit(list_store_figures(path, store, locking=False if no_locking else None), out_fmt)
                 return
             cols = width or (shutil.get_terminal_size().columns if sys.stdout.isatty() else 80)
             qs = tuple(q.strip() for q in quantity.split(",") if q.strip()) if quantity else ()

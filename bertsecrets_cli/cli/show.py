@@ -30,7 +30,7 @@ def show(
     def body() -> None:
         from bertsecrets_cli.jobs.show import ShowOptions, run_show
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import input_path
+        from bertsecrets_cli.cli.spool import input_path
 
         qs = tuple(q.strip() for q in quantity.split(",") if q.strip()) if quantity else ()
         opts = ShowOptions(quantities=qs, top=top, bottom=bottom, by_abs=by_abs, layer=layer, locking=False if no_locking else None)

@@ -23,6 +23,7 @@ from bertsecrets_cli.data.tasks import get_task
 from bertsecrets_cli.errors import InputError, Interrupted, ModelError, OutputError, StoreError
 from bertsecrets_cli.jobs.extract import DataOptions, check_common, load_examples
 from bertsecrets_cli.render.console import info
+from bertsecrets_cli.render.progress import reporter
 from bertsecrets_cli.render.tables import Table
 
 MODES = ("uniform", "zero", "mean")
@@ -307,7 +308,7 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
     means = None
     if opts.mode == "mean":
         info(f"mode mean: averaging every head's output over the {n} evaluation examples first")
-        means = collect_mean_outputs(lm, batches, quiet=opts.quiet)
+        means = collect_mean_outputs(lm, batches, progress=reporter(opts.quiet))
 
     ckpt = _Checkpoint(out, fingerprint({"model": lm.fingerprint, "data": ds.source, "split": ds.split, "ids": [e.id for e in examples],
                                          "shard": shard, "options": {k: v for k, v in asdict(opts).items()
@@ -321,7 +322,7 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
     try:
         with graceful_stop() as stop:
             res = sweep_logits(lm, batches, n, [modes_of(v.heads, opts.mode) for v in mine], mean_outputs=means, engine=opts.engine,
-                               quiet=opts.quiet, desc=f"ablate {len(mine)} variants", stop=stop, state=state, on_unit=ckpt.progress)
+                               progress=reporter(opts.quiet), desc=f"ablate {len(mine)} variants", stop=stop, state=state, on_unit=ckpt.progress)
             if res.note:
                 info(res.note)
             result_parts = _after_sweep(opts, lm, batches, n, mine, res, scorer, labels, task, means, shard, stop)
@@ -379,7 +380,7 @@ def _after_sweep(opts: AblateOptions, lm: Any, batches: list, n: int, mine: list
     importance = raw = None
     if opts.importance:
         if shard is None or shard[0] == 0:
-            raw = head_gradients(lm, batches, labels, task.is_regression, quiet=opts.quiet)
+            raw = head_gradients(lm, batches, labels, task.is_regression, progress=reporter(opts.quiet))
             importance = normalise_importance(raw)
         else:
             info("--importance: computed by shard 0 only")
@@ -462,7 +463,7 @@ def _greedy(lm: Any, batches: list, n: int, mine: list[Variant], metrics: list[n
         cand = [x for x in all_heads if x not in path.disabled]
         if path.steps or not all(x in known for x in cand):
             res = sweep_logits(lm, batches, n, [modes_of([x], opts.mode) for x in cand], base=modes_of(path.disabled, opts.mode),
-                               mean_outputs=means, engine=opts.engine, quiet=opts.quiet, desc=f"greedy step {len(path.steps) + 1}", stop=stop)
+                               mean_outputs=means, engine=opts.engine, progress=reporter(opts.quiet), desc=f"greedy step {len(path.steps) + 1}", stop=stop)
             known = {}
             for j, x in enumerate(cand):
                 p, m = scorer.score(res.variants[j])

@@ -201,6 +201,11 @@ def _mark(text: str, link: Any) -> str:
 FN_LINKS, FN_SELECTION, FN_READER, FN_SCORER, FN_STATE = "framenet/links", "framenet/selection", "framenet/reader", "framenet/scorer", "framenet/state"
 DEP_RELATIONS, DEP_STATE = "dependency/relations", "dependency/state"
 ARROW = {"fe_to_target": "FE->target", "target_to_fe": "target->FE"}
+# terminal headers of the wide tables (10 and 8 columns): they fit 80 columns, a legend names them in full
+RANKING_SHORT = {"FE->target": "FE>T", "target->FE": "T>FE", "same-dist. baseline": "base", "baseline p99": "b.p99",
+                 "best offset": "off", "offset k": "k", "> p99 of heads": ">p99", "> baseline p99": ">b.p99"}
+DEPENDENCY_SHORT = {"dep->gov head": "d>g", "accuracy": "acc", "gov->dep head": "g>d", "reverse acc.": "r.acc",
+                    "best offset": "offset", "offset acc.": "o.acc"}
 # options that change no stored number: shards of one job may differ in them
 _NOT_IN_JOB = ("top", "examples", "rank_by", "min_count", "force", "quiet", "device", "batch_size", "shard")
 
@@ -244,7 +249,8 @@ def _framenet_tables(res: Any, selection: list[dict[str, Any]], stopped: bool, n
     rank_t = Table(f"heads ranked by {ARROW[direction]} mean max-attention over {res.n_links} links in {n_sentences} sentences"
                    + (" (first-pair variant)" if first_pair else ""), cols, name="heads",
                    caption="'> p99 of heads': above the 99th percentile of all heads (the paper's flag); "
-                   "'> baseline p99': above the 99th percentile of the head's own same-distance baseline")
+                   "'> baseline p99': above the 99th percentile of the head's own same-distance baseline",
+                   short=RANKING_SHORT)
     ranked = rank_heads(score)
     for r, (layer, h) in enumerate(ranked[:top], 1):
         k = res.offset_best_k[direction][layer, h]
@@ -288,11 +294,12 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
     from bertsecrets_cli.jobs.provenance import provenance_texts
     from bertsecrets_cli.jobs.shard import fingerprint, shard_provenance, shard_slice
     from bertsecrets_cli.model.load import load_model
+    from bertsecrets_cli.render.console import debug
     from bertsecrets_cli.store.writer import StoreWriter
 
     t0 = time.perf_counter()
     shard = _shard_of(opts)
-    release = FrameNetRelease(opts.framenet)
+    release = FrameNetRelease(opts.framenet, warn=info, detail=debug)
     frames = release.frames()
     if not frames:
         raise InputError(f"{opts.framenet}: no readable frame/*.xml file; core frame elements cannot be told apart")
@@ -396,7 +403,8 @@ def _dependency_tables(rows: list[dict[str, Any]], overall: Any, n_sentences: in
     shown = [row for row in rows if row["label"] == "all" or row["count"] >= min_count]
     rel_t = Table(f"best head per dependency relation ({n_sentences} sentences, {overall.count} arcs)",
                   ["relation", "arcs", "dep->gov head", "accuracy", "gov->dep head", "reverse acc.", "best offset", "offset acc."], name="relations",
-                  caption=f"relations with at least {min_count} arcs (--min-count); offset = governor position - dependent position")
+                  caption=f"relations with at least {min_count} arcs (--min-count); offset = governor position - dependent position",
+                  short=DEPENDENCY_SHORT)
     for row in shown:
         rel_t.add(row["label"], row["count"], row["best_head"], row["best_accuracy"], row["best_reverse_head"], row["best_reverse_accuracy"],
                   f"{row['offset_k']:+d}", row["offset_accuracy"])

@@ -45,7 +45,7 @@ def merge_stores(paths: list[str], out: str | Path, *, copy: bool = False, force
               f"{rep.merged_bytes / max(1, rep.shard_bytes):.1%}", round(time.perf_counter() - t0, 3))
         return [t]
     if kind == "patterns":
-        from bertsecrets_cli.jobs.classify import combine_patterns
+        from bertsecrets_cli.jobs.classify_merge import combine_patterns
 
         res = combine_patterns(paths, out, force=force, locking=locking)
         n, unit, tables = res.n_examples, "examples", res.tables

@@ -90,6 +90,14 @@ def plottables(st: Any, name: str) -> list[Plottable]:
     return out
 
 
+def list_store_figures(path: str, name: str, *, locking: bool | None = None) -> Table:
+    """``plot --list``: what the store at ``path`` (shown as ``name``) can draw, and the options for each."""
+    from bertsecrets_cli.store import open_store
+
+    with open_store(path, locking=locking) as st:
+        return list_table(st, name)
+
+
 def list_table(st: Any, name: str) -> Table:
     t = Table(f"what can be plotted from {name}", ["figure", "quantity", "description"], name="figures",
               caption=f"grid: bertsecrets plot {name} --quantity Q [-o F.png]; layers: --figure layers --quantity Q1,Q2; "

@@ -146,7 +146,7 @@ def run_reproduce(opts: ReproduceOptions, out: str | Path) -> ReproduceResult:
     from bertsecrets_cli.jobs import reproduce_clark
 
     reproduce_clark.check_inputs(opts)
-    from bertsecrets_cli.model.load import resolve_device
+    from bertsecrets_cli.model.device import resolve_device
 
     resolve_device(opts.device)  # a bad or absent device is refused before the folder exists
     for sub in ("models", "stores", "figures", "tables"):

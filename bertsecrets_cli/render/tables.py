@@ -28,7 +28,10 @@ class Table:
     rows: list[list[Any]] = field(default_factory=list)
     caption: str | None = None
     digits: int = 3
-    name: str = ""
+    name: str = ""  # what --table picks it by (see key)
+    # terminal headers for long column names, so a table fits 80 columns without cutting a header; the terminal
+    # table lists them in a legend under the caption; tsv and json keep the full names as their keys
+    short: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -62,7 +65,7 @@ def _cell(v: Any, digits: int) -> str:
 
 def select(tables: list[Table], table: str | None) -> list[Table]:
     """The tables ``--table NAME`` keeps; an unknown name is refused with the names there are."""
-    if table is None:
+    if table is None or table == "all":
         return tables
     chosen = [t for t in tables if t.key == table]
     if not chosen:
@@ -77,11 +80,18 @@ def emit(tables: list[Table] | Table, fmt: str | OutputFormat = "table", stream:
 
     table: rich tables (boxes on a terminal, plain aligned columns otherwise); tsv: a header line and rows;
     json: an array of records. tsv and json write one table; the names of the others go to stderr.
+    ``--table all`` with json: one object {table name: records} of every table.
     """
     spec = fmt if isinstance(fmt, OutputFormat) else OutputFormat(fmt)
     tables = select([tables] if isinstance(tables, Table) else list(tables), spec.table)
     out = stream or sys.stdout
-    if spec.fmt in ("json", "tsv") and tables:
+    if spec.fmt == "json" and spec.table == "all":  # every table in one document: {name: records}
+        out.write(json.dumps({t.key: t.records() for t in tables}, indent=1) + "\n")
+    elif spec.fmt == "tsv" and spec.table == "all":
+        from bertsecrets_cli.errors import InputError
+
+        raise InputError("--table all: only with --format json (tsv holds one table per call)")
+    elif spec.fmt in ("json", "tsv") and tables:
         t = tables[0]
         if len(tables) > 1:
             from bertsecrets_cli.render.console import info
@@ -102,11 +112,13 @@ def emit(tables: list[Table] | Table, fmt: str | OutputFormat = "table", stream:
         console = Console(file=out, highlight=False, soft_wrap=False)
         plain = not _is_terminal(out)  # a pipe or a file gets aligned columns without box drawing
         for t in tables:
-            rt = RichTable(title=escape(t.title), caption=escape(t.caption) if t.caption else None, title_justify="left",
+            caption = terminal_caption(t)
+            rt = RichTable(title=escape(t.title), caption=escape(caption) if caption else None, title_justify="left", caption_justify="left",
                            box=None if plain else box.HEAVY_HEAD, show_edge=not plain, pad_edge=not plain)
             for k, c in enumerate(t.columns):
                 numeric = any(isinstance(_jsonable(r[k]), (int, float)) and not isinstance(r[k], bool) for r in t.rows if k < len(r))
-                rt.add_column(escape(c), justify="right" if numeric else "left")
+                # fold, never an ellipsis: a narrow terminal wraps a header or cell instead of cutting it
+                rt.add_column(escape(t.short.get(c, c)), justify="right" if numeric else "left", overflow="fold")
             for r in t.rows:
                 rt.add_row(*(escape(_cell(v, t.digits)) for v in r))  # data, never markup: "[their homes]" must show
             console.print(rt)
@@ -125,6 +137,12 @@ def _is_terminal(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def terminal_caption(t: Table) -> str | None:
+    """The caption, followed by the legend of the short headers the terminal table shows."""
+    legend = "; ".join(f"{t.short[c]}: {c}" for c in t.columns if c in t.short and t.short[c] != c)
+    return "; ".join(x for x in (legend, t.caption) if x) or None
 
 
 def to_markdown(t: Table) -> str:
