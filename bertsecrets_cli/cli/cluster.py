@@ -42,7 +42,7 @@ def cluster(
         from bertsecrets_cli.jobs.cluster import ClusterOptions, run_cluster
         from bertsecrets_cli.render.console import debug as log_debug, info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import input_path, output_path
+        from bertsecrets_cli.cli.spool import input_path, output_path
 
         stream = c.table_stream(output)
         cols = width or (shutil.get_terminal_size().columns if stream.isatty() else 80)

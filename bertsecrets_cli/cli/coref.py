@@ -43,7 +43,7 @@ def coref(
         from bertsecrets_cli.jobs.coref import CorefOptions, run_coref
         from bertsecrets_cli.render.console import debug as log_debug, info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import output_path
+        from bertsecrets_cli.cli.spool import output_path
 
         opts = CorefOptions(data=data, model=model, device=device, batch_size=batch_size, max_length=max_length, limit=limit,
                             bootstrap=bootstrap, seed=seed, top=top, force=force or output == "-", quiet=quiet, shard=shard, locking=False if no_locking else None)

@@ -43,7 +43,7 @@ def probe(
         from bertsecrets_cli.jobs.probe import ProbeOptions, run_probe
         from bertsecrets_cli.render.console import debug as log_debug, info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import output_path
+        from bertsecrets_cli.cli.spool import output_path
 
         opts = ProbeOptions(train=train, test=test, model=model, device=device, batch_size=batch_size, max_length=max_length, limit=limit,
                             embedding_dims=embedding_dims, l2=l2, max_iter=max_iter, force=force or output == "-", quiet=quiet, locking=False if no_locking else None)

@@ -35,7 +35,7 @@ def words(
         from bertsecrets_cli.jobs.words import WordsOptions, run_words, word_level_summary
         from bertsecrets_cli.render.console import debug as log_debug, info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import input_path, output_path
+        from bertsecrets_cli.cli.spool import input_path, output_path
 
         opts = WordsOptions(boundaries=word_boundaries, force=force or output == "-", locking=False if no_locking else None, quiet=quiet)
         with input_path(store) as src, output_path(output) as path:

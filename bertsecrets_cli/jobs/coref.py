@@ -57,7 +57,7 @@ class CorefResult:
 
 
 def _check(opts: CorefOptions) -> None:
-    from bertsecrets_cli.model.load import check_device_spec
+    from bertsecrets_cli.model.device import check_device_spec
 
     check_device_spec(opts.device)
     if opts.batch_size < 1:
@@ -261,14 +261,15 @@ def coref_tables(rows: list[Any], top: int, samples: int) -> list[Table]:
     from bertsecrets_cli.analysis.coreference import BASELINES
     from bertsecrets_cli.analysis.framenet import rank_heads
 
+    short = {"mention type": "type", "head word match": "head match", "rule-based": "rules", "best head acc.": "acc."}
     t = Table("antecedent selection accuracy (Clark et al. Table 2)", ["mention type", "mentions", *BASELINES, "best head", "best head acc."],
-              name="accuracy")
+              name="accuracy", short=short)
     for r in rows:
         t.add(r.type, r.count, *[r.baselines[b] for b in BASELINES], head_name(*r.best), float(r.accuracy[r.best]))
     out = [t]
     if samples:
         ci = Table(f"95% bootstrap intervals ({samples} draws over mentions; the best head is chosen on all of them)",
-                   ["mention type", *BASELINES, "best head"], name="intervals")
+                   ["mention type", *BASELINES, "best head"], name="intervals", short=short)
         for r in rows:
             ci.add(r.type, *[_interval(r.baseline_intervals[b]) for b in BASELINES], _interval(r.best_interval))
         out.append(ci)

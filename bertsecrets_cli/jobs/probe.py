@@ -55,7 +55,7 @@ class ProbeResult:
 
 
 def _check(opts: ProbeOptions) -> None:
-    from bertsecrets_cli.model.load import check_device_spec
+    from bertsecrets_cli.model.device import check_device_spec
 
     check_device_spec(opts.device)
     if not opts.train or not opts.test:
