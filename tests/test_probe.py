@@ -159,3 +159,29 @@ def test_probe_refusals_and_messages(treebanks: tuple[Path, Path], tiny_model_fa
     one_line_error(runner.invoke(app, ["probe", "--train", str(broken), "--test", str(test), "-o", str(tmp_path / "x.h5")]), 3, f"{broken}:1")
     dbg = runner.invoke(app, ["probe", "--train", str(train), "--test", str(tmp_path / "none.conllu"), "-o", str(tmp_path / "y.h5"), "--debug"])
     assert dbg.exit_code == 3 and "Traceback" in dbg.stderr and "no such file" in dbg.stderr
+
+
+def test_training_gradient_matches_finite_differences(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The analytic gradient L-BFGS follows, with word-dependent weights, is the loss's (float32 features)."""
+    import scipy.optimize
+
+    rng = np.random.default_rng(3)
+    parts, n, embs = [], [], []
+    for _ in range(12):
+        att, heads = _sentence(rng, int(rng.integers(3, 7)), planted=False)
+        parts.append(pair_features(att, heads))
+        n.append(len(heads))
+        embs.append(rng.normal(size=(len(heads), 2)))
+    data = stack(parts, n, np.concatenate(embs))
+    seen = {}
+
+    def capture(fun, x0, jac, method, options):  # noqa: ANN001, ANN202 - scipy's signature
+        seen["fg"] = fun
+        return scipy.optimize.OptimizeResult(x=x0, nit=0, fun=fun(x0)[0])
+
+    monkeypatch.setattr(scipy.optimize, "minimize", capture)
+    train_probe(data, embeddings=True, l2=0.01)
+    theta = rng.normal(scale=0.5, size=6 + 2 * 6 * 2)
+    f0, g = seen["fg"](theta)
+    num = np.array([(seen["fg"](theta + e)[0] - seen["fg"](theta - e)[0]) / 2e-3 for e in np.eye(len(theta)) * 1e-3])
+    np.testing.assert_allclose(g, num, rtol=1e-3, atol=1e-4)

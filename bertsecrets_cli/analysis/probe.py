@@ -9,7 +9,9 @@ paper used GloVe vectors, we use the model's own input embeddings (no download).
 
 Training is full-batch L-BFGS (scipy) on the cross-entropy of the gold heads with an L2 penalty: a convex
 problem for the attention-only probe, so the result does not depend on a seed. Memory holds the features
-of every (dependent, candidate) pair: 4 bytes x 2 x layers x heads x sum of squared sentence lengths.
+of every (dependent, candidate) pair once, as float32: 4 bytes x 2 x layers x heads x sum of W (W - 1) over
+sentences (bert-base, 3,000 sentences of 20 words: 1.3 GB); training makes no copy of it (the word-dependent
+weights enter as ``(X @ a) . e``, never as a pairs x features product).
 Root words have no head word and are neither trained on nor scored; scores are unlabeled attachment
 scores (UAS) over all other words, punctuation included.
 """
@@ -93,10 +95,7 @@ class Probe:
     history: list[float] = field(default_factory=list)
 
     def scores(self, data: ProbeData) -> np.ndarray:
-        s = data.features @ self.w
-        if self.a.shape[1]:
-            s += np.einsum("pf,pf->p", data.features, data.dep_emb @ self.a.T + data.cand_emb @ self.b.T)
-        return s
+        return _scores(data, self.w, self.a, self.b)
 
 
 def _segment_softmax(s: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +108,16 @@ def _segment_softmax(s: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np
     return e / z[seg], mx + np.log(z)
 
 
+def _scores(data: ProbeData, w: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """s_p = X_p . w + sum_d e_dep[p, d] (X_p . a[:, d]) + sum_d e_cand[p, d] (X_p . b[:, d]), float64."""
+    X = data.features
+    s = (X @ w.astype(np.float32)).astype(np.float64)
+    if a.shape[1]:
+        s += np.einsum("pd,pd->p", (X @ a.astype(np.float32)).astype(np.float64), data.dep_emb)
+        s += np.einsum("pd,pd->p", (X @ b.astype(np.float32)).astype(np.float64), data.cand_emb)
+    return s
+
+
 def train_probe(data: ProbeData, *, embeddings: bool, l2: float = 1e-3, max_iter: int = 300) -> Probe:
     """Fit the probe by L-BFGS on the mean cross-entropy of the gold heads plus ``l2`` * |weights|^2."""
     from scipy.optimize import minimize
@@ -117,7 +126,7 @@ def train_probe(data: ProbeData, *, embeddings: bool, l2: float = 1e-3, max_iter
     d = data.dep_emb.shape[1] if embeddings else 0
     Q = len(data.gold)
     gold_rows = data.offsets[:-1] + data.gold
-    X = data.features.astype(np.float64)
+    X = data.features  # float32, never copied
     De, Ce = data.dep_emb.astype(np.float64), data.cand_emb.astype(np.float64)
 
     def unpack(theta: np.ndarray) -> Probe:
@@ -127,19 +136,16 @@ def train_probe(data: ProbeData, *, embeddings: bool, l2: float = 1e-3, max_iter
 
     def fg(theta: np.ndarray) -> tuple[float, np.ndarray]:
         p = unpack(theta)
-        s = X @ p.w
-        if d:
-            s += np.einsum("pf,pf->p", X, De @ p.a.T + Ce @ p.b.T)
+        s = _scores(data, p.w, p.a, p.b) if d else (X @ p.w.astype(np.float32)).astype(np.float64)
         prob, lse = _segment_softmax(s, data.offsets)
         loss = float((lse - s[gold_rows]).mean()) + l2 * float(theta @ theta)
         r = prob.copy()
         r[gold_rows] -= 1.0
         r /= Q
-        gw = X.T @ r
-        grads = [gw]
-        if d:
-            Xr = X * r[:, None]
-            grads += [(Xr.T @ De).reshape(-1), (Xr.T @ Ce).reshape(-1)]
+        grads = [(X.T @ r.astype(np.float32)).astype(np.float64)]
+        if d:  # d/da[f, k] = sum_p r_p X[p, f] e_dep[p, k]
+            grads += [(X.T @ (r[:, None] * De).astype(np.float32)).astype(np.float64).reshape(-1),
+                      (X.T @ (r[:, None] * Ce).astype(np.float32)).astype(np.float64).reshape(-1)]
         history.append(loss)
         return loss, np.concatenate(grads) + 2 * l2 * theta
 
