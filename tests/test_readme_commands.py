@@ -51,10 +51,13 @@ def commands() -> list[tuple[int, str]]:
     lines = README.read_text().splitlines()
     lang = None
     cur, start = "", 0
+    indent = 0
     for n, ln in enumerate(lines, 1):
-        if ln.startswith("```"):
-            lang = None if lang is not None else (ln[3:].strip() or "text")
+        if ln.lstrip().startswith("```"):  # fences may be indented inside a list item
+            lang = None if lang is not None else (ln.strip()[3:].strip() or "text")
+            indent = len(ln) - len(ln.lstrip())
             continue
+        ln = ln[indent:] if ln[:indent].isspace() else ln
         if lang not in ("bash", "console"):
             continue
         if lang == "console":
@@ -104,7 +107,7 @@ def workdir(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     (d / "en_ewt-ud-dev.conllu").write_text(CONLLU)
     (d / "reviews.csv").write_text("review,stars\n" + "".join(f"review number {i} was {'good' if i % 2 else 'bad'},{i % 2}\n" for i in range(12)))
     for name, args in STAND_INS.items():
-        subprocess.run(["bertsecrets", *args, "-o", name, "-q"], cwd=d, env=_env(), check=True)
+        subprocess.run(["bertsecrets", *args, "-o", name, "-q"], cwd=d, env=_env(), check=True, capture_output=True)
     return d, {"framenet": write_release(d / "fndata-1.7"), "conllu": d / "en_ewt-ud-dev.conllu"}
 
 

@@ -59,6 +59,8 @@ def run(
     features: Annotated[bool, typer.Option("--features", help="Also print attention to [CLS], [SEP], punctuation and negation words per layer and head (paper sec. 4.4).")] = False,
     device: c.DeviceOpt = "auto",
     shard: c.ShardOpt = None,
+    part_size: c.PartSizeOpt = 4096,
+    resume: c.ResumeOpt = False,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
@@ -72,19 +74,21 @@ def run(
 
     def body() -> None:
         from bertsecrets_cli.jobs.classify import ClassifyOptions, run_classify
+        from bertsecrets_cli.jobs.classify_parts import run_classify_resumable
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
         from bertsecrets_cli.cli.spool import input_path, output_path
 
         opts = ClassifyOptions(classifier=classifier, device=device, force=force or output == "-",
-                               locking=False if no_locking else None, quiet=quiet, shard=shard)
+                               locking=False if no_locking else None, quiet=quiet, shard=shard,
+                               part_size=0 if output == "-" else part_size, resume=resume)
         with input_path(store) as src:
             name = "stdin" if store == "-" else store
             if output is None:
                 res = run_classify(src, None, opts, source=name)
             else:
                 with output_path(output) as dst:
-                    res = run_classify(src, dst, opts, source=name)
+                    res = run_classify_resumable(src, dst, opts, source=name)
         stream = c.table_stream(output)
         emit(res.tables + (res.feature_tables if features else []), out_fmt, stream)
         if output is not None:

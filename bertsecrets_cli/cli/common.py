@@ -36,6 +36,7 @@ IdColOpt = Annotated[Optional[str], typer.Option("--id-column", help="Id column 
 ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Do only shard i/n of the work (0-based, contiguous ranges), e.g. 0/4; "
                                                "'auto' reads RANK/WORLD_SIZE or SLURM_ARRAY_TASK_ID/_MIN/_COUNT (extract reads them even without it). "
                                                "Join the shard stores with 'bertsecrets merge'.")]
+PartSizeOpt = Annotated[int, typer.Option("--part-size", help="Examples per resumable part: a stopped run keeps its finished parts for --resume.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same options.")]
 
 

@@ -33,6 +33,8 @@ class ClassifyOptions:
     quiet: bool = False
     block_values: int = 1 << 20  # attention values read at once (4 MiB as float32): bounds memory at any store size
     shard: str | None = None  # "i/n" or "auto": label only that contiguous range of examples (join with `merge`)
+    part_size: int = 4096  # examples per resumable part (jobs/classify_parts.py; 0: one pass, nothing kept if stopped)
+    resume: bool = False  # continue an interrupted run from its finished parts
 
 
 @dataclass
