@@ -21,7 +21,14 @@ def embedded():
     return load_model(None, device="cpu")
 
 
-@pytest.mark.parametrize("encoding", ["float16", "float32", "uint8"])
+def _demo_pairs(n: int) -> list[tuple[str, str | None]]:
+    from bertsecrets_cli.data.sources import load_dataset
+    from bertsecrets_cli.data.tasks import get_task
+
+    return [(e.text_a, e.text_b) for e in load_dataset(get_task("mrpc"), None, "dev").examples[:n]]
+
+
+@pytest.mark.parametrize("encoding", ["float16", "float32", "uint8", "pairs"])
 def test_streamed_capture_equals_the_stacked_reference_bit_for_bit(embedded, encoding: str) -> None:
     from bertsecrets_cli.analysis.stats import batch_head_stats
     from bertsecrets_cli.model.attention import forward_streaming, forward_with_attention
@@ -32,8 +39,11 @@ def test_streamed_capture_equals_the_stacked_reference_bit_for_bit(embedded, enc
     lm = embedded
     pairs = [("A film.", None), ("Nothing about this film worked, sadly.", None), ("Nothing about this film worked, badly.", None),
              ("One.", None), ("The cat sat on the mat, and then it left; nobody noticed.", None)]
+    if encoding == "pairs":  # two [SEP] columns each, punctuation in both sentences
+        pairs, encoding = _demo_pairs(6) + [("Yes, no; maybe.", "Well... fine!")], "float16"
     enc = sorted(encode_examples(lm.tokenizer, pairs, 64), key=lambda e: e.length)
-    assert len({e.length for e in enc}) < len(enc)  # a run of equal lengths is copied in one go
+    if not enc[0].type_ids.any():
+        assert len({e.length for e in enc}) < len(enc)  # a run of equal lengths is copied in one go
     batch = collate(enc, lm.tokenizer.pad_token_id, lm.device, lm.model_type)
     _, probs = forward_with_attention(lm.model, batch, lm.n_layers)
     ref_stats = batch_head_stats(probs, *token_masks(enc, lm.device))

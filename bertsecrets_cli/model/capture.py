@@ -41,12 +41,28 @@ class BatchCapture:
             m[3, j, :n] = e.punct
         masks = torch.from_numpy(m).to(device)
         self.rows = masks[0].float()  # [B, T] real query rows
-        self.n = self.rows.sum(-1).clamp_min(1)[:, None]  # [B, 1]
-        self.columns = masks[1:].permute(1, 2, 0).float()  # [B, T, 3]: cls, sep, punct key columns
-        self.has_column = masks[1:].any(-1).T[:, None, :]  # [B, 1, 3]
+        self.n = self.rows.sum(-1).clamp_min(1)  # [B]
+        # the mass on the cls/sep/punct key columns: where every example has at most two such columns
+        # (cls and sep nearly always) the masked row sum is exactly the sum of those (at most two) values,
+        # gathered; otherwise the masked product is summed as in batch_head_stats
+        counts = m[1:].sum(-1).max(-1)  # [3]
+        self.gathered = [k for k in range(3) if counts[k] <= 2]
+        self.summed = [k for k in range(3) if counts[k] > 2]
+        idx = np.zeros((B, 2 * len(self.gathered)), dtype=np.int64)
+        val = np.zeros((B, 2 * len(self.gathered)), dtype=np.float32)
+        for g, k in enumerate(self.gathered):
+            for j in range(B):
+                cols = np.flatnonzero(m[1 + k, j])
+                idx[j, 2 * g : 2 * g + len(cols)] = cols
+                val[j, 2 * g : 2 * g + len(cols)] = 1.0
+        self.gather_index = torch.from_numpy(idx).to(device)[:, None, None, :].expand(B, n_heads, T, -1)
+        self.gather_valid = torch.from_numpy(val).to(device)[:, None, None, :]
+        self.columns_t = masks[1:][self.summed].transpose(0, 1).float()  # [B, k, T]
+        self.has_column = masks[1:].any(-1).T  # [B, 3]
         self.w_prev = self.rows[:, 1:] * self.rows[:, :-1]  # query i with key i-1 (or i+1) both real
-        self.n_prev = self.w_prev.sum(-1)[:, None]  # [B, 1]
-        self.stats = torch.empty(B, n_layers, n_heads, 7, dtype=torch.float32, device=device)
+        # per query row, before the means: entropy, cls, sep, punct, self [B, L, H, 5, T]; previous, next [B, L, H, 2, T-1]
+        self.row_values = torch.zeros(B, n_layers, n_heads, 5, T, dtype=torch.float32, device=device)
+        self.neighbour_values = torch.zeros(B, n_layers, n_heads, 2, max(T - 1, 0), dtype=torch.float32, device=device)
         sizes = [n_layers * n_heads * t * t for t in self.lengths]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.flat = torch.empty(int(self.offsets[-1]), dtype=STORED_DTYPES[encoding], device=device)
@@ -71,39 +87,46 @@ class BatchCapture:
             view[:, layer].copy_(src)
         self.seen += 1
 
-    @staticmethod
-    def _row_mean(x: torch.Tensor, w: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-        """x [B, H, t] weighted by w [B, t] over t, divided by count [B, 1] -> [B, H]."""
-        return (x * w[:, None, :]).sum(-1) / count
-
     def _statistics(self, layer: int, p: torch.Tensor) -> None:
-        """The formulas of analysis.stats.batch_head_stats, one layer at a time: the same float32 values,
-        bit for bit (stores stay byte-identical to those of the stacked version), with temporaries of one
-        layer's size (one buffer, reused) instead of all layers'."""
-        out = self.stats[:, layer]  # [B, H, 7]
-        T = p.shape[-1]
-        tmp = torch.empty_like(p)
-        torch.log(p.clamp_min(EPS), out=tmp)
-        out[..., 0] = self._row_mean(-tmp.mul_(p).sum(-1), self.rows, self.n)
-        for k in range(3):  # attention mass on the cls, sep and punct key columns
-            torch.mul(p, self.columns[:, None, None, :, k], out=tmp)
-            m = self._row_mean(tmp.sum(-1), self.rows, self.n)
-            out[..., 1 + k] = torch.where(self.has_column[:, :, k], m, torch.full_like(m, float("nan")))
-        out[..., 4] = self._row_mean(torch.diagonal(p, dim1=-2, dim2=-1), self.rows, self.n)
-        if T > 1:
-            count = self.n_prev.clamp_min(1)
-            prev = self._row_mean(torch.diagonal(p, offset=-1, dim1=-2, dim2=-1), self.w_prev, count)
-            nxt = self._row_mean(torch.diagonal(p, offset=1, dim1=-2, dim2=-1), self.w_prev, count)
-            none = self.n_prev == 0
-            out[..., 5] = torch.where(none, torch.full_like(prev, float("nan")), prev)
-            out[..., 6] = torch.where(none, torch.full_like(nxt, float("nan")), nxt)
-        else:
-            out[..., 5:] = float("nan")
+        """Per query row: entropy, mass on cls/sep/punct columns, self, previous, next -> into the row buffers.
+
+        The formulas of analysis.stats.batch_head_stats, so the float32 values are the same bit for bit
+        (stores stay byte-identical to the stacked version's); the means over query rows wait for
+        ``results``, where they run once per batch: few, small operations per layer, which is what
+        counts on a busy CPU, and temporaries of at most one layer's size (the masses of columns that
+        are more than two per example: that many).
+        """
+        rows = self.row_values[:, layer]  # [B, H, 5, T]
+        rows[:, :, 0] = p.clamp_min(EPS).log_().mul_(p).sum(-1).neg_()
+        if self.gathered:
+            g = torch.gather(p, -1, self.gather_index).mul_(self.gather_valid)  # [B, H, T, 2k]; x1 and x0 are exact
+            for i, k in enumerate(self.gathered):
+                rows[:, :, 1 + k] = g[..., 2 * i] + g[..., 2 * i + 1]
+        if self.summed:
+            dense = (p[:, :, :, None, :] * self.columns_t[:, None, None]).sum(-1)  # [B, H, T, k]
+            for i, k in enumerate(self.summed):
+                rows[:, :, 1 + k] = dense[..., i]
+        rows[:, :, 4] = torch.diagonal(p, dim1=-2, dim2=-1)
+        if p.shape[-1] > 1:
+            nb = self.neighbour_values[:, layer]  # [B, H, 2, T-1]
+            nb[:, :, 0] = torch.diagonal(p, offset=-1, dim1=-2, dim2=-1)
+            nb[:, :, 1] = torch.diagonal(p, offset=1, dim1=-2, dim2=-1)
 
     def results(self) -> tuple[list[np.ndarray], np.ndarray]:
         """-> (each example's stored maps [L, H, T, T] in the encoding, views of one host buffer; stats float32 [B, L, H, 7])."""
         if self.seen != self.L:
             raise RuntimeError(f"captured {self.seen} layers, expected {self.L}")
+        stats = torch.empty(*self.row_values.shape[:3], 7, dtype=torch.float32, device=self.rows.device)
+        # means over real query rows, as batch_head_stats: (x * w).sum(-1) / count
+        stats[..., :5] = (self.row_values * self.rows[:, None, None, None, :]).sum(-1) / self.n[:, None, None, None]
+        nan = torch.tensor(float("nan"), device=stats.device)
+        stats[..., 1:4] = torch.where(self.has_column[:, None, None, :], stats[..., 1:4], nan)
+        if self.neighbour_values.shape[-1]:
+            count = self.w_prev.sum(-1)
+            nb = (self.neighbour_values * self.w_prev[:, None, None, None, :]).sum(-1) / count.clamp_min(1)[:, None, None, None]
+            stats[..., 5:] = torch.where((count == 0)[:, None, None, None], nan, nb)
+        else:
+            stats[..., 5:] = nan
         host = self.flat.cpu().numpy()
         maps = [host[int(self.offsets[j]) : int(self.offsets[j + 1])].reshape(self.L, self.H, t, t) for j, t in enumerate(self.lengths)]
-        return maps, self.stats.cpu().numpy()
+        return maps, stats.cpu().numpy()
