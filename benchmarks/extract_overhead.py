@@ -16,7 +16,7 @@ so on the output). On a GPU (``--device cuda``) tokens/s of each side are the fi
 
 Peak RSS: ``extract`` of ``--mem-n`` and 10x that many examples, each in a fresh process (ru_maxrss);
 target ratio <= 1.05. Usage:
-  python benchmarks/extract_overhead.py [--n 400] [--repeats 3] [--mem-n 80] [--task sst2 --data glue_data/SST-2] [--device cpu]
+  python benchmarks/extract_overhead.py [--n 400] [--repeats 3] [--mem-n 80] [--threads 1] [--task sst2 --data glue_data/SST-2] [--device cpu]
 """
 
 from __future__ import annotations
@@ -139,8 +139,13 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--mem-n", type=int, default=80, help="peak RSS at this many examples and at 10x as many (0: skip)")
     ap.add_argument("--sizes", action="store_true", help="also bytes per value: float16, --compression lzf, --encoding uint8")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 keeps CPU time honest on a loaded machine")
     ap.add_argument("--child", type=int)
     args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.child:
         child(args)
         return

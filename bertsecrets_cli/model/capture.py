@@ -21,6 +21,23 @@ from bertsecrets_cli.model.tokenize import CLS, SEP, Encoded
 EPS = 1e-12  # as analysis.stats: log(max(p, EPS))
 STORED_DTYPES = {"float16": torch.float16, "float32": torch.float32, "uint8": torch.uint8}
 
+_SCRATCH: dict[torch.device, torch.Tensor] = {}
+
+
+def scratch(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """A float32 work buffer of ``shape``, reused across layers and batches (one per device, grown as needed).
+
+    Fresh large allocations cost page faults on every batch; the statistics' temporaries live here instead.
+    """
+    n = 1
+    for d in shape:
+        n *= d
+    buf = _SCRATCH.get(device)
+    if buf is None or buf.numel() < n:
+        buf = torch.empty(n, dtype=torch.float32, device=device)
+        _SCRATCH[device] = buf
+    return buf[:n].view(shape)
+
 
 class BatchCapture:
     """Call it with ``(layer, probs [B, H, T, T], key_is_real)`` for every layer, then take ``results()``."""
@@ -61,8 +78,8 @@ class BatchCapture:
         self.has_column = masks[1:].any(-1).T  # [B, 3]
         self.w_prev = self.rows[:, 1:] * self.rows[:, :-1]  # query i with key i-1 (or i+1) both real
         # per query row, before the means: entropy, cls, sep, punct, self [B, L, H, 5, T]; previous, next [B, L, H, 2, T-1]
-        self.row_values = torch.zeros(B, n_layers, n_heads, 5, T, dtype=torch.float32, device=device)
-        self.neighbour_values = torch.zeros(B, n_layers, n_heads, 2, max(T - 1, 0), dtype=torch.float32, device=device)
+        self.row_values = torch.empty(B, n_layers, n_heads, 5, T, dtype=torch.float32, device=device)  # every entry is written
+        self.neighbour_values = torch.empty(B, n_layers, n_heads, 2, max(T - 1, 0), dtype=torch.float32, device=device)
         sizes = [n_layers * n_heads * t * t for t in self.lengths]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.flat = torch.empty(int(self.offsets[-1]), dtype=STORED_DTYPES[encoding], device=device)
@@ -97,13 +114,17 @@ class BatchCapture:
         are more than two per example: that many).
         """
         rows = self.row_values[:, layer]  # [B, H, 5, T]
-        rows[:, :, 0] = p.clamp_min(EPS).log_().mul_(p).sum(-1).neg_()
+        tmp = scratch(tuple(p.shape), p.device)
+        torch.clamp_min(p, EPS, out=tmp)
+        rows[:, :, 0] = tmp.log_().mul_(p).sum(-1).neg_()
         if self.gathered:
             g = torch.gather(p, -1, self.gather_index).mul_(self.gather_valid)  # [B, H, T, 2k]; x1 and x0 are exact
             for i, k in enumerate(self.gathered):
                 rows[:, :, 1 + k] = g[..., 2 * i] + g[..., 2 * i + 1]
         if self.summed:
-            dense = (p[:, :, :, None, :] * self.columns_t[:, None, None]).sum(-1)  # [B, H, T, k]
+            B, H, T, _ = p.shape
+            prod = scratch((B, H, T, len(self.summed), T), p.device)
+            dense = torch.mul(p[:, :, :, None, :], self.columns_t[:, None, None], out=prod).sum(-1)  # [B, H, T, k]
             for i, k in enumerate(self.summed):
                 rows[:, :, 1 + k] = dense[..., i]
         rows[:, :, 4] = torch.diagonal(p, dim1=-2, dim2=-1)
