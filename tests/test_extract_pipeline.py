@@ -30,7 +30,7 @@ def _demo_pairs(n: int) -> list[tuple[str, str | None]]:
 
 @pytest.mark.parametrize("encoding", ["float16", "float32", "uint8", "pairs"])
 def test_streamed_capture_equals_the_stacked_reference_bit_for_bit(embedded, encoding: str) -> None:
-    from bertsecrets_cli.analysis.stats import batch_head_stats
+    from bertsecrets_cli.model.batch_stats import batch_head_stats
     from bertsecrets_cli.model.attention import forward_streaming, forward_with_attention
     from bertsecrets_cli.model.capture import BatchCapture
     from bertsecrets_cli.model.tokenize import collate, encode_examples, token_masks

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from bertsecrets_cli.analysis.stats import EPS  # log(max(p, EPS)), as batch_stats
 from bertsecrets_cli.model.tokenize import CLS, SEP, Encoded
 
-EPS = 1e-12  # as analysis.stats: log(max(p, EPS))
 STORED_DTYPES = {"float16": torch.float16, "float32": torch.float32, "uint8": torch.uint8}
 
 _SCRATCH: dict[torch.device, torch.Tensor] = {}
@@ -107,7 +107,7 @@ class BatchCapture:
     def _statistics(self, layer: int, p: torch.Tensor) -> None:
         """Per query row: entropy, mass on cls/sep/punct columns, self, previous, next -> into the row buffers.
 
-        The formulas of analysis.stats.batch_head_stats, so the float32 values are the same bit for bit
+        The formulas of model.batch_stats.batch_head_stats, so the float32 values are the same bit for bit
         (stores stay byte-identical to the stacked version's); the means over query rows wait for
         ``results``, where they run once per batch: few, small operations per layer, which is what
         counts on a busy CPU, and temporaries of at most one layer's size (the masses of columns that

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import unicodedata
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-# token kinds in the store's tokens/special array
-NORMAL, CLS, SEP, OTHER_SPECIAL = 0, 1, 2, 3
+from bertsecrets_cli.tokens import CLS, NORMAL, OTHER_SPECIAL, SEP, is_punctuation_token  # noqa: F401 - re-exported for model users
 
 
 @dataclass
@@ -34,12 +32,6 @@ class Encoded:
     @property
     def length(self) -> int:
         return len(self.ids)
-
-
-def is_punctuation_token(token: str) -> bool:
-    """A word piece made only of punctuation characters, after WordPiece/BPE markers are removed."""
-    core = token.removeprefix("##").lstrip("Ġ▁")
-    return bool(core) and all(unicodedata.category(c).startswith("P") for c in core)
 
 
 # tokenizer -> bool [vocabulary]: which ids are punctuation pieces (decided once per vocabulary, not per token)
