@@ -21,7 +21,7 @@ from bertsecrets_cli.model.tokenize import CLS, SEP, Encoded
 
 STORED_DTYPES = {"float16": torch.float16, "float32": torch.float32, "uint8": torch.uint8}
 
-_SCRATCH: dict[torch.device, torch.Tensor] = {}
+_SCRATCH: dict[tuple[torch.device, bool], torch.Tensor] = {}
 
 
 def scratch(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -32,10 +32,11 @@ def scratch(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     n = 1
     for d in shape:
         n *= d
-    buf = _SCRATCH.get(device)
+    key = (device, torch.is_inference_mode_enabled())  # an inference tensor cannot be written outside inference mode
+    buf = _SCRATCH.get(key)
     if buf is None or buf.numel() < n:
         buf = torch.empty(n, dtype=torch.float32, device=device)
-        _SCRATCH[device] = buf
+        _SCRATCH[key] = buf
     return buf[:n].view(shape)
 
 
