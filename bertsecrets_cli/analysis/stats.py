@@ -80,3 +80,10 @@ def batch_head_stats(probs, real, cls, sep, punct):  # type: ignore[no-untyped-d
     else:
         out[..., 5:] = float("nan")
     return out.cpu().numpy()
+
+
+def mean_of_finite(x: np.ndarray) -> float | None:
+    """Mean of the finite values of ``x``; None when there is none (an empty category: a blank cell, not NaN and a numpy warning)."""
+    v = np.asarray(x, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else None

@@ -61,6 +61,7 @@ def run(
     shard: c.AnalysisShardOpt = None,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
+    no_validate: c.NoValidateOpt = False,
     fmt: c.FormatOpt = "table",
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
@@ -89,7 +90,7 @@ def run(
         if output is not None:
             info(f"wrote the pattern labels of {res.n_examples} examples x {res.n_layers} layers x {res.n_heads} heads to {output if output != '-' else 'stdout'}")
 
-    c.run("classify", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("classify", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[store, classifier], outputs=[output], no_validate=no_validate)
 
 
 @classify_app.command("annotate")
@@ -102,6 +103,7 @@ def annotate(
     hint: Annotated[bool, typer.Option("--hint", help="Show the default rules' guess and features under each map (may bias you).")] = False,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Show at most this many tokens of a map.")] = 48,
     no_locking: c.NoLockingOpt = False,
+    no_validate: c.NoValidateOpt = False,
     fmt: c.FormatOpt = "table",
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
@@ -133,7 +135,7 @@ def annotate(
         emit(res.table, fmt)
         info(f"{res.labelled} labelled, {res.skipped} skipped in this session; {res.remaining} maps left; labels in {labels}")
 
-    c.run("classify annotate", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("classify annotate", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[store], outputs=[labels], no_validate=no_validate)
 
 
 @classify_app.command("train")
@@ -177,4 +179,4 @@ def train(
         emit(res.tables, fmt)
         info(f"wrote {res.path}: validation macro-F1 {res.scores['macro_f1']:.3f}, accuracy {res.scores['accuracy']:.3f} (epoch {res.best_epoch})")
 
-    c.run("classify train", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("classify train", body, quiet=quiet, verbose=verbose, debug=debug, inputs=labels or [], outputs=[output])

@@ -19,6 +19,7 @@ def diff(
     shard: c.AnalysisShardOpt = None,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
+    no_validate: c.NoValidateOpt = False,
     fmt: c.FormatOpt = "table",
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
@@ -53,4 +54,4 @@ def diff(
                 return
         emit(res.tables, fmt, c.table_stream(output))
 
-    c.run("diff", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("diff", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[store_a, store_b], outputs=[output], no_validate=no_validate)

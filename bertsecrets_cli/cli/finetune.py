@@ -106,4 +106,4 @@ def finetune(
         if res.table is not None:
             emit(res.table, fmt)
 
-    c.run("finetune", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("finetune", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[model, data, eval_data], outputs=[output])

@@ -297,6 +297,14 @@ def _table_rows(path: Path, fmt: str) -> list[tuple[int, list[str]]]:
     return rows
 
 
+def _note_unlabelled(path: Path, what: str, looked_for: list[str]) -> None:
+    """A file without labels is fine for attention, but the user should know labels are absent, not zero."""
+    from bertsecrets_cli.render.console import info
+
+    names = " or ".join(repr(n) for n in dict.fromkeys(looked_for))
+    info(f"note: {path}: no label {what} ({names}; --label-column names another): the examples are stored unlabelled")
+
+
 def _load_table(task: TaskSpec, path: Path, split: str, fmt: str, columns: _Columns) -> Dataset:
     rows = _table_rows(path, fmt)
     layout = _GLUE_LAYOUTS.get(task.name)
@@ -327,6 +335,8 @@ def _load_table(task: TaskSpec, path: Path, split: str, fmt: str, columns: _Colu
         examples.append(Example(ex_id, texts[0], texts[1] if task.is_pair else None, label))
     if not examples:
         raise InputError(f"{path}: no examples (only a header line)")
+    if label_col is None:
+        _note_unlabelled(path, "column", ([layout.label] if glue_like and layout else []) + ["label"])
     kind = "GLUE file" if glue_like else "file"
     return Dataset(examples, f"{kind} {path}", split, False)
 
@@ -400,6 +410,8 @@ def _load_jsonl(task: TaskSpec, path: Path, split: str, columns: _Columns) -> Da
         examples.append(Example(ex_id, texts[0], texts[1] if task.is_pair else None, label))
     if not examples:
         raise InputError(f"{path}: no examples")
+    if columns.label is None and all(e.label is None for e in examples):
+        _note_unlabelled(path, "field", ["label"])
     return Dataset(examples, f"file {path}", split, False)
 
 

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bertsecrets_cli.errors import InputError
+from bertsecrets_cli.store.failures import register_alias
 
 
 @contextmanager
@@ -27,8 +28,9 @@ def input_path(path: str) -> Iterator[str]:
             shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
         if os.path.getsize(tmp) == 0:
             raise InputError("-: standard input is empty (did the command before the pipe fail?)")
+        register_alias(tmp, "-")  # messages about the spool file name '-', what the user typed
         yield tmp
-    finally:
+    finally:  # the alias stays: an error reported after this block still names '-'
         Path(tmp).unlink(missing_ok=True)
 
 

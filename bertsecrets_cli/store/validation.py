@@ -1,0 +1,89 @@
+"""What a store of each kind must hold, and the cheap check that attention read from it is attention.
+
+Readers check the parts a kind requires when they open a store (a missing one is one line naming it,
+never a KeyError later), and every block of attention as it is decoded (no second pass): finite, not
+negative, every row summing to 1 within what the stored encoding can lose. ``--no-validate`` (or
+BERTSECRETS_NO_VALIDATE=1) skips the value check; ``check`` always does it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from bertsecrets_cli.errors import StoreError
+from bertsecrets_cli.store import schema as S
+
+# the parts without which a store of the kind cannot be used (check refuses a store missing any)
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "attention": ("examples/id", "examples/length", "examples/token_offset", "examples/attention_offset",
+                  "tokens/ids", "tokens/text", "tokens/type_ids", "tokens/special", "tokens/offsets",
+                  S.ATTENTION_MAPS, S.STATS_PER_EXAMPLE),
+    "patterns": ("examples/id", "patterns/labels", "patterns/features", "patterns/token_attention", S.G_HEADS),
+    "diff": ("examples/id", S.G_HEADS),
+    "ablation": ("examples/id", "ablation/baseline/metrics", "ablation/variants/name", "ablation/variants/disabled", S.G_HEADS),
+    "framenet": ("examples/id", "framenet/links", S.G_HEADS),
+    "dependency": ("examples/id", "dependency/relations", S.G_HEADS),
+    "evaluation": ("evaluation/logits", "evaluation/prediction"),
+    "part": (),
+}
+# checked by every reader on open: the parts whose absence would otherwise surface as a crash or as
+# "0 examples" results (the other kinds' parts are checked where they are read, and by check)
+REQUIRED_ON_OPEN: dict[str, tuple[str, ...]] = {"attention": REQUIRED["attention"]}
+
+FLOAT_ROW_TOLERANCE = 5e-3  # float16 keeps 11 bits: a row of probabilities sums to 1 within ~1e-3
+UINT8_STEP = 1.0 / 255.0  # uint8 rounds each value to the nearest 1/255
+
+
+_ENABLED: list[bool] = []  # set by --no-validate for this process (set_validation)
+
+
+def set_validation(enabled: bool | None) -> None:
+    """``--no-validate`` -> False until reset with None (back to BERTSECRETS_NO_VALIDATE's default)."""
+    _ENABLED[:] = [] if enabled is None else [enabled]
+
+
+def validation_default() -> bool:
+    if _ENABLED:
+        return _ENABLED[0]
+    return os.environ.get("BERTSECRETS_NO_VALIDATE", "").strip().lower() not in ("1", "true", "yes", "on")
+
+
+def missing_parts(h5: object, kind: str, *, on_open: bool = False) -> list[str]:
+    """The required parts of a ``kind`` store that ``h5`` lacks."""
+    need = (REQUIRED_ON_OPEN if on_open else REQUIRED).get(kind, ())
+    return [name for name in need if name not in h5]  # type: ignore[operator]
+
+
+def row_tolerance(encoding: str, length: int) -> float:
+    """How far from 1 a row of ``length`` stored values may sum after the encoding's rounding."""
+    if encoding == "uint8":
+        return FLOAT_ROW_TOLERANCE + length * UINT8_STEP / 2
+    return FLOAT_ROW_TOLERANCE
+
+
+def attention_problem(att: np.ndarray, encoding: str) -> str | None:
+    """What makes ``att`` [..., T, T] not attention (NaN, negative, rows not summing to 1), or None.
+
+    Two passes over the values: a minimum (NaN propagates into it) and the row sums as a matrix product.
+    """
+    T = att.shape[-1]
+    flat = att.reshape(-1, T)
+    lo = flat.min() if flat.size else 0.0
+    if not np.isfinite(lo):
+        return "NaN or infinite attention values"
+    if lo < 0:
+        return f"negative attention values (down to {float(lo):.3g})"
+    sums = flat @ np.ones(T, dtype=flat.dtype)
+    err = np.abs(sums - 1).max() if sums.size else 0.0
+    if not np.isfinite(err):
+        return "NaN or infinite attention values"
+    if err > row_tolerance(encoding, T):
+        return f"attention rows that do not sum to 1 (off by up to {float(err):.3g})"
+    return None
+
+
+def refuse(name: str, index: int, problem: str) -> StoreError:
+    return StoreError(f"{name}: example {index} has {problem}: this is not attention; "
+                      "run bertsecrets check on it (--no-validate skips this check)")
