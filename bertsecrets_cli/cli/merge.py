@@ -16,7 +16,6 @@ def merge(
     top: Annotated[int, typer.Option("--top", "-k", help="Heads or variants listed in the merged results' tables.")] = 10,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
-    no_validate: c.NoValidateOpt = False,
     fmt: c.FormatOpt = "table",
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
@@ -39,4 +38,4 @@ def merge(
 
         emit(merge_stores(shards, output, copy=copy, force=force, locking=False if no_locking else None, top=top), fmt)
 
-    c.run("merge", body, quiet=quiet, verbose=verbose, debug=debug, inputs=shards, outputs=[output], no_validate=no_validate)
+    c.run("merge", body, quiet=quiet, verbose=verbose, debug=debug, inputs=shards, outputs=[output])

@@ -36,7 +36,7 @@ def check_store(path: str | Path, *, locking: bool | None = None) -> CheckReport
     """
     from bertsecrets_cli.store import open_store
     from bertsecrets_cli.store.failures import shown
-    from bertsecrets_cli.store.validation import attention_problem, missing_parts, row_tolerance
+    from bertsecrets_cli.store.validation import attention_problem, missing_parts
 
     name = shown(path)
     with open_store(path, locking=locking, validate=False) as st:
@@ -50,9 +50,9 @@ def check_store(path: str | Path, *, locking: bool | None = None) -> CheckReport
             raise StoreError(f"{name}: {problem}")
         n = st.n_examples
         rows = [f"examples/{k}" for k in (st.h5["examples"] if st.has("examples") else [])] + [k for k in S.PER_EXAMPLE_DATASETS if st.has(k)]
-        for name in rows:
-            if st.h5[name].shape[0] != n:
-                raise StoreError(f"{name}: {name} has {st.h5[name].shape[0]} rows for {n} examples")
+        for ds in rows:
+            if st.h5[ds].shape[0] != n:
+                raise StoreError(f"{name}: {ds} has {st.h5[ds].shape[0]} rows for {n} examples")
         if rows:
             rep.checks.append(("rows per example", f"{len(rows)} datasets of {n} rows"))
         prov = st.provenance()
@@ -80,16 +80,14 @@ def check_store(path: str | Path, *, locking: bool | None = None) -> CheckReport
             worst = 0.0
             enc = st.encoding
             for i, att in st.iter_attention():  # a failed checksum is a StoreError naming the store (Store._read)
-                problem = attention_problem(att, enc)
-                if problem is None and float(att.max(initial=0.0)) > 1 + row_tolerance(enc, 1):
-                    problem = f"attention values above 1 (up to {float(att.max()):.3g})"
+                problem = attention_problem(att, enc)  # none negative and rows summing to 1: none above 1 either
                 if problem is not None:
                     raise StoreError(f"{name}: example {i} has {problem}")
                 if att.size:
                     worst = max(worst, float(np.abs(att.sum(-1) - 1).max()))
             rep.checks.append(("checksums + values + rows", f"all values in [0, 1], all rows sum to 1 (max error {worst:.1e})"))
-        for name, q in st.heads().items():
+        for qname, q in st.heads().items():
             if q.values.shape != (st.n_layers, st.n_heads):
-                raise StoreError(f"{name}: per-head quantity {name} has shape {q.values.shape}, expected {(st.n_layers, st.n_heads)}")
+                raise StoreError(f"{name}: per-head quantity {qname} has shape {q.values.shape}, expected {(st.n_layers, st.n_heads)}")
         rep.checks.append(("per-head quantities", f"{len(st.heads())} of shape {st.n_layers}x{st.n_heads}"))
     return rep
