@@ -1,4 +1,4 @@
-"""Real ``bertsecrets extract`` runs killed at seeded random moments (SIGKILL and SIGTERM).
+"""Real ``bertsecrets extract`` and ``ablate`` runs killed at seeded random moments (SIGKILL and SIGTERM).
 
 After every kill, whatever exists under the output name is either rejected by ``check`` or the whole,
 correct result (a kill after the atomic rename);
@@ -157,3 +157,72 @@ def test_resume_removes_the_temporary_file_of_a_writer_killed_while_assembling(t
         p.write_bytes(b"x")
     assert remove_stale_temporaries(out) == [stale]
     assert not stale.exists() and live.exists() and other.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# ablate: the same, for a sweep (its kept work is the .OUT.ablate-resume.npz checkpoint, not part files)
+
+ABLATE_ARGS = ["ablate", "-n", "32", "--batch-size", "2", "--bootstrap", "50", "--device", "cpu", "-q"]
+ABLATE_ATTEMPTS = 6  # kill attempts, until both signals have landed and one SIGTERM kept part of the sweep
+
+
+@pytest.fixture(scope="module")
+def strong_classifier(tiny_model_factory, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from helpers import strengthen
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    src = tiny_model_factory("bert", classifier=True)
+    model = AutoModelForSequenceClassification.from_pretrained(src)
+    strengthen(model)
+    out = tmp_path_factory.mktemp("strong-bert-kill")
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(src).save_pretrained(out)
+    return out
+
+
+@pytest.mark.slow
+def test_killed_ablate_sweeps_resume_to_the_uninterrupted_result(tmp_path: Path, strong_classifier: Path) -> None:
+    from bertsecrets_cli.jobs.ablate import read_ablation
+
+    args = [*ABLATE_ARGS, "-m", str(strong_classifier)]
+    ref = tmp_path / "ref.h5"
+    t0 = time.monotonic()
+    r = subprocess.run(_cli(*args, "-o", str(ref)), capture_output=True, text=True, env=_env(), timeout=600)
+    total = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "abl.h5"
+    ckpt = tmp_path / ".abl.h5.ablate-resume.npz"
+    rng = random.Random(SEED)
+    kills: list[tuple[str, float, int, bool]] = []  # (signal, delay, exit status, checkpoint kept)
+    for attempt in range(ABLATE_ATTEMPTS):
+        sig = signal.SIGKILL if attempt % 2 else signal.SIGTERM
+        delay = rng.uniform(0.7, 0.97) * total  # the sweep runs last, after imports and the model load
+        proc = subprocess.Popen(_cli(*args, "-o", str(out), "--resume"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+        time.sleep(delay)
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        rc = proc.wait(timeout=300)
+        err = proc.stderr.read() if proc.stderr else ""
+        assert "Traceback" not in err, err
+        if rc == 0:  # finished before the signal: done
+            break
+        kills.append((sig.name, round(delay, 2), rc, ckpt.exists()))
+        assert not out.exists(), "a killed sweep left an output"
+        assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name], "a killed sweep left a temporary file"
+        if sig == signal.SIGTERM:
+            assert rc == EXIT_INTERRUPTED and len(err.strip().splitlines()) == 1, (rc, err)
+        else:
+            assert rc == -signal.SIGKILL
+        if {"SIGKILL", "SIGTERM"} <= {k[0] for k in kills} and any(k[0] == "SIGTERM" and k[3] for k in kills):
+            break
+    if not out.exists():
+        r = subprocess.run(_cli(*args, "-o", str(out), "--resume"), capture_output=True, text=True, env=_env(), timeout=600)
+        assert r.returncode == 0, r.stderr
+    print(f"\nablate kill points: {kills}")
+    assert {k[0] for k in kills} == {"SIGKILL", "SIGTERM"}, kills
+    assert any(k[0] == "SIGTERM" and k[3] for k in kills), f"no SIGTERM landed in the sweep: {kills}"
+    assert not ckpt.exists()
+    a, b = read_ablation(ref), read_ablation(out)
+    np.testing.assert_array_equal(a.base_logits, b.base_logits)
+    for attr in ("metrics", "delta", "ci_low", "ci_high", "predictions"):
+        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
