@@ -52,6 +52,17 @@ def _replaceable(path: str) -> bool:
         return False
 
 
+def _what(path: str) -> str:
+    """'store', 'folder' or 'file': for the message."""
+    if os.path.isdir(path):
+        return "folder"
+    try:
+        with open(path, "rb") as fh:
+            return "store" if fh.read(8) == _HDF5 else "file"
+    except OSError:
+        return "file"
+
+
 def _stdout_is(inputs: list[str]) -> str | None:
     try:
         st = os.fstat(sys.stdout.fileno())
@@ -82,7 +93,7 @@ def refuse_inputs_as_outputs(outputs: Iterable[str | None], inputs: Iterable[str
             continue
         for i in ins:
             if _same(out, i):
-                raise OutputError(f"{out}: is {i}, an input of this command (the same file"
+                raise OutputError(f"{out}: is {i}, an input {_what(i)} of this command (the same {'folder' if os.path.isdir(i) else 'file'}"
                                   + ("" if os.path.normpath(out) == os.path.normpath(i) else ", by another name or a link")
                                   + "); write the output to another file (--force never replaces an input)")
             if _inside(i, out):

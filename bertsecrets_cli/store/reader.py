@@ -74,7 +74,7 @@ class Store:
         self.path = Path(path)
         self.name = failures.shown(path)  # what messages call it: '-' for standard input
         self.h5 = h5
-        self.validate = validate  # check each block of attention as it is read (validation.attention_problem)
+        self.validate = validate  # check attention as it is read (store.validation)
         self._att_cache: tuple[int, int, np.ndarray] | None = None
         self._encoding: str | None = None
 
