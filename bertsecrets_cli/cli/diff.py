@@ -16,11 +16,12 @@ def diff(
     top: Annotated[int, typer.Option("--top", "-k", help="How many of the most changed heads to list (0: all).")] = 10,
     padded: Annotated[bool, typer.Option("--padded", help="The authors' variant: cosine of maps zero-padded to a 200x200 canvas (maps longer than it are cut) instead of maps cropped to the real length.")] = False,
     canvas: Annotated[int, typer.Option("--canvas", help="Canvas size for --padded.")] = 200,
-    shard: c.AnalysisShardOpt = None,
+    shard: c.ShardOpt = None,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     no_validate: c.NoValidateOpt = False,
     fmt: c.FormatOpt = "table",
+    table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
@@ -31,7 +32,7 @@ def diff(
 
     Example: bertsecrets diff pre.h5 ft.h5 -o diff.h5, then bertsecrets plot diff.h5
     """
-    c.check_format(fmt)
+    out_fmt = c.check_format(fmt, table)
     if store_a == "-" and store_b == "-":
         raise typer.BadParameter("only one of A and B can be '-' (standard input)", param_hint="A/B")
 
@@ -39,7 +40,7 @@ def diff(
         from bertsecrets_cli.jobs.diff import DiffOptions, run_diff
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import input_path, output_path
+        from bertsecrets_cli.cli.spool import input_path, output_path
 
         opts = DiffOptions(padded=padded, canvas=canvas, top=top, force=force or output == "-",
                            locking=False if no_locking else None, quiet=quiet, shard=shard)
@@ -49,9 +50,9 @@ def diff(
             else:
                 with output_path(output) as po:
                     res = run_diff(pa, pb, po, opts, names=(store_a, store_b))
-                    emit(res.tables, fmt, c.table_stream(output))
+                    emit(res.tables, out_fmt, c.table_stream(output))
                 info(f"compared {res.n_examples} examples x {res.n_layers} layers x {res.n_heads} heads; wrote {output if output != '-' else 'stdout'}")
                 return
-        emit(res.tables, fmt, c.table_stream(output))
+        emit(res.tables, out_fmt, c.table_stream(output))
 
     c.run("diff", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[store_a, store_b], outputs=[output], no_validate=no_validate)

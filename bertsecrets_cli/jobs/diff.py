@@ -144,7 +144,7 @@ def summary_tables(cosine: np.ndarray | None, js: np.ndarray | None, quantities:
 
     tables: list[Table] = []
     if cosine is not None and js is not None:
-        t = Table("similarity per layer (A -> B)", ["layer", "cosine", "min cosine", "least similar head", "JS divergence"],
+        t = Table("similarity per layer (A -> B)", ["layer", "cosine", "min cosine", "least similar head", "JS divergence"], name="layers",
                   caption=f"{measure}; mean over heads and examples")
         cos_l, js_l = layer_means(cosine), layer_means(js)
         for li in range(cosine.shape[0]):
@@ -152,12 +152,12 @@ def summary_tables(cosine: np.ndarray | None, js: np.ndarray | None, quantities:
             h = int(np.nanargmin(row)) if np.isfinite(row).any() else 0
             t.add(layer_name(li), cos_l[li], float(row[h]), head_name(li, h), js_l[li])
         tables.append(t)
-        t = Table("most changed heads", ["rank", "head", "cosine", "JS divergence"], caption="lowest mean cosine first")
+        t = Table("most changed heads", ["rank", "head", "cosine", "JS divergence"], caption="lowest mean cosine first", name="heads")
         for r, (li, h, v) in enumerate(rank_heads(cosine, top=top, ascending=True), 1):
             t.add(r, head_name(li, h), v, float(js[li, h]))
         tables.append(t)
     if quantities:
-        t = Table("per-head quantities (B - A)", ["quantity", "mean A", "mean B", "mean B-A", "largest |B-A|", "at head"],
+        t = Table("per-head quantities (B - A)", ["quantity", "mean A", "mean B", "mean B-A", "largest |B-A|", "at head"], name="quantities",
                   caption="every /heads quantity both stores hold; stored as delta_<name>")
         for name, (a, b, _) in quantities.items():
             d = b - a

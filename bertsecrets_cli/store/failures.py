@@ -21,7 +21,7 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _SEARCH = (0, 512, 1024, 2048, 4096, 8192)
 _UNDEFINED = (1 << 64) - 1
 
-# '-' spooled to a temporary file: the user's name for it (store.spool registers it)
+# '-' spooled to a temporary file: the user's name for it (cli.spool registers it)
 _ALIASES: dict[str, str] = {}
 
 
