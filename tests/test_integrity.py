@@ -148,7 +148,7 @@ def test_standard_output_redirected_into_an_input_is_refused(ws: dict[str, Path]
 
 def test_outputs_next_to_inputs_are_still_allowed(tmp_path: Path) -> None:
     """The rule refuses only what would destroy an input: new files and earlier results in an input folder are fine."""
-    from bertsecrets_cli.clobber import refuse_inputs_as_outputs
+    from bertsecrets_cli.cli.clobber import refuse_inputs_as_outputs
     from bertsecrets_cli.errors import OutputError
 
     data = tmp_path / "SST-2"

@@ -64,7 +64,7 @@ def run(command: str, body: Callable[[], Any], *, quiet: bool = False, verbose: 
         inputs: Iterable[str | None] = (), outputs: Iterable[str | None] = (), no_validate: bool = False) -> None:
     """Run a subcommand's body: expected failures become one stderr line and their exit code.
 
-    ``outputs`` may never be any of ``inputs`` (bertsecrets_cli.clobber), checked here for every command before
+    ``outputs`` may never be any of ``inputs`` (cli.clobber), checked here for every command before
     its body; ``no_validate`` turns off the validation of the stores it reads (store.validation).
     """
     from bertsecrets_cli import __version__
@@ -75,8 +75,8 @@ def run(command: str, body: Callable[[], Any], *, quiet: bool = False, verbose: 
     note_debug(f"bertsecrets {__version__} {command}: python {sys.version.split()[0]}, argv {' '.join(sys.argv[1:])}")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        from bertsecrets_cli.clobber import refuse_inputs_as_outputs
-        from bertsecrets_cli.store.validation import set_validation
+        from bertsecrets_cli.cli.clobber import refuse_inputs_as_outputs
+        from bertsecrets_cli.jobs.integrity import set_validation
 
         refuse_inputs_as_outputs(list(outputs), list(inputs))
         set_validation(False if no_validate else None)
@@ -104,7 +104,7 @@ def run(command: str, body: Callable[[], Any], *, quiet: bool = False, verbose: 
     except OSError as e:
         if debug:
             traceback.print_exc()
-        from bertsecrets_cli.store.failures import explain_os_error
+        from bertsecrets_cli.jobs.integrity import explain_os_error
 
         hdf5 = explain_os_error(e)  # raised inside h5py: diagnosed from the stores' files, not from its message
         if hdf5 is not None:

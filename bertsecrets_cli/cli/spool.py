@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bertsecrets_cli.errors import InputError
-from bertsecrets_cli.store.failures import register_alias
 
 
 @contextmanager
@@ -28,7 +27,9 @@ def input_path(path: str) -> Iterator[str]:
             shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
         if os.path.getsize(tmp) == 0:
             raise InputError("-: standard input is empty (did the command before the pipe fail?)")
-        register_alias(tmp, "-")  # messages about the spool file name '-', what the user typed
+        from bertsecrets_cli.jobs.integrity import name_spool_file
+
+        name_spool_file(tmp, "-")  # messages about the spool file name '-', what the user typed
         yield tmp
     finally:  # the alias stays: an error reported after this block still names '-'
         Path(tmp).unlink(missing_ok=True)

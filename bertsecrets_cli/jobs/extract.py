@@ -77,6 +77,8 @@ def load_examples(opts: DataOptions) -> tuple[Any, Any]:
         raise InputError(f"{ds.source}: no examples to process")
     if ds.is_demo:
         info(f"using {ds.source} for task {task.name}; pass --data for real data")
+    for note in ds.notes:
+        info(note)
     return task, ds
 
 
