@@ -119,6 +119,7 @@ CLOBBER_CASES: dict[str, list[str]] = {
     "classify-over-its-classifier": ["classify", "a.h5", "--classifier", "clf.pt", "-o", "clf.pt", "--force"],
     "classify-annotate-labels-into-its-store": ["classify", "annotate", "a.h5", "--labels", "a.h5"],
     "classify-train-over-its-labels": ["classify", "train", "labels.tsv", "-o", "labels.tsv", "--force"],
+    "classify-train-over-a-store-its-labels-name": ["classify", "train", "labels.tsv", "-o", "a.h5", "--force"],
     "ablate-over-its-data-file": ["ablate", "--data", "texts.tsv", "--heads", "L1H1", "-o", "texts.tsv", "--force"],
     "ablate-combine-over-a-shard": ["ablate", "--combine", "a.h5", "b.h5", "-o", "link-to-b.h5", "--force"],
 }

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, Optional
 
 import typer
@@ -182,4 +183,12 @@ def train(
         emit(res.tables, out_fmt)
         info(f"wrote {res.path}: validation macro-F1 {res.scores['macro_f1']:.3f}, accuracy {res.scores['accuracy']:.3f} (epoch {res.best_epoch})")
 
-    c.run("classify train", body, quiet=quiet, verbose=verbose, debug=debug, inputs=labels or [], outputs=[output])
+    c.run("classify train", body, quiet=quiet, verbose=verbose, debug=debug, inputs=_labels_and_their_stores(labels or []), outputs=[output])
+
+
+def _labels_and_their_stores(labels: list[str]) -> Iterator[str]:
+    """The label files and the stores they refer to, read lazily: inside run(), where a bad file is one error line."""
+    yield from labels
+    from bertsecrets_cli.jobs.labels import stores_named
+
+    yield from stores_named(labels)
