@@ -51,10 +51,13 @@ def commands() -> list[tuple[int, str]]:
     lines = README.read_text().splitlines()
     lang = None
     cur, start = "", 0
+    indent = 0
     for n, ln in enumerate(lines, 1):
-        if ln.startswith("```"):
-            lang = None if lang is not None else (ln[3:].strip() or "text")
+        if ln.lstrip().startswith("```"):  # fences may be indented inside a list item
+            lang = None if lang is not None else (ln.strip()[3:].strip() or "text")
+            indent = len(ln) - len(ln.lstrip())
             continue
+        ln = ln[indent:] if ln[:indent].isspace() else ln
         if lang not in ("bash", "console"):
             continue
         if lang == "console":

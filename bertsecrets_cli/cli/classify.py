@@ -60,6 +60,8 @@ def run(
     features: Annotated[bool, typer.Option("--features", help="Also print attention to [CLS], [SEP], punctuation and negation words per layer and head (paper sec. 4.4).")] = False,
     device: c.DeviceOpt = "auto",
     shard: c.ShardOpt = None,
+    part_size: c.PartSizeOpt = 4096,
+    resume: c.ResumeOpt = False,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     no_validate: c.NoValidateOpt = False,
@@ -79,7 +81,8 @@ def run(
         from bertsecrets_cli.cli.spool import input_path, output_path
 
         opts = ClassifyOptions(classifier=classifier, device=device, force=force or output == "-",
-                               locking=False if no_locking else None, quiet=quiet, shard=shard)
+                               locking=False if no_locking else None, quiet=quiet, shard=shard,
+                               part_size=0 if output == "-" else part_size, resume=resume)
         with input_path(store) as src:
             name = "stdin" if store == "-" else store
             if output is None:

@@ -37,6 +37,7 @@ IdColOpt = Annotated[Optional[str], typer.Option("--id-column", help="Id column 
 ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Do only shard i/n of the work (0-based, contiguous ranges), e.g. 0/4; "
                                                "'auto' reads RANK/WORLD_SIZE or SLURM_ARRAY_TASK_ID/_MIN/_COUNT (extract reads them even without it). "
                                                "Join the shard stores with 'bertsecrets merge'.")]
+PartSizeOpt = Annotated[int, typer.Option("--part-size", help="Examples per resumable part: a stopped run keeps its finished parts for --resume.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same options.")]
 NoValidateOpt = Annotated[bool, typer.Option("--no-validate", help="Trust the input stores: skip the check that they hold every part their kind needs and that attention is finite, in [0, 1] and sums to 1 per row (check always does it).",
                                              envvar="BERTSECRETS_NO_VALIDATE", show_envvar=False)]

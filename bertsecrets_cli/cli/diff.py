@@ -17,6 +17,8 @@ def diff(
     padded: Annotated[bool, typer.Option("--padded", help="The authors' variant: cosine of maps zero-padded to a 200x200 canvas (maps longer than it are cut) instead of maps cropped to the real length.")] = False,
     canvas: Annotated[int, typer.Option("--canvas", help="Canvas size for --padded.")] = 200,
     shard: c.ShardOpt = None,
+    part_size: c.PartSizeOpt = 4096,
+    resume: c.ResumeOpt = False,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     no_validate: c.NoValidateOpt = False,
@@ -29,8 +31,6 @@ def diff(
     """Compare the attention of two stores on the same examples, head by head (the paper's Fig. 5).
 
     Pairs examples by id and requires identical tokens. Per head: mean cosine similarity of A's and B's maps (cropped to the real length) and mean Jensen-Shannon divergence of their rows; per-layer means and the most changed heads. Every per-head quantity both stores hold is compared too (B - A, stored as delta_NAME).
-
-    Example: bertsecrets diff pre.h5 ft.h5 -o diff.h5, then bertsecrets plot diff.h5
     """
     out_fmt = c.check_format(fmt, table)
     if store_a == "-" and store_b == "-":
@@ -43,7 +43,8 @@ def diff(
         from bertsecrets_cli.cli.spool import input_path, output_path
 
         opts = DiffOptions(padded=padded, canvas=canvas, top=top, force=force or output == "-",
-                           locking=False if no_locking else None, quiet=quiet, shard=shard)
+                           locking=False if no_locking else None, quiet=quiet, shard=shard,
+                           part_size=0 if output == "-" else part_size, resume=resume)
         with input_path(store_a) as pa, input_path(store_b) as pb:
             if output is None:
                 res = run_diff(pa, pb, None, opts, names=(store_a, store_b))
