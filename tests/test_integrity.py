@@ -391,3 +391,14 @@ def test_a_library_warning_becomes_a_note_shown_only_with_verbose(demo_store: Pa
     assert res.exit_code == 0 and "Warning" not in res.stderr, res.stderr
     res = invoke("show", str(demo_store), "-v")
     assert "note: RuntimeWarning: Mean of empty slice" in res.stderr
+
+
+@pytest.mark.parametrize("sets", [["--heads", "L1H1"], ["--layers", "L2"]])
+def test_check_passes_real_ablation_stores_and_refuses_them_without_their_variants(sets: list[str], tiny_model_factory, tmp_path: Path) -> None:
+    """An ablation of whole layers only has no heads/ group: check must still pass it (and refuse a missing part)."""
+    out = tmp_path / "abl.h5"
+    res = invoke("ablate", "-m", str(tiny_model_factory("bert", classifier=True)), *sets, "-n", "4", "--bootstrap", "0", "--device", "cpu", "-q", "-o", str(out))
+    assert res.exit_code == 0, res.stderr
+    assert invoke("check", str(out)).exit_code == 0
+    bad = _strip_part(out, tmp_path / "bad.h5", "ablation/variants/disabled")
+    one_line_error(invoke("check", str(bad)), STORE, "ablation/variants/disabled", last=True)
