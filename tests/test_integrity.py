@@ -122,6 +122,10 @@ CLOBBER_CASES: dict[str, list[str]] = {
     "classify-train-over-a-store-its-labels-name": ["classify", "train", "labels.tsv", "-o", "a.h5", "--force"],
     "ablate-over-its-data-file": ["ablate", "--data", "texts.tsv", "--heads", "L1H1", "-o", "texts.tsv", "--force"],
     "ablate-combine-over-a-shard": ["ablate", "--combine", "a.h5", "b.h5", "-o", "link-to-b.h5", "--force"],
+    "words-over-its-store": ["words", "a.h5", "-o", "hard-a.h5", "--force"],
+    "cluster-figure-over-its-store": ["cluster", "a.h5", "-o", "out/c.h5", "--figure", "./a.h5", "--force"],
+    "coref-over-its-chains": ["coref", "x.conllu", "-o", "x.conllu", "--force"],
+    "probe-over-its-test-file": ["probe", "--train", "x.conllu", "--test", "out/x.conllu", "-o", "out/x.conllu", "--force"],
 }
 
 
@@ -402,3 +406,13 @@ def test_check_passes_real_ablation_stores_and_refuses_them_without_their_varian
     assert invoke("check", str(out)).exit_code == 0
     bad = _strip_part(out, tmp_path / "bad.h5", "ablation/variants/disabled")
     one_line_error(invoke("check", str(bad)), STORE, "ablation/variants/disabled", last=True)
+
+
+@covers("words", "--no-validate")
+def test_words_refuses_values_that_are_not_attention_unless_told_not_to_validate(damaged: dict[str, Path], tmp_path: Path) -> None:
+    bad, out = damaged["unnormalised"], tmp_path / "w.h5"
+    one_line_error(invoke("words", str(bad), "-o", str(out)), STORE, str(bad), "do not sum to 1", last=True)
+    assert not out.exists()
+    res = invoke("words", str(bad), "-o", str(out), "--no-validate", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert out.exists()
