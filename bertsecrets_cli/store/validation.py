@@ -3,7 +3,7 @@
 Readers check the parts a kind requires when they open a store (a missing one is one line naming it,
 never a KeyError later), and every block of attention as it is decoded (no second pass): finite, not
 negative, every row summing to 1 within what the stored encoding can lose. ``--no-validate`` (or
-BERTSECRETS_NO_VALIDATE=1) skips the value check; ``check`` always does it.
+BERTSECRETS_NO_VALIDATE=1) skips both; ``check`` always does both, and requires every part of ``REQUIRED``.
 """
 
 from __future__ import annotations
