@@ -108,7 +108,7 @@ def summary_table(heads: dict[str, np.ndarray], n_layers: int, context: str = ""
     empty = [k for k in names if all(mean_of_finite(heads[f"stat_{k}"][layer]) is None for layer in range(n_layers))]
     if empty:
         why = {"punct": "no example has a punctuation token", "prev": "every example is one token long", "next": "every example is one token long"}
-        t.caption = f"{t.caption}; blank: " + "; ".join(f"{k}: {why.get(k, 'no example has one')}" for k in empty)
+        t.caption = f"{t.caption}; blank: " + "; ".join(f"{STAT_COLUMNS[k]}: {why.get(k, 'no example has one')}" for k in empty)
     return t
 
 
