@@ -16,6 +16,8 @@ from bertsecrets_cli.cli.finetune import finetune
 from bertsecrets_cli.cli.merge import merge
 from bertsecrets_cli.cli.reproduce import reproduce
 from bertsecrets_cli.cli.framenet import framenet
+from bertsecrets_cli.cli.view import view
+from bertsecrets_cli.cli import common as c
 
 app = typer.Typer(
     name="bertsecrets",
@@ -50,6 +52,8 @@ app.command("plot")(plot)
 app.command("show")(show)
 app.command("framenet")(framenet)
 app.command("ablate")(ablate)
+app.command("view", epilog=c.examples("bertsecrets view pre.h5 -o view.html",
+                                      "bertsecrets view ft.h5 --patterns ft.pat.h5 --diff diff.h5 --ablation abl.h5 --sample -n 16 -o view.html"))(view)
 app.add_typer(classify_app, name="classify")
 
 

@@ -172,6 +172,27 @@ class Store:
         raw = self.h5[S.ATTENTION_MAPS][off : off + L * H * T * T]
         return self._decode_values(raw).reshape(L, H, T, T)
 
+    def map_names(self) -> list[str]:
+        """The per-example [L, H, T, T] arrays this store holds: 'attention' (the maps), then any other flat
+        dataset under attention/ laid out like them (same offsets), so a viewer can show kinds added later."""
+        if S.ATTENTION_MAPS not in self.h5:
+            return []
+        g = self.h5[S.G_ATTENTION]
+        n = g["maps"].shape[0]
+        return ["attention"] + sorted(k for k in g if k != "maps" and getattr(g[k], "shape", None) == (n,))
+
+    def maps(self, i: int, name: str = "attention") -> np.ndarray:
+        """Example ``i``'s map array ``name`` (one of ``map_names``), float32 [layers, heads, T, T]."""
+        if name == "attention":
+            return self.attention(i)
+        if name not in self.map_names():
+            raise InputError(f"{self.path}: holds no maps named {name!r} (it has: {', '.join(self.map_names()) or 'none'})")
+        self._check_index(i)
+        L, H = self.n_layers, self.n_heads
+        T = int(self.h5["examples/length"][i])
+        off = int(self.h5["examples/attention_offset"][i])
+        return self.h5[S.G_ATTENTION][name][off : off + L * H * T * T].astype(np.float32).reshape(L, H, T, T)
+
     def iter_attention(self, indices: list[int] | None = None, block_values: int = 1 << 23) -> Iterator[tuple[int, np.ndarray]]:
         """Stream (index, attention [L, H, T, T]) in store order, reading contiguous blocks.
 

@@ -1,0 +1,213 @@
+"""``view``: one self-contained HTML page of a store's attention (head view, model view, per-head grids).
+
+The page must open from disk, offline, anywhere: data and code are inline. Only the chosen examples go in,
+their maps as little-endian float16 (or uint8 = round(p * 255)) packed in base64, one string per example so
+the page decodes an example only when it is shown. Per-head results of a patterns, diff or ablation store
+(anything under their /heads) become heat grids whose cells select that head.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertsecrets_cli.errors import InputError, OutputError
+
+DEFAULT_EXAMPLES = 8
+ENCODINGS = ("float16", "uint8")
+
+
+@dataclass
+class ViewOptions:
+    patterns: str | None = None
+    diff: str | None = None
+    ablation: str | None = None
+    examples: tuple[str, ...] = ()  # ids or 0-based indices; empty: the first `limit` (or a seeded sample)
+    limit: int | None = None  # None: DEFAULT_EXAMPLES
+    sample: bool = False
+    seed: int = 0
+    quantity: str = "attention"  # which maps of the store (Store.map_names)
+    encoding: str = "float16"
+    title: str | None = None
+    force: bool = False
+    locking: bool | None = None
+
+
+@dataclass
+class ViewResult:
+    path: Path
+    size_bytes: int
+    n_examples: int
+    indices: list[int] = field(default_factory=list)
+    head_grids: list[str] = field(default_factory=list)
+
+
+def select_examples(ids: list[str], wanted: tuple[str, ...], limit: int | None, sample: bool, seed: int, name: str) -> list[int]:
+    """Indices of the examples to show: each of ``wanted`` is an id, else a 0-based index; else the first or a seeded sample."""
+    n = len(ids)
+    if wanted:
+        by_id = {x: i for i, x in enumerate(ids)}
+        out: list[int] = []
+        for w in wanted:
+            if w in by_id:
+                i = by_id[w]
+            elif w.lstrip("-").isdigit():
+                i = int(w)
+                if not 0 <= i < n:
+                    raise InputError(f"{name}: --examples {w}: index out of range (the store holds {n} examples, numbered from 0)")
+            else:
+                raise InputError(f"{name}: --examples {w}: no example with this id (ids look like {ids[0]!r})" if ids else f"{name}: holds no examples")
+            if i not in out:
+                out.append(i)
+        return out
+    k = DEFAULT_EXAMPLES if limit is None else limit
+    if k < 1:
+        raise InputError(f"--limit {k}: must be at least 1")
+    k = min(k, n)
+    if sample:
+        return sorted(int(i) for i in np.random.default_rng(seed).choice(n, size=k, replace=False))
+    return list(range(k))
+
+
+def word_index(text: list[str], special: np.ndarray, type_ids: np.ndarray, offsets: np.ndarray) -> list[int]:
+    """Word of each token: a token continues the previous one's word when its characters follow on directly
+    (same segment, neither special); tokenizer-agnostic, from the stored character offsets."""
+    words: list[int] = []
+    w = -1
+    for t in range(len(text)):
+        cont = (t > 0 and not special[t] and not special[t - 1] and type_ids[t] == type_ids[t - 1]
+                and int(offsets[t][0]) == int(offsets[t - 1][1]) and int(offsets[t][1]) > int(offsets[t][0]))
+        if not cont:
+            w += 1
+        words.append(w)
+    return words
+
+
+def pack_maps(maps: np.ndarray, encoding: str) -> str:
+    """[L, H, T, T] float maps as base64 of little-endian float16, or of uint8 round(p * 255)."""
+    if encoding == "uint8":
+        raw = np.clip(np.rint(maps * 255.0), 0, 255).astype(np.uint8)
+    else:
+        raw = maps.astype("<f2")
+    return base64.b64encode(np.ascontiguousarray(raw).tobytes()).decode("ascii")
+
+
+def _grid(values: np.ndarray) -> list[list[float | None]]:
+    return [[None if not math.isfinite(float(v)) else round(float(v), 6) for v in row] for row in np.asarray(values, float)]
+
+
+def _names(v: Any) -> list[str]:
+    """label_names as stored: a list, a JSON list, or empty."""
+    import json
+
+    if isinstance(v, str):
+        try:
+            v = json.loads(v) if v.startswith("[") else [x for x in v.split(",") if x]
+        except ValueError:
+            return []
+    return [str(x) for x in v] if isinstance(v, (list, tuple)) else []
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def _side_store(path: str, kind: str, ids: list[str], chosen_ids: list[str], L: int, H: int, locking: bool | None) -> dict[str, Any]:
+    """Per-head grids of a patterns/diff/ablation store, and its per-example rows for the chosen examples when it has them."""
+    from bertsecrets_cli.store import open_store
+    from bertsecrets_cli.store.reader import read_patterns
+
+    with open_store(path, kind=kind, locking=locking) as st:
+        if (st.n_layers, st.n_heads) != (L, H):
+            raise InputError(f"{path}: has {st.n_layers} x {st.n_heads} heads; the attention store has {L} x {H}")
+        side: dict[str, Any] = {"kind": kind, "store": Path(path).name, "grids": [], "per_example": {}}
+        for name, hq in sorted(st.heads().items()):
+            grid: dict[str, Any] = {"source": kind, "name": name, "description": hq.description, "values": _grid(hq.values)}
+            side["grids"].append(grid)
+        side_ids = st.example_ids() if st.has("examples/id") else []
+        pos = {x: i for i, x in enumerate(side_ids)}
+        rows = [pos.get(x) for x in chosen_ids]
+        if kind == "patterns" and st.has("patterns/labels"):
+            pm = read_patterns(st)
+            side["class_names"] = pm.class_names
+            for g in side["grids"]:
+                if g["name"] == "pattern_majority":
+                    g["categories"] = pm.class_names
+            side["per_example"]["pattern"] = [None if r is None else pm.labels[r].astype(int).tolist() for r in rows]
+        if kind == "diff" and st.has("per_example/cosine"):
+            cos = st.array("per_example/cosine")
+            side["per_example"]["cosine"] = [None if r is None else _grid(cos[r]) for r in rows]
+        side["matched"] = sum(r is not None for r in rows)
+        return side
+
+
+def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str | None = None) -> ViewResult:
+    """Write the HTML view of ``store`` to ``out`` (atomically) and return its size."""
+    from bertsecrets_cli import __version__
+    from bertsecrets_cli.render.html import render_view
+    from bertsecrets_cli.store import open_store
+    from bertsecrets_cli.store.writer import check_output_path
+
+    if opts.encoding not in ENCODINGS:
+        raise InputError(f"--encoding {opts.encoding}: choose one of {', '.join(ENCODINGS)}")
+    out = Path(out)
+    inputs = [Path(store)] + [Path(p) for p in (opts.patterns, opts.diff, opts.ablation) if p]
+    for p in inputs:
+        if _same_path(out, p):
+            raise OutputError(f"{out}: is one of the inputs; give another output name")
+    check_output_path(out, force=opts.force, what="HTML view")
+    name = name or str(store)
+    with open_store(store, kind="attention", locking=opts.locking) as st:
+        if opts.quantity not in st.map_names():
+            raise InputError(f"{name}: --quantity {opts.quantity}: no such maps (the store has: {', '.join(st.map_names())})")
+        ids = st.example_ids()
+        chosen = select_examples(ids, opts.examples, opts.limit, opts.sample, opts.seed, name)
+        L, H = st.n_layers, st.n_heads
+        model = st.model_attrs()
+        labels = st.array("examples/label") if st.has("examples/label") else np.full(len(ids), np.nan)
+        text_a = st.strings("examples/text_a") if st.has("examples/text_a") else [""] * len(ids)
+        text_b = st.strings("examples/text_b") if st.has("examples/text_b") else [""] * len(ids)
+        label_names = _names(model.get("label_names"))
+        examples: list[dict[str, Any]] = []
+        for i in chosen:
+            tok = st.tokens(i)
+            maps = st.maps(i, opts.quantity)
+            lab = float(labels[i])
+            examples.append({
+                "index": i, "id": ids[i], "text_a": text_a[i], "text_b": text_b[i],
+                "label": None if not math.isfinite(lab) else (label_names[int(lab)] if label_names and lab.is_integer() and 0 <= lab < len(label_names) else lab),
+                "tokens": tok.text, "special": tok.special.astype(int).tolist(), "segment": tok.type_ids.astype(int).tolist(),
+                "words": word_index(tok.text, tok.special, tok.type_ids, tok.offsets), "maps": pack_maps(maps, opts.encoding),
+            })
+        grids = [{"source": "attention", "name": n, "description": hq.description, "values": _grid(hq.values)} for n, hq in sorted(st.heads().items())]
+        chosen_ids = [ids[i] for i in chosen]
+        prov = st.provenance()
+    sides = []
+    for path, kind in ((opts.patterns, "patterns"), (opts.diff, "diff"), (opts.ablation, "ablation")):
+        if path:
+            sides.append(_side_store(path, kind, ids, chosen_ids, L, H, opts.locking))
+    per_example: dict[str, Any] = {}
+    class_names: list[str] = []
+    for s in sides:
+        grids += s["grids"]
+        per_example.update(s["per_example"])
+        class_names = s.get("class_names", class_names)
+    payload = {
+        "title": opts.title or f"{Path(name).name}: attention of {model.get('name') or 'the model'}",
+        "store": Path(name).name, "model": str(model.get("name", "")), "layers": L, "heads": H,
+        "quantity": opts.quantity, "encoding": opts.encoding, "task": str(prov.get("task", "")),
+        "n_store_examples": len(ids), "examples": examples, "grids": grids, "per_example": per_example,
+        "class_names": class_names, "sides": [{"kind": s["kind"], "store": s["store"], "matched": s["matched"]} for s in sides],
+        "tool": f"bertsecrets {__version__}",
+    }
+    size = render_view(payload, out)
+    return ViewResult(out, size, len(examples), chosen, [f"{g['source']}:{g['name']}" for g in grids])
