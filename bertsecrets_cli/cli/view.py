@@ -37,7 +37,7 @@ def view(
 
     def body() -> None:
         from bertsecrets_cli.jobs.view import ViewOptions, run_view
-        from bertsecrets_cli.render.console import info
+        from bertsecrets_cli.render.console import debug as note, info
         from bertsecrets_cli.render.html import human_size
         from bertsecrets_cli.store.spool import input_path
 
@@ -46,6 +46,7 @@ def view(
                            quantity=quantity, encoding=encoding, title=title, force=force, locking=False if no_locking else None)
         with input_path(store) as path:
             res = run_view(path, output, opts, name=store)
+        note(f"examples shown (0-based store indices): {', '.join(map(str, res.indices))}; per-head grids: {', '.join(res.head_grids) or 'none'}")
         info(f"wrote {output}: {res.n_examples} example(s), {len(res.head_grids)} per-head grid(s), {human_size(res.size_bytes)} ({res.size_bytes:,} bytes)")
 
     c.run("view", body, quiet=quiet, verbose=verbose, debug=debug)

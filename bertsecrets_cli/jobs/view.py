@@ -99,7 +99,7 @@ def pack_maps(maps: np.ndarray, encoding: str) -> str:
 
 
 def _grid(values: np.ndarray) -> list[list[float | None]]:
-    return [[None if not math.isfinite(float(v)) else round(float(v), 6) for v in row] for row in np.asarray(values, float)]
+    return [[None if not math.isfinite(float(v)) else float(f"{float(v):.6g}") for v in row] for row in np.asarray(values, float)]
 
 
 def _names(v: Any) -> list[str]:
