@@ -1,0 +1,221 @@
+"""The view in a real browser: headless Chromium (Debian's package, never a download) opens the page from disk,
+logs no console error, redraws other lines when layer and head change, draws the selected head's strongest
+link where a screenshot shows it, and renders a 512-token input."""
+
+from __future__ import annotations
+
+import colorsys
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+from view_page import maps, payload, read_png
+
+from bertsecrets_cli.cli.app import app
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path() -> str | None:
+    """BERTSECRETS_CHROMIUM, else the distribution's chromium on PATH or in /usr/bin."""
+    for c in (os.environ.get("BERTSECRETS_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium"):
+        if c and Path(c).is_file() and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+pytestmark = pytest.mark.skipif(chromium_path() is None, reason="no Chromium on this machine (apt-get install -y chromium; .ci/run does); "
+                                "the browser tests need it and never download one")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module, with a fresh profile folder and the network features off."""
+    from playwright.sync_api import sync_playwright
+
+    profile = tempfile.mkdtemp(prefix="bertsecrets-chromium-")
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(profile, executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS,
+                                                   viewport={"width": 1400, "height": 1800}, device_scale_factor=1, offline=True)
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+class Opened:
+    """A page opened from disk, with every console error and uncaught exception it produced."""
+
+    def __init__(self, ctx: Any, path: Path) -> None:
+        self.page = ctx.new_page()
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.goto(path.resolve().as_uri())
+        self.page.wait_for_function("window.bertsecretsView && window.bertsecretsView.ready", timeout=60_000)
+
+    def state(self) -> dict[str, Any]:
+        return self.page.evaluate("window.bertsecretsView.state()")
+
+    def layout(self) -> dict[str, Any]:
+        return self.page.evaluate("window.bertsecretsView.layout()")
+
+    def close(self) -> None:
+        self.page.close()
+
+
+def write_view(store: Path, out: Path, *args: str) -> Path:
+    res = CliRunner().invoke(app, ["view", str(store), "-o", str(out), "-q", *args])
+    assert res.exit_code == 0, res.stderr
+    return out
+
+
+def strongest(att: np.ndarray) -> tuple[int, int, float]:
+    q, k = np.unravel_index(int(np.argmax(att)), att.shape)
+    return int(q), int(k), float(att[q, k])
+
+
+def word_maps(att: np.ndarray, words: list[int]) -> np.ndarray:
+    """Word-level attention as the page computes it: mean over a word's query pieces, sum over its key pieces."""
+    w = np.asarray(words)
+    W = int(w.max()) + 1
+    onehot = np.eye(W)[w]  # [T, W]
+    return (onehot / onehot.sum(0)).T @ att @ onehot
+
+
+def test_page_opens_without_errors_and_layer_head_units_and_hover_redraw_it(browser: Any, demo_store: Path, tmp_path: Path) -> None:
+    out = write_view(demo_store, tmp_path / "view.html", "-n", "4")
+    page_data = payload(out)
+    att = maps(page_data, 0)
+    v = Opened(browser, out)
+    try:
+        s0 = v.state()
+        assert (s0["layer"], s0["head"], s0["n"]) == (0, 0, len(page_data["examples"][0]["tokens"]))
+        q, k, p = strongest(att[0, 0])
+        assert (s0["drawn"]["strongest"]["q"], s0["drawn"]["strongest"]["k"]) == (q, k) and abs(s0["drawn"]["strongest"]["p"] - p) < 1e-6
+        assert s0["drawn"]["lines"] == int((att[0, 0] >= 0.02).sum())
+
+        v.page.select_option("#layer", "3")
+        v.page.select_option("#head", "4")
+        s1 = v.state()
+        assert (s1["layer"], s1["head"]) == (3, 4)
+        assert s1["drawn"]["digest"] != s0["drawn"]["digest"] and s1["drawn"]["lines"] == int((att[3, 4] >= 0.02).sum())
+        q, k, p = strongest(att[3, 4])
+        assert (s1["drawn"]["strongest"]["q"], s1["drawn"]["strongest"]["k"]) == (q, k)
+
+        # a model-view map and a per-head grid cell select their head
+        v.page.locator("#modelgrid canvas").nth(1 * page_data["heads"] + 7).click()
+        assert (v.state()["layer"], v.state()["head"]) == (1, 7)
+        box = v.page.locator("#headgrid-canvas").bounding_box()
+        v.page.mouse.click(box["x"] + 30 + 2 * 44 + 20, box["y"] + 18 + 5 * 22 + 11)  # cell L6H3 (left/top margins 30/18, cells 44x22)
+        assert (v.state()["layer"], v.state()["head"]) == (5, 2)
+
+        # hovering a query token keeps only its links
+        lay = v.layout()
+        v.page.evaluate("window.scrollTo(0, 0)")
+        v.page.mouse.move(lay["left"] + lay["x0"] - 12, lay["top"] + lay["rowTop"] + 4 * lay["rowH"] + lay["rowH"] / 2)
+        s2 = v.state()
+        assert s2["drawn"]["strongest"]["q"] == 4 and s2["drawn"]["lines"] == int((att[5, 2, 4] >= 0.02).sum())
+        v.page.mouse.move(5, 5)
+        assert v.state()["drawn"]["lines"] == int((att[5, 2] >= 0.02).sum())
+
+        # words: pieces joined, attention aggregated as the paper says
+        v.page.select_option("#units", "words")
+        s3 = v.state()
+        wm = word_maps(att[5, 2], page_data["examples"][0]["words"])
+        assert s3["n"] == wm.shape[0] < len(page_data["examples"][0]["tokens"])
+        q, k, p = strongest(wm)
+        assert (s3["drawn"]["strongest"]["q"], s3["drawn"]["strongest"]["k"]) == (q, k) and abs(s3["drawn"]["strongest"]["p"] - p) < 1e-4
+
+        # another example, and "all heads"
+        v.page.select_option("#example", "2")
+        v.page.select_option("#head", "-1")
+        s4 = v.state()
+        assert s4["index"] == page_data["examples"][2]["index"] and s4["drawn"]["heads"] == page_data["heads"]
+        assert v.errors == [], v.errors
+        assert all(u.startswith("file://") for u in v.requests), v.requests  # nothing fetched from anywhere else
+    finally:
+        v.close()
+
+
+def _rgb(hue_deg: float, s: float = 0.68, lightness: float = 0.42) -> np.ndarray:
+    return np.array(colorsys.hls_to_rgb(hue_deg / 360, lightness, s)) * 255
+
+
+def test_screenshot_shows_the_selected_heads_strongest_link_and_nothing_where_no_link_goes(browser: Any, demo_store: Path, tmp_path: Path) -> None:
+    out = write_view(demo_store, tmp_path / "view.html", "--examples", "1")
+    data = payload(out)
+    L, H = data["layers"], data["heads"]
+    layer, head = 2, 9
+    att = maps(data, 0)[layer, head]
+    q, k, p = strongest(att)
+    v = Opened(browser, out.with_name("view.html"))
+    try:
+        v.page.goto(out.resolve().as_uri() + f"#ex={data['examples'][0]['index']}&layer={layer + 1}&head={head + 1}")
+        v.page.reload()
+        v.page.wait_for_function("window.bertsecretsView && window.bertsecretsView.ready")
+        assert (v.state()["layer"], v.state()["head"]) == (layer, head)  # the address selects the head
+        lay = v.layout()
+        n, row = lay["n"], lay["rowH"]
+
+        def y(t: int) -> float:
+            return lay["top"] + lay["rowTop"] + t * row + row / 2
+
+        v.page.mouse.move(lay["left"] + lay["x0"] - 12, y(q))  # only the strongest link's query row is drawn
+        assert v.state()["drawn"]["strongest"]["k"] == k
+        shot = tmp_path / "headview.png"
+        v.page.screenshot(path=str(shot), clip={"x": lay["left"], "y": lay["top"], "width": lay["width"], "height": lay["height"]})
+        img = read_png(shot).astype(float)
+        assert img.shape[:2] == (int(lay["height"]), int(lay["width"]))
+        assert img.std() > 10 and (img.mean(-1) < 200).mean() > 0.01  # not blank: text and lines
+
+        def patch(px: float, py: float) -> np.ndarray:
+            x, yy = int(round(px - lay["left"])), int(round(py - lay["top"]))
+            return img[yy - 1 : yy + 2, x - 1 : x + 2].reshape(-1, 3)
+
+        xm = lay["left"] + (lay["x0"] + lay["x1"]) / 2
+        colour = _rgb(head * 360 / H)
+        alpha = (np.floor(p * 20) + 0.5) / 20
+        mid = patch(xm, (y(q) + y(k)) / 2)
+        darkest = mid[np.argmin(mid.sum(1))]
+        expected = 255 * (1 - alpha) + colour * alpha
+        assert np.abs(darkest - expected).max() < 40, (darkest, expected)  # the head's colour at the link's opacity
+        # where no line of row q can pass: the midline beyond every (y(q) + y(t)) / 2
+        far = y(n - 1) + row / 2 - 2 if q < n / 2 else y(0) - row / 2 + 2
+        assert patch(xm, far).min() > 245, patch(xm, far)
+        assert v.errors == [], v.errors
+    finally:
+        v.close()
+
+
+def test_a_512_token_input_renders_on_canvas(browser: Any, tmp_path: Path) -> None:
+    from bertsecrets_cli.jobs.extract import DataOptions, ExtractOptions, run_extract
+
+    words = " ".join(f"the reviewer number {i} found the film long but rather moving" for i in range(80))
+    data = tmp_path / "long.jsonl"
+    data.write_text('{"id": "long-0", "text_a": "%s", "label": 1}\n' % words)
+    store = tmp_path / "long.h5"
+    run_extract(ExtractOptions(data=DataOptions(task="sst2", data=str(data)), max_length=512, device="cpu", quiet=True), store, command="test")
+    out = write_view(store, tmp_path / "long.html", "--encoding", "uint8")
+    v = Opened(browser, out)
+    try:
+        s = v.state()
+        assert s["n"] == 512 and s["drawn"]["lines"] > 0
+        assert v.page.locator("canvas").count() < 100  # canvases, not a DOM node per token or link
+        v.page.select_option("#head", "6")
+        assert v.state()["drawn"]["digest"] != s["drawn"]["digest"]
+        timings = v.page.evaluate("window.bertsecretsView.timings")
+        print(f"\n512 tokens: ready after {timings['ready_ms']:.0f} ms, model view {timings['model_view_ms']:.0f} ms, head switch {timings['last_draw_ms']:.0f} ms")
+        assert v.errors == [], v.errors
+    finally:
+        v.close()
