@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from view_page import payload
+
 from bertsecrets_cli.cli.app import app
 from bertsecrets_cli.jobs.check import check_store
 
@@ -36,6 +38,16 @@ def test_reduced_reproduce_writes_index_tables_figures_and_valid_stores(tmp_path
     for link in re.findall(r"\]\((figures/[^)]+)\)", index):
         assert (out / link).exists(), link
     assert json.loads((out / "tables" / "comparison.json").read_text())
+    # index.html: the same content as HTML, its figures, and a self-contained view per task with the other stores' grids
+    page = (out / "index.html").read_text()
+    assert "headline numbers next to ours" in page and "<table>" in page
+    for src in re.findall(r'<img alt="[^"]*" src="([^"]+)">', page):
+        assert (out / src).exists(), src
+    assert len(re.findall(r'<img ', page)) == len(re.findall(r"!\[", index))
+    for t in ("sst2", "stsb"):
+        assert f'src="views/{t}.html"' in page
+        view = payload(out / "views" / f"{t}.html")
+        assert len(view["examples"]) == 4 and {"patterns", "diff", "ablation"} <= {g["source"] for g in view["grids"]}
     # an existing folder is refused without --resume; with it, finished steps are skipped
     again = runner.invoke(app, args)
     assert again.exit_code == 6 and "--resume" in again.stderr
