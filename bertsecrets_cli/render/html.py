@@ -23,7 +23,7 @@ def asset(name: str) -> str:
 
 
 def human_size(n: int) -> str:
-    for unit, k in (("MB", 1 << 20), ("kB", 1 << 10)):
+    for unit, k in (("MB", 1_000_000), ("kB", 1_000)):
         if n >= k:
             return f"{n / k:.2f} {unit}"
     return f"{n} B"
