@@ -148,6 +148,23 @@ def test_page_opens_without_errors_and_layer_head_units_and_hover_redraw_it(brow
         v.close()
 
 
+def test_links_between_the_sentences_of_a_pair(browser: Any, demo_pair_store: Path, tmp_path: Path) -> None:
+    out = write_view(demo_pair_store, tmp_path / "pair.html", "-n", "1")
+    data = payload(out)
+    att, seg = maps(data, 0)[4, 1], np.asarray(data["examples"][0]["segment"])
+    v = Opened(browser, out)
+    try:
+        v.page.select_option("#layer", "4")
+        v.page.select_option("#head", "1")
+        for mode, rows, cols in (("ab", seg == 0, seg == 1), ("ba", seg == 1, seg == 0), ("within", None, None)):
+            v.page.select_option("#links", mode)
+            want = (att >= 0.02) & (seg[:, None] == seg[None, :]) if rows is None else (att >= 0.02) & rows[:, None] & cols[None, :]
+            assert v.state()["drawn"]["lines"] == int(want.sum()) > 0, mode
+        assert v.errors == [], v.errors
+    finally:
+        v.close()
+
+
 def _rgb(hue_deg: float, s: float = 0.68, lightness: float = 0.42) -> np.ndarray:
     return np.array(colorsys.hls_to_rgb(hue_deg / 360, lightness, s)) * 255
 

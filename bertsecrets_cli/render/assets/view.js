@@ -8,7 +8,7 @@
   var D = JSON.parse(document.getElementById("bertsecrets-data").textContent);
   var L = D.layers, H = D.heads;
   var timings = { parse_ms: performance.now() - t0 };
-  var S = { ex: 0, layer: 0, head: 0, units: "tokens", hover: null, grid: 0 };
+  var S = { ex: 0, layer: 0, head: 0, units: "tokens", links: "all", hover: null, grid: 0 };
   var cache = [];  // [{key, value}] most recent last
   var drawn = null, lay = null;
   var PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
@@ -84,11 +84,11 @@
   function current() {
     var ex = D.examples[S.ex];
     if (S.units === "words") {
-      var labels = wordLabels(ex), sp = [];
-      for (var t = 0; t < ex.tokens.length; t++) if (sp.length === ex.words[t]) sp.push(ex.special[t]);
-      return { n: labels.length, labels: labels, special: sp, mat: wordMaps(S.ex) };
+      var labels = wordLabels(ex), sp = [], seg = [];
+      for (var t = 0; t < ex.tokens.length; t++) if (sp.length === ex.words[t]) { sp.push(ex.special[t]); seg.push(ex.segment[t]); }
+      return { n: labels.length, labels: labels, special: sp, segment: seg, mat: wordMaps(S.ex) };
     }
-    return { n: ex.tokens.length, labels: ex.tokens, special: ex.special, mat: tokenMaps(S.ex) };
+    return { n: ex.tokens.length, labels: ex.tokens, special: ex.special, segment: ex.segment, mat: tokenMaps(S.ex) };
   }
 
   // ---------------------------------------------------------------- page skeleton
@@ -112,6 +112,8 @@
   var uLab = el("label", { text: "Units" }, controls), unitSel = el("select", { id: "units" }, uLab);
   el("option", { value: "tokens", text: "tokens" }, unitSel);
   el("option", { value: "words", text: "words (mean over query pieces, sum over key pieces)" }, unitSel);
+  var kLab = el("label", { text: "Links" }, controls), linkSel = el("select", { id: "links" }, kLab);
+  [["all", "all"], ["within", "within each sentence"], ["ab", "sentence A \u2192 B"], ["ba", "sentence B \u2192 A"]].forEach(function (o) { el("option", { value: o[0], text: o[1] }, linkSel); });
   var sentence = el("div", { id: "sentence" }, body);
   var main = el("main", {}, body);
 
@@ -196,6 +198,7 @@
         if (hover && hover.side === "q" && hover.i !== q) continue;
         for (var k = 0; k < n; k++) {
           if (hover && hover.side === "k" && hover.i !== k) continue;
+          if (S.links !== "all" && !linkShown(V.segment[q], V.segment[k])) continue;
           var p = mat[base + q * n + k];
           if (hover) weightOf[hover.side === "q" ? k : q] += p / heads.length;
           if (!(p >= THRESHOLD)) continue;
@@ -237,6 +240,9 @@
     el("small", { text: (S.head >= 0 ? headName(S.layer, S.head) : "L" + (S.layer + 1) + ", all heads") + " \u00b7 " + n + " " + S.units + (best ? " \u00b7 strongest link " + V.labels[best.q] + " \u2192 " + V.labels[best.k] + " (" + best.p.toFixed(3) + ")" : "") }, hvTitle);
     for (var j = 0; j < H; j++) headBtns[j].className = j === S.head ? "on" : "";
     allBtn.className = "all" + (S.head < 0 ? " on" : "");
+  }
+  function linkShown(a, b) {
+    return S.links === "within" ? a === b : S.links === "ab" ? a === 0 && b === 1 : S.links === "ba" ? a === 1 && b === 0 : true;
   }
   function hoverAt(e) {
     if (!lay) return null;
@@ -397,8 +403,9 @@
     if (o.layer !== undefined) S.layer = Math.max(0, Math.min(L - 1, o.layer));
     if (o.head !== undefined) S.head = Math.max(-1, Math.min(H - 1, o.head));
     if (o.units !== undefined) S.units = o.units === "words" ? "words" : "tokens";
+    if (o.links !== undefined) S.links = o.links;
     S.hover = null;
-    exSel.value = String(S.ex); layerSel.value = String(S.layer); headSel.value = String(S.head); unitSel.value = S.units;
+    exSel.value = String(S.ex); layerSel.value = String(S.layer); headSel.value = String(S.head); unitSel.value = S.units; linkSel.value = S.links;
     var t1 = performance.now();
     if (exChanged || unitsChanged || o.force) { drawSentence(); drawModelView(); }
     else { thumbs.forEach(function (t) { var p = patternOf(t.l, t.h); t.c.style.borderColor = (t.l === S.layer && t.h === S.head) ? "#1d232b" : p !== null ? PALETTE[p % PALETTE.length] : "transparent"; }); drawZoom(); }
@@ -411,6 +418,7 @@
   layerSel.addEventListener("change", function () { select({ layer: +layerSel.value }); });
   headSel.addEventListener("change", function () { select({ head: +headSel.value }); });
   unitSel.addEventListener("change", function () { select({ units: unitSel.value }); });
+  linkSel.addEventListener("change", function () { select({ links: linkSel.value }); });
   hv.addEventListener("keydown", function (e) {
     if (e.key === "ArrowRight") select({ head: (S.head + 1) % H }); else if (e.key === "ArrowLeft") select({ head: (S.head + H - 1) % H });
     else if (e.key === "ArrowDown") select({ layer: (S.layer + 1) % L }); else if (e.key === "ArrowUp") select({ layer: (S.layer + L - 1) % L });
@@ -428,7 +436,7 @@
   timings.ready_ms = performance.now();  // since navigation start: parse, decode and first draw of every panel
   window.bertsecretsView = {
     ready: true, timings: timings, select: select,
-    state: function () { return { ex: S.ex, index: D.examples[S.ex].index, layer: S.layer, head: S.head, units: S.units, n: lay ? lay.n : 0, drawn: drawn }; },
+    state: function () { return { ex: S.ex, index: D.examples[S.ex].index, layer: S.layer, head: S.head, units: S.units, links: S.links, n: lay ? lay.n : 0, drawn: drawn }; },
     layout: function () {
       var r = hv.getBoundingClientRect();
       return { left: r.left + window.scrollX, top: r.top + window.scrollY, x0: lay.x0, x1: lay.x1, rowTop: lay.top, rowH: lay.rowH, n: lay.n, width: lay.width, height: lay.height };
