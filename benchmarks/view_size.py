@@ -75,9 +75,7 @@ def main() -> None:
                     page.wait_for_function("window.bertsecretsView && window.bertsecretsView.ready", timeout=120_000)
                     loads.append(page.evaluate("window.bertsecretsView.timings.ready_ms"))
                     if args.screenshot and n == sizes[0] and len(loads) == 1:
-                        page.set_viewport_size({"width": 1400, "height": 1250})
-                        page.evaluate("window.scrollTo(0, 0)")
-                        page.screenshot(path=args.screenshot, full_page=False)
+                        page.screenshot(path=args.screenshot, full_page=True)
                     page.close()
                     assert not errors, errors
                 print(f"{res.n_examples:>8} {res.size_bytes:>12,} {res.size_bytes / 1e6:>7.2f} {write_s:>8.2f} {min(loads):>12.0f} {statistics.median(loads):>15.0f}")

@@ -111,7 +111,7 @@
   for (var h = 0; h < H; h++) el("option", { value: String(h), text: "H" + (h + 1) }, headSel);
   var uLab = el("label", { text: "Units" }, controls), unitSel = el("select", { id: "units" }, uLab);
   el("option", { value: "tokens", text: "tokens" }, unitSel);
-  el("option", { value: "words", text: "words (mean over query pieces, sum over key pieces)" }, unitSel);
+  el("option", { value: "words", text: "words", title: "a word's attention: mean over its query pieces, sum over its key pieces" }, unitSel);
   var kLab = el("label", { text: "Links" }, controls), linkSel = el("select", { id: "links" }, kLab);
   [["all", "all"], ["within", "within each sentence"], ["ab", "sentence A \u2192 B"], ["ba", "sentence B \u2192 A"]].forEach(function (o) { el("option", { value: o[0], text: o[1] }, linkSel); });
   var sentence = el("div", { id: "sentence" }, body);
@@ -279,7 +279,7 @@
     return P && P[S.ex] ? P[S.ex][l][h] : null;
   }
   function buildGrid() {
-    var size = H <= 12 ? 52 : H <= 16 ? 40 : 28;
+    var size = H <= 12 ? 44 : H <= 16 ? 34 : 24;
     grid.style.gridTemplateColumns = "26px repeat(" + H + ", " + (size + 4) + "px)";
     el("div", { cls: "collab" }, grid);
     for (var h = 0; h < H; h++) el("div", { cls: "collab", text: "H" + (h + 1) }, grid);
