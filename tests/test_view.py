@@ -254,3 +254,20 @@ def test_token_text_cannot_close_the_script_element(demo_store: Path, tmp_path: 
     assert text.count("</script>") == 2  # the data element's and the program's own
     assert payload(out)["examples"][0]["tokens"][1] == "</script><script>alert(1)</script>"
     assert json.loads(json.dumps(payload(out)))["store"] == "hostile.h5"
+
+
+def test_index_markdown_becomes_html_with_tables_images_links_and_escaping() -> None:
+    from bertsecrets_cli.render.html import markdown_page
+
+    md = "\n".join([
+        "# Title <x>", "", "Model: **MiniLM**. Run `bertsecrets show a.h5` & see _why_.", "", "> a note", "",
+        "| finding | value |", "|---|---|", "| cosine, L1 | 0.93 |", "| a<b | 1 |", "",
+        "![cosine per head](figures/c.png)", "", "View: [views/sst2.html](views/sst2.html)",
+    ])
+    page = markdown_page(md, "T", {"View: [views/sst2.html](views/sst2.html)": '<iframe src="views/sst2.html"></iframe>'})
+    assert "<h1>Title &lt;x&gt;</h1>" in page and "<strong>MiniLM</strong>" in page and "<code>bertsecrets show a.h5</code>" in page
+    assert "&amp; see <em>why</em>" in page and "<blockquote>a note</blockquote>" in page
+    assert "<table><thead><tr><th>finding</th><th>value</th></tr></thead><tbody><tr><td>cosine, L1</td><td>0.93</td></tr>" in page
+    assert "<td>a&lt;b</td>" in page
+    assert '<img alt="cosine per head" src="figures/c.png">' in page
+    assert '<a href="views/sst2.html">views/sst2.html</a></p>\n<iframe src="views/sst2.html"></iframe>' in page
