@@ -86,6 +86,14 @@ def test_page_holds_the_first_eight_examples_decodable_to_the_store_and_states_i
     assert {"attention:stat_cls", "attention:stat_entropy"} <= {f"{g['source']}:{g['name']}" for g in page["grids"]}
 
 
+def test_dash_writes_the_page_to_stdout(demo_store: Path) -> None:
+    res = invoke("view", str(demo_store), "-n", "1", "-o", "-")
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.startswith("<!DOCTYPE html>") and res.stdout.rstrip().endswith("</html>") and "wrote stdout" in res.stderr
+    size = len(res.stdout_bytes)
+    assert f"({size:,} bytes)" in res.stdout
+
+
 @covers("view", "--examples")
 def test_examples_by_id_and_by_index_and_a_bad_one_refused(demo_store: Path, tmp_path: Path) -> None:
     with open_store(demo_store) as st:

@@ -11,7 +11,7 @@ from bertsecrets_cli.cli import common as c
 
 def view(
     store: Annotated[str, typer.Argument(help="An attention store written by extract ('-' reads stdin).")],
-    output: Annotated[str, typer.Option("--output", "-o", help="The HTML file to write (one self-contained page: opens from disk, no network).")],
+    output: Annotated[str, typer.Option("--output", "-o", help="The HTML file to write (one self-contained page: opens from disk, no network; '-' writes it to stdout).")],
     patterns: Annotated[Optional[str], typer.Option("--patterns", help="A patterns store (classify) of the same examples: pattern-type grids, and each shown map's type.")] = None,
     diff: Annotated[Optional[str], typer.Option("--diff", help="A diff store: cosine and JS divergence per head as heat grids (and per shown example).")] = None,
     ablation: Annotated[Optional[str], typer.Option("--ablation", help="An ablation store: score deltas per head as heat grids.")] = None,
@@ -39,14 +39,14 @@ def view(
         from bertsecrets_cli.jobs.view import ViewOptions, run_view
         from bertsecrets_cli.render.console import debug as note, info
         from bertsecrets_cli.render.html import human_size
-        from bertsecrets_cli.store.spool import input_path
+        from bertsecrets_cli.store.spool import input_path, output_path
 
         wanted = tuple(x.strip() for x in examples.split(",") if x.strip()) if examples else ()
         opts = ViewOptions(patterns=patterns, diff=diff, ablation=ablation, examples=wanted, limit=limit, sample=sample, seed=seed,
                            quantity=quantity, encoding=encoding, title=title, force=force, locking=False if no_locking else None)
-        with input_path(store) as path:
-            res = run_view(path, output, opts, name=store)
+        with input_path(store) as path, output_path(output) as out:
+            res = run_view(path, out, opts, name=store)
         note(f"examples shown (0-based store indices): {', '.join(map(str, res.indices))}; per-head grids: {', '.join(res.head_grids) or 'none'}")
-        info(f"wrote {output}: {res.n_examples} example(s), {len(res.head_grids)} per-head grid(s), {human_size(res.size_bytes)} ({res.size_bytes:,} bytes)")
+        info(f"wrote {output if output != '-' else 'stdout'}: {res.n_examples} example(s), {len(res.head_grids)} per-head grid(s), {human_size(res.size_bytes)} ({res.size_bytes:,} bytes)")
 
     c.run("view", body, quiet=quiet, verbose=verbose, debug=debug)

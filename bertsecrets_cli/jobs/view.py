@@ -51,6 +51,8 @@ class ViewResult:
 def select_examples(ids: list[str], wanted: tuple[str, ...], limit: int | None, sample: bool, seed: int, name: str) -> list[int]:
     """Indices of the examples to show: each of ``wanted`` is an id, else a 0-based index; else the first or a seeded sample."""
     n = len(ids)
+    if n == 0:
+        raise InputError(f"{name}: holds no examples")
     if wanted:
         by_id = {x: i for i, x in enumerate(ids)}
         out: list[int] = []
