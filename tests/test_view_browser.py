@@ -172,7 +172,7 @@ def _rgb(hue_deg: float, s: float = 0.68, lightness: float = 0.42) -> np.ndarray
 def test_screenshot_shows_the_selected_heads_strongest_link_and_nothing_where_no_link_goes(browser: Any, demo_store: Path, tmp_path: Path) -> None:
     out = write_view(demo_store, tmp_path / "view.html", "--examples", "1")
     data = payload(out)
-    L, H = data["layers"], data["heads"]
+    H = data["heads"]
     layer, head = 2, 9
     att = maps(data, 0)[layer, head]
     q, k, p = strongest(att)

@@ -123,10 +123,12 @@ def _same_path(a: Path, b: Path) -> bool:
         return False
 
 
-def _side_store(path: str, kind: str, ids: list[str], chosen_ids: list[str], L: int, H: int, locking: bool | None) -> dict[str, Any]:
+def _side_store(path: str, kind: str, chosen_ids: list[str], L: int, H: int, locking: bool | None) -> dict[str, Any]:
     """Per-head grids of a patterns/diff/ablation store, and its per-example rows for the chosen examples when it has them."""
+    from bertsecrets_cli.jobs.diff import PER_EXAMPLE_COSINE
     from bertsecrets_cli.store import open_store
     from bertsecrets_cli.store.reader import read_patterns
+    from bertsecrets_cli.store.writer import PATTERN_LABELS
 
     with open_store(path, kind=kind, locking=locking) as st:
         if (st.n_layers, st.n_heads) != (L, H):
@@ -138,15 +140,15 @@ def _side_store(path: str, kind: str, ids: list[str], chosen_ids: list[str], L: 
         side_ids = st.example_ids() if st.has("examples/id") else []
         pos = {x: i for i, x in enumerate(side_ids)}
         rows = [pos.get(x) for x in chosen_ids]
-        if kind == "patterns" and st.has("patterns/labels"):
+        if kind == "patterns" and st.has(PATTERN_LABELS):
             pm = read_patterns(st)
             side["class_names"] = pm.class_names
             for g in side["grids"]:
                 if g["name"] == "pattern_majority":
                     g["categories"] = pm.class_names
             side["per_example"]["pattern"] = [None if r is None else pm.labels[r].astype(int).tolist() for r in rows]
-        if kind == "diff" and st.has("per_example/cosine"):
-            cos = st.array("per_example/cosine")
+        if kind == "diff" and st.has(PER_EXAMPLE_COSINE):
+            cos = st.array(PER_EXAMPLE_COSINE)
             side["per_example"]["cosine"] = [None if r is None else _grid(cos[r]) for r in rows]
         side["matched"] = sum(r is not None for r in rows)
         return side
@@ -196,7 +198,7 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
     sides = []
     for path, kind in ((opts.patterns, "patterns"), (opts.diff, "diff"), (opts.ablation, "ablation")):
         if path:
-            sides.append(_side_store(path, kind, ids, chosen_ids, L, H, opts.locking))
+            sides.append(_side_store(path, kind, chosen_ids, L, H, opts.locking))
     per_example: dict[str, Any] = {}
     class_names: list[str] = []
     for s in sides:
