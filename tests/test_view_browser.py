@@ -137,6 +137,17 @@ def test_page_opens_without_errors_and_layer_head_units_and_hover_redraw_it(brow
         q, k, p = strongest(wm)
         assert (s3["drawn"]["strongest"]["q"], s3["drawn"]["strongest"]["k"]) == (q, k) and abs(s3["drawn"]["strongest"]["p"] - p) < 1e-4
 
+        # the five strongest links are listed, and the head view saves as a PNG of what is drawn
+        top = s3["drawn"]["top"]
+        assert len(top) == 5 and [t["p"] for t in top] == sorted((t["p"] for t in top), reverse=True) and top[0]["p"] == s3["drawn"]["strongest"]["p"]
+        with v.page.expect_download() as dl:
+            v.page.click("#headview-png")
+        saved = tmp_path / "saved.png"
+        dl.value.save_as(saved)
+        assert dl.value.suggested_filename == f"headview-ex{page_data['examples'][0]['index']}-L6H3-words.png"
+        png = read_png(saved)
+        assert png.shape[:2] == (int(v.layout()["height"]), int(v.layout()["width"])) and png.std() > 10
+
         # another example, and "all heads"
         v.page.select_option("#example", "2")
         v.page.select_option("#head", "-1")

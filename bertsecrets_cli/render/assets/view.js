@@ -129,8 +129,11 @@
     b.addEventListener("click", function () { select({ head: h }); });
     headBtns.push(b);
   })(hb);
+  var hvPng = el("button", { id: "headview-png", cls: "all", text: "PNG", title: "save the head view as a PNG image" }, headsRow);
+  hvPng.addEventListener("click", function () { savePng(hv, "headview"); });
   var hvWrap = el("div", { id: "headview-wrap" }, hvSec);
   var hv = el("canvas", { id: "headview-canvas", tabindex: "0" }, hvWrap);
+  var topLinks = el("div", { id: "top-links", cls: "legend" }, hvSec);
   el("div", { cls: "legend", text: "Left: each token attending (query); right: the tokens it attends to (keys). Line opacity = attention weight (below " + THRESHOLD + " not drawn). Hover a token to see only its links." }, hvSec);
 
   var mvSec = el("section", { id: "modelview" }, main);
@@ -138,6 +141,8 @@
   var grid = el("div", { id: "modelgrid" }, mvSec);
   var zoomTitle = el("div", { id: "zoom-title" }, mvSec);
   var zoom = el("canvas", { id: "zoom-canvas" }, mvSec);
+  var zoomPng = el("button", { id: "zoom-png", text: "Save this map as PNG" }, mvSec);
+  zoomPng.addEventListener("click", function () { savePng(zoom, "map"); });
   var mvLegend = el("div", { cls: "legend" }, mvSec);
 
   var hqSec = null, hqSel = null, hqCanvas = null, hqDesc = null, hqLegend = null;
@@ -162,6 +167,12 @@
   foot.textContent = "Written by " + D.tool + ". Self-contained: opens from disk without network access. Click a map or a grid cell to select that head; the address (#ex=..&layer=..&head=..) links to the selection.";
   var tip = el("div", { id: "tip" }, body);
 
+  function savePng(canvas, what) {
+    var a = document.createElement("a"), h = S.head >= 0 ? "H" + (S.head + 1) : "all";
+    a.download = what + "-ex" + D.examples[S.ex].index + "-L" + (S.layer + 1) + h + (S.units === "words" ? "-words" : "") + ".png";
+    a.href = canvas.toDataURL("image/png");
+    document.body.appendChild(a); a.click(); a.remove();
+  }
   function sizeCanvas(c, w, h) {
     var r = window.devicePixelRatio || 1;
     c.width = Math.round(w * r); c.height = Math.round(h * r);
@@ -188,7 +199,7 @@
     var y = function (t) { return top + t * rowH + rowH / 2; };
     lay = { x0: x0, x1: x1, top: top, rowH: rowH, n: n, colW: colW, width: width, height: height };
     var heads = S.head >= 0 ? [S.head] : Array.from({ length: H }, function (_, h) { return h; });
-    var hover = S.hover, lines = 0, mass = 0, best = null, digest = 0;
+    var hover = S.hover, lines = 0, mass = 0, best = null, digest = 0, top5 = [];
     var weightOf = new Float32Array(n);  // shading of the other side's tokens under the hovered token
     for (var hi = 0; hi < heads.length; hi++) {
       var h = heads[hi], base = (S.layer * H + h) * n * n;
@@ -206,6 +217,11 @@
           lines++; mass += p;
           digest = (digest * 31 + q * 7919 + k * 104729 + h * 15485863 + Math.round(p * 1000)) % 2147483647;
           if (!best || p > best.p) best = { q: q, k: k, p: p, head: h };
+          if (top5.length < 5 || p > top5[top5.length - 1].p) {
+            top5.push({ q: q, k: k, p: p, head: h });
+            top5.sort(function (a, b) { return b.p - a.p; });
+            if (top5.length > 5) top5.pop();
+          }
         }
       }
       ctx.strokeStyle = headColour(h);
@@ -234,7 +250,10 @@
         ctx.fillText(V.labels[t], xText, y(t));
       }
     }
-    drawn = { lines: lines, mass: Math.round(mass * 1000) / 1000, digest: digest, strongest: best, heads: heads.length };
+    drawn = { lines: lines, mass: Math.round(mass * 1000) / 1000, digest: digest, strongest: best, heads: heads.length, top: top5 };
+    topLinks.textContent = top5.length ? "Strongest links shown: " + top5.map(function (t) {
+      return V.labels[t.q] + " \u2192 " + V.labels[t.k] + " " + t.p.toFixed(3) + (heads.length > 1 ? " (H" + (t.head + 1) + ")" : "");
+    }).join(" \u00b7 ") : "No link above " + THRESHOLD + ".";
     hvTitle.innerHTML = "";
     hvTitle.appendChild(document.createTextNode("Head view"));
     el("small", { text: (S.head >= 0 ? headName(S.layer, S.head) : "L" + (S.layer + 1) + ", all heads") + " \u00b7 " + n + " " + S.units + (best ? " \u00b7 strongest link " + V.labels[best.q] + " \u2192 " + V.labels[best.k] + " (" + best.p.toFixed(3) + ")" : "") }, hvTitle);
