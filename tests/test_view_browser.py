@@ -126,8 +126,17 @@ def test_page_opens_without_errors_and_layer_head_units_and_hover_redraw_it(brow
         v.page.mouse.move(lay["left"] + lay["x0"] - 12, lay["top"] + lay["rowTop"] + 4 * lay["rowH"] + lay["rowH"] / 2)
         s2 = v.state()
         assert s2["drawn"]["strongest"]["q"] == 4 and s2["drawn"]["lines"] == int((att[5, 2, 4] >= 0.02).sum())
+        v.page.mouse.move(lay["left"] + lay["x1"] + 12, lay["top"] + lay["rowTop"] + 0 * lay["rowH"] + lay["rowH"] / 2)  # a key: its column
+        assert v.state()["drawn"]["lines"] == int((att[5, 2, :, 0] >= 0.02).sum()) and v.state()["drawn"]["strongest"]["k"] == 0
         v.page.mouse.move(5, 5)
         assert v.state()["drawn"]["lines"] == int((att[5, 2] >= 0.02).sum())
+        v.page.focus("#headview-canvas")  # arrow keys: right = next head, down = next layer (wrapping)
+        v.page.keyboard.press("ArrowRight")
+        v.page.keyboard.press("ArrowDown")
+        assert (v.state()["layer"], v.state()["head"]) == (0, 3)
+        v.page.keyboard.press("ArrowUp")
+        v.page.keyboard.press("ArrowLeft")
+        assert (v.state()["layer"], v.state()["head"]) == (5, 2)
 
         # words: pieces joined, attention aggregated as the paper says
         v.page.select_option("#units", "words")
