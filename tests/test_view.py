@@ -268,13 +268,13 @@ def test_index_markdown_becomes_html_with_tables_images_links_and_escaping() -> 
     from bertsecrets_cli.render.html import markdown_page
 
     md = "\n".join([
-        "# Title <x>", "", "Model: **MiniLM**. Run `bertsecrets show a.h5` & see _why_.", "", "> a note", "",
+        "# Title <x>", "", "Model: **MiniLM**. Run `bertsecrets show a.h5` & see _why_.", "", "> the same *kind* of note", "",
         "| finding | value |", "|---|---|", "| cosine, L1 | 0.93 |", "| a<b | 1 |", "",
         "![cosine per head](figures/c.png)", "", "View: [views/sst2.html](views/sst2.html)",
     ])
     page = markdown_page(md, "T", {"View: [views/sst2.html](views/sst2.html)": '<iframe src="views/sst2.html"></iframe>'})
     assert "<h1>Title &lt;x&gt;</h1>" in page and "<strong>MiniLM</strong>" in page and "<code>bertsecrets show a.h5</code>" in page
-    assert "&amp; see <em>why</em>" in page and "<blockquote>a note</blockquote>" in page
+    assert "&amp; see <em>why</em>" in page and "<blockquote>the same <em>kind</em> of note</blockquote>" in page
     assert "<table><thead><tr><th>finding</th><th>value</th></tr></thead><tbody><tr><td>cosine, L1</td><td>0.93</td></tr>" in page
     assert "<td>a&lt;b</td>" in page
     assert '<img alt="cosine per head" src="figures/c.png">' in page

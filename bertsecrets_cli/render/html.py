@@ -74,7 +74,7 @@ blockquote{margin:8px 0;padding:4px 12px;border-left:4px solid #d5dbe2;color:#5d
 
 
 def _inline(text: str) -> str:
-    """The inline Markdown that index.md uses: `code`, **bold**, _emphasis_, ![image](path), [link](path)."""
+    """The inline Markdown that index.md uses: `code`, **bold**, _emphasis_ or *emphasis*, ![image](path), [link](path)."""
     import re
 
     parts = re.split(r"(`[^`]*`)", text)
@@ -88,6 +88,7 @@ def _inline(text: str) -> str:
         s = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', s)
         s = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", s)
         s = re.sub(r"(?<![\w/])_([^_]+)_(?![\w/])", r"<em>\1</em>", s)
+        s = re.sub(r"(?<![\w*])\*([^*\s][^*]*)\*(?![\w*])", r"<em>\1</em>", s)
         out.append(s)
     return "".join(out)
 
