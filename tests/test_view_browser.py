@@ -54,8 +54,10 @@ def browser() -> Iterator[Any]:
 class Opened:
     """A page opened from disk, with every console error and uncaught exception it produced."""
 
-    def __init__(self, ctx: Any, path: Path) -> None:
+    def __init__(self, ctx: Any, path: Path, init_script: str | None = None) -> None:
         self.page = ctx.new_page()
+        if init_script:
+            self.page.add_init_script(init_script)
         self.errors: list[str] = []
         self.requests: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
@@ -180,6 +182,25 @@ def test_links_between_the_sentences_of_a_pair(browser: Any, demo_pair_store: Pa
             v.page.select_option("#links", mode)
             want = (att >= 0.02) & (seg[:, None] == seg[None, :]) if rows is None else (att >= 0.02) & rows[:, None] & cols[None, :]
             assert v.state()["drawn"]["lines"] == int(want.sum()) > 0, mode
+        assert v.errors == [], v.errors
+    finally:
+        v.close()
+
+
+@pytest.mark.parametrize("native_base64", [True, False], ids=["Uint8Array.fromBase64", "atob fallback"])
+def test_both_base64_decoders_give_the_stored_values(browser: Any, demo_store: Path, tmp_path: Path, native_base64: bool) -> None:
+    out = write_view(demo_store, tmp_path / "v.html", "--examples", "3")
+    att = maps(payload(out), 0)
+    v = Opened(browser, out, None if native_base64 else "delete Uint8Array.fromBase64;")
+    try:
+        if not native_base64:
+            assert v.page.evaluate("typeof Uint8Array.fromBase64") == "undefined"  # the page decodes with atob
+        for layer, head in ((0, 0), (5, 11), (2, 7)):
+            v.page.evaluate(f"window.bertsecretsView.select({{layer: {layer}, head: {head}}})")
+            got = v.state()["drawn"]
+            q, k, p = strongest(att[layer, head])
+            assert (got["strongest"]["q"], got["strongest"]["k"]) == (q, k) and abs(got["strongest"]["p"] - p) < 1e-6
+            assert got["lines"] == int((att[layer, head] >= 0.02).sum()) and abs(got["mass"] - float(att[layer, head][att[layer, head] >= 0.02].sum())) < 2e-3
         assert v.errors == [], v.errors
     finally:
         v.close()

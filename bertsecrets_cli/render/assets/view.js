@@ -36,6 +36,7 @@
     return t;
   })();
   function bytes(b64) {
+    if (typeof Uint8Array.fromBase64 === "function") return Uint8Array.fromBase64(b64);  // native in current browsers
     var bin = atob(b64), n = bin.length, u8 = new Uint8Array(n);
     for (var i = 0; i < n; i++) u8[i] = bin.charCodeAt(i);
     return u8;
