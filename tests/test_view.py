@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from helpers import covers, one_line_error
 from typer.testing import CliRunner
-from view_page import maps, payload
+from view_page import make_side_stores, maps, payload
 
 from bertsecrets_cli.cli.app import app
-from bertsecrets_cli.store import StoreWriter, open_store
+from bertsecrets_cli.store import open_store
 
 runner = CliRunner()
 
@@ -27,41 +27,8 @@ def invoke(*args: str):
 
 
 @pytest.fixture(scope="module")
-def side_stores(demo_store: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A patterns, a diff and an ablation store of the demo examples, with known per-head and per-example values."""
-    from bertsecrets_cli.store.writer import PatternsWriter
-
-    d = tmp_path_factory.mktemp("view-sides")
-    with open_store(demo_store) as st:
-        ids, L, H = st.example_ids(), st.n_layers, st.n_heads
-    n = len(ids)
-    rng = np.random.default_rng(0)
-    out = {}
-    classes = ["vertical", "diagonal", "vertical+diagonal", "block", "heterogeneous"]
-    out["patterns"] = d / "pat.h5"
-    with StoreWriter(out["patterns"], "patterns") as w:
-        w.set_model(n_layers=L, n_heads=H, name="synthetic")
-        w.put_strings("examples/id", ids)
-        pw = PatternsWriter(w, n_layers=L, n_heads=H, class_names=classes, feature_names=["f"], token_feature_names=["cls"], attrs={})
-        labels = (np.arange(n)[:, None, None] + np.arange(L)[None, :, None] + np.arange(H)[None, None, :]) % 5
-        pw.add_block(labels.astype(np.int8), np.zeros((n, L, H, 1), np.float32), np.zeros((n, L, H, 1), np.float32))
-        pw.labels.flush(), pw.features.flush(), pw.tokens.flush()
-        w.put_head_quantity("pattern_majority", labels[0].astype(float), "majority type")
-    out["diff"] = d / "diff.h5"
-    cos = rng.uniform(0.2, 1.0, (n, L, H))
-    with StoreWriter(out["diff"], "diff") as w:
-        w.set_model(n_layers=L, n_heads=H, name="synthetic")
-        w.put_strings("examples/id", ids)
-        w.put_array("per_example/cosine", cos)
-        w.put_head_quantity("cosine", cos.mean(0), "mean cosine")
-    out["ablation"] = d / "abl.h5"
-    delta = np.linspace(-0.05, 0.03, L * H).reshape(L, H)
-    delta[0, 0] = np.nan
-    with StoreWriter(out["ablation"], "ablation") as w:
-        w.set_model(n_layers=L, n_heads=H, name="synthetic")
-        w.put_head_quantity("ablation_delta", delta, "score with the head disabled minus the baseline")
-    out["cos"], out["delta"], out["labels"] = cos, delta, labels  # type: ignore[assignment]
-    return out
+def side_stores(demo_store: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return make_side_stores(demo_store, tmp_path_factory.mktemp("view-sides"))
 
 
 @covers("view", "--output")
@@ -169,6 +136,8 @@ def test_other_stores_become_head_grids_and_per_example_rows(demo_store: Path, s
     assert page["per_example"]["pattern"][0] == side_stores["labels"][3].tolist()  # the page's first example is #3
     assert np.allclose(page["per_example"]["cosine"][1], side_stores["cos"][1], rtol=1e-5)
     assert [s["matched"] for s in page["sides"]] == [2, 2, 0]
+    assert grids[("patterns", "pattern of this example")]["per_example"] == "pattern"
+    assert grids[("diff", "cosine of this example")]["per_example"] == "cosine"
     # a patterns store given as --diff is refused, naming it
     one_line_error(invoke("view", str(demo_store), "--diff", str(side_stores["patterns"]), "-o", str(tmp_path / "x.html")), 4, "pat.h5", "diff store")
 

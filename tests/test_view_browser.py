@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from typer.testing import CliRunner
-from view_page import maps, payload, read_png
+from view_page import make_side_stores, maps, payload, read_png
 
 from bertsecrets_cli.cli.app import app
 
@@ -201,6 +201,32 @@ def test_both_base64_decoders_give_the_stored_values(browser: Any, demo_store: P
             q, k, p = strongest(att[layer, head])
             assert (got["strongest"]["q"], got["strongest"]["k"]) == (q, k) and abs(got["strongest"]["p"] - p) < 1e-6
             assert got["lines"] == int((att[layer, head] >= 0.02).sum()) and abs(got["mass"] - float(att[layer, head][att[layer, head] >= 0.02].sum())) < 2e-3
+        assert v.errors == [], v.errors
+    finally:
+        v.close()
+
+
+def test_grids_of_other_stores_follow_the_example_and_select_heads(browser: Any, demo_store: Path, tmp_path: Path) -> None:
+    sides = make_side_stores(demo_store, tmp_path)
+    out = write_view(demo_store, tmp_path / "v.html", "--examples", "4,9", "--patterns", str(sides["patterns"]), "--diff", str(sides["diff"]),
+                     "--ablation", str(sides["ablation"]))
+    data = payload(out)
+    v = Opened(browser, out)
+    try:
+        assert v.page.evaluate("window.bertsecretsView.grid().name") == "pattern_majority"  # the first preferred grid
+        names = [g["name"] for g in data["grids"]]
+        v.page.select_option("#quantity", str(names.index("pattern of this example")))
+        assert v.page.evaluate("window.bertsecretsView.grid().values") == sides["labels"][4].tolist()
+        v.page.select_option("#example", "1")
+        assert v.page.evaluate("window.bertsecretsView.grid().values") == sides["labels"][9].tolist()  # follows the example
+        v.page.select_option("#quantity", str(names.index("cosine of this example")))
+        assert np.allclose(v.page.evaluate("window.bertsecretsView.grid().values"), sides["cos"][9], rtol=1e-5)
+        v.page.select_option("#quantity", str(names.index("ablation_delta")))
+        grid = v.page.evaluate("window.bertsecretsView.grid().values")
+        assert grid[0][0] is None and abs(grid[3][7] - sides["delta"][3, 7]) < 1e-6
+        box = v.page.locator("#headgrid-canvas").bounding_box()
+        v.page.mouse.click(box["x"] + 30 + 7 * 44 + 20, box["y"] + 18 + 3 * 22 + 11)
+        assert (v.state()["layer"], v.state()["head"]) == (3, 7)
         assert v.errors == [], v.errors
     finally:
         v.close()

@@ -73,3 +73,40 @@ def read_png(path: str | Path) -> np.ndarray:
         out[y] = cur
         prev = cur
     return out.reshape(h, w, bpp)[..., :3].astype(np.uint8)
+
+
+def make_side_stores(demo_store: Path, d: Path) -> dict[str, Any]:
+    """A patterns, a diff and an ablation store of ``demo_store``'s examples, with known per-head and per-example values."""
+    from bertsecrets_cli.store import StoreWriter, open_store
+    from bertsecrets_cli.store.writer import PatternsWriter
+
+    with open_store(demo_store) as st:
+        ids, L, H = st.example_ids(), st.n_layers, st.n_heads
+    n = len(ids)
+    rng = np.random.default_rng(0)
+    out = {}
+    classes = ["vertical", "diagonal", "vertical+diagonal", "block", "heterogeneous"]
+    out["patterns"] = d / "pat.h5"
+    with StoreWriter(out["patterns"], "patterns") as w:
+        w.set_model(n_layers=L, n_heads=H, name="synthetic")
+        w.put_strings("examples/id", ids)
+        pw = PatternsWriter(w, n_layers=L, n_heads=H, class_names=classes, feature_names=["f"], token_feature_names=["cls"], attrs={})
+        labels = (np.arange(n)[:, None, None] + np.arange(L)[None, :, None] + np.arange(H)[None, None, :]) % 5
+        pw.add_block(labels.astype(np.int8), np.zeros((n, L, H, 1), np.float32), np.zeros((n, L, H, 1), np.float32))
+        pw.labels.flush(), pw.features.flush(), pw.tokens.flush()
+        w.put_head_quantity("pattern_majority", labels[0].astype(float), "majority type")
+    out["diff"] = d / "diff.h5"
+    cos = rng.uniform(0.2, 1.0, (n, L, H))
+    with StoreWriter(out["diff"], "diff") as w:
+        w.set_model(n_layers=L, n_heads=H, name="synthetic")
+        w.put_strings("examples/id", ids)
+        w.put_array("per_example/cosine", cos)
+        w.put_head_quantity("cosine", cos.mean(0), "mean cosine")
+    out["ablation"] = d / "abl.h5"
+    delta = np.linspace(-0.05, 0.03, L * H).reshape(L, H)
+    delta[0, 0] = np.nan
+    with StoreWriter(out["ablation"], "ablation") as w:
+        w.set_model(n_layers=L, n_heads=H, name="synthetic")
+        w.put_head_quantity("ablation_delta", delta, "score with the head disabled minus the baseline")
+    out["cos"], out["delta"], out["labels"] = cos, delta, labels  # type: ignore[assignment]
+    return out

@@ -127,7 +127,7 @@ def _side_store(path: str, kind: str, chosen_ids: list[str], L: int, H: int, loc
     """Per-head grids of a patterns/diff/ablation store, and its per-example rows for the chosen examples when it has them."""
     from bertsecrets_cli.jobs.diff import PER_EXAMPLE_COSINE
     from bertsecrets_cli.store import open_store
-    from bertsecrets_cli.store.reader import read_patterns
+    from bertsecrets_cli.store.reader import pattern_class_names
     from bertsecrets_cli.store.writer import PATTERN_LABELS
 
     with open_store(path, kind=kind, locking=locking) as st:
@@ -140,16 +140,22 @@ def _side_store(path: str, kind: str, chosen_ids: list[str], L: int, H: int, loc
         side_ids = st.example_ids() if st.has("examples/id") else []
         pos = {x: i for i, x in enumerate(side_ids)}
         rows = [pos.get(x) for x in chosen_ids]
+        found = [r for r in rows if r is not None]
         if kind == "patterns" and st.has(PATTERN_LABELS):
-            pm = read_patterns(st)
-            side["class_names"] = pm.class_names
+            names = pattern_class_names(st)
+            side["class_names"] = names
             for g in side["grids"]:
                 if g["name"] == "pattern_majority":
-                    g["categories"] = pm.class_names
-            side["per_example"]["pattern"] = [None if r is None else pm.labels[r].astype(int).tolist() for r in rows]
+                    g["categories"] = names
+            labels = iter(st.rows(PATTERN_LABELS, found))
+            side["per_example"]["pattern"] = [None if r is None else next(labels).astype(int).tolist() for r in rows]
+            side["grids"].append({"source": kind, "name": "pattern of this example", "per_example": "pattern", "categories": names,
+                                  "description": "the pattern type of each head's map of the example shown"})
         if kind == "diff" and st.has(PER_EXAMPLE_COSINE):
-            cos = st.array(PER_EXAMPLE_COSINE)
-            side["per_example"]["cosine"] = [None if r is None else _grid(cos[r]) for r in rows]
+            cos = iter(st.rows(PER_EXAMPLE_COSINE, found))
+            side["per_example"]["cosine"] = [None if r is None else _grid(next(cos)) for r in rows]
+            side["grids"].append({"source": kind, "name": "cosine of this example", "per_example": "cosine",
+                                  "description": "cosine similarity of each head's maps in the two stores, for the example shown"})
         side["matched"] = sum(r is not None for r in rows)
         return side
 

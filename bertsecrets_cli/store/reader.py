@@ -134,6 +134,18 @@ class Store:
             raise StoreError(f"{self.path}: has no {name} (a {self.kind} store)")
         return self.h5[name][...]
 
+    def rows(self, name: str, indices: list[int]) -> np.ndarray:
+        """Rows ``indices`` (first axis, any order, repeats allowed) of dataset ``name``, reading only those rows."""
+        if name not in self.h5:
+            raise StoreError(f"{self.path}: has no {name} (a {self.kind} store)")
+        ds = self.h5[name]
+        if not indices:
+            return np.zeros((0, *ds.shape[1:]), ds.dtype)
+        uniq = sorted(set(int(i) for i in indices))
+        block = ds[uniq]
+        where = {i: k for k, i in enumerate(uniq)}
+        return block[[where[int(i)] for i in indices]]
+
     def json(self, name: str) -> Any:
         return json.loads(_decode(self.h5[name][()]))
 
@@ -341,6 +353,15 @@ def read_patterns(store: Store) -> PatternMaps:
         token_feature_names=json.loads(_decode(tok.attrs["names"])), token_attention=tok[...],
         attrs=store.attrs(G_PATTERNS),
     )
+
+
+def pattern_class_names(store: Store) -> list[str]:
+    """The class names that a patterns store's labels index."""
+    from bertsecrets_cli.store.writer import PATTERN_LABELS
+
+    if PATTERN_LABELS not in store.h5:
+        raise StoreError(f"{store.path}: holds no pattern labels ({S.a_store(store.kind)}); give a store written by classify")
+    return json.loads(_decode(store.h5[PATTERN_LABELS].attrs["class_names"]))
 
 
 def iter_pattern_blocks(store: Store, block_examples: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:

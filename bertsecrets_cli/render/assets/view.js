@@ -366,10 +366,18 @@
     var r = hi > lo ? (v - lo) / (hi - lo) : 0.5;
     return "rgba(31,95,191," + (0.08 + 0.92 * r).toFixed(3) + ")";
   }
+  function gridValues(g) {
+    if (!g.per_example) return g.values;
+    var rows = D.per_example[g.per_example], v = rows && rows[S.ex];
+    if (v) return v;
+    var none = [];
+    for (var l = 0; l < L; l++) { none.push([]); for (var h = 0; h < H; h++) none[l].push(null); }
+    return none;
+  }
   function drawHeadGrid() {
     if (!hqCanvas) return;
-    var g = D.grids[S.grid], lo = Infinity, hi = -Infinity;
-    g.values.forEach(function (row) { row.forEach(function (v) { if (v !== null) { lo = Math.min(lo, v); hi = Math.max(hi, v); } }); });
+    var g = D.grids[S.grid], lo = Infinity, hi = -Infinity, values = gridValues(g);
+    values.forEach(function (row) { row.forEach(function (v) { if (v !== null) { lo = Math.min(lo, v); hi = Math.max(hi, v); } }); });
     var cw = H <= 16 ? 44 : 26, ch = 22, left = 30, top = 18;
     var ctx = sizeCanvas(hqCanvas, left + H * cw + 2, top + L * ch + 2);
     gridLay = { cw: cw, ch: ch, left: left, top: top };
@@ -378,7 +386,7 @@
     for (var l = 0; l < L; l++) {
       ctx.fillStyle = "#5d6875"; ctx.fillText("L" + (l + 1), left / 2, top + l * ch + ch / 2);
       for (var h3 = 0; h3 < H; h3++) {
-        var v = g.values[l][h3], x = left + h3 * cw, yy = top + l * ch;
+        var v = values[l][h3], x = left + h3 * cw, yy = top + l * ch;
         ctx.fillStyle = cellColour(g, v, lo, hi);
         ctx.fillRect(x + 1, yy + 1, cw - 2, ch - 2);
         if (cw >= 40 && v !== null && !g.categories) {
@@ -388,7 +396,8 @@
         if (l === S.layer && h3 === S.head) { ctx.strokeStyle = "#1d232b"; ctx.lineWidth = 2; ctx.strokeRect(x + 1, yy + 1, cw - 2, ch - 2); }
       }
     }
-    hqDesc.textContent = g.source + " store: " + g.name + (g.description ? " \u2014 " + g.description : "");
+    hqDesc.textContent = g.source + " store: " + g.name + (g.description ? " \u2014 " + g.description : "") +
+      (g.per_example && !(D.per_example[g.per_example] || [])[S.ex] ? " (this example is not in that store)" : "");
     hqLegend.innerHTML = "";
     if (g.categories) g.categories.forEach(function (name, i) { var s = el("span", {}, hqLegend); el("i", {}, s).style.background = PALETTE[i % PALETTE.length]; s.appendChild(document.createTextNode(name)); });
     else if (isFinite(lo)) hqLegend.appendChild(document.createTextNode("min " + fmt(lo) + ", max " + fmt(hi) + (lo < 0 && hi > 0 ? " (blue negative, red positive)" : " (darker = larger)") + "; click a cell to show that head"));
@@ -404,7 +413,7 @@
     hqCanvas.addEventListener("mousemove", function (e) {
       var c = gridCell(e), g = D.grids[S.grid];
       if (!c) return hideTip();
-      var v = g.values[c.layer][c.head];
+      var v = gridValues(g)[c.layer][c.head];
       showTip(e, headName(c.layer, c.head) + " \u00b7 " + g.name + " = " + (g.categories && v !== null ? g.categories[v] : fmt(v)));
     });
     hqCanvas.addEventListener("mouseleave", hideTip);
@@ -456,6 +465,7 @@
   timings.ready_ms = performance.now();  // since navigation start: parse, decode and first draw of every panel
   window.bertsecretsView = {
     ready: true, timings: timings, select: select,
+    grid: function () { var g = D.grids[S.grid]; return g ? { name: g.name, source: g.source, values: gridValues(g) } : null; },
     state: function () { return { ex: S.ex, index: D.examples[S.ex].index, layer: S.layer, head: S.head, units: S.units, links: S.links, n: lay ? lay.n : 0, drawn: drawn }; },
     layout: function () {
       var r = hv.getBoundingClientRect();
