@@ -248,3 +248,11 @@ def test_index_markdown_becomes_html_with_tables_images_links_and_escaping() -> 
     assert "<td>a&lt;b</td>" in page
     assert '<img alt="cosine per head" src="figures/c.png">' in page
     assert '<a href="views/sst2.html">views/sst2.html</a></p>\n<iframe src="views/sst2.html"></iframe>' in page
+
+
+def test_store_rows_reads_the_rows_asked_in_their_order(demo_store: Path) -> None:
+    with open_store(demo_store) as st:
+        full = st.array("stats/per_example")
+        got = st.rows("stats/per_example", [7, 2, 7, 0])
+        np.testing.assert_array_equal(got, full[[7, 2, 7, 0]])
+        assert st.rows("stats/per_example", []).shape == (0, *full.shape[1:])
