@@ -256,3 +256,14 @@ def test_store_rows_reads_the_rows_asked_in_their_order(demo_store: Path) -> Non
         got = st.rows("stats/per_example", [7, 2, 7, 0])
         np.testing.assert_array_equal(got, full[[7, 2, 7, 0]])
         assert st.rows("stats/per_example", []).shape == (0, *full.shape[1:])
+
+
+def test_size_is_the_maps_in_base64_plus_little(demo_store: Path, tmp_path: Path) -> None:
+    """2 bytes per float16 value, 4/3 for base64: 2.67 bytes a value; everything else (tokens, texts, grids, the
+    program) must stay small, which is what keeps a 64-example view of the embedded model near 3 MB (< 10 MB)."""
+    out = tmp_path / "v.html"
+    assert invoke("view", str(demo_store), "-n", "24", "-o", str(out)).exit_code == 0
+    page = payload(out)
+    values = sum(page["layers"] * page["heads"] * len(e["tokens"]) ** 2 for e in page["examples"])
+    size = out.stat().st_size
+    assert values * 8 / 3 <= size < values * 8 / 3 * 1.1 + 60_000, (size, values)
