@@ -68,7 +68,12 @@ def test_examples_by_id_and_by_index_and_a_bad_one_refused(demo_store: Path, tmp
     out = tmp_path / "v.html"
     res = invoke("view", str(demo_store), "--examples", f"{ids[5]},2,{ids[5]}", "-o", str(out))
     assert res.exit_code == 0, res.stderr
-    assert [e["index"] for e in payload(out)["examples"]] == [5, 2]  # in the order asked, once each
+    shown = payload(out)["examples"]
+    assert [e["index"] for e in shown] == [5, 2]  # in the order asked, once each
+    with open_store(demo_store) as st:
+        texts, labels = st.strings("examples/text_a"), st.array("examples/label")
+    assert [e["text_a"] for e in shown] == [texts[5], texts[2]] and [e["id"] for e in shown] == [ids[5], ids[2]]
+    assert [e["label"] for e in shown] == [["negative", "positive"][int(labels[i])] for i in (5, 2)]
     one_line_error(invoke("view", str(demo_store), "--examples", "no-such-id", "-o", str(tmp_path / "x.html")), 3, "no-such-id", "no example")
     one_line_error(invoke("view", str(demo_store), "--examples", "99", "-o", str(tmp_path / "x.html")), 3, "99", "out of range")
     assert not (tmp_path / "x.html").exists()

@@ -104,6 +104,10 @@ def _grid(values: np.ndarray) -> list[list[float | None]]:
     return [[None if not math.isfinite(float(v)) else float(f"{float(v):.6g}") for v in row] for row in np.asarray(values, float)]
 
 
+def _text(x: Any) -> str:
+    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+
 def _names(v: Any) -> list[str]:
     """label_names as stored: a list, a JSON list, or empty."""
     import json
@@ -183,17 +187,18 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
         chosen = select_examples(ids, opts.examples, opts.limit, opts.sample, opts.seed, name)
         L, H = st.n_layers, st.n_heads
         model = st.model_attrs()
-        labels = st.array("examples/label") if st.has("examples/label") else np.full(len(ids), np.nan)
-        text_a = st.strings("examples/text_a") if st.has("examples/text_a") else [""] * len(ids)
-        text_b = st.strings("examples/text_b") if st.has("examples/text_b") else [""] * len(ids)
+        # only the chosen rows: a store may hold millions of examples
+        labels = st.rows("examples/label", chosen) if st.has("examples/label") else np.full(len(chosen), np.nan)
+        text_a = [_text(x) for x in st.rows("examples/text_a", chosen)] if st.has("examples/text_a") else [""] * len(chosen)
+        text_b = [_text(x) for x in st.rows("examples/text_b", chosen)] if st.has("examples/text_b") else [""] * len(chosen)
         label_names = _names(model.get("label_names"))
         examples: list[dict[str, Any]] = []
-        for i in chosen:
+        for pos, i in enumerate(chosen):
             tok = st.tokens(i)
             maps = st.maps(i, opts.quantity)
-            lab = float(labels[i])
+            lab = float(labels[pos])
             examples.append({
-                "index": i, "id": ids[i], "text_a": text_a[i], "text_b": text_b[i],
+                "index": i, "id": ids[i], "text_a": text_a[pos], "text_b": text_b[pos],
                 "label": None if not math.isfinite(lab) else (label_names[int(lab)] if label_names and lab.is_integer() and 0 <= lab < len(label_names) else lab),
                 "tokens": tok.text, "special": tok.special.astype(int).tolist(), "segment": tok.type_ids.astype(int).tolist(),
                 "words": word_index(tok.text, tok.special, tok.type_ids, tok.offsets), "maps": pack_maps(maps, opts.encoding),
