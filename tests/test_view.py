@@ -51,6 +51,11 @@ def test_page_holds_the_first_eight_examples_decodable_to_the_store_and_states_i
     text = out.read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text) and "@import" not in text  # nothing fetched
     assert {"attention:stat_cls", "attention:stat_entropy"} <= {f"{g['source']}:{g['name']}" for g in page["grids"]}
+    with open_store(demo_store) as st:
+        names, stats = st.stats()
+    k = names.index("entropy")
+    assert np.allclose(page["per_example"]["stat_entropy"][7], stats[7, ..., k], rtol=1e-5)  # this example's entropy per head
+    assert any(g.get("per_example") == "stat_entropy" for g in page["grids"])
 
 
 def test_dash_writes_the_page_to_stdout(demo_store: Path) -> None:

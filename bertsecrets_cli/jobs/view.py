@@ -9,6 +9,7 @@ the page decodes an example only when it is shown. Per-head results of a pattern
 from __future__ import annotations
 
 import base64
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from bertsecrets_cli.errors import InputError, OutputError
+from bertsecrets_cli.store import schema as S
 
 DEFAULT_EXAMPLES = 8
 ENCODINGS = ("float16", "uint8")
@@ -110,8 +112,6 @@ def _text(x: Any) -> str:
 
 def _names(v: Any) -> list[str]:
     """label_names as stored: a list, a JSON list, or empty."""
-    import json
-
     if isinstance(v, str):
         try:
             v = json.loads(v) if v.startswith("[") else [x for x in v.split(",") if x]
@@ -204,13 +204,20 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
                 "words": word_index(tok.text, tok.special, tok.type_ids, tok.offsets), "maps": pack_maps(maps, opts.encoding),
             })
         grids = [{"source": "attention", "name": n, "description": hq.description, "values": _grid(hq.values)} for n, hq in sorted(st.heads().items())]
+        per_example: dict[str, Any] = {}
+        if opts.quantity == "attention" and st.has(S.STATS_PER_EXAMPLE):  # the statistics of each shown example, per head
+            stat_names = json.loads(st.attrs(S.G_STATS)["names"])
+            rows = st.rows(S.STATS_PER_EXAMPLE, chosen)
+            for k, stat in enumerate(stat_names):
+                per_example[f"stat_{stat}"] = [_grid(r[..., k]) for r in rows]
+                grids.append({"source": "attention", "name": f"{stat} of this example", "per_example": f"stat_{stat}",
+                              "description": S.STAT_DESCRIPTIONS.get(stat, stat) + ", for the example shown"})
         chosen_ids = [ids[i] for i in chosen]
         prov = st.provenance()
     sides = []
     for path, kind in ((opts.patterns, "patterns"), (opts.diff, "diff"), (opts.ablation, "ablation")):
         if path:
             sides.append(_side_store(path, kind, chosen_ids, L, H, opts.locking))
-    per_example: dict[str, Any] = {}
     class_names: list[str] = []
     for s in sides:
         grids += s["grids"]
