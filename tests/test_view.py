@@ -54,7 +54,7 @@ def test_page_holds_the_first_eight_examples_decodable_to_the_store_and_states_i
     with open_store(demo_store) as st:
         names, stats = st.stats()
     k = names.index("entropy")
-    assert np.allclose(page["per_example"]["stat_entropy"][7], stats[7, ..., k], rtol=1e-5)  # this example's entropy per head
+    assert np.allclose(page["per_example"]["stat_entropy"][7], stats[7, ..., k], rtol=5e-3)  # this example's entropy per head
     assert any(g.get("per_example") == "stat_entropy" for g in page["grids"])
 
 
@@ -144,7 +144,7 @@ def test_other_stores_become_head_grids_and_per_example_rows(demo_store: Path, s
     assert delta[0][0] is None and delta[2][5] == pytest.approx(side_stores["delta"][2, 5], rel=1e-5)
     assert np.allclose(grids[("diff", "cosine")]["values"], side_stores["cos"].mean(0), rtol=1e-5)
     assert page["per_example"]["pattern"][0] == side_stores["labels"][3].tolist()  # the page's first example is #3
-    assert np.allclose(page["per_example"]["cosine"][1], side_stores["cos"][1], rtol=1e-5)
+    assert np.allclose(page["per_example"]["cosine"][1], side_stores["cos"][1], rtol=5e-4)
     assert [s["matched"] for s in page["sides"]] == [2, 2, 0]
     assert grids[("patterns", "pattern of this example")]["per_example"] == "pattern"
     assert grids[("diff", "cosine of this example")]["per_example"] == "cosine"

@@ -220,7 +220,7 @@ def test_grids_of_other_stores_follow_the_example_and_select_heads(browser: Any,
         v.page.select_option("#example", "1")
         assert v.page.evaluate("window.bertsecretsView.grid().values") == sides["labels"][9].tolist()  # follows the example
         v.page.select_option("#quantity", str(names.index("cosine of this example")))
-        assert np.allclose(v.page.evaluate("window.bertsecretsView.grid().values"), sides["cos"][9], rtol=1e-5)
+        assert np.allclose(v.page.evaluate("window.bertsecretsView.grid().values"), sides["cos"][9], rtol=5e-4)
         v.page.select_option("#quantity", str(names.index("ablation_delta")))
         grid = v.page.evaluate("window.bertsecretsView.grid().values")
         assert grid[0][0] is None and abs(grid[3][7] - sides["delta"][3, 7]) < 1e-6

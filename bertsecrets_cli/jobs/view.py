@@ -102,8 +102,9 @@ def pack_maps(maps: np.ndarray, encoding: str) -> str:
     return base64.b64encode(np.ascontiguousarray(raw).tobytes()).decode("ascii")
 
 
-def _grid(values: np.ndarray) -> list[list[float | None]]:
-    return [[None if not math.isfinite(float(v)) else float(f"{float(v):.6g}") for v in row] for row in np.asarray(values, float)]
+def _grid(values: np.ndarray, digits: int = 6) -> list[list[float | None]]:
+    """A [L, H] array as JSON-ready rows: ``digits`` significant digits, None for NaN."""
+    return [[None if not math.isfinite(float(v)) else float(f"{float(v):.{digits}g}") for v in row] for row in np.asarray(values, float)]
 
 
 def _text(x: Any) -> str:
@@ -157,7 +158,7 @@ def _side_store(path: str, kind: str, chosen_ids: list[str], L: int, H: int, loc
                                   "description": "the pattern type of each head's map of the example shown"})
         if kind == "diff" and st.has(PER_EXAMPLE_COSINE):
             cos = iter(st.rows(PER_EXAMPLE_COSINE, found))
-            side["per_example"]["cosine"] = [None if r is None else _grid(next(cos)) for r in rows]
+            side["per_example"]["cosine"] = [None if r is None else _grid(next(cos), 4) for r in rows]
             side["grids"].append({"source": kind, "name": "cosine of this example", "per_example": "cosine",
                                   "description": "cosine similarity of each head's maps in the two stores, for the example shown"})
         side["matched"] = sum(r is not None for r in rows)
@@ -209,7 +210,7 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
             stat_names = json.loads(st.attrs(S.G_STATS)["names"])
             rows = st.rows(S.STATS_PER_EXAMPLE, chosen)
             for k, stat in enumerate(stat_names):
-                per_example[f"stat_{stat}"] = [_grid(r[..., k]) for r in rows]
+                per_example[f"stat_{stat}"] = [_grid(r[..., k], 3) for r in rows]  # a few bytes per head and example
                 grids.append({"source": "attention", "name": f"{stat} of this example", "per_example": f"stat_{stat}",
                               "description": S.STAT_DESCRIPTIONS.get(stat, stat) + ", for the example shown"})
         chosen_ids = [ids[i] for i in chosen]
