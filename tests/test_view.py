@@ -37,7 +37,7 @@ def test_page_holds_the_first_eight_examples_decodable_to_the_store_and_states_i
     res = invoke("view", str(demo_store), "--output", str(out))
     assert res.exit_code == 0, res.stderr
     page = payload(out)
-    assert [e["index"] for e in page["examples"]] == list(range(8))
+    assert [e["index"] for e in page["examples"]] == list(range(8)) and page["distribution"] is True
     with open_store(demo_store) as st:
         for pos in (0, 7):
             want = st.attention(pos)
@@ -113,6 +113,11 @@ def test_uint8_encoding_halves_the_maps_and_stays_within_one_step(demo_store: Pa
     one_line_error(invoke("view", str(demo_store), "--encoding", "bf16", "-o", str(tmp_path / "x.html")), 3, "--encoding bf16")
 
 
+def st_peak(store: Path, i: int) -> np.ndarray:
+    with open_store(store) as st:
+        return st.maps(i, "halved").max(axis=(2, 3))
+
+
 @covers("view", "--quantity")
 def test_quantity_shows_another_map_kind_the_store_holds(demo_store: Path, tmp_path: Path) -> None:
     import h5py
@@ -129,6 +134,12 @@ def test_quantity_shows_another_map_kind_the_store_holds(demo_store: Path, tmp_p
     with open_store(store) as st:
         np.testing.assert_allclose(maps(page, 1), st.attention(1) / 2, atol=1e-3)
     one_line_error(invoke("view", str(store), "--quantity", "norms", "-o", str(tmp_path / "x.html")), 3, "norms", "attention, halved")
+    # rows that are no distributions are drawn relative to each map's peak, which the page carries
+    assert payload(out)["distribution"] is False and payload(out)["examples"][1]["peak"][2][3] == pytest.approx(float(st_peak(store, 1)[2, 3]), rel=1e-3)
+    with h5py.File(store, "a") as f:
+        f["attention/doubled"] = (f["attention/maps"][...].astype(np.float32) * 2).astype(np.float16)
+    one_line_error(invoke("view", str(store), "--quantity", "doubled", "--encoding", "uint8", "-o", str(tmp_path / "x.html")), 3, "uint8", "float16")
+    assert not (tmp_path / "x.html").exists()
 
 
 @covers("view", "--patterns", "--diff", "--ablation")

@@ -232,6 +232,27 @@ def test_grids_of_other_stores_follow_the_example_and_select_heads(browser: Any,
         v.close()
 
 
+def test_maps_that_are_no_distributions_are_drawn_relative_to_their_peak(browser: Any, demo_store: Path, tmp_path: Path) -> None:
+    import h5py
+
+    store = tmp_path / "scaled.h5"
+    shutil.copy(demo_store, store)
+    with h5py.File(store, "a") as f:  # a kind whose rows sum to a tenth: without scaling almost nothing would be drawn
+        f["attention/tenth"] = (f["attention/maps"][...].astype(np.float32) / 10).astype(np.float16)
+    out = write_view(store, tmp_path / "v.html", "--quantity", "tenth", "-n", "1")
+    att = maps(payload(out), 0)
+    v = Opened(browser, out)
+    try:
+        for layer, head in ((0, 0), (4, 6)):
+            v.page.evaluate(f"window.bertsecretsView.select({{layer: {layer}, head: {head}}})")
+            a = att[layer, head]
+            assert v.state()["drawn"]["lines"] == int((a / a.max() >= 0.02).sum()) > int((a >= 0.02).sum())
+            assert abs(v.state()["drawn"]["strongest"]["p"] - float(a.max())) < 1e-6  # values reported as stored
+        assert v.errors == [], v.errors
+    finally:
+        v.close()
+
+
 def _rgb(hue_deg: float, s: float = 0.68, lightness: float = 0.42) -> np.ndarray:
     return np.array(colorsys.hls_to_rgb(hue_deg / 360, lightness, s)) * 255
 

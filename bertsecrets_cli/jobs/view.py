@@ -194,15 +194,22 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
         text_b = [_text(x) for x in st.rows("examples/text_b", chosen)] if st.has("examples/text_b") else [""] * len(chosen)
         label_names = _names(model.get("label_names"))
         examples: list[dict[str, Any]] = []
+        distribution = True  # every row of every shown map sums to 1: drawn as is; otherwise each map is scaled by its peak
         for pos, i in enumerate(chosen):
             tok = st.tokens(i)
             maps = st.maps(i, opts.quantity)
+            rows = maps.sum(-1)
+            distribution = distribution and bool(np.all(maps >= -1e-3) and np.all(np.abs(rows - 1) < 2e-2))
+            if opts.encoding == "uint8" and (maps.min() < -1e-3 or maps.max() > 1 + 1e-3):
+                raise InputError(f"{name}: --encoding uint8 holds values in [0, 1] only; the {opts.quantity} maps of example {i} reach "
+                                 f"{float(maps.max()):.3g}; use float16")
             lab = float(labels[pos])
             examples.append({
                 "index": i, "id": ids[i], "text_a": text_a[pos], "text_b": text_b[pos],
                 "label": None if not math.isfinite(lab) else (label_names[int(lab)] if label_names and lab.is_integer() and 0 <= lab < len(label_names) else lab),
                 "tokens": tok.text, "special": tok.special.astype(int).tolist(), "segment": tok.type_ids.astype(int).tolist(),
                 "words": word_index(tok.text, tok.special, tok.type_ids, tok.offsets), "maps": pack_maps(maps, opts.encoding),
+                "peak": _grid(maps.max(axis=(2, 3))),
             })
         grids = [{"source": "attention", "name": n, "description": hq.description, "values": _grid(hq.values)} for n, hq in sorted(st.heads().items())]
         per_example: dict[str, Any] = {}
@@ -227,7 +234,7 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
     payload = {
         "title": opts.title or f"{Path(name).name}: attention of {model.get('name') or 'the model'}",
         "store": Path(name).name, "model": str(model.get("name", "")), "layers": L, "heads": H,
-        "quantity": opts.quantity, "encoding": opts.encoding, "task": str(prov.get("task", "")),
+        "quantity": opts.quantity, "encoding": opts.encoding, "distribution": distribution, "task": str(prov.get("task", "")),
         "n_store_examples": len(ids), "examples": examples, "grids": grids, "per_example": per_example,
         "class_names": class_names, "sides": [{"kind": s["kind"], "store": s["store"], "matched": s["matched"]} for s in sides],
         "tool": f"bertsecrets {__version__}",

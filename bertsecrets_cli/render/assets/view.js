@@ -81,6 +81,12 @@
     }
     return labels;
   }
+  // maps whose rows are not distributions (norms, ...) are drawn relative to each map's peak
+  function gain(l, h) {
+    if (D.distribution) return 1;
+    var p = D.examples[S.ex].peak[l][h];
+    return p > 0 ? 1 / p : 0;
+  }
   // what is shown now: labels, specials and the [L*H*n*n] matrix
   function current() {
     var ex = D.examples[S.ex];
@@ -135,7 +141,8 @@
   var hvWrap = el("div", { id: "headview-wrap" }, hvSec);
   var hv = el("canvas", { id: "headview-canvas", tabindex: "0" }, hvWrap);
   var topLinks = el("div", { id: "top-links", cls: "legend" }, hvSec);
-  el("div", { cls: "legend", text: "Left: each token attending (query); right: the tokens it attends to (keys). Line opacity = attention weight (below " + THRESHOLD + " not drawn). Hover a token to see only its links." }, hvSec);
+  el("div", { cls: "legend", text: "Left: each token attending (query); right: the tokens it attends to (keys). Line opacity = " +
+    (D.distribution ? "attention weight" : D.quantity + " value relative to the map's largest") + " (below " + THRESHOLD + " not drawn). Hover a token to see only its links." }, hvSec);
 
   var mvSec = el("section", { id: "modelview" }, main);
   var mvTitle = el("h2", { text: "Model view" }, mvSec);
@@ -203,7 +210,7 @@
     var hover = S.hover, lines = 0, mass = 0, best = null, digest = 0, top5 = [];
     var weightOf = new Float32Array(n);  // shading of the other side's tokens under the hovered token
     for (var hi = 0; hi < heads.length; hi++) {
-      var h = heads[hi], base = (S.layer * H + h) * n * n;
+      var h = heads[hi], base = (S.layer * H + h) * n * n, g = S.units === "words" && !D.distribution ? wordGain(mat, base, n) : gain(S.layer, h);
       var buckets = [];
       for (var b = 0; b < 20; b++) buckets.push([]);
       for (var q = 0; q < n; q++) {
@@ -211,10 +218,10 @@
         for (var k = 0; k < n; k++) {
           if (hover && hover.side === "k" && hover.i !== k) continue;
           if (S.links !== "all" && !linkShown(V.segment[q], V.segment[k])) continue;
-          var p = mat[base + q * n + k];
-          if (hover) weightOf[hover.side === "q" ? k : q] += p / heads.length;
-          if (!(p >= THRESHOLD)) continue;
-          buckets[Math.min(19, Math.floor(p * 20))].push(q, k);
+          var p = mat[base + q * n + k], shown = p * g;
+          if (hover) weightOf[hover.side === "q" ? k : q] += shown / heads.length;
+          if (!(shown >= THRESHOLD)) continue;
+          buckets[Math.min(19, Math.floor(shown * 20))].push(q, k);
           lines++; mass += p;
           digest = (digest * 31 + q * 7919 + k * 104729 + h * 15485863 + Math.round(p * 1000)) % 2147483647;
           if (!best || p > best.p) best = { q: q, k: k, p: p, head: h };
@@ -264,6 +271,11 @@
   function linkShown(a, b) {
     return S.links === "within" ? a === b : S.links === "ab" ? a === 0 && b === 1 : S.links === "ba" ? a === 1 && b === 0 : true;
   }
+  function wordGain(mat, base, n) {
+    var m = 0;
+    for (var i = 0; i < n * n; i++) if (mat[base + i] > m) m = mat[base + i];
+    return m > 0 ? 1 / m : 0;
+  }
   function hoverAt(e) {
     if (!lay) return null;
     var r = hv.getBoundingClientRect(), x = e.clientX - r.left, yy = e.clientY - r.top;
@@ -282,11 +294,11 @@
 
   // ---------------------------------------------------------------- model view
   var thumbs = [], offscreen = document.createElement("canvas");
-  function paintMatrix(mat, base, n, target, w, hgt) {
+  function paintMatrix(mat, base, n, target, w, hgt, g) {
     offscreen.width = n; offscreen.height = n;
     var octx = offscreen.getContext("2d"), img = octx.createImageData(n, n), d = img.data;
     for (var q = 0; q < n; q++) for (var k = 0; k < n; k++) {
-      var v = Math.sqrt(Math.max(0, Math.min(1, mat[base + q * n + k]))), o = (q * n + k) * 4;
+      var v = Math.sqrt(Math.max(0, Math.min(1, mat[base + q * n + k] * g))), o = (q * n + k) * 4;
       d[o] = 255 - v * (255 - 16); d[o + 1] = 255 - v * (255 - 66); d[o + 2] = 255 - v * (255 - 150); d[o + 3] = 255;
     }
     octx.putImageData(img, 0, 0);
@@ -326,7 +338,8 @@
     var V = current(), n = V.n;
     var t1 = performance.now();
     thumbs.forEach(function (t) {
-      paintMatrix(V.mat, (t.l * H + t.h) * n * n, n, t.c, t.size, t.size);
+      var b = (t.l * H + t.h) * n * n;
+      paintMatrix(V.mat, b, n, t.c, t.size, t.size, S.units === "words" && !D.distribution ? wordGain(V.mat, b, n) : gain(t.l, t.h));
       var p = patternOf(t.l, t.h);
       t.c.style.borderColor = (t.l === S.layer && t.h === S.head) ? "#1d232b" : p !== null ? PALETTE[p % PALETTE.length] : "transparent";
     });
@@ -341,7 +354,8 @@
     var labels = n <= 80, pad = labels ? 90 : 0, cell = Math.max(1, Math.min(12, Math.floor(480 / n))), side = Math.max(n * cell, 240);
     var ctx = sizeCanvas(zoom, side + pad, side + pad);
     ctx.save(); ctx.translate(pad, pad);
-    paintMatrix(V.mat, (S.layer * H + h) * n * n, n, { getContext: function () { return ctx; } }, side, side);
+    var zb = (S.layer * H + h) * n * n;
+    paintMatrix(V.mat, zb, n, { getContext: function () { return ctx; } }, side, side, S.units === "words" && !D.distribution ? wordGain(V.mat, zb, n) : gain(S.layer, h));
     ctx.restore();
     if (labels) {
       ctx.font = Math.min(11, Math.max(7, side / n - 1)) + "px system-ui, sans-serif";
@@ -351,7 +365,7 @@
       for (var u = 0; u < n; u++) { ctx.save(); ctx.translate(pad + (u + 0.5) * step, pad - 4); ctx.rotate(-Math.PI / 2); ctx.textAlign = "left"; ctx.fillText(V.labels[u].slice(0, 12), 0, 0); ctx.restore(); }
     }
     var p = patternOf(S.layer, h);
-    zoomTitle.textContent = headName(S.layer, h) + " enlarged" + (p !== null ? " \u00b7 pattern: " + D.class_names[p] : "") + " (darker = more attention; square-root scale)";
+    zoomTitle.textContent = headName(S.layer, h) + " enlarged" + (p !== null ? " \u00b7 pattern: " + D.class_names[p] : "") + " (darker = more attention; square-root scale" + (D.distribution ? "" : ", relative to the map's largest value") + ")";
   }
 
   // ---------------------------------------------------------------- per-head grids
