@@ -209,7 +209,7 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
                 "label": None if not math.isfinite(lab) else (label_names[int(lab)] if label_names and lab.is_integer() and 0 <= lab < len(label_names) else lab),
                 "tokens": tok.text, "special": tok.special.astype(int).tolist(), "segment": tok.type_ids.astype(int).tolist(),
                 "words": word_index(tok.text, tok.special, tok.type_ids, tok.offsets), "maps": pack_maps(maps, opts.encoding),
-                "peak": _grid(maps.max(axis=(2, 3))),
+                "peak": _grid(maps.max(axis=(2, 3)), 9),  # 9 digits: the exact float32, so the page divides by what the test does
             })
         grids = [{"source": "attention", "name": n, "description": hq.description, "values": _grid(hq.values)} for n, hq in sorted(st.heads().items())]
         per_example: dict[str, Any] = {}

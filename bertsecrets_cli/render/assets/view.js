@@ -81,11 +81,11 @@
     }
     return labels;
   }
-  // maps whose rows are not distributions (norms, ...) are drawn relative to each map's peak
-  function gain(l, h) {
+  // maps whose rows are not distributions (norms, ...) are drawn relative to each map's peak: value / divisor
+  function divisor(l, h) {
     if (D.distribution) return 1;
     var p = D.examples[S.ex].peak[l][h];
-    return p > 0 ? 1 / p : 0;
+    return p > 0 ? p : Infinity;
   }
   // what is shown now: labels, specials and the [L*H*n*n] matrix
   function current() {
@@ -210,7 +210,7 @@
     var hover = S.hover, lines = 0, mass = 0, best = null, digest = 0, top5 = [];
     var weightOf = new Float32Array(n);  // shading of the other side's tokens under the hovered token
     for (var hi = 0; hi < heads.length; hi++) {
-      var h = heads[hi], base = (S.layer * H + h) * n * n, g = S.units === "words" && !D.distribution ? wordGain(mat, base, n) : gain(S.layer, h);
+      var h = heads[hi], base = (S.layer * H + h) * n * n, dv = S.units === "words" && !D.distribution ? wordPeak(mat, base, n) : divisor(S.layer, h);
       var buckets = [];
       for (var b = 0; b < 20; b++) buckets.push([]);
       for (var q = 0; q < n; q++) {
@@ -218,7 +218,7 @@
         for (var k = 0; k < n; k++) {
           if (hover && hover.side === "k" && hover.i !== k) continue;
           if (S.links !== "all" && !linkShown(V.segment[q], V.segment[k])) continue;
-          var p = mat[base + q * n + k], shown = p * g;
+          var p = mat[base + q * n + k], shown = p / dv;
           if (hover) weightOf[hover.side === "q" ? k : q] += shown / heads.length;
           if (!(shown >= THRESHOLD)) continue;
           buckets[Math.min(19, Math.floor(shown * 20))].push(q, k);
@@ -271,10 +271,10 @@
   function linkShown(a, b) {
     return S.links === "within" ? a === b : S.links === "ab" ? a === 0 && b === 1 : S.links === "ba" ? a === 1 && b === 0 : true;
   }
-  function wordGain(mat, base, n) {
+  function wordPeak(mat, base, n) {
     var m = 0;
     for (var i = 0; i < n * n; i++) if (mat[base + i] > m) m = mat[base + i];
-    return m > 0 ? 1 / m : 0;
+    return m > 0 ? m : Infinity;
   }
   function hoverAt(e) {
     if (!lay) return null;
@@ -294,11 +294,11 @@
 
   // ---------------------------------------------------------------- model view
   var thumbs = [], offscreen = document.createElement("canvas");
-  function paintMatrix(mat, base, n, target, w, hgt, g) {
+  function paintMatrix(mat, base, n, target, w, hgt, dv) {
     offscreen.width = n; offscreen.height = n;
     var octx = offscreen.getContext("2d"), img = octx.createImageData(n, n), d = img.data;
     for (var q = 0; q < n; q++) for (var k = 0; k < n; k++) {
-      var v = Math.sqrt(Math.max(0, Math.min(1, mat[base + q * n + k] * g))), o = (q * n + k) * 4;
+      var v = Math.sqrt(Math.max(0, Math.min(1, mat[base + q * n + k] / dv))), o = (q * n + k) * 4;
       d[o] = 255 - v * (255 - 16); d[o + 1] = 255 - v * (255 - 66); d[o + 2] = 255 - v * (255 - 150); d[o + 3] = 255;
     }
     octx.putImageData(img, 0, 0);
@@ -339,7 +339,7 @@
     var t1 = performance.now();
     thumbs.forEach(function (t) {
       var b = (t.l * H + t.h) * n * n;
-      paintMatrix(V.mat, b, n, t.c, t.size, t.size, S.units === "words" && !D.distribution ? wordGain(V.mat, b, n) : gain(t.l, t.h));
+      paintMatrix(V.mat, b, n, t.c, t.size, t.size, S.units === "words" && !D.distribution ? wordPeak(V.mat, b, n) : divisor(t.l, t.h));
       var p = patternOf(t.l, t.h);
       t.c.style.borderColor = (t.l === S.layer && t.h === S.head) ? "#1d232b" : p !== null ? PALETTE[p % PALETTE.length] : "transparent";
     });
@@ -355,7 +355,7 @@
     var ctx = sizeCanvas(zoom, side + pad, side + pad);
     ctx.save(); ctx.translate(pad, pad);
     var zb = (S.layer * H + h) * n * n;
-    paintMatrix(V.mat, zb, n, { getContext: function () { return ctx; } }, side, side, S.units === "words" && !D.distribution ? wordGain(V.mat, zb, n) : gain(S.layer, h));
+    paintMatrix(V.mat, zb, n, { getContext: function () { return ctx; } }, side, side, S.units === "words" && !D.distribution ? wordPeak(V.mat, zb, n) : divisor(S.layer, h));
     ctx.restore();
     if (labels) {
       ctx.font = Math.min(11, Math.max(7, side / n - 1)) + "px system-ui, sans-serif";
