@@ -38,8 +38,7 @@ def view(
     def body() -> None:
         from bertsecrets_cli.jobs.view import ViewOptions, run_view
         from bertsecrets_cli.render.console import debug as note, info
-        from bertsecrets_cli.render.html import human_size
-        from bertsecrets_cli.store.spool import input_path, output_path
+        from bertsecrets_cli.cli.spool import input_path, output_path
 
         wanted = tuple(x.strip() for x in examples.split(",") if x.strip()) if examples else ()
         opts = ViewOptions(patterns=patterns, diff=diff, ablation=ablation, examples=wanted, limit=limit, sample=sample, seed=seed,
@@ -47,6 +46,6 @@ def view(
         with input_path(store) as path, output_path(output) as out:
             res = run_view(path, out, opts, name=store)
         note(f"examples shown (0-based store indices): {', '.join(map(str, res.indices))}; per-head grids: {', '.join(res.head_grids) or 'none'}")
-        info(f"wrote {output if output != '-' else 'stdout'}: {res.n_examples} example(s), {len(res.head_grids)} per-head grid(s), {human_size(res.size_bytes)} ({res.size_bytes:,} bytes)")
+        info(f"wrote {output if output != '-' else 'stdout'}: {res.n_examples} example(s), {len(res.head_grids)} per-head grid(s), {res.size_text}")
 
     c.run("view", body, quiet=quiet, verbose=verbose, debug=debug)

@@ -53,7 +53,7 @@ def overview_tables(st: Any, name: str) -> list[Table]:
     """What the store is (kind, model, examples, provenance) and the per-head quantities it holds."""
     root = st.attrs("/")
     model = st.attrs(S.G_MODEL)
-    t = Table(f"store {name}", ["field", "value"])
+    t = Table(f"store {name}", ["field", "value"], name="store")
     t.add("kind", st.kind)
     t.add("schema version", st.version)
     t.add("written by", f"bertsecrets {root.get(S.A_TOOL_VERSION, '?')}, {root.get(S.A_CREATED, '?')}")
@@ -66,7 +66,7 @@ def overview_tables(st: Any, name: str) -> list[Table]:
         if k in _SKIP_PROVENANCE or k in ("tool_version",) or v in ("", None) or shown.get(k) == v:
             continue
         t.add(k, _short(v))
-    q = Table("per-head quantities", ["quantity", "min", "mean", "max", "max at", "description"],
+    q = Table("per-head quantities", ["quantity", "min", "mean", "max", "max at", "description"], name="quantities",
               caption=f"rank heads with: bertsecrets show {name} --quantity NAME --top 10")
     for qname, hq in sorted(st.heads().items()):
         v = np.asarray(hq.values, float)
@@ -99,7 +99,7 @@ def ranking_table(values: np.ndarray, quantity: str, description: str, opts: Sho
     where = f" in L{layer + 1}" if layer is not None else ""
     count = "all" if opts.top <= 0 else f"{'bottom' if opts.bottom else 'top'} {opts.top}"
     title = f"{quantity}, {count}{' by |value|' if opts.by_abs else ''}{where}"
-    t = Table(title, ["rank", "head", "layer", quantity], caption=description or None)
+    t = Table(title, ["rank", "head", "layer", quantity], caption=description or None, name="ranking")
     for r, (li, h, v) in enumerate(ranked, 1):
         t.add(r, head_name(li, h), f"L{li + 1}", v)
     return t

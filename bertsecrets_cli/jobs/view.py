@@ -49,6 +49,13 @@ class ViewResult:
     indices: list[int] = field(default_factory=list)
     head_grids: list[str] = field(default_factory=list)
 
+    @property
+    def size_text(self) -> str:
+        """'3.45 MB (3,446,804 bytes)': the words the page's header uses."""
+        from bertsecrets_cli.render.html import human_size
+
+        return f"{human_size(self.size_bytes)} ({self.size_bytes:,} bytes)"
+
 
 def select_examples(ids: list[str], wanted: tuple[str, ...], limit: int | None, sample: bool, seed: int, name: str) -> list[int]:
     """Indices of the examples to show: each of ``wanted`` is an id, else a 0-based index; else the first or a seeded sample."""
