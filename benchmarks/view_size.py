@@ -6,7 +6,7 @@ once with the embedded model on the CPU. Load time is the page's own ``timings.r
 navigation start until the data is parsed, the first example decoded and every panel drawn; each page is
 opened ``--repeats`` times in a fresh tab and the min and median are printed (the machine is noisy).
 
-Usage: python benchmarks/view_size.py [--sizes 8,64,512] [--repeats 5] [--encoding float16] [--store pre.h5]
+Usage: python benchmarks/view_size.py [--sizes 8,64,512] [--repeats 5] [--encoding float16] [--store pre.h5 | --long]
        [--screenshot docs/img/view.png --patterns P.h5 --diff D.h5 --ablation A.h5]
 Prints one row per size: examples, bytes, MB, write seconds, load ms (min, median).
 """
@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="page opens per size")
     ap.add_argument("--encoding", default="float16", choices=("float16", "uint8"))
     ap.add_argument("--store", default=None, help="an attention store to view (default: extract the demo sentences once)")
+    ap.add_argument("--long", action="store_true", help="instead: one synthetic review of 512 tokens (--max-length 512), viewed alone")
     ap.add_argument("--chromium", default=os.environ.get("BERTSECRETS_CHROMIUM", "/usr/bin/chromium"))
     ap.add_argument("--screenshot", default=None, help="also save a screenshot of the first size's page here (PNG)")
     ap.add_argument("--patterns", default=None)
@@ -50,7 +51,16 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bertsecrets-view-bench-"))
     try:
         store = Path(args.store) if args.store else work / "demo.h5"
-        if not args.store:
+        if args.long:
+            import json
+
+            from bertsecrets_cli.jobs.extract import DataOptions, ExtractOptions, run_extract
+
+            text = " ".join(f"the reviewer number {i} found the film long but rather moving" for i in range(80))
+            (work / "long.jsonl").write_text(json.dumps({"id": "long-0", "text_a": text, "label": 1}) + "\n")
+            run_extract(ExtractOptions(data=DataOptions(task="sst2", data=str(work / "long.jsonl")), max_length=512, device="cpu", quiet=True), store, command="bench")
+            sizes = [1]
+        elif not args.store:
             from bertsecrets_cli.jobs.extract import DataOptions, ExtractOptions, run_extract
 
             t0 = time.perf_counter()
