@@ -71,7 +71,8 @@ def test_annotate_options_choose_heads_order_hints_and_map_size(demo_store, tmp_
         labels = tmp_path / f"{name}.tsv"
         res = invoke("classify", "annotate", demo_store, "--labels", labels, "--limit", "3", *extra, input="v\nv\nv\n")
         assert res.exit_code == 0, res.stderr
-        return res, [ln.split("\t") for ln in labels.read_text().splitlines()[1:] if ln and not ln.startswith("#")]
+        rows = [ln.split("\t") for ln in labels.read_text().splitlines() if ln and not ln.startswith("#")]
+        return res, [r for r in rows if r[0] != "store"]  # without the header
 
     _, picked = annotate("heads", "--heads", "L2H3")
     assert picked and all((r[2], r[3]) == ("2", "3") for r in picked)
@@ -209,11 +210,12 @@ def test_finetune_hyperparameters_are_used_and_recorded(tiny_model_factory, tmp_
     rec = json.loads((tmp_path / "a" / "finetune.json").read_text())
     h = rec["hyperparameters"]
     assert (h["lr"], h["epochs"], h["warmup"], h["weight_decay"], h["seed"]) == (0.001, 2, 0.25, 0.1, 5)
-    assert h["save_steps"] == 1 and rec["global_step"] == 4  # 2 epochs of 8 examples in batches of 4: --epochs is not ignored
+    assert rec["trainer"]["save_steps"] == 1 and rec["trainer"]["eval_batch_size"] == 3 and rec["global_step"] == 4  # 2 epochs of 8 examples in batches of 4: --epochs is not ignored
     one_line_error(invoke(*base, "--eval-batch-size", "0", "-o", tmp_path / "e"), 3, "--eval-batch-size")
     rnd = invoke(*base, "--max-steps", "1", "--init", "random", "-o", tmp_path / "r")
     assert rnd.exit_code == 0, rnd.stderr
-    assert json.loads((tmp_path / "r" / "finetune.json").read_text())["init"] == "random"
+    with open_store(tmp_path / "r" / "eval.h5") as st:
+        assert st.provenance()["init"] == "random"
     one_line_error(invoke(*base, "--init", "zeros", "-o", tmp_path / "z"), 3, "--init")
 
 

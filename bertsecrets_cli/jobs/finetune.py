@@ -468,6 +468,7 @@ def run_finetune(opts: FinetuneOptions, out: str | Path, *, command: str | None 
     rows.append((_row_name(lm, opts, trained=True), res.metrics))
     wall = time.monotonic() - t0
     extra = {"base_model": base_name, "base_model_fingerprint": base_fp, "preset": opts.preset, "hyperparameters": asdict(hyper),
+             "trainer": {"save_steps": opts.save_steps, "logging_steps": opts.logging_steps, "eval_batch_size": opts.eval_batch_size},
              "train_data_source": train_ds.source, "n_train": len(train_ds.examples), "train_ids_sha256": hashlib.sha256("\n".join(e.id for e in train_ds.examples).encode()).hexdigest(),
              "world_size": outcome.world_size, "per_device_batch": outcome.per_device_batch, "global_step": outcome.global_step,
              "train_runtime_s": outcome.runtime_s, "train_loss": outcome.train_loss, "resumed_from": outcome.resumed_from or "",
