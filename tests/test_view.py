@@ -236,6 +236,11 @@ def test_word_index_joins_pieces_that_touch_and_keeps_specials_apart() -> None:
     types = np.zeros(6, int)
     offsets = np.array([[0, 0], [0, 2], [2, 5], [6, 10], [10, 11], [0, 0]])
     assert word_index(text, special, types, offsets) == [0, 1, 1, 2, 2, 3]  # "film," is one whitespace word
+    # byte-level BPE offsets that include the space before a word ("so" (0, 2), " film" (2, 7)) still start a new word
+    bpe = ["<s>", "so", "\u0120film", "s", "</s>"]
+    spans = np.array([[0, 0], [0, 2], [2, 7], [7, 8], [0, 0]])
+    assert word_index(bpe, np.array([1, 0, 0, 0, 2]), np.zeros(5, int), spans, ("so films", "")) == [0, 1, 2, 2, 3]
+    assert word_index(bpe, np.array([1, 0, 0, 0, 2]), np.zeros(5, int), spans) == [0, 1, 1, 1, 2]  # without the text it cannot tell
 
 
 def test_token_text_cannot_close_the_script_element(demo_store: Path, tmp_path: Path) -> None:
