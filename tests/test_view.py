@@ -64,6 +64,10 @@ def test_dash_writes_the_page_to_stdout(demo_store: Path) -> None:
     assert res.stdout.startswith("<!DOCTYPE html>") and res.stdout.rstrip().endswith("</html>") and "wrote stdout" in res.stderr
     size = len(res.stdout_bytes)
     assert f"({size:,} bytes)" in res.stdout
+    piped = runner.invoke(app, ["view", "-", "-n", "1", "-o", "-"], input=demo_store.read_bytes())  # a store on stdin
+    assert piped.exit_code == 0, piped.stderr
+    first_maps = re.compile(r'"maps":"([^"]+)"')
+    assert '"store":"stdin"' in piped.stdout and first_maps.search(piped.stdout).group(1) == first_maps.search(res.stdout).group(1)
 
 
 @covers("view", "--examples")

@@ -44,7 +44,7 @@ def view(
         opts = ViewOptions(patterns=patterns, diff=diff, ablation=ablation, examples=wanted, limit=limit, sample=sample, seed=seed,
                            quantity=quantity, encoding=encoding, title=title, force=force, locking=False if no_locking else None)
         with input_path(store) as path, output_path(output) as out:
-            res = run_view(path, out, opts, name=store)
+            res = run_view(path, out, opts, name=store if store != "-" else "stdin")
         note(f"examples shown (0-based store indices): {', '.join(map(str, res.indices))}; per-head grids: {', '.join(res.head_grids) or 'none'}")
         info(f"wrote {output if output != '-' else 'stdout'}: {res.n_examples} example(s), {len(res.head_grids)} per-head grid(s), {res.size_text}")
 
