@@ -232,19 +232,20 @@ def test_no_locking_reads_a_store_another_process_holds_open_for_writing(demo_st
         holder.wait()
 
 
-def test_word_index_joins_pieces_that_touch_and_keeps_specials_apart() -> None:
-    from bertsecrets_cli.jobs.view import word_index
+def test_word_units_are_those_of_the_words_command(demo_store: Path, tmp_path: Path) -> None:
+    """The page's word units and their pieces come from analysis.wordlevel, as 'bertsecrets words' writes them."""
+    from bertsecrets_cli.jobs.words import WordsOptions, run_words
+    from bertsecrets_cli.store.words import word_units
 
-    text = ["[CLS]", "so", "##ggy", "film", ",", "[SEP]"]
-    special = np.array([1, 0, 0, 0, 0, 2])
-    types = np.zeros(6, int)
-    offsets = np.array([[0, 0], [0, 2], [2, 5], [6, 10], [10, 11], [0, 0]])
-    assert word_index(text, special, types, offsets) == [0, 1, 1, 2, 2, 3]  # "film," is one whitespace word
-    # byte-level BPE offsets that include the space before a word ("so" (0, 2), " film" (2, 7)) still start a new word
-    bpe = ["<s>", "so", "\u0120film", "s", "</s>"]
-    spans = np.array([[0, 0], [0, 2], [2, 7], [7, 8], [0, 0]])
-    assert word_index(bpe, np.array([1, 0, 0, 0, 2]), np.zeros(5, int), spans, ("so films", "")) == [0, 1, 2, 2, 3]
-    assert word_index(bpe, np.array([1, 0, 0, 0, 2]), np.zeros(5, int), spans) == [0, 1, 1, 1, 2]  # without the text it cannot tell
+    out, words = tmp_path / "v.html", tmp_path / "w.h5"
+    assert invoke("view", str(demo_store), "-n", "3", "-o", str(out)).exit_code == 0
+    run_words(demo_store, words, WordsOptions(quiet=True))
+    page = payload(out)
+    with open_store(words) as st:
+        for pos in range(3):
+            ex, u = page["examples"][pos], word_units(st, pos)
+            assert ex["word_texts"] == u.text and ex["word_special"] == u.special.astype(int).tolist()
+            assert max(ex["words"]) == len(u.text) - 1 and len(ex["words"]) == len(ex["tokens"])
 
 
 def test_token_text_cannot_close_the_script_element(demo_store: Path, tmp_path: Path) -> None:

@@ -87,12 +87,15 @@ def strongest(att: np.ndarray) -> tuple[int, int, float]:
     return int(q), int(k), float(att[q, k])
 
 
-def word_maps(att: np.ndarray, words: list[int]) -> np.ndarray:
-    """Word-level attention as the page computes it: mean over a word's query pieces, sum over its key pieces."""
-    w = np.asarray(words)
-    W = int(w.max()) + 1
-    onehot = np.eye(W)[w]  # [T, W]
-    return (onehot / onehot.sum(0)).T @ att @ onehot
+def words_command_maps(store: Path, folder: Path, i: int) -> np.ndarray:
+    """Example ``i``'s word-level maps as 'bertsecrets words' writes them (the page must draw the same)."""
+    from bertsecrets_cli.jobs.words import WordsOptions, run_words
+    from bertsecrets_cli.store import open_store
+    from bertsecrets_cli.store.words import word_maps
+
+    run_words(store, folder / "words.h5", WordsOptions(quiet=True))
+    with open_store(folder / "words.h5") as st:
+        return word_maps(st, i)
 
 
 def test_page_opens_without_errors_and_layer_head_units_and_hover_redraw_it(browser: Any, demo_store: Path, tmp_path: Path) -> None:
@@ -140,10 +143,10 @@ def test_page_opens_without_errors_and_layer_head_units_and_hover_redraw_it(brow
         v.page.keyboard.press("ArrowLeft")
         assert (v.state()["layer"], v.state()["head"]) == (5, 2)
 
-        # words: pieces joined, attention aggregated as the paper says
+        # words: the units and maps of 'bertsecrets words' (mean over a word's query pieces, sum over its key pieces)
         v.page.select_option("#units", "words")
         s3 = v.state()
-        wm = word_maps(att[5, 2], page_data["examples"][0]["words"])
+        wm = words_command_maps(demo_store, tmp_path, 0)[5, 2]
         assert s3["n"] == wm.shape[0] < len(page_data["examples"][0]["tokens"])
         q, k, p = strongest(wm)
         assert (s3["drawn"]["strongest"]["q"], s3["drawn"]["strongest"]["k"]) == (q, k) and abs(s3["drawn"]["strongest"]["p"] - p) < 1e-4

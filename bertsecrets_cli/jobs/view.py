@@ -86,21 +86,14 @@ def select_examples(ids: list[str], wanted: tuple[str, ...], limit: int | None, 
     return list(range(k))
 
 
-def word_index(text: list[str], special: np.ndarray, type_ids: np.ndarray, offsets: np.ndarray, sentences: tuple[str, str] = ("", "")) -> list[int]:
-    """Word of each token: a token continues the previous one's word when its characters follow on directly
-    (same segment, neither special) and do not start with a space in its sentence (byte-level BPE offsets may
-    include the space before a word); tokenizer-agnostic, from the stored character offsets."""
-    words: list[int] = []
-    w = -1
-    for t in range(len(text)):
-        s0, e0 = int(offsets[t][0]), int(offsets[t][1])
-        sentence = sentences[1] if int(type_ids[t]) == 1 else sentences[0]
-        cont = (t > 0 and not special[t] and not special[t - 1] and type_ids[t] == type_ids[t - 1]
-                and s0 == int(offsets[t - 1][1]) and e0 > s0 and not sentence[s0 : s0 + 1].isspace())
-        if not cont:
-            w += 1
-        words.append(w)
-    return words
+def _word_units(tok: Any, texts: tuple[str, str]) -> dict[str, Any]:
+    """The page's word units: the same grouping as ``bertsecrets words`` (analysis.wordlevel), so the page's
+    word-level maps (mean over a word's query pieces, sum over its key pieces) equal that command's."""
+    from bertsecrets_cli.analysis.wordlevel import example_units
+
+    u = example_units(tok.text, tok.offsets, tok.special, tok.type_ids, texts)
+    return {"words": u.assign.astype(int).tolist(), "word_texts": list(u.texts), "word_special": u.special.astype(int).tolist(),
+            "word_segment": u.segment.astype(int).tolist()}
 
 
 def pack_maps(maps: np.ndarray, encoding: str) -> str:
@@ -218,7 +211,7 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
                 "index": i, "id": ids[i], "text_a": text_a[pos], "text_b": text_b[pos],
                 "label": None if not math.isfinite(lab) else (label_names[int(lab)] if label_names and lab.is_integer() and 0 <= lab < len(label_names) else lab),
                 "tokens": tok.text, "special": tok.special.astype(int).tolist(), "segment": tok.type_ids.astype(int).tolist(),
-                "words": word_index(tok.text, tok.special, tok.type_ids, tok.offsets, (text_a[pos], text_b[pos])), "maps": pack_maps(maps, opts.encoding),
+                **_word_units(tok, (text_a[pos], text_b[pos])), "maps": pack_maps(maps, opts.encoding),
                 "peak": _grid(maps.max(axis=(2, 3)), 9),  # 9 digits: the exact float32, so the page divides by what the test does
             })
         grids = [{"source": "attention", "name": n, "description": hq.description, "values": _grid(hq.values)} for n, hq in sorted(st.heads().items())]

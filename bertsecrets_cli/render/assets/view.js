@@ -59,27 +59,19 @@
   // word-level maps: a word attends with the mean over its query pieces of the summed attention to the key pieces
   function wordMaps(pos) {
     return remember("w" + pos, function () {
-      var ex = D.examples[pos], T = ex.tokens.length, w = ex.words, W = w[T - 1] + 1, A = tokenMaps(pos);
+      var ex = D.examples[pos], T = ex.tokens.length, w = ex.words, W = ex.word_texts.length, A = tokenMaps(pos);
       var size = new Float32Array(W), out = new Float32Array(L * H * W * W);
-      for (var t = 0; t < T; t++) size[w[t]] += 1;
+      for (var t = 0; t < T; t++) if (w[t] >= 0) size[w[t]] += 1;  // -1: a piece of no word (whitespace only)
       for (var m = 0; m < L * H; m++) {
         var a = m * T * T, b = m * W * W;
         for (var q = 0; q < T; q++) {
+          if (w[q] < 0) continue;
           var row = b + w[q] * W, inv = 1 / size[w[q]];
-          for (var k = 0; k < T; k++) out[row + w[k]] += A[a + q * T + k] * inv;
+          for (var k = 0; k < T; k++) if (w[k] >= 0) out[row + w[k]] += A[a + q * T + k] * inv;
         }
       }
       return out;
     });
-  }
-  function wordLabels(ex) {
-    var labels = [], w = ex.words;
-    for (var t = 0; t < ex.tokens.length; t++) {
-      var piece = ex.tokens[t];
-      if (labels.length === w[t]) labels.push(piece);
-      else labels[w[t]] += piece.replace(/^##/, "");
-    }
-    return labels;
   }
   // maps whose rows are not distributions (norms, ...) are drawn relative to each map's peak: value / divisor
   function divisor(l, h) {
@@ -91,9 +83,7 @@
   function current() {
     var ex = D.examples[S.ex];
     if (S.units === "words") {
-      var labels = wordLabels(ex), sp = [], seg = [];
-      for (var t = 0; t < ex.tokens.length; t++) if (sp.length === ex.words[t]) { sp.push(ex.special[t]); seg.push(ex.segment[t]); }
-      return { n: labels.length, labels: labels, special: sp, segment: seg, mat: wordMaps(S.ex) };
+      return { n: ex.word_texts.length, labels: ex.word_texts, special: ex.word_special, segment: ex.word_segment, mat: wordMaps(S.ex) };
     }
     return { n: ex.tokens.length, labels: ex.tokens, special: ex.special, segment: ex.segment, mat: tokenMaps(S.ex) };
   }
