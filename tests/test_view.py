@@ -232,6 +232,23 @@ def test_no_locking_reads_a_store_another_process_holds_open_for_writing(demo_st
         holder.wait()
 
 
+def test_a_words_store_is_viewed_at_word_level(demo_store: Path, tmp_path: Path) -> None:
+    from bertsecrets_cli.jobs.words import WordsOptions, run_words
+    from bertsecrets_cli.store.words import word_maps, word_units
+
+    words = tmp_path / "w.h5"
+    run_words(demo_store, words, WordsOptions(quiet=True))
+    out = tmp_path / "v.html"
+    res = invoke("view", str(words), "--examples", "4,1", "-o", str(out))
+    assert res.exit_code == 0, res.stderr
+    page = payload(out)
+    assert page["word_level"] is True and page["distribution"] is True
+    with open_store(words) as st:
+        assert page["examples"][0]["tokens"] == word_units(st, 4).text
+        np.testing.assert_allclose(maps(page, 1), word_maps(st, 1), atol=1e-3)
+    one_line_error(invoke("view", str(words), "--quantity", "halved", "-o", str(tmp_path / "x.html")), 3, "word-level")
+
+
 def test_word_units_are_those_of_the_words_command(demo_store: Path, tmp_path: Path) -> None:
     """The page's word units and their pieces come from analysis.wordlevel, as 'bertsecrets words' writes them."""
     from bertsecrets_cli.jobs.words import WordsOptions, run_words

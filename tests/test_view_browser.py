@@ -256,6 +256,22 @@ def test_maps_that_are_no_distributions_are_drawn_relative_to_their_peak(browser
         v.close()
 
 
+def test_a_words_store_draws_its_word_level_maps(browser: Any, demo_store: Path, tmp_path: Path) -> None:
+    wm = words_command_maps(demo_store, tmp_path, 2)
+    out = write_view(tmp_path / "words.h5", tmp_path / "w.html", "--examples", "2")
+    v = Opened(browser, out)
+    try:
+        v.page.evaluate("window.bertsecretsView.select({layer: 3, head: 9})")
+        s = v.state()
+        shown = maps(payload(out), 0)[3, 9]  # the words command's maps, as float16 in the page
+        np.testing.assert_allclose(shown, wm[3, 9], atol=1e-3)
+        q, k, p = strongest(shown)
+        assert s["n"] == wm.shape[-1] and (s["drawn"]["strongest"]["q"], s["drawn"]["strongest"]["k"]) == (q, k)
+        assert s["drawn"]["lines"] == int((shown >= 0.02).sum()) and v.errors == [], v.errors
+    finally:
+        v.close()
+
+
 def _rgb(hue_deg: float, s: float = 0.68, lightness: float = 0.42) -> np.ndarray:
     return np.array(colorsys.hls_to_rgb(hue_deg / 360, lightness, s)) * 255
 

@@ -10,7 +10,7 @@ from bertsecrets_cli.cli import common as c
 
 
 def view(
-    store: Annotated[str, typer.Argument(help="An attention store written by extract ('-' reads stdin).")],
+    store: Annotated[str, typer.Argument(help="An attention store written by extract, or a words store (word level) ('-' reads stdin).")],
     output: Annotated[str, typer.Option("--output", "-o", help="The HTML file to write (one self-contained page: opens from disk, no network; '-' writes it to stdout).")],
     patterns: Annotated[Optional[str], typer.Option("--patterns", help="A patterns store (classify) of the same examples: pattern-type grids, and each shown map's type.")] = None,
     diff: Annotated[Optional[str], typer.Option("--diff", help="A diff store: cosine and JS divergence per head as heat grids (and per shown example).")] = None,

@@ -96,6 +96,20 @@ def _word_units(tok: Any, texts: tuple[str, str]) -> dict[str, Any]:
             "word_segment": u.segment.astype(int).tolist()}
 
 
+def _word_store_example(st: Any, i: int) -> tuple[Any, np.ndarray, dict[str, Any]]:
+    """Example ``i`` of a words store: its units as the tokens (each its own word) and its word-level maps."""
+    from types import SimpleNamespace
+
+    from bertsecrets_cli.store.words import word_maps, word_units
+
+    u = word_units(st, i)
+    tok = SimpleNamespace(text=u.text, special=np.asarray(u.special), type_ids=np.asarray(u.segment))
+    W = len(u.text)
+    units = {"words": list(range(W)), "word_texts": u.text, "word_special": np.asarray(u.special).astype(int).tolist(),
+             "word_segment": np.asarray(u.segment).astype(int).tolist()}
+    return tok, np.asarray(word_maps(st, i), dtype=np.float32), units
+
+
 def pack_maps(maps: np.ndarray, encoding: str) -> str:
     """[L, H, T, T] float maps as base64 of little-endian float16, or of uint8 round(p * 255)."""
     if encoding == "uint8":
@@ -184,8 +198,11 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
             raise OutputError(f"{out}: is one of the inputs; give another output name")
     check_output_path(out, force=opts.force, what="HTML view")
     name = name or str(store)
-    with open_store(store, kind="attention", locking=opts.locking) as st:
-        if opts.quantity not in st.map_names():
+    with open_store(store, kind=("attention", "words"), locking=opts.locking) as st:
+        word_level = st.kind == "words"  # maps between words already, written by 'bertsecrets words'
+        if word_level and opts.quantity != "attention":
+            raise InputError(f"{name}: --quantity {opts.quantity}: a words store holds the word-level attention only")
+        if not word_level and opts.quantity not in st.map_names():
             raise InputError(f"{name}: --quantity {opts.quantity}: no such maps (the store has: {', '.join(st.map_names())})")
         ids = st.example_ids()
         chosen = select_examples(ids, opts.examples, opts.limit, opts.sample, opts.seed, name)
@@ -199,8 +216,11 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
         examples: list[dict[str, Any]] = []
         distribution = True  # every row of every shown map sums to 1: drawn as is; otherwise each map is scaled by its peak
         for pos, i in enumerate(chosen):
-            tok = st.tokens(i)
-            maps = st.maps(i, opts.quantity)
+            if word_level:
+                tok, maps, units = _word_store_example(st, i)
+            else:
+                tok, maps = st.tokens(i), st.maps(i, opts.quantity)
+                units = _word_units(tok, (text_a[pos], text_b[pos]))
             row_sums = maps.sum(-1)  # a store kept as uint8 is off by up to half a step (1/510) per value
             distribution = distribution and bool(np.all(maps >= -1e-3) and np.all(np.abs(row_sums - 1) < 2e-2 + maps.shape[-1] / 510))
             if opts.encoding == "uint8" and (maps.min() < -1e-3 or maps.max() > 1 + 1e-3):
@@ -211,7 +231,7 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
                 "index": i, "id": ids[i], "text_a": text_a[pos], "text_b": text_b[pos],
                 "label": None if not math.isfinite(lab) else (label_names[int(lab)] if label_names and lab.is_integer() and 0 <= lab < len(label_names) else lab),
                 "tokens": tok.text, "special": tok.special.astype(int).tolist(), "segment": tok.type_ids.astype(int).tolist(),
-                **_word_units(tok, (text_a[pos], text_b[pos])), "maps": pack_maps(maps, opts.encoding),
+                **units, "maps": pack_maps(maps, opts.encoding),
                 "peak": _grid(maps.max(axis=(2, 3)), 9),  # 9 digits: the exact float32, so the page divides by what the test does
             })
         grids = [{"source": "attention", "name": n, "description": hq.description, "values": _grid(hq.values)} for n, hq in sorted(st.heads().items())]
@@ -237,7 +257,7 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
     payload = {
         "title": opts.title or f"{Path(name).name}: attention of {model.get('name') or 'the model'}",
         "store": Path(name).name, "model": str(model.get("name", "")), "layers": L, "heads": H,
-        "quantity": opts.quantity, "encoding": opts.encoding, "distribution": distribution, "task": str(prov.get("task", "")),
+        "quantity": "word-level attention" if word_level else opts.quantity, "word_level": word_level, "encoding": opts.encoding, "distribution": distribution, "task": str(prov.get("task", "")),
         "n_store_examples": len(ids), "examples": examples, "grids": grids, "per_example": per_example,
         "class_names": class_names, "sides": [{"kind": s["kind"], "store": s["store"], "matched": s["matched"]} for s in sides],
         "tool": f"bertsecrets {__version__}",
