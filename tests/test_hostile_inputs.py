@@ -61,9 +61,13 @@ def _zero_example_store(path: Path) -> None:
         w.set_model(n_layers=6, n_heads=12, model_type="bert", name="empty")
         w.put_array(S.ATTENTION_MAPS, np.zeros(0, np.float16))
         w.h5[S.G_ATTENTION].attrs["encoding"] = "float16"
-        for name, dt in (("examples/length", np.int32), ("examples/attention_offset", np.int64), ("examples/token_offset", np.int64)):
+        for name, dt in (("examples/length", np.int32), ("examples/attention_offset", np.int64), ("examples/token_offset", np.int64),
+                         ("tokens/ids", np.int32), ("tokens/type_ids", np.int8), ("tokens/special", np.int8)):
             w.put_array(name, np.zeros(0, dt))
+        w.put_array("tokens/offsets", np.zeros((0, 2), np.int32))
+        w.put_array(S.STATS_PER_EXAMPLE, np.zeros((0, 6, 12, len(S.STAT_NAMES)), np.float32))
         w.put_strings("examples/id", [])
+        w.put_strings("tokens/text", [])
 
 
 @pytest.fixture(scope="module")

@@ -54,4 +54,4 @@ def reproduce(
             emit(res.comparison, out_fmt)
         info(f"wrote {res.index} ({res.seconds:.0f} s of work)")
 
-    c.run("reproduce", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("reproduce", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[model, data, framenet, conllu], outputs=[output])

@@ -10,6 +10,7 @@ import numpy as np
 
 from bertsecrets_cli.errors import StoreError
 from bertsecrets_cli.store import schema as S
+from bertsecrets_cli.store.validation import REQUIRED
 from bertsecrets_cli.render.tables import Table
 
 
@@ -33,20 +34,31 @@ def reports_table(reports: list[CheckReport]) -> Table:
     return t
 
 
-def check_store(path: str | Path, *, locking: bool | None = None, tolerance: float = 5e-3) -> CheckReport:
-    """Raise StoreError at the first problem; return what was verified otherwise."""
-    from bertsecrets_cli.store import open_store
+def check_store(path: str | Path, *, locking: bool | None = None) -> CheckReport:
+    """Raise StoreError at the first problem; return what was verified otherwise.
 
-    with open_store(path, locking=locking) as st:
-        rep = CheckReport(Path(path), st.kind, st.n_examples)
+    Verifies everything readers validate (store.validation) and more: every part the kind requires, the
+    offsets, each value in [0, 1], and each example's rows, however the command was told to validate.
+    """
+    from bertsecrets_cli.store import open_store
+    from bertsecrets_cli.store.failures import shown
+    from bertsecrets_cli.store.validation import attention_problem, missing_parts
+
+    name = shown(path)
+    with open_store(path, locking=locking, validate=False) as st:
+        missing = missing_parts(st.h5, st.kind)
+        if missing:
+            raise StoreError(f"{name}: {S.a_store(st.kind)} without {', '.join(missing)}: damaged or edited by hand")
+        rep = CheckReport(Path(name), st.kind, st.n_examples)
         rep.checks.append(("schema", f"{st.kind} store, version {st.version}"))
+        rep.checks.append(("required parts", f"all {len(REQUIRED.get(st.kind, ()))} of {S.a_store(st.kind)}"))
         for problem in st.verify_sources():
-            raise StoreError(f"{path}: {problem}")
+            raise StoreError(f"{name}: {problem}")
         n = st.n_examples
         rows = [f"examples/{k}" for k in (st.h5["examples"] if st.has("examples") else [])] + [k for k in S.PER_EXAMPLE_DATASETS if st.has(k)]
-        for name in rows:
-            if st.h5[name].shape[0] != n:
-                raise StoreError(f"{path}: {name} has {st.h5[name].shape[0]} rows for {n} examples")
+        for ds in rows:
+            if st.h5[ds].shape[0] != n:
+                raise StoreError(f"{name}: {ds} has {st.h5[ds].shape[0]} rows for {n} examples")
         if rows:
             rep.checks.append(("rows per example", f"{len(rows)} datasets of {n} rows"))
         prov = st.provenance()
@@ -61,29 +73,27 @@ def check_store(path: str | Path, *, locking: bool | None = None, tolerance: flo
         if st.has("attention/maps"):
             lengths = st.lengths().astype(np.int64)
             if (lengths < 1).any():
-                raise StoreError(f"{path}: example {int(np.argmin(lengths))} has length {int(lengths.min())}")
+                raise StoreError(f"{name}: example {int(np.argmin(lengths))} has length {int(lengths.min())}")
             L, H = st.n_layers, st.n_heads
             off = st.array("examples/attention_offset")
             expect = np.concatenate([[0], np.cumsum(L * H * lengths**2)[:-1]]) if len(lengths) else off
             if not np.array_equal(off, expect):
-                raise StoreError(f"{path}: attention offsets are inconsistent with the example lengths")
+                raise StoreError(f"{name}: attention offsets are inconsistent with the example lengths")
             total = int((L * H * lengths**2).sum())
             if st.h5["attention/maps"].shape[0] != total:
-                raise StoreError(f"{path}: attention array holds {st.h5['attention/maps'].shape[0]} values, the index says {total}")
+                raise StoreError(f"{name}: attention array holds {st.h5['attention/maps'].shape[0]} values, the index says {total}")
             rep.checks.append(("offsets", f"{len(lengths)} examples, {total} values"))
             worst = 0.0
-            try:
-                for i, att in st.iter_attention():
-                    if not np.isfinite(att).all():
-                        raise StoreError(f"{path}: example {i} has NaN or infinite attention values")
+            enc = st.encoding
+            for i, att in st.iter_attention():  # a failed checksum is a StoreError naming the store (Store._read)
+                problem = attention_problem(att, enc)  # none negative and rows summing to 1: none above 1 either
+                if problem is not None:
+                    raise StoreError(f"{name}: example {i} has {problem}")
+                if att.size:
                     worst = max(worst, float(np.abs(att.sum(-1) - 1).max()))
-                    if worst > tolerance:
-                        raise StoreError(f"{path}: example {i} has attention rows that do not sum to 1 (off by {worst:.3g})")
-            except OSError as e:
-                raise StoreError(f"{path}: attention data cannot be read (checksum or I/O error: {str(e).splitlines()[0]})") from e
-            rep.checks.append(("checksums + rows", f"all rows sum to 1 (max error {worst:.1e})"))
-        for name, q in st.heads().items():
+            rep.checks.append(("checksums + values + rows", f"all values in [0, 1], all rows sum to 1 (max error {worst:.1e})"))
+        for qname, q in st.heads().items():
             if q.values.shape != (st.n_layers, st.n_heads):
-                raise StoreError(f"{path}: per-head quantity {name} has shape {q.values.shape}, expected {(st.n_layers, st.n_heads)}")
+                raise StoreError(f"{name}: per-head quantity {qname} has shape {q.values.shape}, expected {(st.n_layers, st.n_heads)}")
         rep.checks.append(("per-head quantities", f"{len(st.heads())} of shape {st.n_layers}x{st.n_heads}"))
     return rep

@@ -77,6 +77,8 @@ def load_examples(opts: DataOptions) -> tuple[Any, Any]:
         raise InputError(f"{ds.source}: no examples to process")
     if ds.is_demo:
         info(f"using {ds.source} for task {task.name}; pass --data for real data")
+    for note in ds.notes:
+        info(note)
     return task, ds
 
 
@@ -89,9 +91,16 @@ def check_common(max_length: int, batch_size: int) -> None:
 
 def summary_table(heads: dict[str, np.ndarray], n_layers: int) -> Table:
     """Per layer: mean attention to [CLS], [SEP], punctuation, and mean entropy (means over heads)."""
+    from bertsecrets_cli.analysis.stats import mean_of_finite
+
     t = Table("attention per layer (mean over heads and examples)", ["layer", "[CLS]", "[SEP]", "punct", "self", "prev", "next", "entropy"], name="layers")
+    names = ("cls", "sep", "punct", "self", "prev", "next", "entropy")
     for layer in range(n_layers):
-        t.add(f"L{layer + 1}", *(float(np.nanmean(heads[f"stat_{k}"][layer])) for k in ("cls", "sep", "punct", "self", "prev", "next", "entropy")))
+        t.add(f"L{layer + 1}", *(mean_of_finite(heads[f"stat_{k}"][layer]) for k in names))
+    empty = [k for k in names if all(mean_of_finite(heads[f"stat_{k}"][layer]) is None for layer in range(n_layers))]
+    if empty:
+        why = {"punct": "no example has a punctuation token", "prev": "every example is one token long", "next": "every example is one token long"}
+        t.caption = "blank: " + "; ".join(f"{k}: {why.get(k, 'no example has one')}" for k in empty)
     return t
 
 
