@@ -189,8 +189,8 @@ def test_existing_output_is_kept_without_force_and_replaced_with_it(demo_store: 
 def test_output_that_is_an_input_and_bad_stores_are_refused(demo_store: Path, side_stores: dict, tmp_path: Path) -> None:
     store = tmp_path / "s.h5"
     shutil.copy(demo_store, store)
-    one_line_error(invoke("view", str(store), "-o", str(store), "--force"), 6, "is one of the inputs")
-    one_line_error(invoke("view", str(store), "--ablation", str(side_stores["ablation"]), "-o", str(side_stores["ablation"]), "--force"), 6, "inputs")
+    one_line_error(invoke("view", str(store), "-o", str(store), "--force"), 6, "an input")
+    one_line_error(invoke("view", str(store), "--ablation", str(side_stores["ablation"]), "-o", str(side_stores["ablation"]), "--force"), 6, "an input")
     with open_store(store) as st:
         assert st.kind == "attention"  # untouched
     one_line_error(invoke("view", str(side_stores["diff"]), "-o", str(tmp_path / "x.html")), 4, "diff.h5", "attention store")
@@ -204,6 +204,21 @@ def test_quiet_says_nothing_and_verbose_names_the_examples(demo_store: Path, tmp
     assert res.exit_code == 0 and res.stderr.strip() == ""
     res = invoke("view", str(demo_store), "-n", "2", "--verbose", "-o", str(tmp_path / "v.html"))
     assert res.exit_code == 0 and "examples shown (0-based store indices): 0, 1" in res.stderr
+
+
+@covers("view", "--no-validate")
+def test_maps_that_are_not_attention_are_refused_unless_told_not_to_validate(demo_store: Path, tmp_path: Path) -> None:
+    import h5py
+
+    bad = tmp_path / "nan.h5"
+    shutil.copy(demo_store, bad)
+    with h5py.File(bad, "r+") as f:
+        f["attention/maps"][100:400] = np.nan  # inside example 0
+    one_line_error(invoke("view", str(bad), "-n", "1", "-o", str(tmp_path / "x.html")), 4, "nan.h5", "--no-validate", last=True)
+    assert not (tmp_path / "x.html").exists()
+    res = invoke("view", str(bad), "-n", "1", "--no-validate", "-o", str(tmp_path / "y.html"))
+    assert res.exit_code == 0, res.stderr
+    assert len(payload(tmp_path / "y.html")["examples"]) == 1
 
 
 @covers("view", "--debug")

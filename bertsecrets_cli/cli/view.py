@@ -24,6 +24,7 @@ def view(
     title: Annotated[Optional[str], typer.Option("--title", help="The page's title (default: store and model name).")] = None,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
+    no_validate: c.NoValidateOpt = False,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
@@ -48,4 +49,4 @@ def view(
         note(f"examples shown (0-based store indices): {', '.join(map(str, res.indices))}; per-head grids: {', '.join(res.head_grids) or 'none'}")
         info(f"wrote {output if output != '-' else 'stdout'}: {res.n_examples} example(s), {len(res.head_grids)} per-head grid(s), {res.size_text}")
 
-    c.run("view", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("view", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[store, patterns, diff, ablation], outputs=[output], no_validate=no_validate)
