@@ -17,6 +17,7 @@ from bertsecrets_cli.render.tables import Table
 from bertsecrets_cli.store import schema as S
 
 MAX_LENGTH_LIMIT = 4096
+WRITE_QUEUE_BATCHES = 4  # batches waiting for the writer thread: bounds memory when the disk is slower than the model
 
 
 @dataclass
@@ -104,18 +105,62 @@ def summary_table(heads: dict[str, np.ndarray], n_layers: int) -> Table:
     return t
 
 
+class _PartSink:
+    """The writer thread's side of extract: opens a part, puts each batch's examples back in example order, closes it.
+
+    Messages: ("begin", index, start, end, encoded), ("batch", positions, maps, stats), ("end",).
+    """
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+        self._part: Any = None  # the open part's context manager
+        self._pw: Any = None
+
+    def handle(self, msg: tuple) -> None:
+        if msg[0] == "begin":
+            _, index, start, end, self._enc = msg
+            self._part = self.writer.part(index, start, end)
+            self._pw = self._part.__enter__()
+            self._waiting: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            self._next = 0
+        elif msg[0] == "batch":
+            _, positions, maps, stats = msg
+            for j, i in enumerate(positions):
+                self._waiting[i] = (maps[j], stats[j])
+            while self._next in self._waiting:
+                self._pw.add(self._enc[self._next], *self._waiting.pop(self._next))
+                self._next += 1
+        elif msg[0] == "end":
+            if self._waiting:
+                raise RuntimeError(f"part ended with {len(self._waiting)} examples out of order")
+            part, self._part = self._part, None
+            part.__exit__(None, None, None)  # the part file appears, complete
+        else:
+            raise ValueError(f"unknown message {msg[0]!r}")
+
+    def close(self, failed: bool) -> None:
+        """At the thread's end: a part still open is abandoned (its temporary file removed)."""
+        part, self._part = self._part, None
+        if part is not None:
+            stop = RuntimeError("extraction stopped")
+            try:
+                part.__exit__(type(stop), stop, None)
+            except RuntimeError as e:
+                if e is not stop:
+                    raise
+
+
 def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = None) -> ExtractResult:
     """Extract attention of ``opts.model`` over the selected examples into the store ``out``."""
-    import torch
-
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
     from bertsecrets_cli.jobs.shard import resolve_shard
     from bertsecrets_cli.jobs.signals import graceful_stop
-    from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION, forward_with_attention
+    from bertsecrets_cli.jobs.writer_thread import WriterThread
+    from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION, forward_streaming
+    from bertsecrets_cli.model.capture import BatchCapture
     from bertsecrets_cli.model.load import load_model
-    from bertsecrets_cli.model.tokenize import collate, encode_examples, token_masks
+    from bertsecrets_cli.model.tokenize import collate, encode_examples
     from bertsecrets_cli.store.writer import AttentionStoreWriter, check_output_path
-    from bertsecrets_cli.model.batch_stats import batch_head_stats
 
     check_common(opts.max_length, opts.batch_size)
     if opts.encoding not in S.ENCODINGS:
@@ -150,32 +195,30 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     if opts.resume and done:
         info(f"resuming: {done} of {len(examples)} examples already extracted")
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    with graceful_stop() as stop, progress(len(examples), f"extract {lm.name}", quiet=opts.quiet) as advance:
+    sink = _PartSink(writer)
+    # tokenising and forward passes here; HDF5 writing on one thread behind a bounded queue (jobs.writer_thread)
+    with graceful_stop() as stop, progress(len(examples), f"extract {lm.name}", quiet=opts.quiet) as advance, \
+            WriterThread(sink.handle, sink.close, maxsize=WRITE_QUEUE_BATCHES) as background:
         advance(done)
         for index, start, end in pending:
             part_ex = examples[start:end]
             enc = encode_examples(lm.tokenizer, [(e.text_a, e.text_b) for e in part_ex], opts.max_length, opts.truncation)
-            with writer.part(index, start, end) as pw:
-                # sort by length inside small windows (less padding) and write in example order;
-                # the window bounds memory whatever the part size
-                window = 4 * opts.batch_size
-                for w0 in range(0, len(enc), window):
-                    order = sorted(range(w0, min(w0 + window, len(enc))), key=lambda i: enc[i].length)
-                    results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-                    for b in range(0, len(order), opts.batch_size):
-                        if stop.requested:
-                            raise Interrupted(f"{out}: stopped by {stop.signal}; {start} of {len(examples)} examples are kept; rerun with --resume to finish")
-                        idx = order[b : b + opts.batch_size]
-                        batch = collate([enc[i] for i in idx], pad, lm.device, lm.model_type)
-                        _, probs = forward_with_attention(lm.model, batch, lm.n_layers)
-                        stats = batch_head_stats(probs, *token_masks([enc[i] for i in idx], lm.device))
-                        probs = probs.to(torch.float16 if opts.encoding == "float16" else torch.float32).cpu().numpy()
-                        for j, i in enumerate(idx):
-                            T = enc[i].length
-                            results[i] = (probs[j, :, :, :T, :T], stats[j])
-                        advance(len(idx))
-                    for i in sorted(results):
-                        pw.add(enc[i], *results[i])
+            background.submit(("begin", index, start, end, enc))
+            # sort by length inside small windows (less padding); the writer puts examples back in order,
+            # and the window bounds memory whatever the part size
+            window = 4 * opts.batch_size
+            for w0 in range(0, len(enc), window):
+                order = sorted(range(w0, min(w0 + window, len(enc))), key=lambda i: enc[i].length)
+                for b in range(0, len(order), opts.batch_size):
+                    if stop.requested:
+                        raise Interrupted(f"{out}: stopped by {stop.signal}; {start} of {len(examples)} examples are kept; rerun with --resume to finish")
+                    idx = order[b : b + opts.batch_size]
+                    batch_enc = [enc[i] for i in idx]
+                    capture = BatchCapture(batch_enc, lm.n_layers, lm.n_heads, opts.encoding, lm.device)
+                    forward_streaming(lm.model, collate(batch_enc, pad, lm.device, lm.model_type), lm.n_layers, capture)
+                    background.submit(("batch", idx, *capture.results()))
+                    advance(len(idx))
+            background.submit(("end",))
     provenance = {
         **tool_attrs(),
         "model": lm.name, "model_path": lm.path, "model_revision": lm.revision, "model_fingerprint": lm.fingerprint,

@@ -10,7 +10,9 @@ attention and, while an :class:`Intervention` is active, can
   (``"uniform"``: the paper's "disabling"), or by zeros (``"zero"``: the old ``head_mask``),
 * replace a head's output vectors by a fixed vector (``"mean"``: the head's mean output),
 * multiply each head's output by a gate (``gates``: Michel et al.'s importance by gradient),
-* hand every head's output to a callback (``on_head_output``: collecting means).
+* hand every head's output to a callback (``on_head_output``: collecting means),
+* hand every layer's probabilities to a callback as they are computed (``on_probs``: extract's
+  statistics and stored copy, without keeping all layers in float32).
 
 The padding mask is registered for our name too: without it transformers would pass
 ``attention_mask=None`` and pad tokens would silently be attended to.
@@ -50,6 +52,9 @@ class Intervention:
     # called with (layer, head outputs [B, H, T, d], key_is_real [B, T]) for every layer
     on_head_output: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
     captured: dict[int, torch.Tensor] = field(default_factory=dict)
+    # called with (layer, probabilities [B, H, Tq, Tk], key_is_real [B, Tk]) as each layer computes them:
+    # a consumer that reduces them at once keeps one layer's float32 maps alive instead of all
+    on_probs: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
 
     def disable(self, layer: int, head: int, mode: str = "uniform") -> Intervention:
         if mode not in MODES:
@@ -118,6 +123,8 @@ def attention_function(
             probs[:, h] = uniform_probs(real, queries, probs.dtype) if mode == "uniform" else 0.0
     if iv.capture:
         iv.captured[layer] = probs.detach()
+    if iv.on_probs is not None:
+        iv.on_probs(layer, probs.detach(), real)
     out = torch.matmul(probs, value)  # [B, H, T, d]
     for h, mode in modes.items():
         if mode == "mean":
@@ -185,4 +192,20 @@ def logits_for(lm: Any, batches: list[tuple[list[int], dict[str, Any]]], n: int,
                 logits = lm.model(**batch).logits
             out[idx] = logits.float().cpu().numpy()
             advance(len(idx))
+    return out
+
+
+def forward_streaming(model: torch.nn.Module, batch: dict[str, torch.Tensor], n_layers: int,
+                      on_probs: Callable[[int, torch.Tensor, torch.Tensor], None]) -> Any:
+    """Run one batch, handing each layer's probabilities [B, H, T, T] to ``on_probs`` instead of stacking them."""
+    seen: list[int] = []
+
+    def consume(layer: int, probs: torch.Tensor, real: torch.Tensor) -> None:
+        seen.append(layer)
+        on_probs(layer, probs, real)
+
+    with torch.inference_mode(), intervene(Intervention(on_probs=consume)):
+        out = model(**batch)
+    if sorted(seen) != list(range(n_layers)):
+        raise RuntimeError(f"saw attention of layers {sorted(seen)}, expected {n_layers} layers")
     return out
