@@ -123,6 +123,7 @@ CLOBBER_CASES: dict[str, list[str]] = {
     "ablate-over-its-data-file": ["ablate", "--data", "texts.tsv", "--heads", "L1H1", "-o", "texts.tsv", "--force"],
     "ablate-combine-over-a-shard": ["ablate", "--combine", "a.h5", "b.h5", "-o", "link-to-b.h5", "--force"],
     "words-over-its-store": ["words", "a.h5", "-o", "hard-a.h5", "--force"],
+    "view-over-its-patterns-store": ["view", "a.h5", "--patterns", "b.h5", "-o", "link-to-b.h5", "--force"],
     "cluster-figure-over-its-store": ["cluster", "a.h5", "-o", "out/c.h5", "--figure", "./a.h5", "--force"],
     "coref-over-its-chains": ["coref", "x.conllu", "-o", "x.conllu", "--force"],
     "probe-over-its-test-file": ["probe", "--train", "x.conllu", "--test", "out/x.conllu", "-o", "out/x.conllu", "--force"],

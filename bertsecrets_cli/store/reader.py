@@ -146,6 +146,18 @@ class Store:
         except OSError as e:
             raise failures.read_failure(self.path, name) from e
 
+    def rows(self, name: str, indices: list[int]) -> np.ndarray:
+        """Rows ``indices`` (first axis, any order, repeats allowed) of dataset ``name``, reading only those rows."""
+        if name not in self.h5:
+            raise StoreError(f"{self.path}: has no {name} (a {self.kind} store)")
+        ds = self.h5[name]
+        if not indices:
+            return np.zeros((0, *ds.shape[1:]), ds.dtype)
+        uniq = sorted(set(int(i) for i in indices))
+        block = ds[uniq]
+        where = {i: k for k, i in enumerate(uniq)}
+        return block[[where[int(i)] for i in indices]]
+
     def json(self, name: str) -> Any:
         return json.loads(_decode(self.h5[name][()]))
 
@@ -197,6 +209,27 @@ class Store:
         off = int(self.h5["examples/attention_offset"][i])
         raw = self._read(S.ATTENTION_MAPS, slice(off, off + L * H * T * T))
         return self._checked(i, self._decode_values(raw).reshape(L, H, T, T))
+
+    def map_names(self) -> list[str]:
+        """The per-example [L, H, T, T] arrays this store holds: 'attention' (the maps), then any other flat
+        dataset under attention/ laid out like them (same offsets), so a viewer can show kinds added later."""
+        if S.ATTENTION_MAPS not in self.h5:
+            return []
+        g = self.h5[S.G_ATTENTION]
+        n = g["maps"].shape[0]
+        return ["attention"] + sorted(k for k in g if k != "maps" and getattr(g[k], "shape", None) == (n,))
+
+    def maps(self, i: int, name: str = "attention") -> np.ndarray:
+        """Example ``i``'s map array ``name`` (one of ``map_names``), float32 [layers, heads, T, T]."""
+        if name == "attention":
+            return self.attention(i)
+        if name not in self.map_names():
+            raise InputError(f"{self.path}: holds no maps named {name!r} (it has: {', '.join(self.map_names()) or 'none'})")
+        self._check_index(i)
+        L, H = self.n_layers, self.n_heads
+        T = int(self.h5["examples/length"][i])
+        off = int(self.h5["examples/attention_offset"][i])
+        return self.h5[S.G_ATTENTION][name][off : off + L * H * T * T].astype(np.float32).reshape(L, H, T, T)
 
     def iter_attention(self, indices: list[int] | None = None, block_values: int = 1 << 23) -> Iterator[tuple[int, np.ndarray]]:
         """Stream (index, attention [L, H, T, T]) in store order, reading contiguous blocks.
@@ -364,6 +397,15 @@ def read_patterns(store: Store) -> PatternMaps:
         token_feature_names=json.loads(_decode(tok.attrs["names"])), token_attention=tok[...],
         attrs=store.attrs(G_PATTERNS),
     )
+
+
+def pattern_class_names(store: Store) -> list[str]:
+    """The class names that a patterns store's labels index."""
+    from bertsecrets_cli.store.writer import PATTERN_LABELS
+
+    if PATTERN_LABELS not in store.h5:
+        raise StoreError(f"{store.path}: holds no pattern labels ({S.a_store(store.kind)}); give a store written by classify")
+    return json.loads(_decode(store.h5[PATTERN_LABELS].attrs["class_names"]))
 
 
 def iter_pattern_blocks(store: Store, block_examples: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
