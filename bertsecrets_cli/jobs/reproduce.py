@@ -331,7 +331,7 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
         for tag in ("pre", "ft"):
             pat = st / f"{t}-{tag}.pat.h5"
             if pat.exists():
-                fig = _plot(pat, figs / f"{t}-{tag}-patterns.png", title=f"{t}: pattern shares per layer ({'pretrained' if tag == 'pre' else 'fine-tuned'})")
+                fig = _plot(pat, figs / f"{t}-{tag}-patterns.png")
                 with open_store(pat) as ps:
                     shares = {k: v.values for k, v in ps.heads().items() if k.startswith("pattern_share_")}
                     prov = ps.provenance()
@@ -354,7 +354,7 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
             from bertsecrets_cli.render.labels import STAT_COLUMNS
 
             h = _heads(ft)
-            fig = _plot(ft, figs / f"{t}-ft-cls-sep.png", figure="layers", quantities=("stat_cls", "stat_sep"), title=f"{t}: attention to [CLS] and [SEP] per layer (fine-tuned)")
+            fig = _plot(ft, figs / f"{t}-ft-cls-sep.png", figure="layers", quantities=("stat_cls", "stat_sep"))
             tbl = Table(f"{t} (fine-tuned): attention to special tokens per layer", ["layer", *(STAT_COLUMNS[k] for k in ("cls", "sep", "punct"))])
             for layer in range(h["stat_cls"].shape[0]):
                 tbl.add(f"L{layer + 1}", *(float(np.nanmean(h[k][layer])) for k in ("stat_cls", "stat_sep", "stat_punct")))
@@ -367,7 +367,7 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
         dpath = st / f"{t}-diff.h5"
         if dpath.exists():
             cos = _heads(dpath)["cosine"]
-            fig = _plot(dpath, figs / f"{t}-cosine.png", quantities=("cosine",), title=f"{t}: cosine similarity, pretrained vs fine-tuned")
+            fig = _plot(dpath, figs / f"{t}-cosine.png", quantities=("cosine",))
             per_layer = np.nanmean(cos, 1)
             tbl = Table(f"{t}: cosine similarity pretrained vs fine-tuned, per layer", ["layer", "cosine"])
             for layer, v in enumerate(per_layer):
@@ -383,7 +383,7 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
         apath = st / f"{t}-abl.h5"
         if apath.exists():
             r = read_ablation(apath)
-            fig = _plot(apath, figs / f"{t}-ablation.png", quantities=("ablation_delta",), title=f"{t}: change of {r.main_metric} when a head is disabled (uniform)")
+            fig = _plot(apath, figs / f"{t}-ablation.png", quantities=("ablation_delta",))
             for i, tb in enumerate(ablation_tables(r, top=5)):
                 body += _table_md(out, f"{t}-ablation-{i}", tb, fig if i == 0 else None)
             m = 0
