@@ -32,6 +32,9 @@ def test_json_turns_nan_into_null_and_tsv_has_a_header() -> None:
 
 
 def test_tsv_and_json_print_one_table_and_name_the_others_on_stderr(capsys) -> None:
+    from bertsecrets_cli.render.console import set_verbosity
+
+    set_verbosity(0)  # notes on (an earlier command in this process may have left -q set)
     a, b = Table("first table", ["x"], name="first"), Table("second table", ["y", "z"], name="second")
     a.add(1)
     b.add("p", "q")

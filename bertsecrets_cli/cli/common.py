@@ -16,7 +16,7 @@ from bertsecrets_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OUTPUT,
 # --- shared option types -------------------------------------------------------------------
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Table output: table, tsv or json.", envvar="BERTSECRETS_FORMAT", show_envvar=False)]
 TableOpt = Annotated[Optional[str], typer.Option("--table", help="With several result tables: print only this one, by its short name (tsv and json print one table per call, the first by default; with json, 'all' prints every table as one object).")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr; errors only.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or diagnostics on stderr: only errors, and notes that change how a result reads.")]
 VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More diagnostics on stderr (repeatable).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.", envvar="BERTSECRETS_DEBUG", show_envvar=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output (only once the new one is complete).")]
