@@ -35,6 +35,11 @@ IdColOpt = Annotated[Optional[str], typer.Option("--id-column", help="Id column 
 ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Do shard i/n of the work (0-based, contiguous); default: from RANK/WORLD_SIZE or SLURM_ARRAY_TASK_* when set.")]
 AnalysisShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Do only shard i/n of the examples (0-based, contiguous ranges), e.g. 0/4; "
                                                "'auto' reads RANK/WORLD_SIZE or SLURM_ARRAY_TASK_ID/_MIN/_COUNT. Join the shard stores with 'bertsecrets merge'.")]
+QuantitiesOpt = Annotated[str, typer.Option("--quantities", help="Maps to store, comma-separated: weights (always), norms (||alpha f(x)||, Kobayashi et al. 2020), "
+                                           "norms_normalised (rows sum to 1), rollout (per layer, Abnar & Zuidema 2020), flow (per layer; costly: --max-length <= 64). "
+                                           "All from the same forward pass.")]
+QuantityOpt = Annotated[str, typer.Option("--quantity", help="Which stored maps to analyse: weights (default), norms, norms_normalised, rollout or flow "
+                                          "(extract them with --quantities); tables and figures name it.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same options.")]
 
 

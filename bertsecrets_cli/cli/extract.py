@@ -26,6 +26,7 @@ def extract(
     encoding: Annotated[str, typer.Option("--encoding", help="Stored values: float16 (default), float32, or uint8 (lossy, 6x smaller, abs error <= 0.002).")] = "float16",
     compression: Annotated[str, typer.Option("--compression", help="none (default, fastest), lzf or gzip.")] = "none",
     part_size: Annotated[int, typer.Option("--part-size", help="Examples per resumable part.")] = 512,
+    quantities: c.QuantitiesOpt = "weights",
     shard: c.ShardOpt = None,
     device: c.DeviceOpt = "auto",
     resume: c.ResumeOpt = False,
@@ -53,7 +54,7 @@ def extract(
         opts = ExtractOptions(
             model=model, data=c.data_options(task, data, split, limit, sample, seed, text_columns, label_column, id_column),
             max_length=max_length, batch_size=batch_size, device=device, encoding=encoding, compression=compression,
-            part_size=part_size, shard=shard, resume=resume, force=force or output == "-", locking=False if no_locking else None, quiet=quiet,
+            part_size=part_size, shard=shard, quantities=tuple(quantities.split(",")), resume=resume, force=force or output == "-", locking=False if no_locking else None, quiet=quiet,
         )
         with output_path(output) as path:
             res = run_extract(opts, path)

@@ -51,6 +51,7 @@ class ExtractOptions:
     locking: bool | None = None
     quiet: bool = False
     shard: str | None = None  # "i/n"; None: from RANK/WORLD_SIZE or Slurm array variables, else no split
+    quantities: tuple[str, ...] = ("weights",)  # schema.QUANTITIES: weights always; norms, norms_normalised, rollout, flow
 
 
 @dataclass
@@ -102,7 +103,8 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
     from bertsecrets_cli.jobs.shard import resolve_shard
     from bertsecrets_cli.jobs.signals import graceful_stop
-    from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION, forward_with_attention
+    from bertsecrets_cli.jobs.quantities import batch_extras, check_flow_length, needs_norms, parse_quantities
+    from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION, forward_with_norms
     from bertsecrets_cli.model.load import load_model
     from bertsecrets_cli.model.tokenize import collate, encode_examples, token_masks
     from bertsecrets_cli.store.writer import AttentionStoreWriter, check_output_path
@@ -113,6 +115,8 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
         raise InputError(f"--encoding {opts.encoding}: choose one of {', '.join(S.ENCODINGS)}")
     if opts.compression not in S.COMPRESSIONS:
         raise InputError(f"--compression {opts.compression}: choose one of {', '.join(S.COMPRESSIONS)}")
+    quantities = parse_quantities(opts.quantities)
+    check_flow_length(quantities, opts.max_length)
     check_output_path(out, force=opts.force or opts.resume)
     task, ds = load_examples(opts.data)
     shard = resolve_shard(opts.shard)
@@ -120,7 +124,8 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     examples = ds.examples
     n_total = len(examples)
     job = {"model": lm.fingerprint, "model_name": lm.path, "data": ds.source, "split": ds.split, "ids": [e.id for e in examples],
-           "options": {k: v for k, v in asdict(opts).items() if k not in ("resume", "force", "quiet", "locking", "device", "batch_size", "part_size", "shard")}}
+           "options": {k: v for k, v in asdict(opts).items() if k not in ("resume", "force", "quiet", "locking", "device", "batch_size", "part_size", "shard")
+                       and not (k == "quantities" and tuple(quantities) == (S.Q_WEIGHTS,))}}  # weights only: the fingerprint of before quantities existed
     job_fingerprint = hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()
     shard_attrs: dict[str, Any] = {}
     if shard is not None:
@@ -133,7 +138,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     job_key = {"job": job_fingerprint, "shard": shard_attrs, "part_size": opts.part_size}
     writer = AttentionStoreWriter(out, job_key=job_key, n_examples=len(examples), part_size=opts.part_size, n_layers=lm.n_layers,
                                   n_heads=lm.n_heads, encoding=opts.encoding, compression=opts.compression, force=opts.force,
-                                  resume=opts.resume, locking=opts.locking)
+                                  resume=opts.resume, locking=opts.locking, quantities=quantities)
     pending = writer.pending()
     done = len(examples) - sum(e - s for _, s, e in pending)
     if opts.resume and done:
@@ -150,18 +155,20 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
                 window = 4 * opts.batch_size
                 for w0 in range(0, len(enc), window):
                     order = sorted(range(w0, min(w0 + window, len(enc))), key=lambda i: enc[i].length)
-                    results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+                    results: dict[int, tuple[np.ndarray, np.ndarray, dict[str, Any]]] = {}
                     for b in range(0, len(order), opts.batch_size):
                         if stop.requested:
                             raise Interrupted(f"{out}: stopped by {stop.signal}; {start} of {len(examples)} examples are kept; rerun with --resume to finish")
                         idx = order[b : b + opts.batch_size]
                         batch = collate([enc[i] for i in idx], pad, lm.device, lm.model_type)
-                        _, probs = forward_with_attention(lm.model, batch, lm.n_layers)
+                        _, probs, norms = forward_with_norms(lm.model, batch, lm.n_layers, norms=needs_norms(quantities))
                         stats = batch_head_stats(probs, *token_masks([enc[i] for i in idx], lm.device))
-                        probs = probs.to(torch.float16 if opts.encoding == "float16" else torch.float32).cpu().numpy()
+                        host_dtype = torch.float16 if opts.encoding == "float16" else torch.float32
+                        extras = batch_extras(probs, norms, [enc[i] for i in idx], quantities, dtype=host_dtype)
+                        probs = probs.to(host_dtype).cpu().numpy()
                         for j, i in enumerate(idx):
                             T = enc[i].length
-                            results[i] = (probs[j, :, :, :T, :T], stats[j])
+                            results[i] = (probs[j, :, :, :T, :T], stats[j], extras[j])
                         advance(len(idx))
                     for i in sorted(results):
                         pw.add(enc[i], *results[i])
@@ -172,6 +179,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
         "selection": {"limit": opts.data.limit, "sample": opts.data.sample, "seed": opts.data.seed, "n": len(examples)},
         "attn_implementation": ATTN_IMPLEMENTATION, "max_length": opts.max_length, "truncation": opts.truncation,
         "encoding": opts.encoding, "compression": opts.compression, "job_fingerprint": job_fingerprint, "n_total": n_total,
+        "quantities": list(quantities),
         **shard_attrs,
     }
     label = [np.nan if e.label is None else float(e.label) for e in examples]

@@ -68,10 +68,44 @@ def _attr(v: Any) -> Any:
 class Store:
     """An open, validated store. Use as a context manager or call ``close``."""
 
-    def __init__(self, path: str | Path, h5: Any) -> None:
+    def __init__(self, path: str | Path, h5: Any, quantity: str = S.Q_WEIGHTS) -> None:
         self.path = Path(path)
         self.h5 = h5
         self._att_cache: tuple[int, int, np.ndarray] | None = None
+        # the quantity that attention(), iter_attention(), stats(), heads() and n_heads read (select_quantity)
+        self.quantity = quantity
+
+    # -- quantities ------------------------------------------------------------------------
+    def quantities(self) -> list[str]:
+        """The kinds of maps this store holds: weights, norms, rollout, ... (schema.QUANTITIES)."""
+        if S.ATTENTION_MAPS not in self.h5:
+            return []
+        return [q for q, spec in S.QUANTITIES.items() if spec.maps in self.h5]
+
+    def result_quantity(self) -> str:
+        """The quantity a result store (patterns, diff, framenet, ...) was computed on: weights unless recorded."""
+        return str(self.provenance().get("quantity", S.Q_WEIGHTS) or S.Q_WEIGHTS)
+
+    def select_quantity(self, name: str | None) -> Store:
+        """Read ``name`` (None: weights) from now on; a store without it is one StoreError line naming what it has."""
+        name = name or S.Q_WEIGHTS
+        try:
+            S.quantity(name)
+        except ValueError as e:
+            raise InputError(f"--quantity {name}: {e}") from None
+        if S.ATTENTION_MAPS not in self.h5:
+            # result stores hold the per-head results of one quantity only
+            have = self.result_quantity()
+            if name != have:
+                raise StoreError(f"{self.path}: holds results on {have}, not {name} ({S.a_store(self.kind)}); rerun the command that wrote it with --quantity {name}")
+        elif S.quantity(name).maps not in self.h5:
+            raise StoreError(f"{self.path}: holds no {name} maps (it has {', '.join(self.quantities())}); extract with --quantities weights,{name}")
+        self.quantity = name
+        return self
+
+    @property
+    def _q(self) -> S.Quantity:
+        return S.quantity(self.quantity)
 
     def __enter__(self) -> Store:
         return self
@@ -102,6 +136,13 @@ class Store:
 
     @property
     def n_heads(self) -> int:
+        """Maps per layer of the selected quantity: the model's heads, or 1 for per-layer kinds (rollout, flow)."""
+        if S.ATTENTION_MAPS in self.h5 and not self._q.per_head:
+            return 1
+        return self.model_heads
+
+    @property
+    def model_heads(self) -> int:
         return int(self.h5[S.G_MODEL].attrs["n_heads"])
 
     def model_attrs(self) -> dict[str, Any]:
@@ -157,19 +198,19 @@ class Store:
             raise InputError(f"{self.path}: example {i} out of range (the store holds {self.n_examples}, numbered from 0)")
 
     def _decode_values(self, raw: np.ndarray) -> np.ndarray:
-        enc = _decode(self.h5[S.G_ATTENTION].attrs.get("encoding", "float16"))
+        enc = _decode(self.h5[self._q.group].attrs.get("encoding", "float16"))
         if enc == "uint8":
             return raw.astype(np.float32) / 255.0
         return raw.astype(np.float32)
 
     def attention(self, i: int) -> np.ndarray:
-        """Example ``i``'s attention, float32 [layers, heads, T, T]."""
+        """Example ``i``'s maps of the selected quantity, float32 [layers, heads, T, T] (heads = 1 for rollout, flow)."""
         self._require_attention()
         self._check_index(i)
         L, H = self.n_layers, self.n_heads
         T = int(self.h5["examples/length"][i])
-        off = int(self.h5["examples/attention_offset"][i])
-        raw = self.h5[S.ATTENTION_MAPS][off : off + L * H * T * T]
+        off = int(self.h5[self._q.offset][i])
+        raw = self.h5[self._q.maps][off : off + L * H * T * T]
         return self._decode_values(raw).reshape(L, H, T, T)
 
     def iter_attention(self, indices: list[int] | None = None, block_values: int = 1 << 23) -> Iterator[tuple[int, np.ndarray]]:
@@ -180,9 +221,9 @@ class Store:
         self._require_attention()
         L, H = self.n_layers, self.n_heads
         lengths = self.lengths().astype(np.int64)
-        offsets = self.h5["examples/attention_offset"][...]
+        offsets = self.h5[self._q.offset][...]
         sizes = L * H * lengths**2
-        maps = self.h5[S.ATTENTION_MAPS]
+        maps = self.h5[self._q.maps]
         order = list(range(len(lengths))) if indices is None else sorted(indices)
         k = 0
         while k < len(order):
@@ -200,10 +241,13 @@ class Store:
             k = j + 1
 
     def stats(self) -> tuple[list[str], np.ndarray]:
-        """Per-example per-head summaries: (names, [N, layers, heads, K])."""
-        if S.STATS_PER_EXAMPLE not in self.h5:
+        """Per-example per-head summaries of the selected quantity: (names, [N, layers, heads, K])."""
+        name = self._q.per_example if S.ATTENTION_MAPS in self.h5 else S.STATS_PER_EXAMPLE
+        if name not in self.h5:
             raise StoreError(f"{self.path}: holds no per-example statistics (a {self.kind} store)")
-        return json.loads(_decode(self.h5[S.G_STATS].attrs["names"])), self.h5[S.STATS_PER_EXAMPLE][...]
+        ds = self.h5[name]
+        names = ds.attrs.get("names") if "names" in ds.attrs else self.h5[S.G_STATS].attrs["names"]
+        return json.loads(_decode(names)), ds[...]
 
     def verify_sources(self) -> list[str]:
         """Problems with virtual datasets: a missing source file reads as fill values, silently."""
@@ -230,16 +274,27 @@ class Store:
             yield ds[b : b + block_rows]
 
     def heads(self) -> dict[str, HeadQuantity]:
-        """Every per-head [layers, heads] quantity the store holds, by name."""
+        """Every per-head [layers, heads] quantity the store holds for the selected quantity, by name.
+
+        The weights' live directly under heads/, another quantity's under heads/<quantity>/.
+        """
+        import h5py
+
         out: dict[str, HeadQuantity] = {}
-        if S.G_HEADS in self.h5:
-            for name, ds in self.h5[S.G_HEADS].items():
-                out[name] = HeadQuantity(name, ds[...], _decode(ds.attrs.get("description", "")))
+        group = S.G_HEADS if self.quantity == S.Q_WEIGHTS or S.ATTENTION_MAPS not in self.h5 else f"{S.G_HEADS}/{self.quantity}"
+        if group in self.h5:
+            for name, ds in self.h5[group].items():
+                if isinstance(ds, h5py.Dataset):
+                    out[name] = HeadQuantity(name, ds[...], _decode(ds.attrs.get("description", "")))
         return out
 
 
-def open_store(path: str | Path, *, kind: str | tuple[str, ...] | None = None, locking: bool | None = None, what: str = "store") -> Store:
-    """Open and validate a store read-only; every problem is one StoreError/InputError line."""
+def open_store(path: str | Path, *, kind: str | tuple[str, ...] | None = None, locking: bool | None = None, what: str = "store",
+               quantity: str | None = None) -> Store:
+    """Open and validate a store read-only; every problem is one StoreError/InputError line.
+
+    ``quantity``: which maps to read (weights, norms, rollout, ...; None: weights), see Store.select_quantity.
+    """
     import h5py
 
     p = Path(path)
@@ -289,7 +344,14 @@ def open_store(path: str | Path, *, kind: str | tuple[str, ...] | None = None, l
         _RECENT.remove(p)
     _RECENT.append(p)
     del _RECENT[:-3]
-    return Store(p, h5)
+    st = Store(p, h5)
+    if quantity is not None:
+        try:
+            st.select_quantity(quantity)
+        except Exception:
+            h5.close()
+            raise
+    return st
 
 
 # ----------------------------------------------------------------------------------------------
