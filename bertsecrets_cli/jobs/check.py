@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,32 +53,47 @@ def check_store(path: str | Path, *, locking: bool | None = None, tolerance: flo
             if isinstance(src, str):
                 src = json.loads(src) if src.startswith("[") else [src]
             rep.checks.append(("merged", f"from {len(src)} shards: {', '.join(src[:4])}{', ...' if len(src) > 4 else ''}"))
-        if st.has("attention/maps"):
-            lengths = st.lengths().astype(np.int64)
-            if (lengths < 1).any():
-                raise StoreError(f"{path}: example {int(np.argmin(lengths))} has length {int(lengths.min())}")
-            L, H = st.n_layers, st.n_heads
-            off = st.array("examples/attention_offset")
-            expect = np.concatenate([[0], np.cumsum(L * H * lengths**2)[:-1]]) if len(lengths) else off
-            if not np.array_equal(off, expect):
-                raise StoreError(f"{path}: attention offsets are inconsistent with the example lengths")
-            total = int((L * H * lengths**2).sum())
-            if st.h5["attention/maps"].shape[0] != total:
-                raise StoreError(f"{path}: attention array holds {st.h5['attention/maps'].shape[0]} values, the index says {total}")
-            rep.checks.append(("offsets", f"{len(lengths)} examples, {total} values"))
-            worst = 0.0
-            try:
-                for i, att in st.iter_attention():
-                    if not np.isfinite(att).all():
-                        raise StoreError(f"{path}: example {i} has NaN or infinite attention values")
-                    worst = max(worst, float(np.abs(att.sum(-1) - 1).max()))
-                    if worst > tolerance:
-                        raise StoreError(f"{path}: example {i} has attention rows that do not sum to 1 (off by {worst:.3g})")
-            except OSError as e:
-                raise StoreError(f"{path}: attention data cannot be read (checksum or I/O error: {str(e).splitlines()[0]})") from e
-            rep.checks.append(("checksums + rows", f"all rows sum to 1 (max error {worst:.1e})"))
-        for name, q in st.heads().items():
-            if q.values.shape != (st.n_layers, st.n_heads):
-                raise StoreError(f"{path}: per-head quantity {name} has shape {q.values.shape}, expected {(st.n_layers, st.n_heads)}")
-        rep.checks.append(("per-head quantities", f"{len(st.heads())} of shape {st.n_layers}x{st.n_heads}"))
+        for q in st.quantities() or [st.result_quantity()]:
+            _check_quantity(st, path, q, tolerance, rep)
     return rep
+
+
+def _check_quantity(st: Any, path: Any, q: str, tolerance: float, rep: Any) -> None:
+    """Offsets, sizes, finiteness, row sums (distribution kinds only) and per-head shapes of one quantity's maps."""
+    st.select_quantity(q)
+    spec = S.quantity(q)
+    tag = "" if q == S.Q_WEIGHTS else f" ({q})"
+    if st.has(spec.maps):
+        lengths = st.lengths().astype(np.int64)
+        if (lengths < 1).any():
+            raise StoreError(f"{path}: example {int(np.argmin(lengths))} has length {int(lengths.min())}")
+        L, H = st.n_layers, st.n_heads
+        off = st.array(spec.offset)
+        expect = np.concatenate([[0], np.cumsum(L * H * lengths**2)[:-1]]) if len(lengths) else off
+        if not np.array_equal(off, expect):
+            raise StoreError(f"{path}: {q} offsets are inconsistent with the example lengths")
+        total = int((L * H * lengths**2).sum())
+        if st.h5[spec.maps].shape[0] != total:
+            raise StoreError(f"{path}: {q} array holds {st.h5[spec.maps].shape[0]} values, the index says {total}")
+        rep.checks.append((f"offsets{tag}", f"{len(lengths)} examples, {total} values"))
+        worst = 0.0
+        try:
+            for i, att in st.iter_attention():
+                if not np.isfinite(att).all():
+                    raise StoreError(f"{path}: example {i} has NaN or infinite {q} values")
+                if spec.distribution:
+                    rows = att.sum(-1)
+                    # norms_normalised: a head whose value vectors are all zero keeps all-zero rows
+                    err = np.abs(rows - 1) if q == S.Q_WEIGHTS else np.minimum(np.abs(rows - 1), np.abs(rows))
+                    worst = max(worst, float(err.max()))
+                    if worst > tolerance:
+                        raise StoreError(f"{path}: example {i} has {q} rows that do not sum to 1 (off by {worst:.3g})")
+                elif (att < 0).any():
+                    raise StoreError(f"{path}: example {i} has negative {q} values")
+        except OSError as e:
+            raise StoreError(f"{path}: {q} data cannot be read (checksum or I/O error: {str(e).splitlines()[0]})") from e
+        rep.checks.append((f"checksums + rows{tag}", f"all rows sum to 1 (max error {worst:.1e})" if spec.distribution else "finite, non-negative"))
+    for name, hq in st.heads().items():
+        if hq.values.shape != (st.n_layers, st.n_heads):
+            raise StoreError(f"{path}: per-head quantity {name}{tag} has shape {hq.values.shape}, expected {(st.n_layers, st.n_heads)}")
+    rep.checks.append((f"per-head quantities{tag}", f"{len(st.heads())} of shape {st.n_layers}x{st.n_heads}"))

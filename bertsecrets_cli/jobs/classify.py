@@ -141,6 +141,7 @@ class ClassifyOptions:
     quiet: bool = False
     block_values: int = 1 << 20  # attention values read at once (4 MiB as float32): bounds memory at any store size
     shard: str | None = None  # "i/n" or "auto": label only that contiguous range of examples (join with `merge`)
+    quantity: str = "weights"  # which stored maps to label (schema.QUANTITIES): weights, norms_normalised, rollout, ...
 
 
 @dataclass
@@ -156,6 +157,7 @@ class ClassifyResult:
     two_segments: int  # examples with two sentences (block is possible only there)
     tables: list[Table] = field(default_factory=list)
     feature_tables: list[Table] = field(default_factory=list)
+    quantity: str = "weights"  # the maps that were labelled
 
     @property
     def head_shares(self) -> np.ndarray:
@@ -192,7 +194,7 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
         raise InputError("--shard: give -o; each shard writes a patterns store, then 'bertsecrets merge' joins them")
     cnn = load_classifier(opts.classifier, opts.device) if opts.classifier else None
     cinfo = cnn.info if cnn else rules_info()
-    with open_store(store_path, kind="attention", locking=opts.locking) as st:
+    with open_store(store_path, kind="attention", locking=opts.locking, quantity=opts.quantity) as st:
         L, H, n_total = st.n_layers, st.n_heads, st.n_examples
         if n_total == 0:
             raise StoreError(f"{store_path}: holds no examples; nothing to classify")
@@ -242,7 +244,7 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
                 advance(1)
             with np.errstate(invalid="ignore", divide="ignore"):
                 token_means = tok_sum / np.where(tok_n > 0, tok_n, np.nan)
-            res = ClassifyResult(Path(out) if out is not None else None, N, L, H, cinfo, counts, token_means, tok_n, two)
+            res = ClassifyResult(Path(out) if out is not None else None, N, L, H, cinfo, counts, token_means, tok_n, two, quantity=st.quantity)
             if w is not None:
                 copy_model_from(w, st)
                 w.copy_examples_from(st, s0, s1)
@@ -250,10 +252,13 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
                 _put_heads(w, res)
                 thresholds = P.thresholds_dict() if cnn is None else {}
                 job = fingerprint({"input": in_prov.get("job_fingerprint") or fingerprint([in_prov.get("model_fingerprint", ""), st.example_ids()]),
-                                   "classifier": {k: v for k, v in cinfo.attrs().items() if k != "classifier_file"}, "thresholds": thresholds})
+                                   "classifier": {k: v for k, v in cinfo.attrs().items() if k != "classifier_file"}, "thresholds": thresholds,
+                                   # weights: the fingerprint of before quantities existed
+                                   **({"quantity": st.quantity} if st.quantity != "weights" else {})})
                 provenance = {
                     **tool_attrs(), "input_store": source or str(store_path), **{k: in_prov.get(k, "") for k in ("model", "model_fingerprint", "task", "data_source", "split", "is_demo_data")},
                     **cinfo.attrs(), "n_examples": N, "two_sentence_examples": two, "job_fingerprint": job, **shard_attrs,
+                    "quantity": st.quantity,
                 }
                 w.set_provenance(provenance, provenance_texts({"classify": asdict(opts), "thresholds": thresholds,
                                                                "input_provenance": in_prov}, command))
@@ -296,7 +301,7 @@ def combine_patterns(paths: list[str], out: str | Path, *, force: bool = False, 
         two = int(sum(int(st.provenance().get("two_sentence_examples", 0)) for st in ordered))
         with np.errstate(invalid="ignore", divide="ignore"):
             token_means = tok_sum / np.where(tok_n > 0, tok_n, np.nan)
-        res = ClassifyResult(outp, n, L, H, cinfo, counts, token_means, tok_n, two)
+        res = ClassifyResult(outp, n, L, H, cinfo, counts, token_means, tok_n, two, quantity=first.result_quantity())
         with StoreWriter(outp, "patterns", force=force, locking=locking) as w:
             copy_model_from(w, first)
             for name in first.h5["examples"]:
@@ -336,19 +341,20 @@ def majority_letter(cls: int, share: float) -> str:
 
 def result_tables(res: ClassifyResult) -> list[Table]:
     """Shares per layer and overall, the majority type of every head, and a summary."""
-    cap = f"classifier {res.classifier.label}"
-    t = Table(f"pattern shares per layer ({res.classifier.label})", ["layer", *P.CLASSES], caption=cap)
+    cap = f"classifier {res.classifier.label}; maps: {res.quantity}"
+    t = Table(f"pattern shares per layer ({res.classifier.label}, on {res.quantity})", ["layer", *P.CLASSES], caption=cap)
     for layer in range(res.n_layers):
         t.add(layer_name(layer), *(float(x) for x in res.layer_shares[layer]))
     t.add("all", *(float(x) for x in res.overall_shares))
     maj, maj_share = P.majority(res.counts)
-    g = Table(f"majority pattern per head ({res.classifier.name})", ["layer", *(f"H{h + 1}" for h in range(res.n_heads))],
+    g = Table(f"majority pattern per head ({res.classifier.name}, on {res.quantity})", ["layer", *(f"H{h + 1}" for h in range(res.n_heads))],
               caption="V vertical, D diagonal, M vertical+diagonal, B block, H heterogeneous; lower case: under half of the examples")
     for layer in range(res.n_layers):
         g.add(layer_name(layer), *(majority_letter(int(maj[layer, h]), float(maj_share[layer, h])) for h in range(res.n_heads)))
     het = P.HETEROGENEOUS
     s = Table("classification summary", ["what", "value"])
     s.add("classifier", res.classifier.name)
+    s.add("maps (quantity)", res.quantity)
     s.add("validation", res.classifier.score_text)
     s.add("maps classified", f"{res.n_examples * res.n_layers * res.n_heads} ({res.n_examples} examples x {res.n_layers * res.n_heads} heads)")
     s.add("heterogeneous share of maps", f"{100 * res.overall_shares[het]:.1f}%")
@@ -362,13 +368,13 @@ def token_tables(res: ClassifyResult) -> list[Table]:
     cols = [TOKEN_FEATURE_LABELS[k] for k in TOKEN_FEATURES]
     n = ", ".join(f"{TOKEN_FEATURE_LABELS[k]} {int(res.token_examples[i])}" for i, k in enumerate(TOKEN_FEATURES))
     cap = f"mean attention given to the token (column mean; max over such tokens); examples with the token: {n}"
-    t = Table("attention to tokens per layer (mean over heads)", ["layer", *cols], caption=cap)
+    t = Table(f"attention to tokens per layer (mean over heads, on {res.quantity})", ["layer", *cols], caption=cap)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a layer where no example had the token: NaN, said so
         per_layer = np.nanmean(res.token_means, axis=1)
     for layer in range(res.n_layers):
         t.add(layer_name(layer), *(float(x) for x in per_layer[layer]))
-    h = Table("attention to tokens per head", ["head", *cols], caption=cap)
+    h = Table(f"attention to tokens per head (on {res.quantity})", ["head", *cols], caption=cap)
     for layer in range(res.n_layers):
         for head in range(res.n_heads):
             h.add(head_name(layer, head), *(float(x) for x in res.token_means[layer, head]))

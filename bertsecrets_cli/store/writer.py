@@ -680,5 +680,9 @@ def put_pattern_shares(w: StoreWriter, layer_shares: np.ndarray, overall_shares:
 
 
 def copy_model_from(w: StoreWriter, store: Any) -> None:
-    """Copy an input store's model description (names, sizes, special tokens, label names) unchanged."""
+    """Copy an input store's model description (names, sizes, special tokens, label names).
+
+    ``n_heads`` is that of the quantity read (1 for rollout and flow), so the results' [layers, heads] arrays match it.
+    """
     w.h5.copy(store.h5[S.G_MODEL], S.G_MODEL)
+    w.h5[S.G_MODEL].attrs["n_heads"] = int(store.n_heads)
