@@ -57,6 +57,7 @@ def run(
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Patterns store to write (.h5); '-' writes it to stdout. Without it, only the tables are printed.")] = None,
     classifier: Annotated[Optional[str], typer.Option("--classifier", help="A CNN file from 'classify train' instead of the default rules.")] = None,
     features: Annotated[bool, typer.Option("--features", help="Also print attention to [CLS], [SEP], punctuation and negation words per layer and head (paper sec. 4.4).")] = False,
+    quantity: c.QuantityOpt = "weights",
     device: c.DeviceOpt = "auto",
     shard: c.AnalysisShardOpt = None,
     force: c.ForceOpt = False,
@@ -76,7 +77,7 @@ def run(
         from bertsecrets_cli.store.spool import input_path, output_path
 
         opts = ClassifyOptions(classifier=classifier, device=device, force=force or output == "-",
-                               locking=False if no_locking else None, quiet=quiet, shard=shard)
+                               locking=False if no_locking else None, quiet=quiet, shard=shard, quantity=quantity)
         with input_path(store) as src:
             name = "stdin" if store == "-" else store
             if output is None:

@@ -98,3 +98,31 @@ def batch_extras(probs: Any, norms: Any, encoded: Sequence[Any], quantities: Seq
                 st = head_stats(row_normalise(maps), e.special, e.punct) if stats else None
                 out[j][q] = (maps, st)
     return out
+
+
+def split_kind(items: Sequence[str]) -> tuple[str | None, tuple[str, ...]]:
+    """``--quantity`` items of show and plot -> (map kind or None, per-head names).
+
+    Each item is a map kind (``norms``: that kind's per-head quantities), ``KIND/NAME`` (``norms/stat_sep``)
+    or a per-head NAME (of the weights, or of a result store). One command reads one kind.
+    """
+    kinds: set[str] = set()
+    names: list[str] = []
+    for item in items:
+        if item in S.QUANTITIES:
+            kinds.add(item)
+            continue
+        kind, sep, rest = item.partition("/")
+        if sep and kind in S.QUANTITIES and rest:
+            kinds.add(kind)
+            names.append(rest)
+        else:
+            names.append(item)
+    if len(kinds) > 1:
+        raise InputError(f"--quantity {','.join(items)}: names {' and '.join(sorted(kinds))}; one figure or ranking reads one kind of maps")
+    return (kinds.pop() if kinds else None), tuple(names)
+
+
+def qualified(kind: str, name: str) -> str:
+    """'stat_sep' for the weights, 'norms/stat_sep' for another kind: how show and plot name a per-head quantity."""
+    return name if kind == S.Q_WEIGHTS else f"{kind}/{name}"
