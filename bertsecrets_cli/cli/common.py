@@ -38,8 +38,8 @@ AnalysisShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Do onl
 QuantitiesOpt = Annotated[str, typer.Option("--quantities", help="Maps to store, comma-separated: weights (always), norms (||alpha f(x)||, Kobayashi et al. 2020), "
                                            "norms_normalised (rows sum to 1), rollout (per layer, Abnar & Zuidema 2020), flow (per layer; costly: --max-length <= 64). "
                                            "All from the same forward pass.")]
-QuantityOpt = Annotated[str, typer.Option("--quantity", help="Which stored maps to analyse: weights (default), norms, norms_normalised, rollout or flow "
-                                          "(extract them with --quantities); tables and figures name it.")]
+QuantityOpt = Annotated[str, typer.Option("--quantity", help="Which attention maps to analyse: weights (default), norms, norms_normalised, rollout or flow "
+                                          "(a store holds those given to extract --quantities; framenet computes them on the fly); tables name it.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same options.")]
 
 
