@@ -59,7 +59,6 @@ def test_extract_stores_the_asked_quantities_next_to_the_weights(tmp_path: Path)
         assert st.quantities() == ["weights"] and not st.has("norms/maps")
 
 
-@covers("extract", "--quantities", "--max-length")
 @pytest.mark.parametrize(("args", "needle"), [
     (["--quantities", "weights,attn"], "unknown attn"),
     (["--quantities", "flow", "--max-length", "128"], "--max-length 64 or less"),
