@@ -41,7 +41,9 @@ def extract(
 
     Stores every example's [layer, head, query, key] attention cropped to its real length, its tokens,
     and per-head summaries (entropy; mass on [CLS], [SEP], punctuation, self, previous and next token).
-    Prints the per-layer summary table.
+    Prints the per-layer summary table. With --quantities, the same pass also stores norm-based attention
+    (||alpha f(x)||, Kobayashi et al. 2020) and per-layer rollout or flow (Abnar & Zuidema 2020), each with
+    its own per-head summaries; every analysis reads them with --quantity.
     """
     c.check_format(fmt)
 
