@@ -97,7 +97,8 @@ class Store:
             # result stores hold the per-head results of one quantity only
             have = self.result_quantity()
             if name != have:
-                raise StoreError(f"{self.path}: holds results on {have}, not {name} ({S.a_store(self.kind)}); rerun the command that wrote it with --quantity {name}")
+                raise StoreError(f"{self.path}: holds results on {have}, not {name} ({S.a_store(self.kind)}); pass --quantity {have}, "
+                                 f"or rerun the command that wrote it with --quantity {name}")
         elif S.quantity(name).maps not in self.h5:
             raise StoreError(f"{self.path}: holds no {name} maps (it has {', '.join(self.quantities())}); extract with --quantities weights,{name}")
         self.quantity = name
