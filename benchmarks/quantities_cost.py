@@ -5,7 +5,7 @@ peak RSS of a norms extract at N within 10% of N/10 (each in a fresh process). F
 targeted: it solves layers x T^2 max-flow problems per example, so it is offered for short inputs only.
 Runs are interleaved (weights, norms, rollout, ...) and repeated; min and median ratios are printed
 because the machine is shared. Embedded MiniLM (6 x 12), CPU, demo sentences repeated to N.
-Usage: python benchmarks/quantities_cost.py [--n 400] [--reps 3] [--device cpu]
+Usage: python benchmarks/quantities_cost.py [--n 400] [--reps 3] [--device cpu] [--per-batch]
 """
 
 from __future__ import annotations
@@ -43,6 +43,49 @@ def timed(data: Path, out: Path, quantities: tuple[str, ...], batch_size: int, d
     return time.perf_counter() - t0
 
 
+def per_batch(data: Path, reps: int, batch_size: int, device: str) -> dict[str, list[float]]:
+    """The compute of extract per batch (forward, statistics, host copy, quantities), variants run back to back
+    on every batch in a rotating order, so that the load of a shared machine hits them alike; seconds summed per rep.
+    File writing is left out (it is in the end-to-end timings)."""
+    import torch
+
+    from bertsecrets_cli.analysis.stats import batch_head_stats
+    from bertsecrets_cli.jobs.extract import DataOptions, load_examples
+    from bertsecrets_cli.jobs.quantities import batch_extras
+    from bertsecrets_cli.model.attention import forward_with_norms
+    from bertsecrets_cli.model.load import load_model
+    from bertsecrets_cli.model.tokenize import collate, encode_examples, token_masks
+
+    _, ds = load_examples(DataOptions(task="sst2", data=str(data)))
+    lm = load_model(None, device=device)
+    enc = encode_examples(lm.tokenizer, [(e.text_a, e.text_b) for e in ds.examples], 128)
+    order = sorted(range(len(enc)), key=lambda i: enc[i].length)
+    batches = [[enc[i] for i in order[b : b + batch_size]] for b in range(0, len(order), batch_size)]
+
+    def run(batch_enc: list, q: tuple[str, ...]) -> None:  # noqa: ANN001
+        batch = collate(batch_enc, lm.tokenizer.pad_token_id, lm.device, lm.model_type)
+        _, probs, norms = forward_with_norms(lm.model, batch, lm.n_layers, norms="norms" in q)
+        batch_head_stats(probs, *token_masks(batch_enc, lm.device))
+        batch_extras(probs, norms, batch_enc, q, dtype=torch.float16)
+        probs.to(torch.float16).cpu().numpy()
+        if lm.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    out: dict[str, list[float]] = {k: [] for k in VARIANTS}
+    for rep in range(reps):
+        sums = dict.fromkeys(VARIANTS, 0.0)
+        for bi, be in enumerate(batches):
+            names = list(VARIANTS)
+            for k in range(len(names)):
+                name = names[(bi + rep + k) % len(names)]
+                t0 = time.perf_counter()
+                run(be, VARIANTS[name])
+                sums[name] += time.perf_counter() - t0
+        for k, v in sums.items():
+            out[k].append(v)
+    return out
+
+
 def child(n: int, quantities: str, device: str) -> None:
     """Peak RSS (MiB) of one extract of n examples with these quantities, in a fresh process."""
     import torch
@@ -61,6 +104,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--flow-n", type=int, default=20, help="examples for the flow timing (max length 32)")
+    ap.add_argument("--per-batch", action="store_true", help="only the per-batch compute comparison (robust on a loaded machine)")
     ap.add_argument("--child", type=int)
     ap.add_argument("--quantities", default="weights,norms")
     a = ap.parse_args()
@@ -70,6 +114,14 @@ def main() -> None:
     from bertsecrets_cli.model.load import load_model
 
     load_model(None, device=a.device)  # warm caches: first-load costs must count against no variant
+    if a.per_batch:
+        with tempfile.TemporaryDirectory() as d:
+            pb = per_batch(make_data(a.n, Path(d)), a.reps, a.batch_size, a.device)
+        print(f"per-batch compute, {a.n} examples, batch {a.batch_size}, device {a.device}, {a.reps} repetitions (variants back to back per batch)")
+        for name in VARIANTS:
+            ratios = [t / b for t, b in zip(pb[name], pb["weights"])]
+            print(f"{name:14s} {min(pb[name]):6.2f} s  ratio to weights: min {min(ratios):.3f} median {statistics.median(ratios):.3f}")
+        return
     times: dict[str, list[float]] = {k: [] for k in VARIANTS}
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)

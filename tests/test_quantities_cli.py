@@ -190,3 +190,30 @@ def test_dependency_heads_on_rollout_and_norms(tmp_path: Path, tiny_model_factor
     with open_store(out["norms"]) as st, open_store(out["weights"]) as sw:
         assert st.result_quantity() == "norms" and st.heads()["dep_all_accuracy"].values.shape == (2, 4)
         assert st.provenance()["job_fingerprint"] != sw.provenance()["job_fingerprint"]
+
+
+def test_a_head_with_zero_value_vectors_makes_a_valid_store(tmp_path: Path, tiny_model_factory) -> None:
+    """Its norms are all zero, its normalised rows stay zero (not NaN), and check accepts the store."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    src = tiny_model_factory("bert")
+    model = AutoModel.from_pretrained(src)
+    d = model.config.hidden_size // model.config.num_attention_heads
+    with torch.no_grad():
+        model.encoder.layer[1].attention.self.value.weight[:d] = 0.0  # L2H1
+        model.encoder.layer[1].attention.self.value.bias[:d] = 0.0
+    folder = tmp_path / "zero"
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(src).save_pretrained(folder)
+    out = tmp_path / "z.h5"
+    res = invoke("extract", "-o", str(out), "-n", "3", "--model", str(folder), "--device", "cpu", "--quantities", "norms,norms_normalised", "-q")
+    assert res.exit_code == 0, res.stderr
+    with open_store(out, quantity="norms_normalised") as st:
+        m = st.attention(0)
+        assert np.all(m[1, 0] == 0) and np.isfinite(m).all()
+        np.testing.assert_allclose(m[0].sum(-1), 1.0, atol=2e-3)
+        assert st.heads()["stat_cls"].values[1, 0] == 0.0
+        assert np.all(st.select_quantity("norms").attention(0)[1, 0] == 0)
+    res = invoke("check", str(out))
+    assert res.exit_code == 0, res.stdout + res.stderr

@@ -147,9 +147,13 @@ def transformed_value_norms(module: torch.nn.Module, value: torch.Tensor) -> tor
     if proj is None:
         raise RuntimeError("norm-based attention needs the output projection: call model.attention.install first")
     B, H, T, d = value.shape
-    w = proj.weight.view(proj.weight.shape[0], H, d).to(value.dtype)  # [D, H, d]
-    f = torch.einsum("bhtd,ehd->bhte", value, w)  # [B, H, T, D]
-    return torch.linalg.vector_norm(f, dim=-1)
+    w = proj.weight.view(proj.weight.shape[0], H, d).to(torch.float32)  # [D, H, d]
+    # ||v W_h^T||^2 = v (W_h^T W_h) v^T: a d x d Gram matrix per head instead of the [B, H, T, D] product,
+    # D/d (12x for BERT) fewer multiplications and no tensor larger than the values
+    gram = torch.einsum("ehd,ehk->hdk", w, w)  # [H, d, d]
+    v = value.to(torch.float32)
+    sq = ((v @ gram[None]) * v).sum(-1)
+    return sq.clamp_min(0).sqrt().to(value.dtype)
 
 
 def output_projection(model: torch.nn.Module, self_attention: torch.nn.Module) -> torch.nn.Linear:
