@@ -43,7 +43,7 @@ def classify(store: Path, out: Path | None, classifier: str | None = None) -> tu
 
 def peak_mib(store: Path) -> float:
     """Peak Python/numpy memory of classifying ``store`` (the one-off synthetic validation of the rules is cached first)."""
-    from bertsecrets_cli.jobs.classify import rules_validation
+    from bertsecrets_cli.jobs.classifiers import rules_validation
 
     rules_validation()
     tracemalloc.start()
@@ -76,7 +76,7 @@ def main() -> None:
         if a.cnn:
             import torch
 
-            from bertsecrets_cli.jobs.classify import TrainOptions, run_train
+            from bertsecrets_cli.jobs.train_classifier import TrainOptions, run_train
 
             clf = d / "clf.pt"
             run_train(TrainOptions(synthetic=200, epochs=3, device="cpu", quiet=True), clf, command="benchmark")

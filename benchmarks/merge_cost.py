@@ -80,7 +80,8 @@ def main() -> None:
               f" max |merged - unsharded| attention = {diff:.1e} (other batches, other padding)")
 
         # classify sharded over the same store: merge time, bytes, and equality with one unsharded classify
-        from bertsecrets_cli.jobs.classify import ClassifyOptions, combine_patterns, run_classify
+        from bertsecrets_cli.jobs.classify import ClassifyOptions, run_classify
+        from bertsecrets_cli.jobs.classify_merge import combine_patterns
         from bertsecrets_cli.store.reader import read_patterns
 
         pats = []

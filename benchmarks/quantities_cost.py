@@ -55,7 +55,7 @@ def per_batch(data: Path, reps: int, batch_size: int, device: str) -> dict[str, 
         torch.set_num_threads(1)
         clock = time.thread_time
 
-    from bertsecrets_cli.analysis.stats import batch_head_stats
+    from bertsecrets_cli.model.batch_stats import batch_head_stats
     from bertsecrets_cli.jobs.extract import DataOptions, load_examples
     from bertsecrets_cli.jobs.quantities import batch_extras
     from bertsecrets_cli.model.attention import forward_with_norms

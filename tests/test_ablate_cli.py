@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from bertsecrets_cli.cli.app import app
 
-from helpers import strengthen
+from helpers import covers, strengthen
 
 runner = CliRunner()
 
@@ -37,7 +37,7 @@ def _run(*args: str):
 @pytest.fixture(scope="module")
 def full(model_dir, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("abl") / "abl.h5"
-    r = _run("-m", str(model_dir), "-n", "24", "--bootstrap", "200", "--importance", "-o", str(out), "--format", "json")
+    r = _run("-m", str(model_dir), "-n", "24", "--bootstrap", "200", "--importance", "-o", str(out), "--format", "json", "--table", "all")
     assert r.exit_code == 0, r.output
     return out, json.loads(r.stdout)
 
@@ -62,7 +62,7 @@ def test_default_run_writes_every_head_and_layer_with_intervals(full):
     assert r.predictions.shape == (10, 24)
     # tables: baseline, helps, hurts, layers, importance x2
     assert "baseline" in tables and tables["baseline"][0]["metric"] == "accuracy"
-    helps = next(v for k, v in tables.items() if "helps most" in k)
+    helps = tables["helps"]
     assert [row["delta"] for row in helps] == sorted((row["delta"] for row in helps), reverse=True)
     assert all(row["noise?"] in ("", "noise?", "no change") for row in helps)
 
@@ -82,6 +82,7 @@ def test_existing_output_is_refused_before_any_work(model_dir, tmp_path):
     assert out.read_bytes() == b"keep me"
 
 
+@covers("ablate", "--mode", "--heads", "--layers")
 def test_explicit_sets_replace_the_default_sweep(model_dir, tmp_path):
     from bertsecrets_cli.jobs.ablate import read_ablation
 
@@ -93,9 +94,11 @@ def test_explicit_sets_replace_the_default_sweep(model_dir, tmp_path):
     assert res.names == ["L1H2+L2H1", "L2H4", "L1+L2"] and res.kinds == ["heads", "head", "layers"] and res.mode == "zero"
     assert res.masks[2].all() and res.masks[0].sum() == 2
     assert np.isnan(res.ci_low).all()
-    assert "# sets disabled together" in r.stdout
+    assert r.stdout.splitlines()[0].split("\t")[:2] == ["metric", "value"]  # tsv: the first table, alone
 
 
+@covers("merge", "-o")
+@covers("ablate", "-o", "-m", "-n", "--importance", "--bootstrap", "--shard", "--combine")
 def test_shards_combine_into_the_unsharded_store(model_dir, full, tmp_path):
     from bertsecrets_cli.jobs.ablate import read_ablation
 
@@ -126,11 +129,12 @@ def test_shards_combine_into_the_unsharded_store(model_dir, full, tmp_path):
     assert r.exit_code == 3 and "also in" in r.stderr
 
 
+@covers("ablate", "--greedy", "--no-sweep")
 def test_greedy_reports_its_path_and_refuses_shards(model_dir, tmp_path):
     from bertsecrets_cli.jobs.ablate import read_ablation
 
     out = tmp_path / "greedy.h5"
-    r = _run("-m", str(model_dir), "-n", "24", "--greedy", "--no-sweep", "--bootstrap", "100", "-o", str(out), "--format", "json")
+    r = _run("-m", str(model_dir), "-n", "24", "--greedy", "--no-sweep", "--bootstrap", "100", "-o", str(out), "--format", "json", "--table", "all")
     assert r.exit_code == 0, r.output
     res = read_ablation(out)
     g = res.greedy
@@ -141,7 +145,7 @@ def test_greedy_reports_its_path_and_refuses_shards(model_dir, tmp_path):
         best = max((m, -j) for j, m in enumerate(res.metrics[:, 0]))
         assert g.heads[0] == res.names[-best[1]]
     tables = json.loads(r.stdout)
-    assert any("greedy" in k for k in tables)
+    assert "greedy" in tables
     r = _run("-m", str(model_dir), "-n", "4", "--greedy", "--shard", "0/2", "-o", str(tmp_path / "g2.h5"))
     assert r.exit_code == 3 and "--shard" in r.stderr
 
@@ -218,9 +222,10 @@ def _count_calls(monkeypatch, module, name: str) -> dict[str, int]:
     return calls
 
 
+@covers("ablate", "--engine", "--resume")
 @pytest.mark.parametrize("engine", ["fast", "naive"])
 def test_sigterm_keeps_the_finished_sweep_and_resume_completes_it_exactly(engine, model_dir, tmp_path, monkeypatch):
-    import bertsecrets_cli.jobs.evaluate as evaluate
+    import bertsecrets_cli.model.attention as attention
     import bertsecrets_cli.model.sweep as sweep
     from bertsecrets_cli.jobs.ablate import read_ablation
 
@@ -233,7 +238,7 @@ def test_sigterm_keeps_the_finished_sweep_and_resume_completes_it_exactly(engine
         if engine == "fast":  # one capture pass per batch: stop during the 3rd of 6 batches
             _sigterm_on_call(m, sweep, "_capture_pass", 3)
         else:  # one full evaluation per variant (after the baseline's): stop during the 4th
-            _sigterm_on_call(m, evaluate, "logits_for", 5)
+            _sigterm_on_call(m, attention, "logits_for", 5)
         r = _run(*args, "-o", str(out))
     assert r.exit_code == 75, r.stderr
     unit = "batches" if engine == "fast" else "variants"
@@ -246,7 +251,7 @@ def test_sigterm_keeps_the_finished_sweep_and_resume_completes_it_exactly(engine
     r = _run(*args[:-1], "naive" if engine == "fast" else "fast", "-o", str(out), "--resume")
     assert r.exit_code == 3 and "other" in r.stderr, r.stderr
     with monkeypatch.context() as m:
-        counted = _count_calls(m, sweep, "_capture_pass") if engine == "fast" else _count_calls(m, evaluate, "logits_for")
+        counted = _count_calls(m, sweep, "_capture_pass") if engine == "fast" else _count_calls(m, attention, "logits_for")
         r = _run(*args, "-o", str(out), "--resume")
     assert r.exit_code == 0, r.stderr
     assert counted["n"] == (3 if engine == "fast" else 6)  # only the unfinished batches / variants were evaluated

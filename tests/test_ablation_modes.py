@@ -125,7 +125,7 @@ def test_each_mode_matches_attention_edited_by_hand(setup, mode):
 
 
 def test_disabling_nothing_equals_the_baseline_exactly(setup):
-    from bertsecrets_cli.jobs.evaluate import logits_for
+    from bertsecrets_cli.model.attention import logits_for
     from bertsecrets_cli.model.sweep import sweep_logits
 
     lm, _, batches, n = setup

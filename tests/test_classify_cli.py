@@ -16,11 +16,12 @@ from typer.testing import CliRunner
 
 from bertsecrets_cli.analysis import patterns as P
 from bertsecrets_cli.cli.app import app
-from bertsecrets_cli.jobs.classify import TSV_COLUMNS, read_labels, stream_keys
+from bertsecrets_cli.jobs.annotate import stream_keys
+from bertsecrets_cli.jobs.labels import TSV_COLUMNS, read_labels
 from bertsecrets_cli.store import open_store
 from bertsecrets_cli.store.reader import read_patterns
 
-from helpers import one_line_error
+from helpers import covers, one_line_error
 
 runner = CliRunner()
 
@@ -33,17 +34,16 @@ def sha(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
-def table(obj: dict, prefix: str) -> list[dict]:
-    """A table of a multi-table JSON output by the start of its title (titles carry the classifier)."""
-    (key,) = [k for k in obj if k.startswith(prefix)]
-    return obj[key]
+def table(obj: dict, name: str) -> list[dict]:
+    """A table of ``--format json --table all`` output, by its short name."""
+    return obj[name]
 
 
 @pytest.fixture(scope="module")
 def classified(demo_store: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
     out = tmp_path_factory.mktemp("pat") / "pat.h5"
     before = sha(demo_store)
-    res = invoke("classify", str(demo_store), "-o", str(out), "--features", "-f", "json")
+    res = invoke("classify", str(demo_store), "-o", str(out), "--features", "-f", "json", "--table", "all")
     assert res.exit_code == 0, res.stderr
     assert sha(demo_store) == before  # the input store is never modified
     return out, json.loads(res.stdout), res.stderr
@@ -61,7 +61,7 @@ def test_classify_prints_shares_per_layer_each_heads_majority_and_the_heterogene
 
 def test_json_shares_sum_to_one_and_match_the_stored_labels(classified: tuple[Path, dict, str]) -> None:
     path, obj, _ = classified
-    shares = table(obj, "pattern shares per layer")
+    shares = table(obj, "layers")
     assert [r["layer"] for r in shares] == [f"L{i}" for i in range(1, 7)] + ["all"]
     for r in shares:
         assert sum(r[c] for c in P.CLASSES) == pytest.approx(1.0)
@@ -87,8 +87,8 @@ def test_json_shares_sum_to_one_and_match_the_stored_labels(classified: tuple[Pa
 def test_token_statistics_agree_with_extracts_cls_mass(classified: tuple[Path, dict, str], demo_store: Path) -> None:
     """Attention to [CLS] (one token: column mean) must equal extract's mean row mass on [CLS]."""
     path, obj, _ = classified
-    per_layer = table(obj, "attention to tokens per layer")
-    per_head = table(obj, "attention to tokens per head")
+    per_layer = table(obj, "token-layers")
+    per_head = table(obj, "token-heads")
     assert len(per_layer) == 6 and len(per_head) == 72 and per_head[0]["head"] == "L1H1"
     with open_store(path) as pat, open_store(demo_store) as att:
         cls = pat.heads()["token_cls"].values
@@ -98,9 +98,9 @@ def test_token_statistics_agree_with_extracts_cls_mass(classified: tuple[Path, d
 
 
 def test_two_sentence_inputs_are_counted_for_block(demo_pair_store: Path, tmp_path: Path) -> None:
-    res = invoke("classify", str(demo_pair_store), "-o", str(tmp_path / "p.h5"), "-f", "json", "-q")
+    res = invoke("classify", str(demo_pair_store), "-o", str(tmp_path / "p.h5"), "-f", "json", "--table", "summary", "-q")
     assert res.exit_code == 0, res.stderr
-    summary = {r["what"]: r["value"] for r in table(json.loads(res.stdout), "classification summary")}
+    summary = {r["what"]: r["value"] for r in json.loads(res.stdout)}
     assert summary["two-sentence examples"] == "16 of 16"
     with open_store(tmp_path / "p.h5") as st:
         block = read_patterns(st).features[..., P.FEATURES.index("block")]
@@ -112,7 +112,7 @@ def test_extract_pipes_into_classify(tmp_path: Path) -> None:
     cmd = f"{exe} extract --limit 3 -q -o - | {exe} classify - -o pat.h5 -q -f tsv"
     res = subprocess.run(cmd, shell=True, capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "# pattern shares per layer" in res.stdout and "heterogeneous" in res.stdout
+    assert res.stdout.splitlines()[0].split("\t") == ["layer", *P.CLASSES]  # the first table, pattern shares per layer
     with open_store(tmp_path / "pat.h5") as st:
         assert read_patterns(st).labels.shape[0] == 3
         assert st.provenance()["input_store"] == "stdin"
@@ -122,7 +122,7 @@ def test_extract_pipes_into_classify(tmp_path: Path) -> None:
 def test_patterns_store_can_go_to_stdout_with_tables_on_stderr(demo_store: Path, tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "bertsecrets_cli", "classify", str(demo_store), "-o", "-", "-f", "tsv"], capture_output=True)
     assert res.returncode == 0, res.stderr
-    assert res.stdout[:8] == b"\x89HDF\r\n\x1a\n" and b"pattern shares per layer" in res.stderr
+    assert res.stdout[:8] == b"\x89HDF\r\n\x1a\n" and b"\nlayer\tvertical" in res.stderr
 
 
 def test_existing_output_is_refused_and_the_input_is_never_the_output(demo_store: Path, tmp_path: Path) -> None:
@@ -158,6 +158,7 @@ def test_help_explains_each_rule_with_its_threshold() -> None:
 # --- annotation --------------------------------------------------------------------------------------
 
 
+@covers("classify annotate", "--labels", "--limit")
 def test_annotation_records_one_label_per_key_and_resumes_where_it_stopped(demo_store: Path, tmp_path: Path) -> None:
     tsv = tmp_path / "labels.tsv"
     res = invoke("classify", "annotate", str(demo_store), "--labels", str(tsv), "--limit", "3", input="v ? d s")
@@ -224,17 +225,19 @@ def write_labels(tsv: Path, store: Path, n: int = 90) -> None:
     tsv.write_text("\n".join(lines[: n + 1]) + "\n")
 
 
+@covers("classify run", "-o", "--classifier")
+@covers("classify train", "-o")
 def test_a_labels_file_trains_a_cnn_that_classify_then_applies(demo_store: Path, tmp_path: Path, one_thread: None) -> None:
     torch = pytest.importorskip("torch")
     tsv = tmp_path / "labels.tsv"
     write_labels(tsv, demo_store)
     clf = tmp_path / "clf.pt"
-    res = invoke("classify", "train", str(tsv), "-o", str(clf), "--epochs", "2", "--device", "cpu", "-f", "json", "-q")
+    res = invoke("classify", "train", str(tsv), "-o", str(clf), "--epochs", "2", "--device", "cpu", "-f", "json", "--table", "all", "-q")
     assert res.exit_code == 0, res.stderr
     obj = json.loads(res.stdout)
-    per_class = table(obj, "validation scores per class")
+    per_class = table(obj, "scores")
     assert per_class[-1]["class"] == "macro" and 0 <= per_class[-1]["F1"] <= 1
-    assert len(table(obj, "validation confusion matrix")) == 5
+    assert len(table(obj, "confusion")) == 5
     payload = torch.load(clf, weights_only=True)
     src = payload["training"]["sources"][0]
     assert src["sha256"] == sha(tsv) and payload["training"]["source"] == "annotated"  # provenance of the training data

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from bertsecrets_cli.cli.app import app
 from bertsecrets_cli.store import open_store
 
-from helpers import one_line_error as _one_line_error
+from helpers import covers, one_line_error as _one_line_error
 
 one_line_error = partial(_one_line_error, last=True)
 
@@ -86,6 +86,7 @@ def _write(p: Path, text: str | bytes) -> Path:
         ("undecodable bytes", 3, "latin.tsv"),
     ],
 )
+@covers("extract", "-o", "--limit", "--model")
 def test_bad_extract_input_gives_one_line_and_exit_code(tmp_path: Path, case: str, code: int, needle: str) -> None:
     out = tmp_path / "out.h5"
     base = ["extract", "-o", str(out), "--device", "cpu"]

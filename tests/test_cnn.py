@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from bertsecrets_cli.analysis import cnn
+from bertsecrets_cli.model import cnn
 from bertsecrets_cli.analysis import patterns as P
 from bertsecrets_cli.analysis.synthetic import generate
 

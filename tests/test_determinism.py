@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import covers
 
 
 def _run(folder: Path, env: dict) -> bytes:
@@ -57,6 +58,8 @@ def test_ablate_twice_gives_bit_identical_stores(tmp_path: Path, monkeypatch: py
     assert a == b
 
 
+@covers("diff", "--shard")
+@covers("classify run", "--shard")
 @pytest.mark.parametrize("command", ["classify", "classify-shard", "diff"])
 def test_store_analyses_twice_give_bit_identical_stores(command: str, demo_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     args = {"classify": ["classify", str(demo_store)], "classify-shard": ["classify", str(demo_store), "--shard", "1/2"],

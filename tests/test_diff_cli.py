@@ -16,7 +16,7 @@ from bertsecrets_cli.errors import InputError
 from bertsecrets_cli.jobs.diff import PER_EXAMPLE_COSINE, PER_EXAMPLE_JS, DiffOptions, run_diff
 from bertsecrets_cli.store import open_store
 
-from helpers import one_line_error
+from helpers import covers, one_line_error
 
 runner = CliRunner()
 CHANGED = (5, 2)  # L6H3, 0-based
@@ -58,13 +58,14 @@ def test_diff_of_a_store_with_itself_is_similarity_one_everywhere(demo_store: Pa
         assert prov["store_a"] == str(demo_store) and prov["n_paired"] == 24 and "cropped" in prov["measure"]
 
 
+@covers("diff", "-o", "--top")
 def test_a_changed_head_is_found_and_ranked_most_changed(demo_store: Path, changed_store: Path, tmp_path: Path) -> None:
-    res = invoke("diff", str(demo_store), str(changed_store), "-o", str(tmp_path / "d.h5"), "--format", "json", "--top", "3")
+    res = invoke("diff", str(demo_store), str(changed_store), "-o", str(tmp_path / "d.h5"), "--format", "json", "--table", "all", "--top", "3")
     assert res.exit_code == 0, res.stderr
     tables = json.loads(res.stdout)
-    ranked = tables["most changed heads"]
+    ranked = tables["heads"]
     assert ranked[0]["head"] == "L6H3" and ranked[0]["cosine"] < 0.99 and ranked[0]["JS divergence"] > 0.01 and len(ranked) == 3
-    layers = {r["layer"]: r for r in tables["similarity per layer (A -> B)"]}
+    layers = {r["layer"]: r for r in tables["layers"]}
     assert layers["L6"]["least similar head"] == "L6H3" and layers["L6"]["cosine"] < 1.0
     assert all(layers[f"L{i}"]["cosine"] == pytest.approx(1.0, abs=1e-6) for i in range(1, 6))
     with open_store(tmp_path / "d.h5") as st:

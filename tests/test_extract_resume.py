@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import covers
+
 from bertsecrets_cli.errors import EXIT_INTERRUPTED
 from bertsecrets_cli.store import open_store
 
@@ -47,6 +49,7 @@ def reference(tmp_path_factory) -> Path:
     return out
 
 
+@covers("extract", "--resume")
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_extract_resumes_to_identical_store(tmp_path: Path, reference: Path, sig: signal.Signals) -> None:

@@ -19,7 +19,7 @@ from bertsecrets_cli.errors import InputError, Interrupted, ModelError, OutputEr
 from bertsecrets_cli.jobs.finetune import FinetuneOptions, run_eval_only, run_finetune
 from bertsecrets_cli.store.evaluation import read_evaluation
 
-from helpers import one_line_error as _one_line_error
+from helpers import covers, one_line_error as _one_line_error
 
 one_line_error = partial(_one_line_error, last=True)
 
@@ -224,6 +224,7 @@ def test_a_head_for_another_number_of_labels_is_refused(finished) -> None:
 # --------------------------------------------------------------------------- the CLI: output and bad input
 
 
+@covers("finetune", "-o", "--model", "--train-limit", "--eval-limit", "--batch-size", "--max-steps", "--logging-steps")
 def test_cli_prints_the_table_on_stdout_and_progress_on_stderr(encoder, tmp_path) -> None:
     res = runner.invoke(app, ["finetune", "--model", str(encoder), "--task", "mrpc", "--train-limit", "16", "--eval-limit", "8", "--max-steps", "2",
                               "--batch-size", "8", "--device", "cpu", "-o", str(tmp_path / "mrpc"), "-f", "json", "--logging-steps", "1"])
@@ -234,6 +235,7 @@ def test_cli_prints_the_table_on_stdout_and_progress_on_stderr(encoder, tmp_path
     assert "loss" in res.stderr and "demo data" in res.stderr
 
 
+@covers("finetune", "--eval-data", "--preset", "--grad-accum", "--precision", "--eval-only", "--untrained-head")
 def test_cli_refusals_are_one_line_with_their_exit_code(encoder, finished, tmp_path) -> None:
     base = ["finetune", "--model", str(encoder), "--device", "cpu", "--max-steps", "1", "--train-limit", "8", "--eval-limit", "4"]
     bad = tmp_path / "bad.jsonl"
@@ -254,6 +256,7 @@ def test_cli_refusals_are_one_line_with_their_exit_code(encoder, finished, tmp_p
 # --------------------------------------------------------------------------- two processes (gloo)
 
 
+@covers("finetune", "--no-baselines")
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_torchrun_with_two_cpu_processes_trains_one_model(encoder, tmp_path) -> None:
@@ -272,3 +275,19 @@ def test_torchrun_with_two_cpu_processes_trains_one_model(encoder, tmp_path) -> 
     assert rows[-1]["model"] == "fine-tuned"
     record = json.loads((out / "finetune.json").read_text())
     assert record["world_size"] == 2 and record["per_device_batch"] == 4 and record["global_step"] == 2
+
+
+@covers("finetune", "--resume")
+def test_cli_resume_continues_a_stopped_run_from_its_checkpoint(encoder, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "run"
+    args = ["finetune", "--model", str(encoder), "--task", "sst2", "--train-limit", "16", "--eval-limit", "4", "--max-steps", "4",
+            "--batch-size", "4", "--save-steps", "1", "--device", "cpu", "-o", str(out), "-q"]
+    _stop_after(monkeypatch, 2)
+    stopped = runner.invoke(app, args)
+    assert stopped.exit_code == 75 and "--resume" in stopped.stderr
+    monkeypatch.undo()
+    assert runner.invoke(app, args).exit_code == 6  # the checkpoint is kept, not silently overwritten
+    resumed = runner.invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.stderr
+    record = json.loads((out / "finetune.json").read_text())
+    assert record["resumed_from"].endswith("checkpoint-2") and record["global_step"] == 4

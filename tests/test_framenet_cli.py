@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import covers
 from typer.testing import CliRunner
 
 from bertsecrets_cli.cli.app import app
@@ -98,20 +99,21 @@ def invoke(*args: str):
     return runner.invoke(app, list(args))
 
 
+@covers("framenet", "--batch-size")
 def test_planted_head_is_ranked_first_and_written_for_plot_and_diff(tmp_path: Path, planted: Path) -> None:
     fn = write_release(tmp_path / "fndata-1.7")
     out = tmp_path / "fn.h5"
     res = invoke("framenet", "--framenet", str(fn), "-o", str(out), "--model", str(planted), "--device", "cpu", "--batch-size", "2",
-                 "--format", "json")
+                 "--format", "json", "--table", "all")
     assert res.exit_code == 0, res.stderr
     tables = json.loads(res.stdout)
-    ranked = next(v for k, v in tables.items() if k.startswith("heads ranked"))
+    ranked = tables["heads"]
     assert ranked[0]["head"] == "L2H3" and ranked[0]["FE->target"] == pytest.approx(1.0, abs=1e-5)
     assert ranked[0]["> baseline p99"] == "yes" and ranked[0]["> p99 of heads"] == "yes"
-    selection = next(v for k, v in tables.items() if k.startswith("FrameNet selection"))
+    selection = tables["selection"]
     steps = {r["filter"]: (r["sentences"], r["links"]) for r in selection}
     assert steps["annotated FE links"] == (6, 6) and steps["core FEs (coretype)"] == (5, 5) and steps["distinct sentences and links"] == (5, 5)
-    examples = next(v for k, v in tables.items() if k.startswith("strongest link"))
+    examples = tables["examples"]
     assert examples[0]["head"] == "L2H3" and "{abandoned}" in examples[0]["sentence"] and ">=" in examples[0]["sentence"]
     # the truncated lu file is one warning naming it; the other files were read
     warnings = [ln for ln in res.stderr.splitlines() if ln.startswith("warning:")]
@@ -130,19 +132,18 @@ def test_planted_head_is_ranked_first_and_written_for_plot_and_diff(tmp_path: Pa
         assert st.provenance()["n_links"] == 5
 
 
+@covers("framenet", "--limit", "--sentences", "--max-sentence-tokens", "--max-fe-tokens", "--min-distance", "--all-fes", "--first-pair")
 def test_thresholds_and_first_pair_are_options(tmp_path: Path, planted: Path) -> None:
     fn = write_release(tmp_path / "fn")
-    common = ("--framenet", str(fn), "--model", str(planted), "--device", "cpu", "-f", "json", "-q")
+    common = ("--framenet", str(fn), "--model", str(planted), "--device", "cpu", "-f", "json", "--table", "selection", "-q")
 
     def steps(res) -> dict[str, tuple[int, int]]:  # noqa: ANN001
         assert res.exit_code == 0, res.stderr
-        tables = json.loads(res.stdout)
-        return {r["filter"]: (r["sentences"], r["links"]) for r in next(v for k, v in tables.items() if k.startswith("FrameNet selection"))}
+        return {r["filter"]: (r["sentences"], r["links"]) for r in json.loads(res.stdout)}
 
     res = invoke("framenet", *common, "-o", str(tmp_path / "a.h5"), "--all-fes", "--min-distance", "1", "--first-pair")
     got = steps(res)
     assert got["all FEs (--all-fes)"] == (6, 6) and got["ends >= 1 tokens apart"] == (6, 6)  # the peripheral Time link too
-    assert any("first-pair" in k for k in json.loads(res.stdout))
     with open_store(tmp_path / "a.h5") as st:
         assert st.n_examples == 6 and st.provenance()["first_pair"] == 1
 
@@ -170,13 +171,14 @@ CONLLU = """# sent_id = a
 """
 
 
+@covers("framenet", "--model", "--conllu", "--min-count")
 def test_conllu_mode_finds_the_planted_governor_head(tmp_path: Path, planted: Path) -> None:
     p = tmp_path / "dev.conllu"
     p.write_text(CONLLU)
     out = tmp_path / "dep.h5"
-    res = invoke("framenet", "--conllu", str(p), "-o", str(out), "--model", str(planted), "--device", "cpu", "--min-count", "1", "-f", "json")
+    res = invoke("framenet", "--conllu", str(p), "-o", str(out), "--model", str(planted), "--device", "cpu", "--min-count", "1", "-f", "json", "--table", "relations")
     assert res.exit_code == 0, res.stderr
-    rel = {r["relation"]: r for r in json.loads(res.stdout)["best head per dependency relation (2 sentences, 6 arcs)"]}
+    rel = {r["relation"]: r for r in json.loads(res.stdout)}
     # every token of the planted head looks at 'sat': the governor of nsubj, punct and advmod
     assert rel["nsubj"]["dep->gov head"] == "L2H3" and rel["nsubj"]["accuracy"] == 1.0
     assert rel["det"]["best offset"] == "+1" and rel["det"]["offset acc."] == 1.0
@@ -197,6 +199,7 @@ def test_conllu_mode_finds_the_planted_governor_head(tmp_path: Path, planted: Pa
         (["--conllu", "{tmp}/bad.conllu", "--max-offset", "0"], 3, "--max-offset 0"),
     ],
 )
+@covers("framenet", "-o")
 def test_bad_input_is_one_error_line(tmp_path: Path, args: list[str], code: int, needle: str) -> None:
     (tmp_path / "bad.conllu").write_text("1\tthe\n")
     res = invoke("framenet", "-o", str(tmp_path / "o.h5"), *[a.replace("{tmp}", str(tmp_path)) for a in args])
@@ -205,6 +208,7 @@ def test_bad_input_is_one_error_line(tmp_path: Path, args: list[str], code: int,
     assert len(errors) == 1 and needle in errors[0] and "Traceback" not in res.stderr
 
 
+@covers("framenet", "--framenet")
 def test_existing_output_is_refused_before_any_work(tmp_path: Path) -> None:
     out = tmp_path / "fn.h5"
     out.write_bytes(b"keep")

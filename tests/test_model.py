@@ -8,7 +8,8 @@ import torch
 
 from bertsecrets_cli.errors import InputError, ModelError
 from bertsecrets_cli.model.attention import Intervention, forward_with_attention
-from bertsecrets_cli.model.load import load_model, resolve_device
+from bertsecrets_cli.model.device import resolve_device
+from bertsecrets_cli.model.load import load_model
 from bertsecrets_cli.model.tokenize import collate, encode_examples, is_punctuation_token
 
 from conftest import FAMILIES

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from bertsecrets_cli.cli.app import app
 from bertsecrets_cli.store import StoreWriter
 
-from helpers import one_line_error
+from helpers import covers, one_line_error
 
 runner = CliRunner()
 MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF-"}
@@ -86,6 +86,7 @@ def test_head_grid_files_are_valid_images_of_their_extension(demo_store: Path, t
         assert all(f">{lab}<" in text for lab in ("L1", "L6", "H1", "H12"))  # 1-based labels, kept as text
 
 
+@covers("plot", "--out", "--example", "--layer", "--head")
 def test_attention_map_file_shows_the_tokens_and_is_reproducible(demo_store: Path, tmp_path: Path) -> None:
     from bertsecrets_cli.store import open_store
 
@@ -169,6 +170,7 @@ def test_plots_what_classify_writes(demo_store: Path, tmp_path: Path) -> None:
     assert len(cells) == 72 and set(cells) <= set("VDMBH")
 
 
+@covers("plot", "--figure")
 def test_per_layer_curves_in_the_terminal_and_as_a_file(demo_store: Path, tmp_path: Path) -> None:
     res = invoke("plot", str(demo_store), "--figure", "layers", "--quantity", "stat_cls,stat_sep")
     assert res.exit_code == 0, res.stderr
@@ -180,6 +182,7 @@ def test_per_layer_curves_in_the_terminal_and_as_a_file(demo_store: Path, tmp_pa
     assert_image(out)
 
 
+@covers("plot", "--list")
 def test_list_shows_what_each_store_can_draw(demo_store: Path, patterns_store: Path) -> None:
     res = invoke("plot", str(demo_store), "--list", "-f", "tsv")
     assert res.exit_code == 0, res.stderr
@@ -190,6 +193,7 @@ def test_list_shows_what_each_store_can_draw(demo_store: Path, patterns_store: P
     assert figures[0] == "shares" and "map" not in figures  # no attention maps in a patterns store
 
 
+@covers("plot", "--quantity")
 def test_bad_requests_are_one_line_errors(demo_store: Path, patterns_store: Path, tmp_path: Path) -> None:
     one_line_error(invoke("plot", str(demo_store), "--example", "0", "--head", "L7H6"), 3, "6 layers")
     one_line_error(invoke("plot", str(demo_store), "--quantity", "stat_sepp"), 3, "did you mean stat_sep")

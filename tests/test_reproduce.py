@@ -7,20 +7,32 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import covers
 from typer.testing import CliRunner
 
 from bertsecrets_cli.cli.app import app
 from bertsecrets_cli.jobs.check import check_store
+from bertsecrets_cli.store import open_store
+from helpers import covers
+from test_framenet_cli import CONLLU
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+@covers("reproduce", "-o", "--tasks", "--eval-limit", "--max-steps", "--bootstrap", "--resume")
 @pytest.mark.slow
-def test_reduced_reproduce_writes_index_tables_figures_and_valid_stores(tmp_path: Path) -> None:
+@covers("reproduce", "--model", "--preset", "--train-limit", "--conllu", "--framenet", "--quiet", "--format", "--table")
+def test_reduced_reproduce_writes_index_tables_figures_and_valid_stores(tmp_path: Path, tiny_model_factory) -> None:
+    from test_framenet_cli import write_release
+
     out = tmp_path / "paper"
-    args = ["reproduce", "-o", str(out), "--tasks", "sst2,stsb", "--max-steps", "2", "--eval-limit", "12", "--bootstrap", "20", "--device", "cpu", "-f", "json"]
-    res = runner.invoke(app, args)
+    conllu = tmp_path / "dev.conllu"
+    conllu.write_text(CONLLU)
+    fn = write_release(tmp_path / "fn")
+    args = ["reproduce", "-o", str(out), "--tasks", "sst2,stsb", "--max-steps", "2", "--eval-limit", "12", "--bootstrap", "20", "--device", "cpu",
+            "--model", str(tiny_model_factory("bert")), "--preset", "paper", "--train-limit", "40", "--conllu", str(conllu), "--framenet", str(fn)]
+    res = runner.invoke(app, [*args, "-f", "json"])
     assert res.exit_code == 0, res.stderr
     comparison = json.loads(res.stdout)
     assert {r["task"] for r in comparison} == {"SST-2", "STS-B"}
@@ -36,14 +48,26 @@ def test_reduced_reproduce_writes_index_tables_figures_and_valid_stores(tmp_path
     for link in re.findall(r"\]\((figures/[^)]+)\)", index):
         assert (out / link).exists(), link
     assert json.loads((out / "tables" / "comparison.json").read_text())
+    # the options reached the steps: the tiny model (2 layers), the paper preset, 40 training examples, both relation analyses
+    with open_store(out / "stores" / "sst2-pre.h5") as st:
+        assert st.n_layers == 2
+    record = json.loads((out / "models" / "sst2" / "finetune.json").read_text())
+    assert record["preset"] == "paper" and record["hyperparameters"]["batch_size"] == 32 and record["n_train"] == 40
+    for kind in ("framenet", "dependency"):
+        check_store(out / "stores" / f"{kind}.h5")
+    assert "## FrameNet relation heads" in index
     # an existing folder is refused without --resume; with it, finished steps are skipped
     again = runner.invoke(app, args)
     assert again.exit_code == 6 and "--resume" in again.stderr
     resumed = runner.invoke(app, [*args, "--resume"])
     assert resumed.exit_code == 0, resumed.stderr
     assert "done already" in resumed.stderr
+    quiet = runner.invoke(app, [*args, "--resume", "--quiet", "--format", "tsv", "--table", "comparison"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    assert quiet.stdout.splitlines()[0].split("\t") == ["finding", "task", "paper (bert-base, GLUE)", "this run", "setup"]
 
 
+@covers("reproduce", "--data")
 def test_task_without_demo_data_asks_for_data(tmp_path: Path) -> None:
     res = runner.invoke(app, ["reproduce", "-o", str(tmp_path / "x"), "--tasks", "mnli"])
     assert res.exit_code == 3 and "--data" in res.stderr

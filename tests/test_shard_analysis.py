@@ -16,7 +16,7 @@ from bertsecrets_cli.cli.app import app
 from bertsecrets_cli.store import open_store
 from bertsecrets_cli.store.reader import read_patterns
 
-from helpers import one_line_error as _one_line_error
+from helpers import covers, one_line_error as _one_line_error
 from test_framenet_cli import CONLLU, write_release
 
 one_line_error = partial(_one_line_error, only=True)
@@ -64,9 +64,9 @@ def test_classify_shards_merge_into_the_unsharded_patterns_store(demo_pair_store
         prov = st.provenance()
         assert (prov["shard_index"], prov["shard_count"], st.n_examples) == (1, 3, prov["shard_end"] - prov["shard_start"])
     merged = tmp_path / "merged.h5"
-    r = ok("merge", *reversed(parts), "-o", merged, "-f", "json")
+    r = ok("merge", *reversed(parts), "-o", merged, "-f", "json", "--table", "all")
     out = json.loads(r.stdout)
-    assert next(iter(out.values()))[0]["examples"] == 16
+    assert out["merge"][0]["examples"] == 16
     with open_store(full) as a, open_store(merged) as b:
         pa, pb = read_patterns(a), read_patterns(b)
         np.testing.assert_array_equal(pa.labels, pb.labels)
@@ -168,9 +168,9 @@ def test_diff_shards_merge_into_the_unsharded_diff(demo_store: Path, other_store
     for i, p in enumerate(parts):
         ok("diff", demo_store, other_store, "--shard", f"{i}/4", "-o", p, "-q")
     merged = tmp_path / "m.h5"
-    r = ok("merge", *parts, "-o", merged, "-f", "json")
+    r = ok("merge", *parts, "-o", merged, "-f", "json", "--table", "all")
     tables = json.loads(r.stdout)
-    assert any(k.startswith("similarity per layer") for k in tables)
+    assert "layers" in tables  # merge prints the joined diff's tables
     assert_same_heads(full, merged, rtol=1e-12)
     with open_store(full) as a, open_store(merged) as b:
         assert a.example_ids() == b.example_ids()
@@ -194,8 +194,8 @@ def test_framenet_shards_merge_into_the_unsharded_store(tmp_path: Path, tiny_mod
     for i, p in enumerate(parts):
         ok(*common, "--shard", f"{i}/2", "-o", p)
     merged = tmp_path / "m.h5"
-    r = ok("merge", *parts, "-o", merged, "-f", "json")
-    assert any(k.startswith("heads ranked") for k in json.loads(r.stdout))
+    r = ok("merge", *parts, "-o", merged, "-f", "json", "--table", "all")
+    assert "heads" in json.loads(r.stdout)
     assert_same_heads(full, merged, rtol=1e-12)  # same-distance baseline included: its draws are seeded per link
     with open_store(full) as a, open_store(merged) as b:
         assert a.example_ids() == b.example_ids()
@@ -205,6 +205,7 @@ def test_framenet_shards_merge_into_the_unsharded_store(tmp_path: Path, tiny_mod
         assert st.provenance()["shard_index"] == 1 and st.n_examples < 5
 
 
+@covers("framenet", "--shard")
 def test_dependency_shards_merge_exactly(tmp_path: Path, tiny_model_factory) -> None:
     p = tmp_path / "dev.conllu"
     p.write_text(CONLLU * 3)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import covers
 from typer.testing import CliRunner
 
 from bertsecrets_cli.cli.app import app
@@ -35,19 +36,20 @@ def ablation_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_overview_names_kind_model_examples_and_quantities(demo_store: Path) -> None:
-    res = invoke("show", str(demo_store), "-f", "json")
+    res = invoke("show", str(demo_store), "-f", "json", "--table", "all")
     assert res.exit_code == 0, res.stderr
     tables = json.loads(res.stdout)
-    fields = {r["field"]: r["value"] for r in tables[f"store {demo_store}"]}
+    fields = {r["field"]: r["value"] for r in tables["store"]}
     assert fields["kind"] == "attention" and fields["layers x heads"] == "6 x 12" and fields["examples"] == 24
     assert "MiniLM" in fields["model"] and fields["task"] == "sst2" and "attention maps" in fields["contents"]
-    quantities = {r["quantity"]: r for r in tables["per-head quantities"]}
+    quantities = {r["quantity"]: r for r in tables["quantities"]}
     assert set(quantities) == {f"stat_{k}" for k in ("entropy", "cls", "sep", "punct", "self", "prev", "next")}
     with open_store(demo_store) as st:
         sep = st.heads()["stat_sep"].values
     assert quantities["stat_sep"]["max"] == pytest.approx(float(np.nanmax(sep)))
 
 
+@covers("show", "--layer")
 def test_top_heads_of_one_layer_in_order(demo_store: Path) -> None:
     res = invoke("show", str(demo_store), "--quantity", "stat_sep", "--top", "5", "--layer", "3", "--format", "json")
     assert res.exit_code == 0, res.stderr
@@ -59,6 +61,7 @@ def test_top_heads_of_one_layer_in_order(demo_store: Path) -> None:
     assert values == sorted(values, reverse=True) and values[0] == pytest.approx(float(sep[2].max()))
 
 
+@covers("show", "--bottom", "--abs")
 def test_which_heads_matter_in_an_ablation_store(ablation_like: Path) -> None:
     res = invoke("show", str(ablation_like), "--quantity", "ablation_delta", "--top", "2", "--abs", "-f", "tsv")
     assert res.exit_code == 0, res.stderr
@@ -80,6 +83,7 @@ def test_rich_table_output_has_1_based_head_names(ablation_like: Path) -> None:
     assert "L3H5" in res.stdout and "0.050" in res.stdout and "ablation_delta, top 3" in res.stdout
 
 
+@covers("show", "--quantity", "-k")
 def test_reads_a_store_from_stdin(ablation_like: Path) -> None:
     res = invoke("show", "-", "--quantity", "ablation_delta", "-k", "1", "-f", "tsv", input=ablation_like.read_bytes())
     assert res.exit_code == 0, res.stderr

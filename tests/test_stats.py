@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bertsecrets_cli.analysis.stats import batch_head_stats, head_stats
+from bertsecrets_cli.analysis.stats import head_stats
+from bertsecrets_cli.model.batch_stats import batch_head_stats
 from bertsecrets_cli.model.tokenize import CLS, NORMAL, SEP
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import json
 
-from bertsecrets_cli.render.tables import Table, emit
+import pytest
+
+from bertsecrets_cli.errors import InputError
+from bertsecrets_cli.render.tables import OutputFormat, Table, emit
 
 
 def test_square_brackets_in_cells_survive_the_terminal_table() -> None:
@@ -24,5 +27,50 @@ def test_json_turns_nan_into_null_and_tsv_has_a_header() -> None:
     emit(t, "json", buf)
     assert json.loads(buf.getvalue()) == [{"head": "L1H2", "v": None}]
     buf = io.StringIO()
-    emit([t, t], "tsv", buf)
-    assert buf.getvalue().splitlines()[:2] == ["# t", "head\tv"]
+    emit(t, "tsv", buf)
+    assert buf.getvalue().splitlines() == ["head\tv", "L1H2\tnan"]
+
+
+def test_tsv_and_json_print_one_table_and_name_the_others_on_stderr(capsys) -> None:
+    a, b = Table("first table", ["x"], name="first"), Table("second table", ["y", "z"], name="second")
+    a.add(1)
+    b.add("p", "q")
+    buf = io.StringIO()
+    emit([a, b], "tsv", buf)
+    assert buf.getvalue() == "x\n1\n"  # cut and sort get one header and its rows, nothing else
+    err = capsys.readouterr().err
+    assert "--table" in err and "second" in err
+    buf = io.StringIO()
+    emit([a, b], OutputFormat("json", "second"), buf)
+    assert json.loads(buf.getvalue()) == [{"y": "p", "z": "q"}]
+    with pytest.raises(InputError, match="--table third: this command prints first, second"):
+        emit([a, b], OutputFormat("tsv", "third"), io.StringIO())
+    buf = io.StringIO()
+    emit([a, b], OutputFormat("json", "all"), buf)
+    assert json.loads(buf.getvalue()) == {"first": [{"x": 1}], "second": [{"y": "p", "z": "q"}]}
+    with pytest.raises(InputError, match="only with --format json"):
+        emit([a, b], OutputFormat("tsv", "all"), io.StringIO())
+
+
+def test_tsv_cells_never_break_the_columns() -> None:
+    t = Table("t", ["a", "b"])
+    t.add("tab\there", "new\nline")
+    buf = io.StringIO()
+    emit(t, "tsv", buf)
+    assert buf.getvalue().splitlines()[1].split("\t") == ["tab here", "new line"]
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_terminal_tables_have_boxes_and_piped_tables_are_plain_columns() -> None:
+    t = Table("t", ["head", "score"])
+    t.add("L1H2", 0.5)
+    piped, tty = io.StringIO(), _Tty()
+    emit(t, "table", piped)
+    emit(t, "table", tty)
+    assert "┃" in tty.getvalue() or "│" in tty.getvalue()
+    assert not any(ch in piped.getvalue() for ch in "┃│━─┏┡└") and "L1H2" in piped.getvalue()
+    assert piped.getvalue().splitlines()[1].split() == ["head", "score"]

@@ -85,12 +85,12 @@ def thresholds_dict(t: Thresholds = THRESHOLDS) -> dict[str, Any]:
 def map_features(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t: Thresholds = THRESHOLDS) -> np.ndarray:
     """Features of every map of one example: att [..., T, T] (e.g. [L, H, T, T]) -> float32 [..., len(FEATURES)].
 
-    ``special`` holds the store's token kinds (model.tokenize: 1 = [CLS], 2 = [SEP]); ``type_ids`` the segments.
+    ``special`` holds the store's token kinds (bertsecrets_cli.tokens: 1 = [CLS], 2 = [SEP]); ``type_ids`` the segments.
     Vectorised over the leading axes: a few matrix-vector products and diagonal sums per example.
     """
     import numpy as np
 
-    from bertsecrets_cli.model.tokenize import CLS, SEP
+    from bertsecrets_cli.tokens import CLS, SEP
 
     att = np.asarray(att, dtype=np.float32)
     T = att.shape[-1]

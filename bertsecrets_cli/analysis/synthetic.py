@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bertsecrets_cli.analysis.patterns import BLOCK, CLASSES, DIAGONAL, HETEROGENEOUS, MIXED, VERTICAL
-from bertsecrets_cli.model.tokenize import CLS, NORMAL, SEP
+from bertsecrets_cli.tokens import CLS, NORMAL, SEP
 
 DEFAULT_NOISE = 0.2
 DEFAULT_MIN_LEN = 16
@@ -37,7 +37,7 @@ DEFAULT_MAX_LEN = 40
 class SyntheticMaps:
     maps: list[np.ndarray] = field(default_factory=list)  # float32 [T, T], rows sum to 1
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    special: list[np.ndarray] = field(default_factory=list)  # int8 [T] token kinds (model.tokenize)
+    special: list[np.ndarray] = field(default_factory=list)  # int8 [T] token kinds (bertsecrets_cli.tokens)
     type_ids: list[np.ndarray] = field(default_factory=list)  # int8 [T] segments
     tokens: list[list[str]] = field(default_factory=list)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bertsecrets_cli.model.tokenize import CLS, NORMAL, SEP, is_punctuation_token
+from bertsecrets_cli.tokens import CLS, NORMAL, SEP, is_punctuation_token
 
 # the paper's list of 17 negation words (sec. 4.4)
 NEGATION_WORDS = ("neither", "nor", "not", "never", "none", "don't", "won't", "didn't", "hadn't", "haven't", "can't",

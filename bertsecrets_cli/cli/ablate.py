@@ -13,7 +13,7 @@ def ablate(
     output: Annotated[str, typer.Option("--output", "-o", help="Ablation store to write (.h5); '-' writes it to stdout.")],
     stores: Annotated[Optional[list[str]], typer.Argument(help="With --combine: the shard stores to join.", show_default=False)] = None,
     model: c.ModelOpt = None,
-    task: Annotated[Optional[str], typer.Option("--task", "-t", help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli [default: the task the fine-tuned --model records, else sst2].", show_default=False)] = None,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli (default: the task the fine-tuned --model records, else sst2).", show_default=False)] = None,
     data: c.DataOpt = None,
     split: c.SplitOpt = "dev",
     limit: c.LimitOpt = None,
@@ -28,7 +28,7 @@ def ablate(
                                       "zero: the head's output is zeroed (Michel et al., old head_mask); mean: its output is replaced by its mean over the data.")] = "uniform",
     heads: Annotated[Optional[list[str]], typer.Option("--heads", help="A set of heads disabled together, e.g. L7H6,L1H2 (1-based); repeat for more sets.")] = None,
     layers: Annotated[Optional[list[str]], typer.Option("--layers", help="A set of whole layers disabled together, e.g. L1 or 1,2; repeat for more sets.")] = None,
-    sweep: Annotated[Optional[bool], typer.Option("--sweep/--no-sweep", help="Every single head and every single layer [default: on unless --heads/--layers are given].", show_default=False)] = None,
+    sweep: Annotated[Optional[bool], typer.Option("--sweep/--no-sweep", help="Every single head and every single layer (default: on unless --heads/--layers are given).", show_default=False)] = None,
     greedy: Annotated[bool, typer.Option("--greedy", help="Keep disabling the head whose removal helps most until none helps; print the path.")] = False,
     greedy_steps: Annotated[Optional[int], typer.Option("--greedy-steps", help="Stop the greedy search after this many heads.")] = None,
     importance: Annotated[bool, typer.Option("--importance", help="Also rank heads by gradient importance (Michel et al.: |d loss / d gate|, normalised per layer).")] = False,
@@ -38,12 +38,13 @@ def ablate(
                                                  "'auto' reads RANK/WORLD_SIZE or SLURM_ARRAY_TASK_ID/_MIN/_COUNT. Join the stores with --combine.")] = None,
     combine: Annotated[bool, typer.Option("--combine", help="Join the shard stores given as arguments into -o, instead of evaluating.")] = False,
     engine: Annotated[str, typer.Option("--engine", help="auto: the fast sweep where the model family supports it; naive: one full evaluation per variant (the reference).")] = "auto",
-    top: Annotated[int, typer.Option("--top", help="Rows in the helps/hurts-most tables.")] = 10,
+    top: Annotated[int, typer.Option("--top", "-k", help="Rows in the helps/hurts-most tables.")] = 10,
     device: c.DeviceOpt = "auto",
     resume: c.ResumeOpt = False,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
+    table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
@@ -56,7 +57,7 @@ def ablate(
 
     Stops: on SIGTERM/SIGINT the finished part of the sweep is kept (also saved every minute) and the command exits 75; rerun it with --resume.
     """
-    c.check_format(fmt)
+    out_fmt = c.check_format(fmt, table)
     if stores and not combine:
         raise typer.BadParameter(f"unexpected argument {stores[0]!r}; store arguments go with --combine", param_hint="STORES")
 
@@ -64,7 +65,7 @@ def ablate(
         from bertsecrets_cli.jobs.ablate import AblateOptions, ablation_tables, combine_ablation, run_ablate
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import output_path
+        from bertsecrets_cli.cli.spool import output_path
 
         with output_path(output) as path:
             if combine:
@@ -75,10 +76,10 @@ def ablate(
                     mode=mode, heads=tuple(heads or ()), layers=tuple(layers or ()), sweep=sweep, greedy=greedy, greedy_steps=greedy_steps,
                     importance=importance, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed, shard=shard, engine=engine,
                     max_length=max_length, batch_size=batch_size, device=device, top=top, force=force or output == "-", quiet=quiet,
-                    resume=resume, checkpoint=output != "-",
+                    resume=resume, checkpoint=output != "-", locking=False if no_locking else None,
                 )
                 res = run_ablate(opts, path)
-            emit(ablation_tables(res, top), fmt, c.table_stream(output))
+            emit(ablation_tables(res, top), out_fmt, c.table_stream(output))
         info(f"wrote {len(res.names)} variants ({res.mode} mode) to {output if output != '-' else 'stdout'}")
 
     c.run("ablate", body, quiet=quiet, verbose=verbose, debug=debug)

@@ -6,6 +6,7 @@ import typer
 
 from bertsecrets_cli import __version__
 from bertsecrets_cli.cli.ablate import ablate
+from bertsecrets_cli.cli.common import examples
 from bertsecrets_cli.cli.check import check
 from bertsecrets_cli.cli.classify import classify_app
 from bertsecrets_cli.cli.diff import diff
@@ -40,20 +41,32 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """Analyse the self-attention heads of BERT-like encoders."""
 
 
-app.command("extract")(extract)
-app.command("finetune")(finetune)
-app.command("check")(check)
-app.command("merge")(merge)
-app.command("reproduce")(reproduce)
-app.command("diff")(diff)
-app.command("plot")(plot)
-app.command("show")(show)
-app.command("framenet")(framenet)
-app.command("ablate")(ablate)
+# Every --help ends with these: real command lines, in the order a user meets them.
+EXAMPLES = {
+    "extract": ("bertsecrets extract --task sst2 --limit 100 -o pre.h5",
+                "bertsecrets extract --model bert-base-uncased --task mrpc --data glue_data/MRPC --split dev --device cuda -o mrpc-pre.h5"),
+    "finetune": ("bertsecrets finetune --task sst2 --preset demo -o runs/sst2",
+                 "bertsecrets finetune --task rte --data glue_data/RTE --model bert-base-uncased --preset paper -o runs/rte"),
+    "check": ("bertsecrets check pre.h5 pat.h5",
+              "bertsecrets extract --task sst2 --limit 8 -o - | bertsecrets check -"),
+    "merge": ("bertsecrets merge pre-0.h5 pre-1.h5 pre-2.h5 pre-3.h5 -o pre.h5",
+              "bertsecrets merge pat-*.h5 -o pat.h5 --format tsv"),
+    "reproduce": ("bertsecrets reproduce -o paper-demo",
+                  "bertsecrets reproduce -o paper-bert-base --model bert-base-uncased --data glue_data --tasks mrpc,sst2 --preset paper --device cuda"),
+    "diff": ("bertsecrets diff pre.h5 ft.h5 -o diff.h5",
+             "bertsecrets diff pre.h5 ft.h5 --format tsv --table heads | sort -k3 -g | head"),
+    "plot": ("bertsecrets plot diff.h5",
+             "bertsecrets plot pre.h5 --example 3 --layer 2 --head 6 -o map.svg"),
+    "show": ("bertsecrets show abl.h5 --top 10 --abs",
+             "bertsecrets show diff.h5 --quantity cosine --bottom --layer 6 --format json | jq '.[0].head'"),
+    "framenet": ("bertsecrets framenet --framenet ~/data/fndata-1.7 --model runs/sst2 -o fn.h5",
+                 "bertsecrets framenet --conllu en_ewt-ud-dev.conllu --top 5 --format tsv --table heads"),
+    "ablate": ("bertsecrets ablate --model runs/sst2 --task sst2 -o abl.h5",
+               "bertsecrets ablate --model runs/mrpc --task mrpc --heads L2H3,L5H7 --no-sweep --bootstrap 1000"),
+}
+
+for _name, _fn in (("extract", extract), ("finetune", finetune), ("check", check), ("merge", merge), ("reproduce", reproduce),
+                   ("diff", diff), ("plot", plot), ("show", show), ("framenet", framenet), ("ablate", ablate)):
+    app.command(_name, epilog=examples(*EXAMPLES[_name]))(_fn)
 app.add_typer(classify_app, name="classify")
 
-
-def main() -> None:
-    from bertsecrets_cli.entry import main as entry
-
-    entry()

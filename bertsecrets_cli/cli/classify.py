@@ -1,4 +1,4 @@
-"""``bertsecrets classify``: options and help only; the work is in jobs.classify.
+"""``bertsecrets classify``: options and help only; the work is in jobs.classify, jobs.annotate and jobs.train_classifier.
 
 ``classify`` is a small group: ``classify STORE ...`` is short for ``classify run STORE ...`` (label the maps),
 ``classify annotate`` labels maps by hand, ``classify train`` trains the paper's CNN from those labels.
@@ -11,8 +11,8 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from bertsecrets_cli.analysis.patterns import rules_help
 from bertsecrets_cli.cli import common as c
+from bertsecrets_cli.jobs.classifiers import rules_help
 
 
 class _DefaultRun(TyperGroup):
@@ -51,7 +51,7 @@ _RUN_HELP = (
 )
 
 
-@classify_app.command("run", help=_RUN_HELP)
+@classify_app.command("run", help=_RUN_HELP, epilog=c.examples("bertsecrets classify pre.h5 -o pat.h5", "bertsecrets extract --task mrpc -o - | bertsecrets classify - --features --format tsv --table token-heads"))
 def run(
     store: Annotated[str, typer.Argument(help="Attention store written by extract ('-' reads it from stdin).")],
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Patterns store to write (.h5); '-' writes it to stdout. Without it, only the tables are printed.")] = None,
@@ -59,25 +59,29 @@ def run(
     features: Annotated[bool, typer.Option("--features", help="Also print attention to [CLS], [SEP], punctuation and negation words per layer and head (paper sec. 4.4).")] = False,
     quantity: c.QuantityOpt = "weights",
     device: c.DeviceOpt = "auto",
-    shard: c.AnalysisShardOpt = None,
+    shard: c.ShardOpt = None,
+    part_size: c.PartSizeOpt = 4096,
+    resume: c.ResumeOpt = False,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
+    table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
 ) -> None:
     """Label every map of a store (help text: _RUN_HELP, which includes the rules)."""
-    c.check_format(fmt)
+    out_fmt = c.check_format(fmt, table)
 
     def body() -> None:
         from bertsecrets_cli.jobs.classify import ClassifyOptions, run_classify
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import input_path, output_path
+        from bertsecrets_cli.cli.spool import input_path, output_path
 
         opts = ClassifyOptions(classifier=classifier, device=device, force=force or output == "-",
-                               locking=False if no_locking else None, quiet=quiet, shard=shard, quantity=quantity)
+                               locking=False if no_locking else None, quiet=quiet, shard=shard, quantity=quantity,
+                               part_size=0 if output == "-" else part_size, resume=resume)
         with input_path(store) as src:
             name = "stdin" if store == "-" else store
             if output is None:
@@ -86,17 +90,17 @@ def run(
                 with output_path(output) as dst:
                     res = run_classify(src, dst, opts, source=name)
         stream = c.table_stream(output)
-        emit(res.tables + (res.feature_tables if features else []), fmt, stream)
+        emit(res.tables + (res.feature_tables if features else []), out_fmt, stream)
         if output is not None:
             info(f"wrote the pattern labels of {res.n_examples} examples x {res.n_layers} layers x {res.n_heads} heads to {output if output != '-' else 'stdout'}")
 
     c.run("classify", body, quiet=quiet, verbose=verbose, debug=debug)
 
 
-@classify_app.command("annotate")
+@classify_app.command("annotate", epilog=c.examples("bertsecrets classify annotate pre.h5 --labels labels.tsv --limit 100"))
 def annotate(
     store: Annotated[str, typer.Argument(help="Attention store written by extract.")],
-    labels: Annotated[str, typer.Option("--labels", "-l", help="TSV to append labels to (created if missing; maps already in it are skipped).")],
+    labels: Annotated[str, typer.Option("--labels", help="TSV to append labels to (created if missing; maps already in it are skipped).")],
     limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="Stop after this many maps in this session.")] = None,
     heads: Annotated[Optional[str], typer.Option("--heads", help="Only these heads, e.g. L1H2,L7H6.")] = None,
     seed: c.SeedOpt = 0,
@@ -104,6 +108,7 @@ def annotate(
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Show at most this many tokens of a map.")] = 48,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
+    table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
@@ -116,11 +121,11 @@ def annotate(
     to the TSV), so quitting loses nothing, a rerun resumes where you stopped, and the TSV and store can be shared.
     When stdin is not a terminal, keys are read from it (e.g. printf 'vvdh' | bertsecrets classify annotate ...).
     """
-    c.check_format(fmt)
+    out_fmt = c.check_format(fmt, table)
 
     def body() -> None:
         from bertsecrets_cli.heads import parse_heads
-        from bertsecrets_cli.jobs.classify import AnnotateOptions, run_annotate
+        from bertsecrets_cli.jobs.annotate import AnnotateOptions, run_annotate
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
 
@@ -131,13 +136,13 @@ def annotate(
         opts = AnnotateOptions(limit=limit, seed=seed, heads=parse_heads(heads) if heads else None, hint=hint,
                                locking=False if no_locking else None, max_tokens=max_tokens)
         res = run_annotate(store, labels, opts)
-        emit(res.table, fmt)
+        emit(res.table, out_fmt)
         info(f"{res.labelled} labelled, {res.skipped} skipped in this session; {res.remaining} maps left; labels in {labels}")
 
     c.run("classify annotate", body, quiet=quiet, verbose=verbose, debug=debug)
 
 
-@classify_app.command("train")
+@classify_app.command("train", epilog=c.examples("bertsecrets classify train labels.tsv -o clf.pt", "bertsecrets classify train --synthetic 2000 --epochs 5 -o synth.pt"))
 def train(
     labels: Annotated[Optional[list[str]], typer.Argument(help="Annotation TSVs from 'classify annotate' (several are merged).")] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="Classifier file to write (e.g. clf.pt).")] = "classifier.pt",
@@ -154,6 +159,7 @@ def train(
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
+    table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
@@ -164,10 +170,10 @@ def train(
     the training data (labels files with their sha256, or the synthetic settings), options, scores, and the default
     rules' score on the same validation maps. Apply it with 'bertsecrets classify STORE --classifier FILE'.
     """
-    c.check_format(fmt)
+    out_fmt = c.check_format(fmt, table)
 
     def body() -> None:
-        from bertsecrets_cli.jobs.classify import TrainOptions, run_train
+        from bertsecrets_cli.jobs.train_classifier import TrainOptions, run_train
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
 
@@ -175,7 +181,7 @@ def train(
                             val_fraction=val_fraction, patience=patience, input=input_, seed=seed, device=device, force=force,
                             locking=False if no_locking else None, quiet=quiet)
         res = run_train(opts, output)
-        emit(res.tables, fmt)
+        emit(res.tables, out_fmt)
         info(f"wrote {res.path}: validation macro-F1 {res.scores['macro_f1']:.3f}, accuracy {res.scores['accuracy']:.3f} (epoch {res.best_epoch})")
 
     c.run("classify train", body, quiet=quiet, verbose=verbose, debug=debug)

@@ -14,6 +14,7 @@ from bertsecrets_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OUTPUT,
 
 # --- shared option types -------------------------------------------------------------------
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Table output: table, tsv or json.", envvar="BERTSECRETS_FORMAT", show_envvar=False)]
+TableOpt = Annotated[Optional[str], typer.Option("--table", help="With several result tables: print only this one, by its short name (tsv and json print one table per call, the first by default; with json, 'all' prints every table as one object).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr; errors only.")]
 VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More diagnostics on stderr (repeatable).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.", envvar="BERTSECRETS_DEBUG", show_envvar=False)]
@@ -32,9 +33,10 @@ BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Examples per 
 TextColsOpt = Annotated[Optional[str], typer.Option("--text-columns", help="Comma-separated text column(s) of a CSV/TSV/JSONL file.")]
 LabelColOpt = Annotated[Optional[str], typer.Option("--label-column", help="Label column of a CSV/TSV/JSONL file.")]
 IdColOpt = Annotated[Optional[str], typer.Option("--id-column", help="Id column of a CSV/TSV/JSONL file.")]
-ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Do shard i/n of the work (0-based, contiguous); default: from RANK/WORLD_SIZE or SLURM_ARRAY_TASK_* when set.")]
-AnalysisShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Do only shard i/n of the examples (0-based, contiguous ranges), e.g. 0/4; "
-                                               "'auto' reads RANK/WORLD_SIZE or SLURM_ARRAY_TASK_ID/_MIN/_COUNT. Join the shard stores with 'bertsecrets merge'.")]
+ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Do only shard i/n of the work (0-based, contiguous ranges), e.g. 0/4; "
+                                               "'auto' reads RANK/WORLD_SIZE or SLURM_ARRAY_TASK_ID/_MIN/_COUNT (extract reads them even without it). "
+                                               "Join the shard stores with 'bertsecrets merge'.")]
+PartSizeOpt = Annotated[int, typer.Option("--part-size", help="Examples per resumable part: a stopped run keeps its finished parts for --resume.")]
 QuantitiesOpt = Annotated[str, typer.Option("--quantities", help="Maps to store, comma-separated: weights (always), norms (||alpha f(x)||, Kobayashi et al. 2020), "
                                            "norms_normalised (rows sum to 1), rollout (per layer, Abnar & Zuidema 2020), flow (per layer; costly: --max-length <= 64). "
                                            "All from the same forward pass.")]
@@ -52,19 +54,23 @@ def data_options(task: str, data: str | None, split: str, limit: int | None, sam
                        text_columns=cols, label_column=label_column, id_column=id_column)
 
 
-def check_format(fmt: str) -> str:
-    from bertsecrets_cli.render.tables import FORMATS
+def check_format(fmt: str, table: str | None = None) -> Any:
+    """``--format`` and ``--table`` as one value for ``render.tables.emit``; a bad format is a usage error."""
+    from bertsecrets_cli.render.tables import FORMATS, OutputFormat
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"{fmt!r}: choose one of {', '.join(FORMATS)}", param_hint="--format")
-    return fmt
+    return OutputFormat(fmt, table)
 
 
 def run(command: str, body: Callable[[], Any], *, quiet: bool = False, verbose: int = 0, debug: bool = False) -> None:
     """Run a subcommand's body: expected failures become one stderr line and their exit code."""
+    from bertsecrets_cli import __version__
+    from bertsecrets_cli.render.console import debug as note_debug
     from bertsecrets_cli.render.console import set_verbosity
 
     set_verbosity(-1 if quiet else verbose)
+    note_debug(f"bertsecrets {__version__} {command}: python {sys.version.split()[0]}, argv {' '.join(sys.argv[1:])}")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         body()

@@ -25,7 +25,7 @@ def extract(
     id_column: c.IdColOpt = None,
     encoding: Annotated[str, typer.Option("--encoding", help="Stored values: float16 (default), float32, or uint8 (lossy, 6x smaller, abs error <= 0.002).")] = "float16",
     compression: Annotated[str, typer.Option("--compression", help="none (default, fastest), lzf or gzip.")] = "none",
-    part_size: Annotated[int, typer.Option("--part-size", help="Examples per resumable part.")] = 512,
+    part_size: c.PartSizeOpt = 512,
     quantities: c.QuantitiesOpt = "weights",
     shard: c.ShardOpt = None,
     device: c.DeviceOpt = "auto",
@@ -33,6 +33,7 @@ def extract(
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
+    table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
@@ -45,13 +46,13 @@ def extract(
     (||alpha f(x)||, Kobayashi et al. 2020) and per-layer rollout or flow (Abnar & Zuidema 2020), each with
     its own per-head summaries; every analysis reads them with --quantity.
     """
-    c.check_format(fmt)
+    out_fmt = c.check_format(fmt, table)
 
     def body() -> None:
         from bertsecrets_cli.jobs.extract import ExtractOptions, run_extract
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import output_path
+        from bertsecrets_cli.cli.spool import output_path
 
         opts = ExtractOptions(
             model=model, data=c.data_options(task, data, split, limit, sample, seed, text_columns, label_column, id_column),
@@ -60,7 +61,7 @@ def extract(
         )
         with output_path(output) as path:
             res = run_extract(opts, path)
-            emit(res.summary, fmt, c.table_stream(output))
+            emit(res.summary, out_fmt, c.table_stream(output))
         info(f"wrote {res.n_examples} examples x {res.n_layers} layers x {res.n_heads} heads to {output if output != '-' else 'stdout'}")
 
     c.run("extract", body, quiet=quiet, verbose=verbose, debug=debug)

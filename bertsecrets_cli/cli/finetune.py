@@ -50,6 +50,7 @@ def finetune(
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
+    table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
@@ -58,20 +59,15 @@ def finetune(
 
     Writes a model folder (weights, tokenizer, config with the label names) that every other subcommand takes as --model, holding eval.h5 (per-example logits, predictions, labels, metrics, provenance) and finetune.json. The table shows the majority-class and untrained-head baselines beside the fine-tuned model. Training happens in <output>.partial/ (checkpoints for --resume), renamed when complete. Exit codes: 3 bad data/option, 5 model unusable (e.g. no classification head with --eval-only), 6 output exists, 75 interrupted (rerun with --resume).
 
-    Examples:
-      bertsecrets finetune --task sst2 --preset demo -o runs/sst2
-      bertsecrets finetune --task rte --data glue_data/RTE --model bert-base-uncased -o runs/rte
-      bertsecrets finetune --task rte --eval-only --untrained-head --model bert-base-uncased --data glue_data/RTE
-      torchrun --nproc_per_node 4 -m bertsecrets_cli finetune --task mnli --data glue_data/MNLI -o runs/mnli
     """
-    c.check_format(fmt)
+    out_fmt = c.check_format(fmt, table)
 
     def body() -> None:
         from bertsecrets_cli.errors import InputError
         from bertsecrets_cli.jobs.finetune import FinetuneOptions, run_eval_only, run_finetune
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import output_path
+        from bertsecrets_cli.cli.spool import output_path
 
         cols = tuple(x.strip() for x in text_columns.split(",") if x.strip()) if text_columns else None
         for name, v in (("--train-limit", train_limit), ("--eval-limit", eval_limit)):
@@ -93,17 +89,17 @@ def finetune(
                 raise InputError("--resume continues a training run; it does not go with --eval-only")
             if output is None:
                 res = run_eval_only(opts, None)
-                emit(res.table, fmt)
+                emit(res.table, out_fmt)
                 return
             with output_path(output) as path:
                 res = run_eval_only(opts, path)
-                emit(res.table, fmt, c.table_stream(output))
+                emit(res.table, out_fmt, c.table_stream(output))
             info(f"wrote the evaluation of {res.n_eval} examples to {output if output != '-' else 'stdout'}")
             return
         if output is None:
             raise InputError("--output/-o: give the model folder to write (for example -o runs/sst2), or pass --eval-only")
         res = run_finetune(opts, output)
         if res.table is not None:
-            emit(res.table, fmt)
+            emit(res.table, out_fmt)
 
     c.run("finetune", body, quiet=quiet, verbose=verbose, debug=debug)

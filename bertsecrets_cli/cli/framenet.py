@@ -30,13 +30,15 @@ def framenet(
     max_offset: Annotated[int, typer.Option("--max-offset", help="Fixed-offset baseline: the target assumed at 1..N pieces either side of the frame element (at least --min-distance away).")] = 5,
     base_relations: Annotated[bool, typer.Option("--base-relations", help="CoNLL-U: count subtyped relations under their base label (nsubj:pass as nsubj).")] = False,
     min_count: Annotated[int, typer.Option("--min-count", help="CoNLL-U: table relations with at least this many arcs (all are stored).")] = 10,
-    top: Annotated[int, typer.Option("--top", help="Heads shown in the ranking.")] = 10,
+    top: Annotated[int, typer.Option("--top", "-k", help="Heads shown in the ranking.")] = 10,
     examples: Annotated[int, typer.Option("--examples", help="FrameNet: show the strongest link of this many top heads.")] = 3,
     seed: c.SeedOpt = 0,
     quantity: c.QuantityOpt = "weights",
-    shard: c.AnalysisShardOpt = None,
+    shard: c.ShardOpt = None,
     force: c.ForceOpt = False,
+    no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
+    table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
@@ -50,24 +52,24 @@ def framenet(
     (and the reverse), against the best fixed offset. Prints the ranked heads and writes every per-head
     array to the store (/heads/framenet_* or /heads/dep_*) for plot, show and diff.
     """
-    c.check_format(fmt)
+    out_fmt = c.check_format(fmt, table)
 
     def body() -> None:
         from bertsecrets_cli.jobs.framenet import FrameNetOptions, run_relations
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import output_path
+        from bertsecrets_cli.cli.spool import output_path
 
         opts = FrameNetOptions(
             framenet=framenet_dir, conllu=conllu, model=model, device=device, batch_size=batch_size, max_length=max_length,
             sentences=sentences, max_sentence_tokens=max_sentence_tokens, max_fe_tokens=max_fe_tokens, min_distance=min_distance,
             core_only=core_only, core_definition=core_definition, first_pair=first_pair, limit=limit, baseline_samples=baseline_samples,
             max_offset=max_offset, seed=seed, top=top, examples=examples, rank_by=rank_by, base_relations=base_relations,
-            min_count=min_count, force=force or output == "-", quiet=quiet, shard=shard, quantity=quantity,
+            min_count=min_count, force=force or output == "-", quiet=quiet, shard=shard, quantity=quantity, locking=False if no_locking else None,
         )
         with output_path(output) as path:
             res = run_relations(opts, path)
-            emit(res.tables, fmt, c.table_stream(output))
+            emit(res.tables, out_fmt, c.table_stream(output))
         what = "links" if res.kind == "framenet" else "arcs"
         info(f"scored {res.n_links} {what} in {res.n_sentences} sentences x {res.n_layers} layers x {res.n_heads} heads; "
              f"wrote {output if output != '-' else 'stdout'}")

@@ -17,6 +17,7 @@ def merge(
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
+    table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
@@ -30,12 +31,14 @@ def merge(
     (framenet), so the merged store equals one unsharded run. Classify or diff stores made from the shards of
     an extract job merge the same way.
     """
-    c.check_format(fmt)
+    out_fmt = c.check_format(fmt, table)
 
     def body() -> None:
         from bertsecrets_cli.jobs.merge import merge_stores
+        from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
 
-        emit(merge_stores(shards, output, copy=copy, force=force, locking=False if no_locking else None, top=top), fmt)
+        emit(merge_stores(shards, output, copy=copy, force=force, locking=False if no_locking else None, top=top), out_fmt)
+        info(f"merged {len(shards)} shards into {output}")
 
     c.run("merge", body, quiet=quiet, verbose=verbose, debug=debug)

@@ -19,7 +19,7 @@ def plot(
     example: Annotated[Optional[str], typer.Option("--example", "-e", help="Attention map of this example: its id, or its index in the store (from 0).")] = None,
     layer: Annotated[Optional[str], typer.Option("--layer", "-l", help="Layer of the map, 1-based (7 or L7).")] = None,
     head: Annotated[Optional[str], typer.Option("--head", help="Head of the map, 1-based: 6 (with --layer) or L7H6.")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write the figure to this file (.png, .svg or .pdf) instead of drawing in the terminal.")] = None,
+    out: Annotated[Optional[str], typer.Option("--output", "-o", "--out", help="Write the figure to this file (.png, .svg or .pdf) instead of drawing in the terminal.")] = None,
     title: Annotated[Optional[str], typer.Option("--title", help="Figure title.")] = None,
     vmin: Annotated[Optional[float], typer.Option("--vmin", help="Lower end of the colour scale of a head grid.")] = None,
     vmax: Annotated[Optional[float], typer.Option("--vmax", help="Upper end of the colour scale of a head grid.")] = None,
@@ -27,32 +27,29 @@ def plot(
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
+    table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
 ) -> None:
     """Draw a store's figures: head grids, per-layer curves, pattern-share bars, single attention maps.
 
-    In the terminal by default (coloured cells with values and a legend; readable at 80 columns and without colour); --out FILE writes PNG, SVG or PDF with matplotlib, no display needed. Heads and layers are 1-based.
-
-    Examples: plot diff.h5 | plot pre.h5 --quantity stat_sep --out sep.png | plot pre.h5 --example 3 --layer 7 --head 6 --out map.svg | plot pre.h5 --figure layers --quantity stat_cls,stat_sep
+    In the terminal by default (coloured cells with values and a legend; readable at 80 columns and without colour); -o FILE writes PNG, SVG or PDF with matplotlib, no display needed. Heads and layers are 1-based.
     """
-    c.check_format(fmt)
+    out_fmt = c.check_format(fmt, table)
 
     def body() -> None:
         import shutil
         import sys
 
-        from bertsecrets_cli.jobs.plot import PlotOptions, list_table, run_plot
+        from bertsecrets_cli.cli.spool import input_path
+        from bertsecrets_cli.jobs.plot import PlotOptions, list_store_figures, run_plot
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store import open_store
-        from bertsecrets_cli.store.spool import input_path
 
         with input_path(store) as path:
             if list_figures:
-                with open_store(path, locking=False if no_locking else None) as st:
-                    emit(list_table(st, store), fmt)
+                emit(list_store_figures(path, store, locking=False if no_locking else None), out_fmt)
                 return
             cols = width or (shutil.get_terminal_size().columns if sys.stdout.isatty() else 80)
             qs = tuple(q.strip() for q in quantity.split(",") if q.strip()) if quantity else ()

@@ -25,6 +25,7 @@ def reproduce(
     resume: Annotated[bool, typer.Option("--resume", help="Keep finished steps (their outputs exist) and run the rest.")] = False,
     force: c.ForceOpt = False,
     fmt: c.FormatOpt = "table",
+    table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
@@ -36,7 +37,7 @@ def reproduce(
     --model bert-base-uncased --data glue_data --tasks mrpc,stsb,sst2,qqp,rte,qnli,mnli --preset paper
     --eval-limit 1000 it runs the paper's setup (a GPU is advised).
     """
-    c.check_format(fmt)
+    out_fmt = c.check_format(fmt, table)
 
     def body() -> None:
         from bertsecrets_cli.jobs.reproduce import ReproduceOptions, run_reproduce
@@ -48,7 +49,7 @@ def reproduce(
                                 framenet=framenet, conllu=conllu, device=device, resume=resume, force=force, quiet=quiet)
         res = run_reproduce(opts, output)
         if res.comparison is not None:
-            emit(res.comparison, fmt)
+            emit(res.comparison, out_fmt)
         info(f"wrote {res.index} ({res.seconds:.0f} s of work)")
 
     c.run("reproduce", body, quiet=quiet, verbose=verbose, debug=debug)

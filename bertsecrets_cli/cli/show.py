@@ -19,25 +19,24 @@ def show(
     layer: Annotated[Optional[str], typer.Option("--layer", "-l", help="Only heads of this layer, 1-based (3 or L3).")] = None,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
+    table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
 ) -> None:
     """Print what a store holds, or rank its heads by any per-head quantity, without recomputing anything.
-
-    Examples: show abl.h5 | show abl.h5 --quantity NAME --top 10 --abs | show diff.h5 --quantity cosine --bottom --layer 6
     """
-    c.check_format(fmt)
+    out_fmt = c.check_format(fmt, table)
 
     def body() -> None:
         from bertsecrets_cli.jobs.show import ShowOptions, run_show
         from bertsecrets_cli.render.tables import emit
-        from bertsecrets_cli.store.spool import input_path
+        from bertsecrets_cli.cli.spool import input_path
 
         qs = tuple(q.strip() for q in quantity.split(",") if q.strip()) if quantity else ()
         opts = ShowOptions(quantities=qs, top=top, bottom=bottom, by_abs=by_abs, layer=layer, locking=False if no_locking else None)
         with input_path(store) as path:
             tables = run_show(path, opts, name=store)
-        emit(tables, fmt)
+        emit(tables, out_fmt)
 
     c.run("show", body, quiet=quiet, verbose=verbose, debug=debug)

@@ -93,6 +93,10 @@ class ReadSummary:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
 
 
+def _drop(line: str) -> None:
+    """Where problems go when the caller gave no callback."""
+
+
 def _local(tag: Any) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
@@ -112,7 +116,8 @@ def _xml_files(folder: Path) -> list[Path]:
 class FrameNetRelease:
     """A FrameNet release folder, read lazily; ``summary`` fills in as files are read."""
 
-    def __init__(self, path: str | Path, *, warn: Callable[[str], None] | None = None, max_shown: int = MAX_SHOWN_WARNINGS) -> None:
+    def __init__(self, path: str | Path, *, warn: Callable[[str], None] | None = None, detail: Callable[[str], None] | None = None,
+                 max_shown: int = MAX_SHOWN_WARNINGS) -> None:
         self.root = Path(path).expanduser()
         if not self.root.exists():
             raise InputError(f"{path}: no such folder")
@@ -126,14 +131,13 @@ class FrameNetRelease:
             hint = f"; did you mean {self.root / nested[0]}?" if nested else ""
             raise InputError(f"{path}: {_NOT_RELEASE}{hint}")
         self.summary = ReadSummary()
-        self._warn = warn
+        self._warn = warn  # the first max_shown problems (the job passes stderr notes; None drops them)
+        self._detail = detail  # the rest, for -v
         self._max_shown = max_shown
         self._shown = 0
 
     # -- problems -------------------------------------------------------------------------
     def _problem(self, file: Path, msg: str) -> None:
-        from bertsecrets_cli.render.console import debug, info
-
         rel = self._rel(file)
         self.summary.problems += 1
         self.summary._bad_files.add(rel)
@@ -141,9 +145,9 @@ class FrameNetRelease:
         line = f"warning: {rel}: {msg}"
         if self._shown < self._max_shown:
             self._shown += 1
-            (self._warn or info)(line + ("" if self._shown < self._max_shown else " (further problems are counted, not shown; -v shows them)"))
+            (self._warn or _drop)(line + ("" if self._shown < self._max_shown else " (further problems are counted, not shown; -v shows them)"))
         else:
-            debug(line)
+            (self._detail or _drop)(line)
 
     def _rel(self, file: Path) -> str:
         try:

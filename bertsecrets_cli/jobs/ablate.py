@@ -23,6 +23,7 @@ from bertsecrets_cli.data.tasks import get_task
 from bertsecrets_cli.errors import InputError, Interrupted, ModelError, OutputError, StoreError
 from bertsecrets_cli.jobs.extract import DataOptions, check_common, load_examples
 from bertsecrets_cli.render.console import info
+from bertsecrets_cli.render.progress import reporter
 from bertsecrets_cli.render.tables import Table
 
 MODES = ("uniform", "zero", "mean")
@@ -53,6 +54,7 @@ class AblateOptions:
     force: bool = False
     quiet: bool = False
     resume: bool = False  # continue an interrupted sweep from its checkpoint
+    locking: bool | None = None  # False: --no-locking (NFS/Lustre)
     checkpoint: bool = True  # keep a checkpoint while sweeping (off when the output is a stream)
 
 
@@ -306,7 +308,7 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
     means = None
     if opts.mode == "mean":
         info(f"mode mean: averaging every head's output over the {n} evaluation examples first")
-        means = collect_mean_outputs(lm, batches, quiet=opts.quiet)
+        means = collect_mean_outputs(lm, batches, progress=reporter(opts.quiet))
 
     ckpt = _Checkpoint(out, fingerprint({"model": lm.fingerprint, "data": ds.source, "split": ds.split, "ids": [e.id for e in examples],
                                          "shard": shard, "options": {k: v for k, v in asdict(opts).items()
@@ -320,7 +322,7 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
     try:
         with graceful_stop() as stop:
             res = sweep_logits(lm, batches, n, [modes_of(v.heads, opts.mode) for v in mine], mean_outputs=means, engine=opts.engine,
-                               quiet=opts.quiet, desc=f"ablate {len(mine)} variants", stop=stop, state=state, on_unit=ckpt.progress)
+                               progress=reporter(opts.quiet), desc=f"ablate {len(mine)} variants", stop=stop, state=state, on_unit=ckpt.progress)
             if res.note:
                 info(res.note)
             result_parts = _after_sweep(opts, lm, batches, n, mine, res, scorer, labels, task, means, shard, stop)
@@ -353,7 +355,7 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
         provenance=provenance, texts=provenance_texts({"ablate": asdict(opts)}, command),
         importance=importance, importance_raw=raw, greedy=greedy, shard=shard,
     )
-    write_ablation(result, out, force=opts.force)
+    write_ablation(result, out, force=opts.force, locking=opts.locking)
     ckpt.remove()
     return result
 
@@ -378,7 +380,7 @@ def _after_sweep(opts: AblateOptions, lm: Any, batches: list, n: int, mine: list
     importance = raw = None
     if opts.importance:
         if shard is None or shard[0] == 0:
-            raw = head_gradients(lm, batches, labels, task.is_regression, quiet=opts.quiet)
+            raw = head_gradients(lm, batches, labels, task.is_regression, progress=reporter(opts.quiet))
             importance = normalise_importance(raw)
         else:
             info("--importance: computed by shard 0 only")
@@ -461,7 +463,7 @@ def _greedy(lm: Any, batches: list, n: int, mine: list[Variant], metrics: list[n
         cand = [x for x in all_heads if x not in path.disabled]
         if path.steps or not all(x in known for x in cand):
             res = sweep_logits(lm, batches, n, [modes_of([x], opts.mode) for x in cand], base=modes_of(path.disabled, opts.mode),
-                               mean_outputs=means, engine=opts.engine, quiet=opts.quiet, desc=f"greedy step {len(path.steps) + 1}", stop=stop)
+                               mean_outputs=means, engine=opts.engine, progress=reporter(opts.quiet), desc=f"greedy step {len(path.steps) + 1}", stop=stop)
             known = {}
             for j, x in enumerate(cand):
                 p, m = scorer.score(res.variants[j])
@@ -499,14 +501,14 @@ def _descriptions(r: AblationResult) -> dict[str, str]:
     }
 
 
-def write_ablation(r: AblationResult, out: str | Path, *, force: bool = False) -> Path:
+def write_ablation(r: AblationResult, out: str | Path, *, force: bool = False, locking: bool | None = None) -> Path:
     """Write ``r`` as an ablation store: per-variant arrays under /ablation, per-head grids under /heads."""
     from bertsecrets_cli.analysis.ablation import head_grid, layer_vector
     from bertsecrets_cli.store.writer import StoreWriter
 
     main = 0
     desc = _descriptions(r)
-    with StoreWriter(out, "ablation", force=force) as w:
+    with StoreWriter(out, "ablation", force=force, locking=locking) as w:
         w.set_model(n_layers=r.n_layers, n_heads=r.n_heads, **{k: v for k, v in r.model.items() if k != "label_names"},
                     label_names=list(r.model.get("label_names", [])) or "")
         w.set_provenance(r.provenance, r.texts)
@@ -631,7 +633,7 @@ def combine_ablation(paths: list[str], out: str | Path, *, force: bool = False, 
     check_output_path(out, force=force)
     parts = [(p, read_ablation(p, locking=locking)) for p in paths]
     merged = merge_results(parts)
-    write_ablation(merged, out, force=force)
+    write_ablation(merged, out, force=force, locking=locking)
     return merged
 
 
@@ -661,7 +663,7 @@ def ablation_tables(r: AblationResult, top: int = 10) -> list[Table]:
     else:
         cap = f"delta = {m} disabled ({r.mode}) - baseline; no intervals (--bootstrap 0)"
     tables = []
-    t = Table("baseline", ["metric", "value"], digits=4,
+    t = Table("baseline", ["metric", "value"], digits=4, name="baseline",
               caption=f"{r.model.get('name', '')} on {r.task}, {int((~np.isnan(r.labels)).sum())} labelled examples")
     for k, name in enumerate(r.metric_names):
         t.add(name, float(r.base_metrics[k]))
@@ -674,30 +676,30 @@ def ablation_tables(r: AblationResult, top: int = 10) -> list[Table]:
     heads = [j for j, k in enumerate(r.kinds) if k == "head"]
     if heads:
         order = sorted(heads, key=lambda j: (-np.nan_to_num(r.delta[j, 0], nan=-np.inf), r.index[j]))
-        t = Table(f"single heads whose removal helps most (top {min(top, len(order))} of {len(order)})", cols, caption=cap, digits=4)
+        t = Table(f"single heads whose removal helps most (top {min(top, len(order))} of {len(order)})", cols, caption=cap, digits=4, name="helps")
         for j in order[:top]:
             row(t, j)
         tables.append(t)
-        t = Table(f"single heads whose removal hurts most (top {min(top, len(order))} of {len(order)})", cols, caption=cap, digits=4)
+        t = Table(f"single heads whose removal hurts most (top {min(top, len(order))} of {len(order)})", cols, caption=cap, digits=4, name="hurts")
         for j in sorted(heads, key=lambda j: (np.nan_to_num(r.delta[j, 0], nan=np.inf), r.index[j]))[:top]:
             row(t, j)
         tables.append(t)
     layers = [j for j, k in enumerate(r.kinds) if k == "layer"]
     if layers:
-        t = Table("single layers disabled (every head of the layer)", cols, caption=cap, digits=4)
+        t = Table("single layers disabled (every head of the layer)", cols, caption=cap, digits=4, name="layers")
         for j in layers:
             row(t, j)
         tables.append(t)
     sets = [j for j, k in enumerate(r.kinds) if k in ("heads", "layers")]
     if sets:
-        t = Table("sets disabled together", cols, caption=cap, digits=4)
+        t = Table("sets disabled together", cols, caption=cap, digits=4, name="sets")
         for j in sets:
             row(t, j)
         tables.append(t)
     if r.greedy is not None:
         gr = r.greedy
         t = Table("greedy search: disable the head whose removal helps most, repeatedly",
-                  ["step", "disable", m, "gain", "delta", "ci95_low", "ci95_high", "noise?"], digits=4,
+                  ["step", "disable", m, "gain", "delta", "ci95_low", "ci95_high", "noise?"], digits=4, name="greedy",
                   caption=f"stopped: {gr.stopped}. The path is chosen on these same examples, so its gains are optimistic; confirm on held-out data.")
         if not gr.heads:
             t.add(0, "(none)", float(r.base_metrics[0]), 0.0, 0.0, None, None, "")
@@ -709,7 +711,7 @@ def ablation_tables(r: AblationResult, top: int = 10) -> list[Table]:
         flat = [(float(r.importance[l, h]), l, h) for l in range(r.n_layers) for h in range(r.n_heads)]
         single = {(int(np.nonzero(r.masks[j].any(1))[0][0]), int(np.nonzero(r.masks[j].any(0))[0][0])): j for j in heads}
         for title, chosen in (("least important heads", sorted(flat)[:top]), ("most important heads", sorted(flat, reverse=True)[:top])):
-            t = Table(f"{title} by gradient importance (Michel et al.; normalised per layer)", ["head", "importance", "ablation delta"], digits=4)
+            t = Table(f"{title} by gradient importance (Michel et al.; normalised per layer)", ["head", "importance", "ablation delta"], digits=4, name=title.split()[0] + "-important")
             for v, l, h in chosen:
                 j = single.get((l, h))
                 t.add(head_name(l, h), v, float(r.delta[j, 0]) if j is not None else None)

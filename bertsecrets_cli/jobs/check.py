@@ -22,10 +22,16 @@ class CheckReport:
     checks: list[tuple[str, str]] = field(default_factory=list)  # (what, result)
 
     def table(self) -> Table:
-        t = Table(f"check {self.path}", ["check", "result"])
-        for what, res in self.checks:
-            t.add(what, res)
-        return t
+        return reports_table([self])
+
+
+def reports_table(reports: list[CheckReport]) -> Table:
+    """One table for all the stores checked, so tsv/json stay one table per call."""
+    t = Table("check " + ", ".join(str(r.path) for r in reports), ["store", "check", "result"], name="check")
+    for r in reports:
+        for what, res in r.checks:
+            t.add(str(r.path), what, res)
+    return t
 
 
 def check_store(path: str | Path, *, locking: bool | None = None, tolerance: float = 5e-3) -> CheckReport:

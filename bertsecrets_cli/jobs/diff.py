@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bertsecrets_cli.errors import InputError, StoreError
+from bertsecrets_cli.errors import Interrupted, InputError, StoreError
 from bertsecrets_cli.heads import head_name, layer_name
 from bertsecrets_cli.render.console import info
 from bertsecrets_cli.render.progress import progress
@@ -40,6 +40,8 @@ class DiffOptions:
     quiet: bool = False
     shard: str | None = None  # "i/n" or "auto": compare only that contiguous range of the paired examples
     quantity: str = "weights"  # which stored maps of both stores to compare (schema.QUANTITIES)
+    part_size: int = 4096  # paired examples per resumable part of a run with -o (0: one pass)
+    resume: bool = False  # continue an interrupted run from its finished parts
 
 
 @dataclass
@@ -150,7 +152,7 @@ def summary_tables(cosine: np.ndarray | None, js: np.ndarray | None, quantities:
     on = "" if quantity == S.Q_WEIGHTS else f" on {quantity}"
     tables: list[Table] = []
     if cosine is not None and js is not None:
-        t = Table(f"similarity per layer (A -> B){on}", ["layer", "cosine", "min cosine", "least similar head", "JS divergence"],
+        t = Table(f"similarity per layer (A -> B){on}", ["layer", "cosine", "min cosine", "least similar head", "JS divergence"], name="layers",
                   caption=f"{measure}; mean over heads and examples")
         cos_l, js_l = layer_means(cosine), layer_means(js)
         for li in range(cosine.shape[0]):
@@ -158,12 +160,12 @@ def summary_tables(cosine: np.ndarray | None, js: np.ndarray | None, quantities:
             h = int(np.nanargmin(row)) if np.isfinite(row).any() else 0
             t.add(layer_name(li), cos_l[li], float(row[h]), head_name(li, h), js_l[li])
         tables.append(t)
-        t = Table(f"most changed heads{on}", ["rank", "head", "cosine", "JS divergence"], caption=f"lowest mean cosine first; maps: {quantity}")
+        t = Table(f"most changed heads{on}", ["rank", "head", "cosine", "JS divergence"], caption=f"lowest mean cosine first; maps: {quantity}", name="heads")
         for r, (li, h, v) in enumerate(rank_heads(cosine, top=top, ascending=True), 1):
             t.add(r, head_name(li, h), v, float(js[li, h]))
         tables.append(t)
     if quantities:
-        t = Table(f"per-head quantities (B - A){on}", ["quantity", "mean A", "mean B", "mean B-A", "largest |B-A|", "at head"],
+        t = Table(f"per-head quantities (B - A){on}", ["quantity", "mean A", "mean B", "mean B-A", "largest |B-A|", "at head"], name="quantities",
                   caption=f"every /heads quantity both stores hold for {quantity}; stored as delta_<name>")
         for name, (a, b, _) in quantities.items():
             d = b - a
@@ -184,6 +186,31 @@ def _model_desc(st: Any) -> str:
     return _model_attr(st, "name") or str(st.provenance().get("model") or st.path)
 
 
+def _run_diff_in_parts(a_path: str | Path, b_path: str | Path, out: str | Path, opts: DiffOptions, *, command: str | None,
+                       names: tuple[str, str] | None) -> DiffResult | None:
+    """Stores larger than one part are compared part by part (resumable), then joined as shards are; None: one pass."""
+    from dataclasses import asdict, replace
+
+    from bertsecrets_cli.jobs.resumable import leftover_parts, run_in_parts
+    from bertsecrets_cli.jobs.shard import inherited_shard
+    from bertsecrets_cli.store import open_store
+    from bertsecrets_cli.store.writer import check_output_path
+
+    leftover_parts(out, resume=opts.resume, force=opts.force)
+    with open_store(a_path, locking=opts.locking) as a, open_store(b_path, locking=opts.locking) as b:
+        n, pa, pb = min(a.n_examples, b.n_examples), a.provenance(), b.provenance()
+        maps = a.has(S.ATTENTION_MAPS) and b.has(S.ATTENTION_MAPS)
+    if n <= opts.part_size or not maps or inherited_shard(pa) or inherited_shard(pb):
+        return None
+    check_output_path(out, force=opts.force or opts.resume)
+    key = {"inputs": [str(x) for x in (names or (a_path, b_path))], "jobs": [pa.get("job_fingerprint", ""), pb.get("job_fingerprint", "")], "n": n,
+           "options": {k: v for k, v in asdict(opts).items() if k not in ("force", "quiet", "resume", "locking", "block_values", "top")}}
+    part_opts = replace(opts, part_size=0, force=True, resume=False)
+    return run_in_parts(out, n_items=n, part_size=opts.part_size, key=key, resume=opts.resume, what=f"diff of {n} examples",
+                        run_part=lambda shard, path: run_diff(a_path, b_path, path, replace(part_opts, shard=shard), command=command, names=names),
+                        combine=lambda paths: combine_diff(paths, out, top=opts.top, force=opts.force or opts.resume, locking=opts.locking, command=command))
+
+
 def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opts: DiffOptions, *,
              command: str | None = None, names: tuple[str, str] | None = None) -> DiffResult:
     """Compare store B with store A: per-head cosine and JS divergence of the maps, and B - A of every shared quantity.
@@ -194,6 +221,7 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
     from bertsecrets_cli.analysis.similarity import head_cosine, head_cosine_padded, head_js_divergence
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
     from bertsecrets_cli.jobs.shard import fingerprint, inherited_shard, input_identity, resolve_shard, shard_provenance, shard_slice
+    from bertsecrets_cli.jobs.signals import graceful_stop
     from bertsecrets_cli.store import StoreWriter, open_store
     from bertsecrets_cli.store.writer import check_output_path
 
@@ -201,9 +229,15 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
         raise InputError(f"--top {opts.top}: must be 0 (all heads) or more")
     if opts.padded and opts.canvas < 1:
         raise InputError(f"--canvas {opts.canvas}: must be at least 1")
+    if opts.part_size < 0:
+        raise InputError(f"--part-size {opts.part_size}: must be 0 (one pass) or more")
+    shard = resolve_shard(opts.shard) if opts.shard else None
+    if out is not None and shard is None and opts.part_size:
+        parted = _run_diff_in_parts(a_path, b_path, out, opts, command=command, names=names)
+        if parted is not None:
+            return parted
     if out is not None:
         check_output_path(out, force=opts.force)
-    shard = resolve_shard(opts.shard) if opts.shard else None
     if shard is not None and out is None:
         raise InputError("--shard: give -o; each shard writes a diff store, then 'bertsecrets merge' joins them")
     name_a, name_b = names or (str(a_path), str(b_path))
@@ -246,8 +280,10 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
             app_js = writer.appender(PER_EXAMPLE_JS, np.float32, (L, H)) if writer else None
             cos_sum, js_sum = np.zeros((L, H)), np.zeros((L, H))
             cos_n = np.zeros((L, H))
-            with progress(len(ia), "diff", quiet=opts.quiet) as advance:
-                for a, b in _pairs(st_a, st_b, ia, ib, opts.block_values):
+            with graceful_stop() as stop, progress(len(ia), "diff", quiet=opts.quiet) as advance:
+                for done, (a, b) in enumerate(_pairs(st_a, st_b, ia, ib, opts.block_values)):
+                    if stop.requested:
+                        raise Interrupted(f"{out or name_b}: stopped by {stop.signal} after {done} of {len(ia)} examples; nothing was written (rerun the command)")
                     # float32, as stored: a merge of shards recomputes the means from exactly these values
                     c = cos_fn(a, b).astype(np.float32)
                     # JS divergence compares distributions: raw norms and flow are taken with rows normalised to sum 1

@@ -13,7 +13,7 @@ import numpy as np
 
 from bertsecrets_cli.analysis.metrics import compute_metrics, predictions_from_logits
 from bertsecrets_cli.errors import InputError
-from bertsecrets_cli.render.progress import progress
+from bertsecrets_cli.render.progress import reporter
 
 
 @dataclass
@@ -35,26 +35,6 @@ def batches_for(lm: Any, examples: list[Any], max_length: int, batch_size: int) 
     return [(idx, collate([enc[i] for i in idx], pad, lm.device, lm.model_type)) for idx in (order[b : b + batch_size] for b in range(0, len(order), batch_size))]
 
 
-def logits_for(lm: Any, batches: list[tuple[list[int], dict[str, Any]]], n: int, intervention: Any = None, *, quiet: bool = True, desc: str = "evaluate") -> np.ndarray:
-    """Logits [n, num_labels] in example order, under ``intervention`` if given."""
-    import torch
-
-    from bertsecrets_cli.model.attention import intervene
-
-    out = np.zeros((n, lm.model.config.num_labels), dtype=np.float32)
-    lm.model.eval()  # no dropout: a model fresh from training is still in train mode
-    with torch.inference_mode(), progress(n, desc, quiet=quiet) as advance:
-        for idx, batch in batches:
-            if intervention is not None:
-                with intervene(intervention):
-                    logits = lm.model(**batch).logits
-            else:
-                logits = lm.model(**batch).logits
-            out[idx] = logits.float().cpu().numpy()
-            advance(len(idx))
-    return out
-
-
 def labels_of(task: Any, examples: list[Any]) -> np.ndarray:
     return np.asarray([np.nan if e.label is None else float(e.label) for e in examples], dtype=np.float64)
 
@@ -74,7 +54,9 @@ def evaluate(lm: Any, task: Any, examples: list[Any], *, max_length: int = 128, 
     if getattr(lm.model.config, "num_labels", None) != task.num_labels:
         raise InputError(f"model {lm.name} predicts {lm.model.config.num_labels} labels, task {task.name} has {task.num_labels}")
     batches = batches_for(lm, examples, max_length, batch_size)
-    logits = logits_for(lm, batches, len(examples), intervention, quiet=quiet)
+    from bertsecrets_cli.model.attention import logits_for
+
+    logits = logits_for(lm, batches, len(examples), intervention, progress=reporter(quiet))
     labels = labels_of(task, examples)
     pred, metrics = score(task, logits, labels)
     return EvalResult(metrics, logits, pred, labels, [e.id for e in examples])

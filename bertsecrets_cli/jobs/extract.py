@@ -90,7 +90,7 @@ def check_common(max_length: int, batch_size: int) -> None:
 
 def summary_table(heads: dict[str, np.ndarray], n_layers: int) -> Table:
     """Per layer: mean attention to [CLS], [SEP], punctuation, and mean entropy (means over heads)."""
-    t = Table("attention per layer (mean over heads and examples)", ["layer", "[CLS]", "[SEP]", "punct", "self", "prev", "next", "entropy"])
+    t = Table("attention per layer (mean over heads and examples)", ["layer", "[CLS]", "[SEP]", "punct", "self", "prev", "next", "entropy"], name="layers")
     for layer in range(n_layers):
         t.add(f"L{layer + 1}", *(float(np.nanmean(heads[f"stat_{k}"][layer])) for k in ("cls", "sep", "punct", "self", "prev", "next", "entropy")))
     return t
@@ -108,11 +108,13 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     from bertsecrets_cli.model.load import load_model
     from bertsecrets_cli.model.tokenize import collate, encode_examples, token_masks
     from bertsecrets_cli.store.writer import AttentionStoreWriter, check_output_path
-    from bertsecrets_cli.analysis.stats import batch_head_stats
+    from bertsecrets_cli.model.batch_stats import batch_head_stats
 
     check_common(opts.max_length, opts.batch_size)
     if opts.encoding not in S.ENCODINGS:
         raise InputError(f"--encoding {opts.encoding}: choose one of {', '.join(S.ENCODINGS)}")
+    if opts.part_size < 1:
+        raise InputError(f"--part-size {opts.part_size}: must be at least 1")
     if opts.compression not in S.COMPRESSIONS:
         raise InputError(f"--compression {opts.compression}: choose one of {', '.join(S.COMPRESSIONS)}")
     quantities = parse_quantities(opts.quantities)
@@ -198,6 +200,6 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
         info(f"{late_stop.signal} arrived while the store was being assembled; it is complete")
     from bertsecrets_cli.store.reader import open_store
 
-    with open_store(path) as st:
+    with open_store(path, locking=opts.locking) as st:
         heads = {k: v.values for k, v in st.heads().items()}
     return ExtractResult(path, len(examples), lm.n_layers, lm.n_heads, summary_table(heads, lm.n_layers))

@@ -26,6 +26,7 @@ import numpy as np
 
 from bertsecrets_cli.errors import InputError, Interrupted, ModelError, OutputError
 from bertsecrets_cli.render.console import info
+from bertsecrets_cli.render.progress import reporter
 from bertsecrets_cli.render.tables import Table
 
 RECORD = "finetune.json"  # written last into a finished model folder: our completeness marker
@@ -259,7 +260,7 @@ def _row_name(lm: Any, opts: FinetuneOptions, trained: bool) -> str:
 
 def metrics_table(task: Any, split: str, n_eval: int, source: str, rows: list[tuple[str, dict[str, float]]], note: str = "") -> Table:
     """One row per model/baseline, one column per task metric (main metric first)."""
-    t = Table(f"{task.name} {split}: {n_eval} examples", ["model", *task.metrics])
+    t = Table(f"{task.name} {split}: {n_eval} examples", ["model", *task.metrics], name="scores")
     for name, m in rows:
         t.add(name, *(float(m.get(k, float("nan"))) for k in task.metrics))
     t.caption = f"main metric: {task.main_metric}" + (f"; {note}" if note else "")
@@ -291,7 +292,8 @@ def _model_attrs(lm: Any, task: Any) -> dict[str, Any]:
 def _load(opts: FinetuneOptions, task: Any, *, seed: int, for_training: bool) -> Any:
     """The classifier to train or evaluate; refuses a head that cannot fit the task, before loading weights."""
     from bertsecrets_cli.model.load import load_model
-    from bertsecrets_cli.model.train import has_classification_head, local_device, peek_config, seed_everything
+    from bertsecrets_cli.model.device import local_device
+    from bertsecrets_cli.model.train import has_classification_head, peek_config, seed_everything
 
     if opts.init not in INITS:
         raise InputError(f"--init {opts.init}: choose one of {', '.join(INITS)}")
@@ -444,7 +446,7 @@ def run_finetune(opts: FinetuneOptions, out: str | Path, *, command: str | None 
                  f"weight decay {hyper.weight_decay:g}, seed {hyper.seed}, init {opts.init}")
         t0 = time.monotonic()
         with graceful_stop() as stop:
-            outcome = train(lm, train_set, cfg, stop_flag=stop, resume=opts.resume)
+            outcome = train(lm, train_set, cfg, stop_flag=stop, resume=opts.resume, progress=reporter(False), note=info)
     except BaseException:
         if main and last_checkpoint(partial) is None:
             shutil.rmtree(partial, ignore_errors=True)  # nothing worth resuming: do not ask for --resume next time
@@ -466,6 +468,7 @@ def run_finetune(opts: FinetuneOptions, out: str | Path, *, command: str | None 
     rows.append((_row_name(lm, opts, trained=True), res.metrics))
     wall = time.monotonic() - t0
     extra = {"base_model": base_name, "base_model_fingerprint": base_fp, "preset": opts.preset, "hyperparameters": asdict(hyper),
+             "trainer": {"save_steps": opts.save_steps, "logging_steps": opts.logging_steps, "eval_batch_size": opts.eval_batch_size},
              "train_data_source": train_ds.source, "n_train": len(train_ds.examples), "train_ids_sha256": hashlib.sha256("\n".join(e.id for e in train_ds.examples).encode()).hexdigest(),
              "world_size": outcome.world_size, "per_device_batch": outcome.per_device_batch, "global_step": outcome.global_step,
              "train_runtime_s": outcome.runtime_s, "train_loss": outcome.train_loss, "resumed_from": outcome.resumed_from or "",

@@ -53,6 +53,7 @@ class FrameNetOptions:
     min_count: int = 10  # CoNLL-U: relations with fewer instances are stored but not tabled
     force: bool = False
     quiet: bool = False
+    locking: bool | None = None  # False: --no-locking (NFS/Lustre)
     shard: str | None = None  # "i/n" or "auto": score only that contiguous range of the selected sentences
     quantity: str = "weights"  # which maps to score (schema.QUANTITIES), computed on the fly like the weights
 
@@ -225,6 +226,11 @@ def _mark(text: str, link: Any) -> str:
 FN_LINKS, FN_SELECTION, FN_READER, FN_SCORER, FN_STATE = "framenet/links", "framenet/selection", "framenet/reader", "framenet/scorer", "framenet/state"
 DEP_RELATIONS, DEP_STATE = "dependency/relations", "dependency/state"
 ARROW = {"fe_to_target": "FE->target", "target_to_fe": "target->FE"}
+# terminal headers of the wide tables (10 and 8 columns): they fit 80 columns, a legend names them in full
+RANKING_SHORT = {"FE->target": "FE>T", "target->FE": "T>FE", "same-dist. baseline": "base", "baseline p99": "b.p99",
+                 "best offset": "off", "offset k": "k", "> p99 of heads": ">p99", "> baseline p99": ">b.p99"}
+DEPENDENCY_SHORT = {"dep->gov head": "d>g", "accuracy": "acc", "gov->dep head": "g>d", "reverse acc.": "r.acc",
+                    "best offset": "offset", "offset acc.": "o.acc"}
 # options that change no stored number: shards of one job may differ in them
 _NOT_IN_JOB = ("top", "examples", "rank_by", "min_count", "force", "quiet", "device", "batch_size", "shard")
 
@@ -257,7 +263,7 @@ def _framenet_tables(res: Any, selection: list[dict[str, Any]], stopped: bool, n
 
     direction = rank_by.replace("-", "_")
     other = "target_to_fe" if direction == "fe_to_target" else "fe_to_target"
-    sel_t = Table("FrameNet selection (sentences and links surviving each filter)", ["filter", "sentences", "links"],
+    sel_t = Table("FrameNet selection (sentences and links surviving each filter)", ["filter", "sentences", "links"], name="selection",
                   caption=f"the paper kept {PAPER_SENTENCES} sentences (bert-base tokenizer, LU exemplars)"
                   + ("; counts cover the corpus read until --limit was reached" if stopped else ""))
     for row in selection:
@@ -266,9 +272,10 @@ def _framenet_tables(res: Any, selection: list[dict[str, Any]], stopped: bool, n
     flag_heads, flag_base = res.above_heads_p99(direction), res.above_baseline_p99(direction)
     cols = ["rank", "head", ARROW[direction], ARROW[other], "same-dist. baseline", "baseline p99", "best offset", "offset k", "> p99 of heads", "> baseline p99"]
     rank_t = Table(f"heads ranked by {ARROW[direction]} mean max-attention over {res.n_links} links in {n_sentences} sentences"
-                   + (" (first-pair variant)" if first_pair else ""), cols,
+                   + (" (first-pair variant)" if first_pair else ""), cols, name="heads",
                    caption="'> p99 of heads': above the 99th percentile of all heads (the paper's flag); "
-                   "'> baseline p99': above the 99th percentile of the head's own same-distance baseline")
+                   "'> baseline p99': above the 99th percentile of the head's own same-distance baseline",
+                   short=RANKING_SHORT)
     ranked = rank_heads(score)
     for r, (layer, h) in enumerate(ranked[:top], 1):
         k = res.offset_best_k[direction][layer, h]
@@ -278,7 +285,7 @@ def _framenet_tables(res: Any, selection: list[dict[str, Any]], stopped: bool, n
                    "yes" if flag_heads[layer, h] else "", "yes" if flag_base[layer, h] else "")
     tables = [sel_t, rank_t]
     if examples:
-        ex_t = Table(f"strongest link of each top head ({ARROW[direction]}): {{target}}, <frame element>", ["head", "attention", "frame", "FE", "sentence"])
+        ex_t = Table(f"strongest link of each top head ({ARROW[direction]}): {{target}}, <frame element>", ["head", "attention", "frame", "FE", "sentence"], name="examples")
         for layer, h in ranked[:examples]:
             lid = int(res.best_link[direction][layer, h]) - link_base
             if not 0 <= lid < len(link_rows):
@@ -312,11 +319,12 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
     from bertsecrets_cli.jobs.provenance import provenance_texts
     from bertsecrets_cli.jobs.shard import fingerprint, shard_provenance, shard_slice
     from bertsecrets_cli.model.load import load_model
+    from bertsecrets_cli.render.console import debug
     from bertsecrets_cli.store.writer import StoreWriter
 
     t0 = time.perf_counter()
     shard = _shard_of(opts)
-    release = FrameNetRelease(opts.framenet)
+    release = FrameNetRelease(opts.framenet, warn=info, detail=debug)
     frames = release.frames()
     if not frames:
         raise InputError(f"{opts.framenet}: no readable frame/*.xml file; core frame elements cannot be told apart")
@@ -358,7 +366,7 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
     config = {k: v for k, v in asdict(opts).items() if k not in ("conllu", "base_relations", "min_count", "force", "quiet")}
     job = fingerprint({"model": lm.fingerprint, "tokenizer": lm.path, "data": str(Path(opts.framenet).expanduser()), "ids": [s.id for s in selected],
                        "options": _job_options(config)})
-    with StoreWriter(out, "framenet", force=opts.force) as w:
+    with StoreWriter(out, "framenet", force=opts.force, locking=opts.locking) as w:
         w.set_model(n_layers=lm.n_layers, n_heads=H, **_model_attrs(lm))
         w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.framenet).expanduser()), "sentences": opts.sentences,
                                           "selection": {"max_sentence_tokens": opts.max_sentence_tokens, "max_fe_tokens": opts.max_fe_tokens,
@@ -422,12 +430,13 @@ def _dependency_tables(rows: list[dict[str, Any]], overall: Any, n_sentences: in
 
     shown = [row for row in rows if row["label"] == "all" or row["count"] >= min_count]
     rel_t = Table(f"best head per dependency relation ({n_sentences} sentences, {overall.count} arcs)",
-                  ["relation", "arcs", "dep->gov head", "accuracy", "gov->dep head", "reverse acc.", "best offset", "offset acc."],
-                  caption=f"relations with at least {min_count} arcs (--min-count); offset = governor position - dependent position")
+                  ["relation", "arcs", "dep->gov head", "accuracy", "gov->dep head", "reverse acc.", "best offset", "offset acc."], name="relations",
+                  caption=f"relations with at least {min_count} arcs (--min-count); offset = governor position - dependent position",
+                  short=DEPENDENCY_SHORT)
     for row in shown:
         rel_t.add(row["label"], row["count"], row["best_head"], row["best_accuracy"], row["best_reverse_head"], row["best_reverse_accuracy"],
                   f"{row['offset_k']:+d}", row["offset_accuracy"])
-    rank_t = Table("heads ranked by accuracy over all relations (dependent -> governor)", ["rank", "head", "accuracy", "reverse acc.", "best offset acc."])
+    rank_t = Table("heads ranked by accuracy over all relations (dependent -> governor)", ["rank", "head", "accuracy", "reverse acc.", "best offset acc."], name="heads")
     for rk, (layer, h) in enumerate(rank_heads(overall.accuracy)[:top], 1):
         rank_t.add(rk, head_name(layer, h), float(overall.accuracy[layer, h]), float(overall.reverse_accuracy[layer, h]), overall.offset_accuracy)
     return [rel_t, rank_t]
@@ -500,7 +509,7 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
     job = fingerprint({"model": lm.fingerprint, "tokenizer": lm.path, "data": str(Path(opts.conllu).expanduser()), "ids": [s.id for s, _ in kept],
                        "options": _job_options(config)})
     mine = kept[s0:s1]
-    with StoreWriter(out, "dependency", force=opts.force) as w:
+    with StoreWriter(out, "dependency", force=opts.force, locking=opts.locking) as w:
         w.set_model(n_layers=lm.n_layers, n_heads=H, **_model_attrs(lm))
         w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.conllu).expanduser()), "n_sentences": len(mine), "n_arcs": overall.count,
                                           "base_relations": int(opts.base_relations), "max_length": opts.max_length,

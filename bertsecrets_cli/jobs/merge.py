@@ -40,12 +40,12 @@ def merge_stores(paths: list[str], out: str | Path, *, copy: bool = False, force
         from bertsecrets_cli.store.merge import merge_attention_stores
 
         rep = merge_attention_stores(paths, out, copy=copy, force=force, locking=locking)
-        t = Table(f"merged {rep.n_shards} shards into {rep.path}", ["examples", "shards", "attention data", "merged bytes", "shard bytes", "extra", "seconds"])
+        t = Table(f"merged {rep.n_shards} shards into {rep.path}", ["examples", "shards", "attention data", "merged bytes", "shard bytes", "extra", "seconds"], name="merge")
         t.add(rep.n_examples, rep.n_shards, "referenced (virtual)" if rep.virtual else "copied", rep.merged_bytes, rep.shard_bytes,
               f"{rep.merged_bytes / max(1, rep.shard_bytes):.1%}", round(time.perf_counter() - t0, 3))
         return [t]
     if kind == "patterns":
-        from bertsecrets_cli.jobs.classify import combine_patterns
+        from bertsecrets_cli.jobs.classify_merge import combine_patterns
 
         res = combine_patterns(paths, out, force=force, locking=locking)
         n, unit, tables = res.n_examples, "examples", res.tables
@@ -66,6 +66,6 @@ def merge_stores(paths: list[str], out: str | Path, *, copy: bool = False, force
         n, unit, tables = len(ares.names), "variants", ablation_tables(ares, top)
     shard_bytes = sum(Path(p).stat().st_size for p in paths)
     merged = Path(out).stat().st_size
-    t = Table(f"merged {len(paths)} {kind} shards into {out}", [unit, "shards", "merged bytes", "shard bytes", "seconds"])
+    t = Table(f"merged {len(paths)} {kind} shards into {out}", [unit, "shards", "merged bytes", "shard bytes", "seconds"], name="merge")
     t.add(n, len(paths), merged, shard_bytes, round(time.perf_counter() - t0, 3))
     return [t, *tables]

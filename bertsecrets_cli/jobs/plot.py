@@ -101,9 +101,17 @@ def plottables(st: Any, name: str) -> list[Plottable]:
     return out
 
 
+def list_store_figures(path: str, name: str, *, locking: bool | None = None) -> Table:
+    """``plot --list``: what the store at ``path`` (shown as ``name``) can draw, and the options for each."""
+    from bertsecrets_cli.store import open_store
+
+    with open_store(path, locking=locking) as st:
+        return list_table(st, name)
+
+
 def list_table(st: Any, name: str) -> Table:
-    t = Table(f"what can be plotted from {name}", ["figure", "quantity", "description"],
-              caption=f"grid: bertsecrets plot {name} --quantity Q [--out F.png]; layers: --figure layers --quantity Q1,Q2; "
+    t = Table(f"what can be plotted from {name}", ["figure", "quantity", "description"], name="figures",
+              caption=f"grid: bertsecrets plot {name} --quantity Q [-o F.png]; layers: --figure layers --quantity Q1,Q2; "
                       "map: --example N --head L7H6")
     for p in plottables(st, name):
         t.add(p.figure, p.quantity, p.description)
@@ -190,11 +198,13 @@ def run_plot(store: str | Path, opts: PlotOptions, *, name: str | None = None) -
     from bertsecrets_cli.store.writer import check_output_path
 
     name = name or str(store)
+    if opts.vmin is not None and opts.vmax is not None and not opts.vmin < opts.vmax:
+        raise InputError(f"--vmin {opts.vmin} --vmax {opts.vmax}: the lower end must be below the upper end")
     if opts.out is not None:
         from bertsecrets_cli.render.figures import figure_format
 
         if str(opts.out) == "-":
-            raise InputError("--out -: figures are files; give a name ending .png, .svg or .pdf")
+            raise InputError("-o -: figures are files; give a name ending .png, .svg or .pdf")
         figure_format(opts.out)
         check_output_path(opts.out, force=opts.force, what="figure")
     if opts.width < 40:
@@ -290,5 +300,5 @@ def _plot_map(st: Any, opts: PlotOptions, name: str, model: str) -> PlotResult:
     try:
         lines = tg.attention_map(att, tokens, title=title, width=opts.width)
     except ValueError:
-        raise InputError(f"example {i} has {len(tokens)} tokens: too wide for {opts.width} columns; write a file with --out map.svg or widen with --width") from None
+        raise InputError(f"example {i} has {len(tokens)} tokens: too wide for {opts.width} columns; write a file with -o map.svg or widen with --width") from None
     return PlotResult("map", title, None, lines)

@@ -66,7 +66,8 @@ def batch_extras(probs: Any, norms: Any, encoded: Sequence[Any], quantities: Seq
     import torch
 
     from bertsecrets_cli.analysis.quantities import flow, rollout, row_normalise
-    from bertsecrets_cli.analysis.stats import batch_head_stats, head_stats
+    from bertsecrets_cli.analysis.stats import head_stats
+    from bertsecrets_cli.model.batch_stats import batch_head_stats
     from bertsecrets_cli.model.tokenize import token_masks
 
     extras = [q for q in quantities if q != S.Q_WEIGHTS]

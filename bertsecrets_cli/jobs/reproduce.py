@@ -144,6 +144,9 @@ def run_reproduce(opts: ReproduceOptions, out: str | Path) -> ReproduceResult:
     if opts.eval_limit < 1:
         raise InputError("--eval-limit must be at least 1")
     _check_relation_inputs(opts)
+    from bertsecrets_cli.model.device import resolve_device
+
+    resolve_device(opts.device)  # a bad or absent device is refused before the folder exists
     for sub in ("models", "stores", "figures", "tables"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     run = _Runner(opts)
@@ -268,7 +271,7 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
     setup = _same_setup(opts)
     model_name = opts.model or "embedded all-MiniLM-L6-v2 (6 layers x 12 heads)"
     data_name = opts.data or "shipped demo data (synthetic, not GLUE)"
-    cmp = Table("paper vs this run", ["finding", "task", "paper (bert-base, GLUE)", "this run", "setup"])
+    cmp = Table("paper vs this run", ["finding", "task", "paper (bert-base, GLUE)", "this run", "setup"], name="comparison")
     md: list[str] = [
         "# Revealing the Dark Secrets of BERT: reproduction",
         "",

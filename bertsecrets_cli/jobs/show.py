@@ -53,7 +53,7 @@ def overview_tables(st: Any, name: str) -> list[Table]:
     """What the store is (kind, model, examples, provenance) and the per-head quantities it holds."""
     root = st.attrs("/")
     model = st.attrs(S.G_MODEL)
-    t = Table(f"store {name}", ["field", "value"])
+    t = Table(f"store {name}", ["field", "value"], name="store")
     t.add("kind", st.kind)
     t.add("schema version", st.version)
     t.add("written by", f"bertsecrets {root.get(S.A_TOOL_VERSION, '?')}, {root.get(S.A_CREATED, '?')}")
@@ -72,7 +72,7 @@ def overview_tables(st: Any, name: str) -> list[Table]:
 
     on = "" if kind == S.Q_WEIGHTS else f" ({kind})"
     others = [k for k in (st.quantities() if st.has(S.ATTENTION_MAPS) else []) if k != kind]
-    q = Table(f"per-head quantities{on}", ["quantity", "min", "mean", "max", "max at", "description"],
+    q = Table(f"per-head quantities{on}", ["quantity", "min", "mean", "max", "max at", "description"], name="quantities",
               caption=f"rank heads with: bertsecrets show {name} --quantity {qualified(st.quantity, 'NAME')} --top 10"
                       + (f"; other kinds: --quantity {' or '.join(others)}" if others else ""))
     for qname, hq in sorted(st.heads().items()):
@@ -106,7 +106,7 @@ def ranking_table(values: np.ndarray, quantity: str, description: str, opts: Sho
     where = f" in L{layer + 1}" if layer is not None else ""
     count = "all" if opts.top <= 0 else f"{'bottom' if opts.bottom else 'top'} {opts.top}"
     title = f"{quantity}, {count}{' by |value|' if opts.by_abs else ''}{where}"
-    t = Table(title, ["rank", "head", "layer", quantity], caption=description or None)
+    t = Table(title, ["rank", "head", "layer", quantity], caption=description or None, name="ranking")
     for r, (li, h, v) in enumerate(ranked, 1):
         t.add(r, head_name(li, h), f"L{li + 1}", v)
     return t

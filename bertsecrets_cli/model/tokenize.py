@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-# token kinds in the store's tokens/special array
-NORMAL, CLS, SEP, OTHER_SPECIAL = 0, 1, 2, 3
+from bertsecrets_cli.tokens import CLS, NORMAL, OTHER_SPECIAL, SEP, is_punctuation_token  # noqa: F401 - re-exported for model users
 
 
 @dataclass
@@ -30,12 +28,6 @@ class Encoded:
     @property
     def length(self) -> int:
         return len(self.ids)
-
-
-def is_punctuation_token(token: str) -> bool:
-    """A word piece made only of punctuation characters, after WordPiece/BPE markers are removed."""
-    core = token.removeprefix("##").lstrip("Ġ▁")
-    return bool(core) and all(unicodedata.category(c).startswith("P") for c in core)
 
 
 def encode_examples(tokenizer: Any, pairs: list[tuple[str, str | None]], max_length: int, truncation: str = "longest_first") -> list[Encoded]:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bertsecrets_cli.errors import InputError
-from bertsecrets_cli.render.console import info
+from bertsecrets_cli.model.hooks import Note, ProgressFactory, no_note, silent
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -123,7 +123,7 @@ class Collator:
 
 def check_device(device: str, precision: str) -> bool:
     """Validate --device and --precision before any work; -> whether training runs on the CPU."""
-    from bertsecrets_cli.model.load import resolve_device
+    from bertsecrets_cli.model.device import resolve_device
 
     if precision not in PRECISIONS:
         raise InputError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
@@ -138,10 +138,12 @@ def training_arguments(cfg: TrainConfig) -> Any:
     import torch
     from transformers import TrainingArguments
 
+    from bertsecrets_cli.model.device import resolve_device
+
     use_cpu = check_device(cfg.device, cfg.precision)
-    dev = (cfg.device or "auto").strip().lower()
-    if dev.startswith("cuda:") and world_size() == 1:
-        torch.cuda.set_device(int(dev.split(":", 1)[1]))  # Trainer uses the current CUDA device
+    dev = resolve_device(cfg.device)
+    if dev.type == "cuda" and dev.index is not None and world_size() == 1:
+        torch.cuda.set_device(dev.index)  # Trainer uses the current CUDA device
     return TrainingArguments(
         output_dir=str(cfg.output_dir),
         per_device_train_batch_size=per_device_batch(cfg.batch_size, cfg.grad_accum),
@@ -176,10 +178,8 @@ class _Callbacks:
     """Built lazily: TrainerCallback subclasses need transformers imported."""
 
     @staticmethod
-    def progress(quiet: bool) -> Any:
+    def progress(quiet: bool, progress: ProgressFactory, note: Note) -> Any:
         from transformers import TrainerCallback
-
-        from bertsecrets_cli.render.progress import progress
 
         class ProgressToStderr(TrainerCallback):
             """Optimisation steps as our progress bar / heartbeat, and loss lines, on stderr (rank 0 only)."""
@@ -202,7 +202,7 @@ class _Callbacks:
             def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
                 if not state.is_world_process_zero or quiet or not logs or "loss" not in logs:
                     return
-                info(f"step {state.global_step}/{state.max_steps} epoch {state.epoch or 0:.2f} loss {logs['loss']:.4f} lr {logs.get('learning_rate', float('nan')):.2e}")
+                note(f"step {state.global_step}/{state.max_steps} epoch {state.epoch or 0:.2f} loss {logs['loss']:.4f} lr {logs.get('learning_rate', float('nan')):.2e}")
 
             def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
                 if self._ctx is not None:
@@ -267,8 +267,12 @@ def last_checkpoint(folder: Path) -> Path | None:
     return Path(found) if found else None
 
 
-def train(lm: Any, train_set: EncodedDataset, cfg: TrainConfig, *, stop_flag: Any, resume: bool = False) -> TrainOutcome:
-    """Fine-tune ``lm.model`` in place with Trainer; continue from the newest checkpoint when ``resume``."""
+def train(lm: Any, train_set: EncodedDataset, cfg: TrainConfig, *, stop_flag: Any, resume: bool = False,
+          progress: ProgressFactory = silent, note: Note = no_note) -> TrainOutcome:
+    """Fine-tune ``lm.model`` in place with Trainer; continue from the newest checkpoint when ``resume``.
+
+    Steps go to ``progress`` and loss lines and the resume note to ``note`` (the job passes the stderr ones).
+    """
     import warnings
 
     import transformers
@@ -287,11 +291,11 @@ def train(lm: Any, train_set: EncodedDataset, cfg: TrainConfig, *, stop_flag: An
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(_Callbacks.progress(cfg.quiet))
+    trainer.add_callback(_Callbacks.progress(cfg.quiet, progress, note))
     trainer.add_callback(_Callbacks.stop(stop_flag))
     ckpt = last_checkpoint(cfg.output_dir) if resume else None
     if ckpt is not None and trainer.is_world_process_zero():
-        info(f"resuming from {ckpt}")
+        note(f"resuming from {ckpt}")
     out = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     lm.model.eval()
     return TrainOutcome(
@@ -328,17 +332,6 @@ def seed_everything(seed: int) -> None:
     from transformers import set_seed
 
     set_seed(seed)
-
-
-def local_device(spec: str) -> str:
-    """Under torchrun on GPUs each process loads onto its own GPU (LOCAL_RANK); else ``spec`` as given."""
-    s = (spec or "auto").strip().lower()
-    if world_size() > 1 and s in ("auto", "cuda"):
-        import torch
-
-        if torch.cuda.is_available():
-            return f"cuda:{int(os.environ.get('LOCAL_RANK', '0') or 0)}"
-    return spec
 
 
 def peek_config(spec: str | None) -> Any:

@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Callable
+from typing import Any, Callable
 
 Advance = Callable[[int], None]
 
@@ -36,3 +36,8 @@ def progress(total: int, description: str, *, quiet: bool = False, heartbeat_s: 
             print(f"{description}: {state['done']}/{total} ({now - state['start']:.0f}s)", file=sys.stderr, flush=True)
 
     yield advance
+
+
+def reporter(quiet: bool) -> Callable[[int, str], Any]:
+    """:func:`progress` as the callback model/ code takes (model.hooks.ProgressFactory), honouring --quiet."""
+    return lambda total, description: progress(total, description, quiet=quiet)

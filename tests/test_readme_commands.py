@@ -1,0 +1,165 @@
+"""Every shell command in the README's fenced ```bash and ```console blocks that can run offline runs here, in README
+order, in one working folder, on the embedded model and small data: only sizes and paths are substituted.
+
+Commands that cannot run here are skipped for a reason listed in SKIP (a hub model, a GPU, a launcher, a data set
+we cannot ship); the test fails if a command matches no rule and does not run, or if a skip rule matches nothing
+(a stale rule). ``python -m pytest tests/test_readme_commands.py -s`` prints what ran and what was skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+README = ROOT / "README.md"
+
+# (pattern, reason): a command matching the pattern is not run.
+SKIP = [
+    (r"pip install", "the install commands of the first screen: .ci/run runs exactly them on a fresh clone"),
+    (r"\bbert-base-uncased\b|roberta-base", "a Hugging Face hub model: nothing can be downloaded here"),
+    (r"--device cuda", "needs a GPU"),
+    (r"^(torchrun|accelerate|srun)\b|-m bertsecrets_cli", "a multi-process launcher (torchrun/accelerate/Slurm); tested in test_finetune with two CPU processes"),
+    (r"glue_data", "the GLUE download (not redistributable); the loaders are tested on GLUE-layout files the tests write"),
+    (r"\$SLURM_ARRAY_TASK_ID|\$RANK|\$i\b", "runs inside a Slurm array task; sharding is tested in test_shard_analysis"),
+    (r"framenet_v17", "the NLTK copy of FrameNet; the layout is the same as the release that the test writes"),
+    (r"^#", "a comment or #SBATCH line"),
+    (r"abl-\*\.h5", "joins the ablation shards of the Slurm example above (skipped: GLUE RTE); ablate --shard and merge are tested in test_ablate_cli"),
+]
+# What skipped cluster examples would have written, made here with the embedded model so the commands after them run.
+STAND_INS = {f"shard-{i}.h5": ["extract", "--limit", "8", "--shard", f"{i}/4"] for i in range(4)}
+
+# Only sizes and paths change.
+SIZES = [
+    (r"(-n|--limit) (\d{3,})", r"\1 8"),
+    (r"--eval-limit \d+", "--eval-limit 8"),
+]
+FINETUNE_SIZE = "--max-steps 2 --train-limit 16 --eval-limit 8"
+REPRODUCE_SIZE = "--tasks sst2,mrpc --max-steps 2 --train-limit 16 --eval-limit 8 --bootstrap 10"
+ABLATE_SIZE = "--limit 8 --bootstrap 10"
+
+
+def commands() -> list[tuple[int, str]]:
+    """(line, command) for every command of the fenced bash/console blocks; continuation lines joined."""
+    out: list[tuple[int, str]] = []
+    lines = README.read_text().splitlines()
+    lang = None
+    cur, start = "", 0
+    indent = 0
+    for n, ln in enumerate(lines, 1):
+        if ln.lstrip().startswith("```"):  # fences may be indented inside a list item
+            lang = None if lang is not None else (ln.strip()[3:].strip() or "text")
+            indent = len(ln) - len(ln.lstrip())
+            continue
+        ln = ln[indent:] if ln[:indent].isspace() else ln
+        if lang not in ("bash", "console"):
+            continue
+        if lang == "console":
+            if not cur and not ln.startswith("$ "):
+                continue
+            ln = ln[2:] if ln.startswith("$ ") else ln
+        if not cur and not ln.strip():
+            continue
+        start = start or n
+        cur += ln.rstrip()[:-1] + " " if ln.rstrip().endswith("\\") else ln
+        if ln.rstrip().endswith("\\") or ln.rstrip().endswith("&&"):
+            continue
+        out.append((start, re.sub(r"\s+#\s.*$", "", cur).strip()))
+        cur, start = "", 0
+    return out
+
+
+def skip_reason(cmd: str) -> str | None:
+    for pattern, reason in SKIP:
+        if re.search(pattern, cmd):
+            return reason
+    return None
+
+
+def adapt(cmd: str, fixtures: dict[str, Path]) -> str:
+    """The README's command with small sizes and this test's paths."""
+    for pat, rep in SIZES:
+        cmd = re.sub(pat, rep, cmd)
+    cmd = cmd.replace("~/data/fndata-1.7", str(fixtures["framenet"])).replace("en_ewt-ud-dev.conllu", str(fixtures["conllu"]))
+    cmd = cmd.replace("[--features]", "--features")  # an optional flag, shown in brackets
+    if re.match(r"bertsecrets finetune", cmd):
+        cmd += " " + FINETUNE_SIZE
+    elif re.match(r"bertsecrets reproduce", cmd):
+        cmd += " " + REPRODUCE_SIZE
+    elif re.match(r"bertsecrets ablate", cmd) and "--combine" not in cmd:
+        cmd += " " + ABLATE_SIZE
+    elif re.match(r"bertsecrets (extract|framenet)", cmd) and "--limit" not in cmd and not re.search(r" -n \d", cmd):
+        cmd += " --limit 8"
+    return cmd
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    from test_framenet_cli import CONLLU, write_release
+
+    d = tmp_path_factory.mktemp("readme")
+    (d / "en_ewt-ud-dev.conllu").write_text(CONLLU)
+    (d / "reviews.csv").write_text("review,stars\n" + "".join(f"review number {i} was {'good' if i % 2 else 'bad'},{i % 2}\n" for i in range(12)))
+    for name, args in STAND_INS.items():
+        subprocess.run(["bertsecrets", *args, "-o", name, "-q"], cwd=d, env=_env(), check=True)
+    return d, {"framenet": write_release(d / "fndata-1.7"), "conllu": d / "en_ewt-ud-dev.conllu"}
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "100"}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def _run(cmd: str, d: Path) -> subprocess.CompletedProcess:
+    """One README command in ``d``. Its outputs start fresh (sections reuse names such as pre.h5), and the
+    interactive annotator gets keys for a few maps of several types, then 'q'."""
+    for out in re.findall(r"-o (\S+)", cmd):
+        target = d / out
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    stdin = "v\nv\nd\nd\nh\nh\nv\nd\nh\nq\n" if "annotate" in cmd else ""
+    return subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=d, env=_env(), input=stdin, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_every_offline_readme_command_runs(workdir):
+    d, fixtures = workdir
+    ran, skipped, failed, later = [], [], [], []
+    used_rules = set()
+    for line, cmd in commands():
+        if not re.match(r"(bertsecrets|python3? |torchrun|accelerate|srun|#)", cmd):
+            continue  # shell glue inside a block (e.g. 'i=...')
+        reason = skip_reason(cmd)
+        if reason:
+            used_rules.add(reason)
+            skipped.append((line, cmd, reason))
+            continue
+        run = adapt(cmd, fixtures)
+        res = _run(run, d)
+        if res.returncode == 3 and "no such file" in res.stderr:
+            later.append((line, run))  # its input is made by a later section of the README
+            continue
+        ran.append((line, run))
+        if res.returncode != 0:
+            failed.append(f"README line {line}: {run}\n  exit {res.returncode}: {res.stderr.strip().splitlines()[-1:] if res.stderr.strip() else ''}")
+    for line, run in later:
+        res = _run(run, d)
+        ran.append((line, run))
+        if res.returncode != 0:
+            failed.append(f"README line {line}: {run}\n  exit {res.returncode}: {res.stderr.strip().splitlines()[-1:] if res.stderr.strip() else ''}")
+    print(f"\nREADME commands: {len(ran)} ran, {len(skipped)} skipped")
+    for line, cmd, reason in skipped:
+        print(f"  skipped (line {line}): {cmd}\n      because: {reason}")
+    assert not failed, "\n".join(failed)
+    assert len(ran) >= 20
+    stale = [reason for _, reason in SKIP if reason not in used_rules]
+    assert not stale, f"skip rules that match no README command: {stale}"
