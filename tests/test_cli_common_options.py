@@ -16,24 +16,13 @@ from typer.testing import CliRunner
 
 from bertsecrets_cli.cli.app import app
 from helpers import covers, one_line_error
+from test_framenet_cli import CONLLU
 
 runner = CliRunner()
 
-CONLLU = """# sent_id = a
-# text = the cat sat on the mat .
-1	the	the	DET	_	_	2	det	_	_
-2	cat	cat	NOUN	_	_	3	nsubj	_	_
-3	sat	sit	VERB	_	_	0	root	_	_
-4	on	on	ADP	_	_	6	case	_	_
-5	the	the	DET	_	_	6	det	_	_
-6	mat	mat	NOUN	_	_	3	obl	_	_
-7	.	.	PUNCT	_	_	3	punct	_	_
-
-"""
-
-WRITERS = ("extract", "finetune", "classify run", "classify train", "diff", "merge", "plot", "framenet", "ablate")
+WRITERS = ("extract", "finetune", "classify run", "classify train", "diff", "merge", "plot", "framenet", "ablate", "words", "cluster", "coref", "probe")
 TABLES = ("extract", "finetune", "check", "classify run", "classify annotate", "classify train", "diff", "merge", "plot", "show",
-          "framenet", "ablate")
+          "framenet", "ablate", "words", "cluster", "coref", "probe")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +38,10 @@ def inputs(tmp_path_factory, demo_store: Path, tiny_model_factory) -> dict[str, 
     labels = d / "labels.tsv"
     res = runner.invoke(app, ["classify", "annotate", str(demo_store), "--labels", str(labels), "--limit", "10", "-q"], input="\n".join("vdmbhvdmbh") + "\n")
     assert res.exit_code == 0 and len(labels.read_text().splitlines()) >= 10, res.stderr
-    return {"labels": labels, "a": demo_store, "b": d / "b.h5", "s0": d / "s0.h5", "s1": d / "s1.h5", "conllu": d / "dev.conllu",
+    from bertsecrets_cli.data.demo_treebank import write_demo_treebank
+
+    write_demo_treebank(d / "chains.conllu", 2)
+    return {"chains": d / "chains.conllu", "labels": labels, "a": demo_store, "b": d / "b.h5", "s0": d / "s0.h5", "s1": d / "s1.h5", "conllu": d / "dev.conllu",
             "encoder": tiny_model_factory("bert"), "classifier": tiny_model_factory("bert", classifier=True)}
 
 
@@ -70,6 +62,11 @@ def ok(name: str, i: dict[str, Path], out: Path) -> tuple[list[str], str | None]
         "classify train": (["classify", "train", str(i["labels"]), "--synthetic", "40", "--epochs", "1", "--val-fraction", "0.25", "-o", o + ".pt"], None),
         "framenet": (["framenet", "--conllu", str(i["conllu"]), "-o", o], None),
         "ablate": (["ablate", "--model", str(i["classifier"]), "--task", "sst2", "--limit", "6", "--bootstrap", "10", "-o", o], None),
+        "words": (["words", str(i["a"]), "-o", o], None),
+        "cluster": (["cluster", str(i["a"]), "-o", o], None),
+        "coref": (["coref", str(i["chains"]), "--model", str(i["encoder"]), "--bootstrap", "10", "-o", o], None),
+        "probe": (["probe", "--train", str(i["chains"]), "--test", str(i["chains"]), "--model", str(i["encoder"]), "--embedding-dims", "0",
+                   "--max-iter", "3", "-o", o], None),
     }[name]
 
 
@@ -90,6 +87,9 @@ def bad(name: str, i: dict[str, Path], tmp: Path) -> list[str]:
         "framenet": ["framenet", "--conllu", str(tmp / "missing.conllu"), "-o", str(tmp / "x.h5")],
         "ablate": ["ablate", "--model", str(i["classifier"]), "--data", str(tmp / "missing.tsv"), "-o", str(tmp / "x.h5")],
         "reproduce": ["reproduce", "-o", str(tmp / "x"), "--tasks", "nosuchtask"],
+        "words": ["words", missing, "-o", str(tmp / "x.h5")], "cluster": ["cluster", missing, "-o", str(tmp / "x.h5")],
+        "coref": ["coref", str(tmp / "missing.conllu"), "-o", str(tmp / "x.h5")],
+        "probe": ["probe", "--train", str(tmp / "missing.conllu"), "--test", str(tmp / "missing.conllu"), "-o", str(tmp / "x.h5")],
     }[name]
 
 
@@ -98,7 +98,7 @@ def invoke(args: list[str], stdin: str | None = None):
 
 
 @covers(("extract", "finetune", "check", "show", "plot", "diff", "merge", "classify run", "classify annotate", "classify train",
-         "framenet", "ablate"), "--quiet")
+         "framenet", "ablate", "words", "cluster", "coref", "probe"), "--quiet")
 @pytest.mark.parametrize("name", TABLES)
 def test_quiet_leaves_stderr_empty_where_the_run_has_notes(name, inputs, tmp_path):
     args, stdin = ok(name, inputs, tmp_path / "loud")
@@ -115,7 +115,7 @@ def test_quiet_leaves_stderr_empty_where_the_run_has_notes(name, inputs, tmp_pat
 
 
 @covers(("extract", "finetune", "check", "show", "plot", "diff", "merge", "classify run", "classify annotate", "classify train",
-         "framenet", "ablate", "reproduce"), "--verbose")
+         "framenet", "ablate", "reproduce", "words", "cluster", "coref", "probe"), "--verbose")
 @pytest.mark.parametrize("name", [*TABLES, "reproduce"])
 def test_verbose_adds_the_version_and_command_line_to_stderr(name, inputs, tmp_path):
     args = bad(name, inputs, tmp_path)
@@ -127,7 +127,7 @@ def test_verbose_adds_the_version_and_command_line_to_stderr(name, inputs, tmp_p
 
 
 @covers(("extract", "finetune", "check", "show", "plot", "diff", "merge", "classify run", "classify annotate", "classify train",
-         "framenet", "ablate", "reproduce"), "--debug")
+         "framenet", "ablate", "reproduce", "words", "cluster", "coref", "probe"), "--debug")
 @pytest.mark.parametrize("name", [*TABLES, "reproduce"])
 def test_debug_shows_the_traceback_of_an_expected_error(name, inputs, tmp_path):
     args = bad(name, inputs, tmp_path)
@@ -138,7 +138,7 @@ def test_debug_shows_the_traceback_of_an_expected_error(name, inputs, tmp_path):
 
 
 @covers(("extract", "finetune", "check", "show", "plot", "diff", "merge", "classify run", "classify annotate", "classify train",
-         "framenet", "ablate"), "--format")
+         "framenet", "ablate", "words", "cluster", "coref", "probe"), "--format")
 @pytest.mark.parametrize("name", TABLES)
 def test_format_tsv_and_json_print_one_machine_readable_table(name, inputs, tmp_path):
     if name == "plot":  # plot prints a table only with --list
@@ -162,7 +162,7 @@ def test_format_tsv_and_json_print_one_machine_readable_table(name, inputs, tmp_
 
 
 @covers(("extract", "finetune", "check", "show", "plot", "diff", "merge", "classify run", "classify annotate", "classify train",
-         "framenet", "ablate"), "--table")
+         "framenet", "ablate", "words", "cluster", "coref", "probe"), "--table")
 @pytest.mark.parametrize("name", TABLES)
 def test_table_picks_one_table_by_name_and_refuses_unknown_names(name, inputs, tmp_path):
     if name == "plot":
@@ -183,7 +183,7 @@ def test_table_picks_one_table_by_name_and_refuses_unknown_names(name, inputs, t
     assert (list(json.loads(last.stdout)[0]) != list(json.loads(every.stdout)[0])) == (len(names) > 1)  # other columns
 
 
-@covers(("extract", "finetune", "classify run", "classify train", "diff", "merge", "plot", "framenet", "ablate"), "--force")
+@covers(("extract", "finetune", "classify run", "classify train", "diff", "merge", "plot", "framenet", "ablate", "words", "cluster", "coref", "probe"), "--force")
 @pytest.mark.parametrize("name", WRITERS)
 def test_force_replaces_an_existing_output_that_is_refused_without_it(name, inputs, tmp_path):
     out = tmp_path / "out"
@@ -232,7 +232,7 @@ class _Spy:
 
 
 @covers(("extract", "finetune", "check", "show", "plot", "diff", "merge", "classify run", "classify annotate", "classify train",
-         "framenet", "ablate"), "--no-locking")
+         "framenet", "ablate", "words", "cluster", "coref", "probe"), "--no-locking")
 @pytest.mark.parametrize("name", TABLES)
 def test_no_locking_opens_every_hdf5_file_without_locks(name, inputs, tmp_path, monkeypatch):
     spy = _Spy(monkeypatch)
@@ -246,8 +246,8 @@ def test_no_locking_opens_every_hdf5_file_without_locks(name, inputs, tmp_path, 
     assert spy.calls and set(spy.calls) == {False}, spy.calls
 
 
-@covers(("extract", "finetune", "classify run", "classify train", "framenet", "ablate", "reproduce"), "--device")
-@pytest.mark.parametrize("name", ["extract", "finetune", "classify run", "classify train", "framenet", "ablate", "reproduce"])
+@covers(("extract", "finetune", "classify run", "classify train", "framenet", "ablate", "reproduce", "coref", "probe"), "--device")
+@pytest.mark.parametrize("name", ["extract", "finetune", "classify run", "classify train", "framenet", "ablate", "reproduce", "coref", "probe"])
 def test_device_is_used_and_a_bad_device_is_refused_in_one_line(name, inputs, tmp_path):
     if name == "reproduce":
         args, stdin = ["reproduce", "-o", str(tmp_path / "r"), "--tasks", "sst2"], None

@@ -68,6 +68,8 @@ def test_every_command_refuses_a_bad_device_in_the_same_words(tmp_path, demo_sto
         "finetune": ["finetune", "-m", clf, "--eval-limit", "4", "--eval-only", "-o", str(tmp_path / "ft")],
         "classify train": ["classify", "train", "--synthetic", "20", "--epochs", "1", "-o", str(tmp_path / "c.pt")],
         "classify run": ["classify", "run", str(demo_store), "--classifier", str(classifier_file)],
+        "coref": ["coref", str(tmp_path / "dev.conllu"), "-m", str(tiny_model_factory("bert")), "-o", str(tmp_path / "co.h5")],
+        "probe": ["probe", "--train", str(tmp_path / "dev.conllu"), "--test", str(tmp_path / "dev.conllu"), "-o", str(tmp_path / "p.h5")],
     }
     for name, args in runs.items():
         res = CliRunner().invoke(app, [*args, "--device", "tpu", "-q"])

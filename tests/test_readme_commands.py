@@ -107,7 +107,7 @@ def workdir(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     (d / "en_ewt-ud-dev.conllu").write_text(CONLLU)
     (d / "reviews.csv").write_text("review,stars\n" + "".join(f"review number {i} was {'good' if i % 2 else 'bad'},{i % 2}\n" for i in range(12)))
     for name, args in STAND_INS.items():
-        subprocess.run(["bertsecrets", *args, "-o", name, "-q"], cwd=d, env=_env(), check=True)
+        subprocess.run(["bertsecrets", *args, "-o", name, "-q"], cwd=d, env=_env(), check=True, capture_output=True)
     return d, {"framenet": write_release(d / "fndata-1.7"), "conllu": d / "en_ewt-ud-dev.conllu"}
 
 

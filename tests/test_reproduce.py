@@ -35,7 +35,8 @@ def test_reduced_reproduce_writes_index_tables_figures_and_valid_stores(tmp_path
     res = runner.invoke(app, [*args, "-f", "json"])
     assert res.exit_code == 0, res.stderr
     comparison = json.loads(res.stdout)
-    assert {r["task"] for r in comparison} == {"SST-2", "STS-B"}
+    # the GLUE tasks, FrameNet (--framenet), Clark et al.'s dependency heads (--conllu) and head clustering (always)
+    assert {r["task"] for r in comparison} == {"SST-2", "STS-B", "FrameNet", "Clark: dependencies", "Clark: clustering"}
     assert all(r["setup"] == "different model and data" for r in comparison)
     for t in ("sst2", "stsb"):
         assert (out / "models" / t / "config.json").exists() and (out / "models" / t / "eval.h5").exists()
@@ -43,7 +44,10 @@ def test_reduced_reproduce_writes_index_tables_figures_and_valid_stores(tmp_path
             check_store(out / "stores" / f"{t}-{name}.h5")
         for fig in ("pre-patterns", "ft-patterns", "ft-cls-sep", "cosine", "ablation"):
             assert (out / "figures" / f"{t}-{fig}.png").read_bytes()[:8] == PNG
+    check_store(out / "stores" / "sst2-pre.clusters.h5")
+    assert (out / "figures" / "clusters.png").read_bytes()[:8] == PNG
     index = (out / "index.md").read_text()
+    assert "heads clustered by behaviour" in index
     assert "headline numbers next to ours" in index and "| SST-2 |" in index and "| STS-B |" in index
     for link in re.findall(r"\]\((figures/[^)]+)\)", index):
         assert (out / link).exists(), link

@@ -78,6 +78,9 @@ def printed(demo_store: Path, demo_pair_store: Path, tiny_model_factory, tmp_pat
 
     classifier = tiny_model_factory("bert", classifier=True)
     (tmp / "dev.conllu").write_text(CONLLU)
+    from bertsecrets_cli.data.demo_treebank import write_demo_treebank
+
+    write_demo_treebank(tmp / "tb.conllu", 3)
     runs = {
         "extract": ["extract", "-n", "3", "--device", "cpu", "-o", str(tmp / "x.h5")],
         "show": ["show", str(demo_store)],
@@ -94,6 +97,11 @@ def printed(demo_store: Path, demo_pair_store: Path, tiny_model_factory, tmp_pat
         "framenet --conllu": ["framenet", "--conllu", str(tmp / "dev.conllu"), "-m", str(tiny_model_factory("bert")), "--device", "cpu",
                               "--min-count", "1", "-o", str(tmp / "dep.h5")],
         "ablate": ["ablate", "-m", str(classifier), "-n", "6", "--bootstrap", "10", "--device", "cpu", "-o", str(tmp / "abl.h5")],
+        "words": ["words", str(demo_store), "-o", str(tmp / "w.h5")],
+        "cluster": ["cluster", str(tmp / "w.h5"), "-o", str(tmp / "cl.h5")],
+        "coref": ["coref", str(tmp / "tb.conllu"), "-m", str(tiny_model_factory("bert")), "--device", "cpu", "--bootstrap", "10", "-o", str(tmp / "co.h5")],
+        "probe": ["probe", "--train", str(tmp / "tb.conllu"), "--test", str(tmp / "tb.conllu"), "-m", str(tiny_model_factory("bert")),
+                  "--device", "cpu", "--max-iter", "3", "-o", str(tmp / "pr.h5")],
     }
     mp = pytest.MonkeyPatch()
     mp.setattr(T, "emit", catch)
@@ -108,7 +116,7 @@ def printed(demo_store: Path, demo_pair_store: Path, tiny_model_factory, tmp_pat
 
 
 def test_every_table_of_every_command_reads_well_at_80_columns(printed, monkeypatch):
-    assert {"extract", "classify", "framenet", "framenet --conllu", "ablate", "diff", "classify train"} <= set(printed)
+    assert {"extract", "classify", "framenet", "framenet --conllu", "ablate", "diff", "classify train", "words", "cluster", "coref", "probe"} <= set(printed)
     problems = [f"{name}: {p}" for name, tables in printed.items() for t in tables for p in check_readable(t, monkeypatch)]
     assert not problems, "\n\n".join(problems)
 

@@ -1,10 +1,7 @@
 """Dependency-relation heads, as in Clark et al. 2019 ("What Does BERT Look At?", section 4).
 
-Word-level attention from word-piece attention: the attention FROM a word is the MEAN over its pieces'
-rows (each row is a distribution, so the mean is one too), and the attention TO a word is the SUM over its
-pieces' columns (attention split across a word's pieces is added back up). Clark et al.'s paper describes
-exactly this; their released code took the first piece's row instead of the mean, a known defect that
-this module does not reproduce. Special tokens ([CLS], [SEP]) are not words: they are never predicted.
+Word-level attention comes from analysis/wordlevel.py (mean over the attending word's pieces, sum over the
+attended word's pieces, the paper's rule). Special tokens ([CLS], [SEP]) are not words: they are never predicted.
 
 A head predicts a word's governor as the word it attends to most (dependent -> head). The reverse
 direction asks whether the governor attends most to the dependent (head -> dependent). Per relation
@@ -21,24 +18,7 @@ from typing import Any
 
 import numpy as np
 
-
-def word_piece_matrix(offsets: np.ndarray, special: np.ndarray, word_spans: list[tuple[int, int]]) -> np.ndarray:
-    """[W, T] 0/1 matrix: piece ``t`` belongs to word ``w`` (character span, end exclusive) when they overlap."""
-    real = (special == 0) & (offsets[:, 1] > offsets[:, 0])
-    M = np.zeros((len(word_spans), len(offsets)), dtype=np.float32)
-    for w, (s, e) in enumerate(word_spans):
-        M[w] = real & (offsets[:, 0] < e) & (offsets[:, 1] > s)
-    return M
-
-
-def word_attention(att: np.ndarray, M: np.ndarray) -> np.ndarray:
-    """[L, H, T, T] piece attention -> [L, H, W, W] word attention (mean over the attending word's pieces,
-    sum over the attended word's pieces). Words without pieces get rows of NaN and columns of 0."""
-    to_words = att @ M.T  # [L, H, T, W]: sum over the attended word's pieces
-    n = M.sum(1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_rows = np.where(n > 0, M / n, np.nan)  # [W, T]
-    return np.einsum("wt,lhtv->lhwv", mean_rows, to_words, optimize=True)
+from bertsecrets_cli.analysis.wordlevel import word_attention, word_piece_matrix  # noqa: F401 - the word-level rule lives there
 
 
 def predictions(word_att: np.ndarray, has_pieces: np.ndarray) -> np.ndarray:

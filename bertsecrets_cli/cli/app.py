@@ -17,6 +17,11 @@ from bertsecrets_cli.cli.finetune import finetune
 from bertsecrets_cli.cli.merge import merge
 from bertsecrets_cli.cli.reproduce import reproduce
 from bertsecrets_cli.cli.framenet import framenet
+from bertsecrets_cli.cli.words import words
+from bertsecrets_cli.cli.cluster import cluster
+from bertsecrets_cli.cli.coref import coref
+from bertsecrets_cli.cli.probe import probe
+from bertsecrets_cli.cli import common as c
 
 app = typer.Typer(
     name="bertsecrets",
@@ -69,4 +74,8 @@ for _name, _fn in (("extract", extract), ("finetune", finetune), ("check", check
                    ("diff", diff), ("plot", plot), ("show", show), ("framenet", framenet), ("ablate", ablate)):
     app.command(_name, epilog=examples(*EXAMPLES[_name]))(_fn)
 app.add_typer(classify_app, name="classify")
+app.command("words", epilog=c.examples("bertsecrets words pre.h5 -o words.h5", "bertsecrets words pre.h5 -o words.h5 --word-boundaries whitespace"))(words)
+app.command("cluster", epilog=c.examples("bertsecrets cluster words.h5 -o clusters.h5 --figure heads.png", "bertsecrets cluster pre.h5 -o clusters.h5 --patterns pat.h5 -k 5"))(cluster)
+app.command("coref", epilog=c.examples("bertsecrets coref en_gum-corefud-dev.conllu -o coref.h5", "bertsecrets coref mentions.jsonl -o coref.h5 --model bert-base-cased -k 5"))(coref)
+app.command("probe", epilog=c.examples("bertsecrets probe --train en_ewt-ud-train.conllu --test en_ewt-ud-dev.conllu -o probe.h5", "bertsecrets probe --train train.conllu --test dev.conllu -o probe.h5 --embedding-dims 0 -n 2000"))(probe)
 

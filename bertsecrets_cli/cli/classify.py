@@ -75,6 +75,7 @@ def run(
 
     def body() -> None:
         from bertsecrets_cli.jobs.classify import ClassifyOptions, run_classify
+        from bertsecrets_cli.jobs.classify_parts import run_classify_resumable
         from bertsecrets_cli.render.console import info
         from bertsecrets_cli.render.tables import emit
         from bertsecrets_cli.cli.spool import input_path, output_path
@@ -88,7 +89,7 @@ def run(
                 res = run_classify(src, None, opts, source=name)
             else:
                 with output_path(output) as dst:
-                    res = run_classify(src, dst, opts, source=name)
+                    res = run_classify_resumable(src, dst, opts, source=name)
         stream = c.table_stream(output)
         emit(res.tables + (res.feature_tables if features else []), out_fmt, stream)
         if output is not None:

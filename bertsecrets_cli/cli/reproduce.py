@@ -21,6 +21,8 @@ def reproduce(
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the ablation confidence intervals.")] = 1000,
     framenet: Annotated[Optional[str], typer.Option("--framenet", help="FrameNet 1.7 folder (fndata-1.7 or NLTK's framenet_v17): adds the relation-head analysis.")] = None,
     conllu: Annotated[Optional[str], typer.Option("--conllu", help="A CoNLL-U file: adds dependency-relation heads.")] = None,
+    coref: Annotated[Optional[str], typer.Option("--coref", help="Coreference chains (CorefUD CoNLL-U or JSONL): adds Clark et al.'s coreference heads.")] = None,
+    probe_test: Annotated[Optional[str], typer.Option("--probe-test", help="A CoNLL-U test file: adds the attention probe, trained on --conllu.")] = None,
     device: c.DeviceOpt = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Keep finished steps (their outputs exist) and run the rest.")] = False,
     force: c.ForceOpt = False,
@@ -46,7 +48,7 @@ def reproduce(
 
         opts = ReproduceOptions(model=model, data=data, tasks=tuple(x.strip() for x in tasks.split(",") if x.strip()), preset=preset,
                                 train_limit=train_limit, max_steps=max_steps, eval_limit=eval_limit, bootstrap=bootstrap,
-                                framenet=framenet, conllu=conllu, device=device, resume=resume, force=force, quiet=quiet)
+                                framenet=framenet, conllu=conllu, coref=coref, probe_test=probe_test, device=device, resume=resume, force=force, quiet=quiet)
         res = run_reproduce(opts, output)
         if res.comparison is not None:
             emit(res.comparison, out_fmt)

@@ -34,7 +34,7 @@ class ClassifyOptions:
     block_values: int = 1 << 20  # attention values read at once (4 MiB as float32): bounds memory at any store size
     shard: str | None = None  # "i/n" or "auto": label only that contiguous range of examples (join with `merge`)
     quantity: str = "weights"  # which stored maps to label (schema.QUANTITIES): weights, norms_normalised, rollout, ...
-    part_size: int = 4096  # examples per resumable part of a run with -o (0: one pass, nothing kept if stopped)
+    part_size: int = 4096  # examples per resumable part (jobs/classify_parts.py; 0: one pass, nothing kept if stopped)
     resume: bool = False  # continue an interrupted run from its finished parts
 
 
@@ -66,31 +66,6 @@ class ClassifyResult:
         return P.head_shares(self.counts.sum((0, 1)))
 
 
-def _run_classify_in_parts(store_path: str | Path, out: str | Path, opts: ClassifyOptions, *, command: str | None,
-                           source: str | None) -> ClassifyResult | None:
-    """A store larger than one part is labelled part by part (resumable), then joined as shards are; None: one pass."""
-    from dataclasses import asdict, replace
-
-    from bertsecrets_cli.jobs.classify_merge import combine_patterns
-    from bertsecrets_cli.jobs.resumable import leftover_parts, run_in_parts
-    from bertsecrets_cli.jobs.shard import inherited_shard
-    from bertsecrets_cli.store import open_store
-    from bertsecrets_cli.store.writer import check_output_path
-
-    leftover_parts(out, resume=opts.resume, force=opts.force)
-    with open_store(store_path, kind="attention", locking=opts.locking) as st:
-        n, prov = st.n_examples, st.provenance()
-    if n <= opts.part_size or inherited_shard(prov):  # an extract shard is itself a part of a job
-        return None
-    check_output_path(out, force=opts.force or opts.resume)
-    key = {"input": str(source or store_path), "input_job": prov.get("job_fingerprint", ""), "n": n,
-           "options": {k: v for k, v in asdict(opts).items() if k not in ("force", "quiet", "resume", "locking", "block_values")}}
-    part_opts = replace(opts, part_size=0, force=True, resume=False)
-    return run_in_parts(out, n_items=n, part_size=opts.part_size, key=key, resume=opts.resume, what=f"classify of {n} examples",
-                        run_part=lambda shard, path: run_classify(store_path, path, replace(part_opts, shard=shard), command=command, source=source),
-                        combine=lambda paths: combine_patterns(paths, out, force=opts.force or opts.resume, locking=opts.locking, command=command))
-
-
 def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyOptions, *, command: str | None = None,
                  source: str | None = None) -> ClassifyResult:
     """Label every (example, layer, head) map of an attention store, streaming it; write a patterns store to ``out``.
@@ -114,12 +89,6 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
     from bertsecrets_cli.model.device import check_device_spec
 
     check_device_spec(opts.device)  # the rules need no device, but a mistyped one is still refused
-    if opts.part_size < 0:
-        raise InputError(f"--part-size {opts.part_size}: must be 0 (one pass) or more")
-    if out is not None and shard is None and opts.part_size:
-        parted = _run_classify_in_parts(store_path, out, opts, command=command, source=source)
-        if parted is not None:
-            return parted
     cnn = load_classifier(opts.classifier, opts.device) if opts.classifier else None
     cinfo = cnn.info if cnn else rules_info()
     with open_store(store_path, kind="attention", locking=opts.locking, quantity=opts.quantity) as st:

@@ -474,7 +474,7 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
         if len(real) and int(real[:, 1].max()) < len(text.rstrip()):
             too_long += 1  # truncated: the words past --max-length would look unattended
             continue
-        M = word_piece_matrix(enc.offsets, enc.special, spans)
+        M = word_piece_matrix(enc.offsets, enc.special, spans, text)
         kept.append((s, text))
         encoded.append(enc)
         matrices.append(M)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bertsecrets_cli.render.tables import Table
 
-MERGEABLE = ("attention", "patterns", "diff", "framenet", "dependency", "ablation")
+MERGEABLE = ("attention", "patterns", "diff", "framenet", "dependency", "ablation", "clusters", "coreference")
 
 
 def store_kind(path: str | Path, locking: bool | None = None) -> str:
@@ -59,6 +59,16 @@ def merge_stores(paths: list[str], out: str | Path, *, copy: bool = False, force
 
         rres = combine_relations(paths, out, top=top, force=force, locking=locking)
         n, unit, tables = rres.n_sentences, "sentences", rres.tables
+    elif kind == "clusters":
+        from bertsecrets_cli.jobs.cluster import combine_clusters
+
+        cres = combine_clusters(paths, out, force=force, locking=locking)
+        n, unit, tables = cres.n_examples, "examples", cres.tables
+    elif kind == "coreference":
+        from bertsecrets_cli.jobs.coref import combine_coref
+
+        kres = combine_coref(paths, out, top=top, force=force, locking=locking)
+        n, unit, tables = kres.n_segments, "segments", kres.tables
     else:
         from bertsecrets_cli.jobs.ablate import ablation_tables, combine_ablation
 

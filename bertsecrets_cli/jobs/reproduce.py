@@ -42,6 +42,8 @@ class ReproduceOptions:
     bootstrap: int = 1000
     framenet: str | None = None
     conllu: str | None = None
+    coref: str | None = None  # coreference chains (CorefUD CoNLL-U or JSONL): adds Clark et al.'s coreference heads
+    probe_test: str | None = None  # a second CoNLL-U file: adds the attention probe, trained on --conllu
     device: str = "auto"
     resume: bool = False
     force: bool = False
@@ -144,6 +146,9 @@ def run_reproduce(opts: ReproduceOptions, out: str | Path) -> ReproduceResult:
     if opts.eval_limit < 1:
         raise InputError("--eval-limit must be at least 1")
     _check_relation_inputs(opts)
+    from bertsecrets_cli.jobs import reproduce_clark
+
+    reproduce_clark.check_inputs(opts)
     from bertsecrets_cli.model.device import resolve_device
 
     resolve_device(opts.device)  # a bad or absent device is refused before the folder exists
@@ -208,6 +213,8 @@ def run_reproduce(opts: ReproduceOptions, out: str | Path) -> ReproduceResult:
                                  model=opts.model, device=opts.device, force=force, quiet=opts.quiet)
             flag = "--framenet" if kind == "framenet" else "--conllu"
             run.step(kind, path, ["framenet", flag, src, *model_arg, "-o", str(path), *dev], lambda fo=fo, path=path: run_relations(fo, path))
+
+    reproduce_clark.run_steps(run, opts, out, tasks[0].name, model_arg, dev)
 
     t0 = time.perf_counter()
     comparison = write_index(out, opts, tasks, run.steps)
@@ -396,6 +403,9 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
         h = _heads(fn)["framenet_fe_to_target"]
         li, hi = np.unravel_index(np.nanargmax(h), h.shape)
         cmp.add("top FrameNet head (mean max-attention)", "FrameNet", "L7H6 0.209, L1H2 0.201", f"L{li + 1}H{hi + 1} {float(h[li, hi]):.3f}", setup)
+    from bertsecrets_cli.jobs.reproduce_clark import index_section
+
+    body += index_section(out, cmp, setup, _table_md, _fmt)
     md += ["## The paper's headline numbers next to ours", ""] + _md_lines(cmp) + [""]
     md += body
     md += ["## Steps", "", "Each step is a subcommand; rerun any of them alone.", "", "| step | command | seconds |", "|---|---|---|"]

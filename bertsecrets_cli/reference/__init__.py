@@ -1,7 +1,8 @@
-"""The paper's headline numbers, kept by the project (Kovaleva et al. 2019, arXiv:1908.08593).
+"""The papers' headline numbers, kept by the project (Kovaleva et al. 2019, arXiv:1908.08593; Clark et al. 2019, arXiv:1906.04341).
 
 ``paper_numbers.json``: numbers stated in the text or read off its figures; ``figure_values.json``:
-full arrays read off Figs 5, 6, 8 and 9 (approximate, see its ``_note``).
+full arrays read off Figs 5, 6, 8 and 9 (approximate, see its ``_note``); ``clark_numbers.json``: the
+transcribed cells of Clark et al.'s Tables 1-2 (cited in its ``_source``).
 """
 
 from __future__ import annotations
@@ -22,3 +23,8 @@ def paper_numbers() -> dict[str, Any]:
 @cache
 def figure_values() -> dict[str, Any]:
     return json.loads((HERE / "figure_values.json").read_text())
+
+
+@cache
+def clark_numbers() -> dict[str, Any]:
+    return json.loads((HERE / "clark_numbers.json").read_text())

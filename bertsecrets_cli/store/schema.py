@@ -15,7 +15,7 @@ A_COMPLETE = "complete"
 A_TOOL_VERSION = "tool-version"
 A_CREATED = "created"
 
-KINDS = ("attention", "patterns", "diff", "ablation", "framenet", "dependency", "evaluation", "part")
+KINDS = ("attention", "patterns", "diff", "ablation", "framenet", "dependency", "evaluation", "part", "words", "clusters", "coreference", "probe")
 
 # groups and datasets
 G_PROVENANCE = "provenance"

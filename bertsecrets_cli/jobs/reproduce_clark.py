@@ -1,0 +1,132 @@
+"""The Clark et al. 2019 part of ``reproduce``: head clustering always (on the first task's pretrained store,
+at word level), coreference heads with ``--coref``, the attention probe with ``--conllu`` and ``--probe-test``;
+and their section of index.md next to the paper's transcribed numbers (reference/clark_numbers.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def check_inputs(opts: Any) -> None:
+    """Fail on an unreadable coreference or probe test file now, not after hours of fine-tuning."""
+    from bertsecrets_cli.errors import InputError
+
+    if getattr(opts, "probe_test", None):
+        if not opts.conllu:
+            raise InputError("--probe-test: give --conllu too (the probe is trained on it)")
+        from bertsecrets_cli.data.conllu import read_conllu
+
+        for _ in read_conllu(opts.probe_test):
+            pass
+    if getattr(opts, "coref", None):
+        from bertsecrets_cli.data.coref import read_coref
+
+        read_coref(opts.coref)
+
+
+def run_steps(run: Any, opts: Any, out: Path, first_task: str, model_arg: list[str], dev: list[str]) -> None:
+    from bertsecrets_cli.jobs.cluster import ClusterOptions, run_cluster
+    from bertsecrets_cli.jobs.words import WordsOptions, run_words
+
+    st = out / "stores"
+    pre, pat = st / f"{first_task}-pre.h5", st / f"{first_task}-pre.pat.h5"
+    words, clusters, fig = st / f"{first_task}-pre.words.h5", st / f"{first_task}-pre.clusters.h5", out / "figures" / "clusters.png"
+    run.step("Clark: word-level attention", words, ["words", str(pre), "-o", str(words)],
+             lambda: run_words(pre, words, WordsOptions(force=opts.force, quiet=opts.quiet)))
+    run.step("Clark: head clustering", clusters, ["cluster", str(words), "-o", str(clusters), "--patterns", str(pat), "--figure", str(fig)],
+             lambda: run_cluster(words, clusters, ClusterOptions(patterns=str(pat), figure=str(fig), force=opts.force, quiet=opts.quiet)))
+    if getattr(opts, "coref", None):
+        from bertsecrets_cli.jobs.coref import CorefOptions, run_coref
+
+        path = st / "coreference.h5"
+        co = CorefOptions(data=opts.coref, model=opts.model, device=opts.device, force=opts.force, quiet=opts.quiet)
+        run.step("Clark: coreference heads", path, ["coref", opts.coref, *model_arg, "-o", str(path), *dev], lambda: run_coref(co, path))
+    if getattr(opts, "probe_test", None):
+        from bertsecrets_cli.jobs.probe import ProbeOptions, run_probe
+
+        path = st / "probe.h5"
+        po = ProbeOptions(train=opts.conllu, test=opts.probe_test, model=opts.model, device=opts.device, force=opts.force, quiet=opts.quiet)
+        run.step("Clark: attention probe", path, ["probe", "--train", opts.conllu, "--test", opts.probe_test, *model_arg, "-o", str(path), *dev],
+                 lambda: run_probe(po, path))
+
+
+def index_section(out: Path, cmp: Any, setup: str, table_md: Any, fmt: Any) -> list[str]:
+    """index.md lines for the Clark analyses present in OUT/stores, and their rows of the comparison table."""
+    from bertsecrets_cli.reference import clark_numbers
+    from bertsecrets_cli.render.tables import Table
+    from bertsecrets_cli.store import open_store
+
+    ref = clark_numbers()
+    st = out / "stores"
+    body: list[str] = []
+    dep = st / "dependency.h5"
+    if dep.exists():
+        from bertsecrets_cli.jobs.framenet import DEP_RELATIONS
+
+        with open_store(dep) as s:
+            rows = {r["label"]: r for r in s.json(DEP_RELATIONS)}
+        for paper_label, ud in ref["dependency_ud_labels"].items():
+            r = rows.get(ud) or rows.get(paper_label)
+            best, offset = ref["dependency_best_head_vs_best_offset_percent"][paper_label]
+            ours = (f"{r['best_head']} {100 * r['best_accuracy']:.1f} vs offset {100 * r['offset_accuracy']:.1f} ({r['count']} arcs)" if r else "no such arcs")
+            cmp.add(f"best head vs best offset: {paper_label} (%)", "Clark: dependencies", f"{best} vs {offset}", ours, setup)
+    clusters = sorted(st.glob("*.clusters.h5"))
+    if clusters:
+        from bertsecrets_cli.analysis.clustering import layer_cohesion, nearest_heads
+        from bertsecrets_cli.jobs.cluster import DISTANCE
+
+        with open_store(clusters[0]) as s:
+            D, L, H = s.array(DISTANCE), s.n_layers, s.n_heads
+        within, between = layer_cohesion(D, L, H)
+        idx, _ = nearest_heads(D, 1)
+        same = float(np.mean(idx[:, 0] // H == np.arange(L * H) // H))
+        t = Table("head clustering: mean Jensen-Shannon distance within and across layers", ["layer", "within", "across", "ratio"])
+        for ly in range(L):
+            t.add(f"L{ly + 1}", float(within[ly]), float(between[ly]), float(within[ly] / between[ly]))
+        body += ["## Clark et al. 2019: heads clustered by behaviour", ""]
+        fig = out / "figures" / "clusters.png"
+        body += table_md(out, "clusters", t, fig if fig.exists() else None)
+        cmp.add("heads of a layer behave alike (nearest head in the same layer)", "Clark: clustering", "yes (Fig. 6)",
+                f"{same:.0%} of heads (chance {(H - 1) / (L * H - 1):.0%})", setup)
+    co = st / "coreference.h5"
+    if co.exists():
+        from bertsecrets_cli.jobs.coref import coref_tables
+
+        with open_store(co) as s:
+            summary = s.json("coreference/summary")
+            heads = {k: v.values for k, v in s.heads().items()}
+            boot = int(s.provenance().get("bootstrap", 0))
+        rows_ = [_Row(r, heads[f"coref_{r['type']}"]) for r in summary]
+        body += ["## Clark et al. 2019: coreference heads", ""]
+        for i, tb in enumerate(coref_tables(rows_, 10, boot)):
+            body += table_md(out, f"coreference-{i}", tb)
+        allrow = next(r for r in summary if r["type"] == "all")
+        cmp.add("best coreference head, antecedent accuracy (%)", "Clark: coreference", str(ref["coreference_best_head_accuracy_percent"]),
+                f"{allrow['best_head']} {100 * allrow['best_accuracy']:.1f} (rule-based {100 * allrow['baselines']['rule-based']:.1f})", setup)
+    pr = st / "probe.h5"
+    if pr.exists():
+        with open_store(pr) as s:
+            res = s.json("probe/results")
+        t = Table("attention probe: unlabeled attachment score", ["model", "UAS"])
+        for k, v in res["uas"].items():
+            t.add(k, float(v))
+        body += ["## Clark et al. 2019: the attention probe", ""] + table_md(out, "probe", t)
+        probe_uas = res["uas"].get("attention-only probe")
+        cmp.add("attention-only probe UAS", "Clark: probe", "not transcribed", fmt(probe_uas), setup)
+    return body
+
+
+class _Row:
+    """A coreference summary row as coref_tables reads it."""
+
+    def __init__(self, r: dict[str, Any], accuracy: np.ndarray) -> None:
+        from bertsecrets_cli.heads import parse_head
+
+        self.type, self.count, self.accuracy = r["type"], r["count"], accuracy
+        self.best = parse_head(r["best_head"])
+        self.best_interval = tuple(r["best_interval"])
+        self.baselines = r["baselines"]
+        self.baseline_intervals = {k: tuple(v) for k, v in r["baseline_intervals"].items()}
