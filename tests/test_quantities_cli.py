@@ -218,3 +218,19 @@ def test_a_head_with_zero_value_vectors_makes_a_valid_store(tmp_path: Path, tiny
         assert np.all(st.select_quantity("norms").attention(0)[1, 0] == 0)
     res = invoke("check", str(out))
     assert res.exit_code == 0, res.stdout + res.stderr
+
+
+@covers("coref", "--quantity")
+def test_coreference_heads_on_rollout(tmp_path: Path, tiny_model_factory) -> None:
+    from test_coref import DOC
+
+    p = tmp_path / "chains.conllu"
+    p.write_text(DOC)
+    model = str(tiny_model_factory("bert"))
+    res = invoke("coref", str(p), "-o", str(tmp_path / "c.h5"), "--model", model, "--device", "cpu", "--bootstrap", "0", "--quantity", "rollout")
+    assert res.exit_code == 0, res.stderr
+    assert "[on rollout]" in flat(res.stdout)
+    with open_store(tmp_path / "c.h5") as st:
+        assert st.n_heads == 1 and st.result_quantity() == "rollout"
+        assert all(q.values.shape == (2, 1) for q in st.heads().values())
+    one_line_error(invoke("coref", str(p), "-o", str(tmp_path / "d.h5"), "--model", model, "--quantity", "attn"), 3, "--quantity attn")
