@@ -61,9 +61,13 @@ def _zero_example_store(path: Path) -> None:
         w.set_model(n_layers=6, n_heads=12, model_type="bert", name="empty")
         w.put_array(S.ATTENTION_MAPS, np.zeros(0, np.float16))
         w.h5[S.G_ATTENTION].attrs["encoding"] = "float16"
-        for name, dt in (("examples/length", np.int32), ("examples/attention_offset", np.int64), ("examples/token_offset", np.int64)):
+        for name, dt in (("examples/length", np.int32), ("examples/attention_offset", np.int64), ("examples/token_offset", np.int64),
+                         ("tokens/ids", np.int32), ("tokens/type_ids", np.int8), ("tokens/special", np.int8)):
             w.put_array(name, np.zeros(0, dt))
+        w.put_array("tokens/offsets", np.zeros((0, 2), np.int32))
+        w.put_array(S.STATS_PER_EXAMPLE, np.zeros((0, 6, 12, len(S.STAT_NAMES)), np.float32))
         w.put_strings("examples/id", [])
+        w.put_strings("tokens/text", [])
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +236,12 @@ STORE_CASES = {
     "merge-missing-shard-file": StoreCase(lambda b, d, o: ["merge", str(o / "shard-0.h5"), "-o", str(o / "m.h5")], INPUT, "no such file"),
     "check-missing-file": StoreCase(lambda b, d, o: ["check", str(o / "nothing.h5")], INPUT, "no such file"),
     "show-folder": StoreCase(lambda b, d, o: ["show", str(o)], INPUT, "folder"),
+    "view-bitflip": StoreCase(lambda b, d, o: ["view", str(b["flipped"]), "-o", str(o / "v.html")], STORE, "corrupt", ("flipped",)),
+    "view-truncated": StoreCase(lambda b, d, o: ["view", str(b["truncated"]), "-o", str(o / "v.html")], STORE, "truncated", ("truncated",)),
+    "view-other-tool": StoreCase(lambda b, d, o: ["view", str(b["foreign"]), "-o", str(o / "v.html")], STORE, "another tool", ("foreign",)),
+    "view-empty-file": StoreCase(lambda b, d, o: ["view", str(b["empty"]), "-o", str(o / "v.html")], STORE, "empty", ("empty",)),
+    "view-zero-examples": StoreCase(lambda b, d, o: ["view", str(b["zero"]), "-o", str(o / "v.html")], INPUT, "no examples", ("zero",)),
+    "view-side-store-bitflip-as-patterns": StoreCase(lambda b, d, o: ["view", str(d), "--patterns", str(b["flipped"]), "-o", str(o / "v.html")], STORE, "patterns store", ("flipped",)),
 }
 
 
@@ -240,7 +250,7 @@ def test_hostile_store_fails_cleanly(name: str, bad: dict[str, Path], demo_store
     case = STORE_CASES[name]
     args = case.args(bad, demo_store, tmp_path)
     inputs = [bad[n] for n in case.input_names] + [demo_store]
-    outputs = [tmp_path / n for n in ("p.h5", "d.h5", "m.h5", "m.png", "g.png")]
+    outputs = [tmp_path / n for n in ("p.h5", "d.h5", "m.h5", "m.png", "g.png", "v.html")]
     line = assert_clean_failure(args, case.code, inputs=inputs, outputs=outputs)
     assert case.needle.lower() in line.lower(), line
 

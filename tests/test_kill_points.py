@@ -1,4 +1,4 @@
-"""Real ``bertsecrets extract`` runs killed at seeded random moments (SIGKILL and SIGTERM).
+"""Real ``bertsecrets extract`` and ``ablate`` runs killed at seeded random moments (SIGKILL and SIGTERM).
 
 After every kill, whatever exists under the output name is either rejected by ``check`` or the whole,
 correct result (a kill after the atomic rename);
@@ -157,3 +157,99 @@ def test_resume_removes_the_temporary_file_of_a_writer_killed_while_assembling(t
         p.write_bytes(b"x")
     assert remove_stale_temporaries(out) == [stale]
     assert not stale.exists() and live.exists() and other.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# ablate: the same, for a sweep (its kept work is the .OUT.ablate-resume.npz checkpoint, not part files)
+
+ABLATE_ARGS = ["ablate", "-n", "32", "--batch-size", "2", "--bootstrap", "50", "--device", "cpu"]
+ABLATE_ATTEMPTS = 8  # kill attempts, until both signals have landed and one SIGTERM kept part of the sweep
+# what ablate --resume says on stderr just before its sweep starts (with or without a checkpoint to continue)
+SWEEP_STARTS = ("--resume: no interrupted run", "resuming:")
+
+
+def _until_sweep(proc: subprocess.Popen) -> list[str]:
+    """Read the run's stderr until its sweep starts (or it ends); the lines read."""
+    lines: list[str] = []
+    for line in proc.stderr:  # type: ignore[union-attr]
+        lines.append(line)
+        if line.startswith(SWEEP_STARTS):
+            break
+    return lines
+
+
+@pytest.fixture(scope="module")
+def strong_classifier(tiny_model_factory, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from helpers import strengthen
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    src = tiny_model_factory("bert", classifier=True)
+    model = AutoModelForSequenceClassification.from_pretrained(src)
+    strengthen(model)
+    out = tmp_path_factory.mktemp("strong-bert-kill")
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(src).save_pretrained(out)
+    return out
+
+
+def _same_ablation(a: Path, b: Path) -> None:
+    from bertsecrets_cli.jobs.ablate import read_ablation
+
+    ra, rb = read_ablation(a), read_ablation(b)
+    np.testing.assert_array_equal(ra.base_logits, rb.base_logits)
+    for attr in ("metrics", "delta", "ci_low", "ci_high", "predictions"):
+        np.testing.assert_array_equal(getattr(ra, attr), getattr(rb, attr), err_msg=attr)
+
+
+@pytest.mark.slow
+def test_killed_ablate_sweeps_resume_to_the_uninterrupted_result(tmp_path: Path, strong_classifier: Path) -> None:
+    """Chains of runs on one output, each killed at a seeded moment of its sweep and resumed; a chain ends when a run
+    completes (or was killed after its store was renamed into place: that store must be the whole, right one)."""
+    args = [*ABLATE_ARGS, "-m", str(strong_classifier), "--resume"]
+    ref = tmp_path / "ref.h5"
+    proc = subprocess.Popen(_cli(*args, "-o", str(ref)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+    _until_sweep(proc)
+    t0 = time.monotonic()
+    while not ref.exists() and proc.poll() is None:
+        time.sleep(0.01)
+    sweep = time.monotonic() - t0  # the sweep and writing the store
+    assert proc.wait(timeout=600) == 0 and ref.exists(), proc.stderr.read() if proc.stderr else ""
+    rng = random.Random(SEED)
+    kills: list[tuple[str, float, int, bool]] = []  # (signal, delay into the sweep, exit status, checkpoint kept)
+    chain = 0
+    out = tmp_path / f"abl{chain}.h5"
+    for attempt in range(ABLATE_ATTEMPTS):
+        ckpt = out.with_name(f".{out.name}.ablate-resume.npz")
+        sig = signal.SIGKILL if attempt % 2 else signal.SIGTERM
+        delay = rng.uniform(0.0, 0.9) * sweep
+        proc = subprocess.Popen(_cli(*args, "-o", str(out)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+        head = _until_sweep(proc)
+        time.sleep(delay)
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        rc = proc.wait(timeout=300)
+        err = "".join(head) + (proc.stderr.read() if proc.stderr else "")
+        assert "Traceback" not in err, err
+        if rc != 0:
+            kills.append((sig.name, round(delay, 2), rc, ckpt.exists()))
+            assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name], "a killed sweep left a temporary file"
+        if out.exists():  # finished, or killed while printing after the atomic rename
+            assert rc in (0, EXIT_INTERRUPTED, -signal.SIGKILL, -signal.SIGTERM), (rc, err)  # -SIGTERM: as Python exits
+            _same_ablation(ref, out)
+            chain += 1
+            out = tmp_path / f"abl{chain}.h5"
+        elif sig == signal.SIGTERM:
+            lines = [ln for ln in err.splitlines() if ln.strip()]
+            assert rc == EXIT_INTERRUPTED and "error:" in lines[-1] and sum("error:" in ln for ln in lines) == 1, (rc, err)
+        else:
+            assert rc == -signal.SIGKILL, (rc, err)
+        if {"SIGKILL", "SIGTERM"} <= {k[0] for k in kills} and any(k[0] == "SIGTERM" and k[3] for k in kills):
+            break
+    if out.with_name(f".{out.name}.ablate-resume.npz").exists():
+        r = subprocess.run(_cli(*args, "-o", str(out)), capture_output=True, text=True, env=_env(), timeout=600)
+        assert r.returncode == 0, r.stderr
+        _same_ablation(ref, out)
+        assert not out.with_name(f".{out.name}.ablate-resume.npz").exists()
+    print(f"\nablate kill points (sweep {sweep:.2f} s): {kills}")
+    assert {k[0] for k in kills} == {"SIGKILL", "SIGTERM"}, kills
+    assert any(k[0] == "SIGTERM" and k[3] for k in kills), f"no SIGTERM landed in the sweep: {kills}"

@@ -71,7 +71,7 @@ def test_bare_plot_of_a_diff_store_draws_the_cosine_grid(demo_store: Path, tmp_p
     assert invoke("diff", str(demo_store), str(demo_store), "-o", str(d), "-q").exit_code == 0
     res = invoke("plot", str(d))
     assert res.exit_code == 0, res.stderr
-    assert res.stdout.startswith("cosine per head") and "1.00" in res.stdout and "legend:" in res.stdout
+    assert res.stdout.startswith("cosine: cosine similarity of A's and B's maps") and "1.00" in res.stdout and "legend:" in res.stdout
 
 
 @pytest.mark.parametrize("ext", [".png", ".svg", ".pdf"])

@@ -75,7 +75,12 @@ def commands() -> list[tuple[int, str]]:
     return out
 
 
+JQ_MISSING = "pipes into jq, which this machine lacks (apt-get install jq; .ci/run installs it)"
+
+
 def skip_reason(cmd: str) -> str | None:
+    if re.search(r"\| *jq\b", cmd) and shutil.which("jq") is None:
+        return JQ_MISSING
     for pattern, reason in SKIP:
         if re.search(pattern, cmd):
             return reason

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import covers
 from typer.testing import CliRunner
+from view_page import payload
 
 from bertsecrets_cli.cli.app import app
 from bertsecrets_cli.jobs.check import check_store
@@ -60,6 +61,16 @@ def test_reduced_reproduce_writes_index_tables_figures_and_valid_stores(tmp_path
     for kind in ("framenet", "dependency"):
         check_store(out / "stores" / f"{kind}.h5")
     assert "## FrameNet relation heads" in index
+    # index.html: the same content as HTML, its figures, and a self-contained view per task with the other stores' grids
+    page = (out / "index.html").read_text()
+    assert "headline numbers next to ours" in page and "<table>" in page
+    for src in re.findall(r'<img alt="[^"]*" src="([^"]+)">', page):
+        assert (out / src).exists(), src
+    assert len(re.findall(r'<img ', page)) == len(re.findall(r"!\[", index))
+    for t in ("sst2", "stsb"):
+        assert f'src="views/{t}.html"' in page
+        view = payload(out / "views" / f"{t}.html")
+        assert len(view["examples"]) == 4 and {"patterns", "diff", "ablation"} <= {g["source"] for g in view["grids"]}
     # an existing folder is refused without --resume; with it, finished steps are skipped
     again = runner.invoke(app, args)
     assert again.exit_code == 6 and "--resume" in again.stderr

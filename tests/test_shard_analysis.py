@@ -201,6 +201,10 @@ def test_framenet_shards_merge_into_the_unsharded_store(tmp_path: Path, tiny_mod
         assert a.example_ids() == b.example_ids()
         assert a.json("framenet/links") == b.json("framenet/links")
         assert b.provenance()["n_links"] == a.provenance()["n_links"]
+        # the marks are recomputed from the merged result, not taken from the first shard
+        for key in ("n_heads_beating_baseline", "below_min_links", "sentence_sources_used"):
+            assert b.provenance()[key] == a.provenance()[key], key
+        np.testing.assert_array_equal(a.heads()["framenet_beats_baseline"].values, b.heads()["framenet_beats_baseline"].values)
     with open_store(parts[1]) as st:
         assert st.provenance()["shard_index"] == 1 and st.n_examples < 5
 
@@ -220,6 +224,7 @@ def test_dependency_shards_merge_exactly(tmp_path: Path, tiny_model_factory) -> 
     with open_store(tmp_path / "full.h5") as a, open_store(tmp_path / "m.h5") as b:
         assert a.json("dependency/relations") == b.json("dependency/relations")
         assert b.provenance()["n_arcs"] == a.provenance()["n_arcs"]
+        assert b.provenance()["n_heads_beating_baseline"] == a.provenance()["n_heads_beating_baseline"] and b.provenance()["below_min_arcs"] == 1
 
 
 def test_check_reports_shards_and_merges_and_refuses_rows_that_do_not_match_the_examples(demo_store: Path, tmp_path: Path) -> None:

@@ -113,6 +113,13 @@ def is_noise(low: float, high: float) -> bool:
     return not (np.isfinite(low) and np.isfinite(high)) or (low <= 0.0 <= high)
 
 
+def covers_zero(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Bool array: the 95% interval [low, high] is known and includes 0 (the cells a grid marks 'noise?')."""
+    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(low) & np.isfinite(high) & (low <= 0.0) & (high >= 0.0)
+
+
 def normalise_importance(raw: np.ndarray, exponent: float = 2.0) -> np.ndarray:
     """Michel et al.: divide each layer's head importances by their L-``exponent`` norm."""
     raw = np.abs(np.asarray(raw, dtype=np.float64))

@@ -39,3 +39,10 @@ def head_stats(att: np.ndarray, special: np.ndarray, punct: np.ndarray) -> np.nd
     else:
         out[..., 5:] = np.nan
     return out
+
+
+def mean_of_finite(x: np.ndarray) -> float | None:
+    """Mean of the finite values of ``x``; None when there is none (an empty category: a blank cell, not NaN and a numpy warning)."""
+    v = np.asarray(x, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else None

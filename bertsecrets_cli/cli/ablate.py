@@ -82,4 +82,4 @@ def ablate(
             emit(ablation_tables(res, top), out_fmt, c.table_stream(output))
         info(f"wrote {len(res.names)} variants ({res.mode} mode) to {output if output != '-' else 'stdout'}")
 
-    c.run("ablate", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("ablate", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[model, data, *(stores or [])], outputs=[output])

@@ -17,6 +17,7 @@ from bertsecrets_cli.cli.finetune import finetune
 from bertsecrets_cli.cli.merge import merge
 from bertsecrets_cli.cli.reproduce import reproduce
 from bertsecrets_cli.cli.framenet import framenet
+from bertsecrets_cli.cli.view import view
 from bertsecrets_cli.cli.words import words
 from bertsecrets_cli.cli.cluster import cluster
 from bertsecrets_cli.cli.coref import coref
@@ -68,10 +69,13 @@ EXAMPLES = {
                  "bertsecrets framenet --conllu en_ewt-ud-dev.conllu --top 5 --format tsv --table heads"),
     "ablate": ("bertsecrets ablate --model runs/sst2 --task sst2 -o abl.h5",
                "bertsecrets ablate --model runs/mrpc --task mrpc --heads L2H3,L5H7 --no-sweep --bootstrap 1000"),
+    "view": ("bertsecrets view pre.h5 -o view.html",
+             "bertsecrets view ft.h5 --patterns ft.pat.h5 --diff diff.h5 --ablation abl.h5 --sample -n 16 -o view.html"),
 }
 
 for _name, _fn in (("extract", extract), ("finetune", finetune), ("check", check), ("merge", merge), ("reproduce", reproduce),
-                   ("diff", diff), ("plot", plot), ("show", show), ("framenet", framenet), ("ablate", ablate)):
+                   ("diff", diff), ("plot", plot), ("show", show), ("framenet", framenet), ("ablate", ablate),
+                   ("view", view)):
     app.command(_name, epilog=examples(*EXAMPLES[_name]))(_fn)
 app.add_typer(classify_app, name="classify")
 app.command("words", epilog=c.examples("bertsecrets words pre.h5 -o words.h5", "bertsecrets words pre.h5 -o words.h5 --word-boundaries whitespace"))(words)

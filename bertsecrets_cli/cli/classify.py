@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, Optional
 
 import typer
@@ -64,6 +65,7 @@ def run(
     resume: c.ResumeOpt = False,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
+    no_validate: c.NoValidateOpt = False,
     fmt: c.FormatOpt = "table",
     table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
@@ -95,7 +97,7 @@ def run(
         if output is not None:
             info(f"wrote the pattern labels of {res.n_examples} examples x {res.n_layers} layers x {res.n_heads} heads to {output if output != '-' else 'stdout'}")
 
-    c.run("classify", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("classify", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[store, classifier], outputs=[output], no_validate=no_validate)
 
 
 @classify_app.command("annotate", epilog=c.examples("bertsecrets classify annotate pre.h5 --labels labels.tsv --limit 100"))
@@ -108,6 +110,7 @@ def annotate(
     hint: Annotated[bool, typer.Option("--hint", help="Show the default rules' guess and features under each map (may bias you).")] = False,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Show at most this many tokens of a map.")] = 48,
     no_locking: c.NoLockingOpt = False,
+    no_validate: c.NoValidateOpt = False,
     fmt: c.FormatOpt = "table",
     table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
@@ -140,7 +143,7 @@ def annotate(
         emit(res.table, out_fmt)
         info(f"{res.labelled} labelled, {res.skipped} skipped in this session; {res.remaining} maps left; labels in {labels}")
 
-    c.run("classify annotate", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("classify annotate", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[store], outputs=[labels], no_validate=no_validate)
 
 
 @classify_app.command("train", epilog=c.examples("bertsecrets classify train labels.tsv -o clf.pt", "bertsecrets classify train --synthetic 2000 --epochs 5 -o synth.pt"))
@@ -185,4 +188,12 @@ def train(
         emit(res.tables, out_fmt)
         info(f"wrote {res.path}: validation macro-F1 {res.scores['macro_f1']:.3f}, accuracy {res.scores['accuracy']:.3f} (epoch {res.best_epoch})")
 
-    c.run("classify train", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("classify train", body, quiet=quiet, verbose=verbose, debug=debug, inputs=_labels_and_their_stores(labels or []), outputs=[output])
+
+
+def _labels_and_their_stores(labels: list[str]) -> Iterator[str]:
+    """The label files and the stores they refer to, read lazily: inside run(), where a bad file is one error line."""
+    yield from labels
+    from bertsecrets_cli.jobs.labels import stores_named
+
+    yield from stores_named(labels)

@@ -63,4 +63,4 @@ def cluster(
         info(f"compared {res.n_layers * res.n_heads} heads over {res.n_examples} examples ({res.n_rows} rows of {res.level}); "
              f"wrote {output if output != '-' else 'stdout'}")
 
-    c.run("cluster", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("cluster", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[store, patterns], outputs=[output, figure])

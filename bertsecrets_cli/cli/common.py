@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Optional
 
 import typer
 
-from bertsecrets_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_STORE, BertsecretsError
+from bertsecrets_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OUTPUT, BertsecretsError
 
 # --- shared option types -------------------------------------------------------------------
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Table output: table, tsv or json.", envvar="BERTSECRETS_FORMAT", show_envvar=False)]
@@ -43,6 +44,8 @@ QuantitiesOpt = Annotated[str, typer.Option("--quantities", help="Maps to store,
 QuantityOpt = Annotated[str, typer.Option("--quantity", help="Which attention maps to analyse: weights (default), norms, norms_normalised, rollout or flow "
                                           "(a store holds those given to extract --quantities; framenet computes them on the fly); tables name it.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same options.")]
+NoValidateOpt = Annotated[bool, typer.Option("--no-validate", help="Trust the input stores: skip the check that they hold every part their kind needs and that attention is finite, in [0, 1] and sums to 1 per row (check always does it).",
+                                             envvar="BERTSECRETS_NO_VALIDATE", show_envvar=False)]
 
 
 def data_options(task: str, data: str | None, split: str, limit: int | None, sample: bool, seed: int,
@@ -63,8 +66,13 @@ def check_format(fmt: str, table: str | None = None) -> Any:
     return OutputFormat(fmt, table)
 
 
-def run(command: str, body: Callable[[], Any], *, quiet: bool = False, verbose: int = 0, debug: bool = False) -> None:
-    """Run a subcommand's body: expected failures become one stderr line and their exit code."""
+def run(command: str, body: Callable[[], Any], *, quiet: bool = False, verbose: int = 0, debug: bool = False,
+        inputs: Iterable[str | None] = (), outputs: Iterable[str | None] = (), no_validate: bool = False) -> None:
+    """Run a subcommand's body: expected failures become one stderr line and their exit code.
+
+    ``outputs`` may never be any of ``inputs`` (cli.clobber), checked here for every command before
+    its body; ``no_validate`` turns off the validation of the stores it reads (store.validation).
+    """
     from bertsecrets_cli import __version__
     from bertsecrets_cli.render.console import debug as note_debug
     from bertsecrets_cli.render.console import set_verbosity
@@ -73,7 +81,17 @@ def run(command: str, body: Callable[[], Any], *, quiet: bool = False, verbose: 
     note_debug(f"bertsecrets {__version__} {command}: python {sys.version.split()[0]}, argv {' '.join(sys.argv[1:])}")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        body()
+        from bertsecrets_cli.cli.clobber import refuse_inputs_as_outputs
+        from bertsecrets_cli.jobs.integrity import set_validation
+
+        refuse_inputs_as_outputs(list(outputs), list(inputs))
+        set_validation(False if no_validate else None)
+        try:
+            with warnings.catch_warnings():
+                warnings.showwarning = _warning_as_debug_note
+                body()
+        finally:
+            set_validation(None)
     except BertsecretsError as e:
         if debug:
             traceback.print_exc()
@@ -92,13 +110,15 @@ def run(command: str, body: Callable[[], Any], *, quiet: bool = False, verbose: 
     except OSError as e:
         if debug:
             traceback.print_exc()
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if _hdf5_read_failure(msg):
-            print(f"bertsecrets {command}: error: {_stores_named()}: stored data cannot be read, the file is corrupt ({msg}); run bertsecrets check on it", file=sys.stderr)
-            raise typer.Exit(EXIT_STORE) from None
-        code = EXIT_STORE if "HDF5" in msg or "h5" in msg.lower() or "checksum" in msg.lower() else EXIT_OUTPUT
+        from bertsecrets_cli.jobs.integrity import explain_os_error
+
+        hdf5 = explain_os_error(e)  # raised inside h5py: diagnosed from the stores' files, not from its message
+        if hdf5 is not None:
+            print(f"bertsecrets {command}: error: {hdf5}", file=sys.stderr)
+            raise typer.Exit(hdf5.exit_code) from None
+        msg = e.strerror or (str(e).splitlines()[0] if str(e) else type(e).__name__)
         print(f"bertsecrets {command}: error: {getattr(e, 'filename', None) or ''}{': ' if getattr(e, 'filename', None) else ''}{msg}", file=sys.stderr)
-        raise typer.Exit(code) from None
+        raise typer.Exit(EXIT_OUTPUT) from None
     except typer.Exit:
         raise
     except Exception as e:  # noqa: BLE001 - the last line of defence
@@ -108,15 +128,11 @@ def run(command: str, body: Callable[[], Any], *, quiet: bool = False, verbose: 
         raise typer.Exit(EXIT_INTERNAL) from None
 
 
-def _hdf5_read_failure(msg: str) -> bool:
-    """h5py's words for data it cannot read back: a failed fletcher32 checksum, a damaged chunk."""
-    return "read data" in msg or "filter returned failure" in msg or "Can't read" in msg
+def _warning_as_debug_note(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
+    """A library's warning is no message for the user: shown with -v as a note, never raw on stderr."""
+    from bertsecrets_cli.render.console import debug
 
-
-def _stores_named() -> str:
-    reader = sys.modules.get("bertsecrets_cli.store.reader")
-    paths = [str(p) for p in reader.recently_opened()] if reader is not None else []
-    return " or ".join(paths) if paths else "a store"
+    debug(f"note: {category.__name__}: {message} ({os.path.basename(filename)}:{lineno})")
 
 
 def _exit_now_if_hdf5_is_broken(code: int) -> None:

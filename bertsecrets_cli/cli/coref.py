@@ -56,4 +56,4 @@ def coref(
         info(f"scored {res.n_mentions} mentions in {res.n_segments} segments x {res.n_layers} layers x {res.n_heads} heads; "
              f"wrote {output if output != '-' else 'stdout'}")
 
-    c.run("coref", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("coref", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[data, model], outputs=[output])

@@ -22,6 +22,7 @@ def diff(
     resume: c.ResumeOpt = False,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
+    no_validate: c.NoValidateOpt = False,
     fmt: c.FormatOpt = "table",
     table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
@@ -56,4 +57,4 @@ def diff(
                 return
         emit(res.tables, out_fmt, c.table_stream(output))
 
-    c.run("diff", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("diff", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[store_a, store_b], outputs=[output], no_validate=no_validate)

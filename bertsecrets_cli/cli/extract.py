@@ -64,4 +64,4 @@ def extract(
             emit(res.summary, out_fmt, c.table_stream(output))
         info(f"wrote {res.n_examples} examples x {res.n_layers} layers x {res.n_heads} heads to {output if output != '-' else 'stdout'}")
 
-    c.run("extract", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("extract", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[data, model], outputs=[output])

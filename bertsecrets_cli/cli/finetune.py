@@ -102,4 +102,4 @@ def finetune(
         if res.table is not None:
             emit(res.table, out_fmt)
 
-    c.run("finetune", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("finetune", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[model, data, eval_data], outputs=[output])

@@ -74,4 +74,4 @@ def framenet(
         info(f"scored {res.n_links} {what} in {res.n_sentences} sentences x {res.n_layers} layers x {res.n_heads} heads; "
              f"wrote {output if output != '-' else 'stdout'}")
 
-    c.run("framenet", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("framenet", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[framenet_dir, conllu, model], outputs=[output])

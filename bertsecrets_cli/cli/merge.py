@@ -41,4 +41,4 @@ def merge(
         emit(merge_stores(shards, output, copy=copy, force=force, locking=False if no_locking else None, top=top), out_fmt)
         info(f"merged {len(shards)} shards into {output}")
 
-    c.run("merge", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("merge", body, quiet=quiet, verbose=verbose, debug=debug, inputs=shards, outputs=[output])

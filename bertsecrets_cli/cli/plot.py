@@ -26,6 +26,7 @@ def plot(
     width: Annotated[Optional[int], typer.Option("--width", help="Terminal columns to draw in (default: the terminal's, 80 when not a terminal).")] = None,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
+    no_validate: c.NoValidateOpt = False,
     fmt: c.FormatOpt = "table",
     table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
@@ -65,4 +66,4 @@ def plot(
         for line in res.lines:
             console.print(line)
 
-    c.run("plot", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("plot", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[store], outputs=[out], no_validate=no_validate)

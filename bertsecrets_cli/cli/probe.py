@@ -54,4 +54,4 @@ def probe(
         info(f"trained on {res.n_train} sentences, scored {res.n_test} x {res.n_layers} layers x {res.n_heads} heads; "
              f"wrote {output if output != '-' else 'stdout'}")
 
-    c.run("probe", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("probe", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[train, test, model], outputs=[output])

@@ -10,7 +10,7 @@ from bertsecrets_cli.cli import common as c
 
 
 def reproduce(
-    output: Annotated[str, typer.Option("--output", "-o", help="Folder for models, stores, figures, tables and index.md.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Folder for models, stores, figures, tables, views and index.md / index.html.")],
     model: c.ModelOpt = None,
     data: Annotated[Optional[str], typer.Option("--data", "-d", help="A glue_data folder (one subfolder per task, the GLUE download layout); default: the shipped demo data.")] = None,
     tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated GLUE tasks; default: the demo tasks sst2,mrpc,stsb. The paper: mrpc,stsb,sst2,qqp,rte,qnli,mnli.")] = "sst2,mrpc,stsb",
@@ -34,7 +34,7 @@ def reproduce(
 ) -> None:
     """Reproduce the paper end to end: fine-tune, extract, classify, diff, ablate (and FrameNet), with an index.
 
-    Writes OUTPUT/index.md showing every table and figure and the paper's headline numbers next to ours.
+    Writes OUTPUT/index.md (and the same as OUTPUT/index.html, with an interactive attention view per task from views/) showing every table and figure and the paper's headline numbers next to ours.
     With the defaults (embedded model, demo data) it takes about 10 minutes on a 2-core CPU; with
     --model bert-base-uncased --data glue_data --tasks mrpc,stsb,sst2,qqp,rte,qnli,mnli --preset paper
     --eval-limit 1000 it runs the paper's setup (a GPU is advised).
@@ -54,4 +54,4 @@ def reproduce(
             emit(res.comparison, out_fmt)
         info(f"wrote {res.index} ({res.seconds:.0f} s of work)")
 
-    c.run("reproduce", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("reproduce", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[model, data, framenet, conllu], outputs=[output])

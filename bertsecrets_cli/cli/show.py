@@ -18,6 +18,7 @@ def show(
     by_abs: Annotated[bool, typer.Option("--abs", help="Largest magnitude first (differences, ablation deltas).")] = False,
     layer: Annotated[Optional[str], typer.Option("--layer", "-l", help="Only heads of this layer, 1-based (3 or L3).")] = None,
     no_locking: c.NoLockingOpt = False,
+    no_validate: c.NoValidateOpt = False,
     fmt: c.FormatOpt = "table",
     table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
@@ -39,4 +40,4 @@ def show(
             tables = run_show(path, opts, name=store)
         emit(tables, out_fmt)
 
-    c.run("show", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("show", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[store], no_validate=no_validate)

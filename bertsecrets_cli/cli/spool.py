@@ -27,8 +27,11 @@ def input_path(path: str) -> Iterator[str]:
             shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
         if os.path.getsize(tmp) == 0:
             raise InputError("-: standard input is empty (did the command before the pipe fail?)")
+        from bertsecrets_cli.jobs.integrity import name_spool_file
+
+        name_spool_file(tmp, "-")  # messages about the spool file name '-', what the user typed
         yield tmp
-    finally:
+    finally:  # the alias stays: an error reported after this block still names '-'
         Path(tmp).unlink(missing_ok=True)
 
 

@@ -17,6 +17,7 @@ def words(
     word_boundaries: WordBoundariesOpt = "punctuation",
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
+    no_validate: c.NoValidateOpt = False,
     fmt: c.FormatOpt = "table",
     table: c.TableOpt = None,
     quiet: c.QuietOpt = False,
@@ -45,4 +46,4 @@ def words(
         info(f"converted {res.n_examples} examples ({res.n_pieces} pieces -> {res.n_words} units) x {res.n_layers} layers x {res.n_heads} heads; "
              f"wrote {output if output != '-' else 'stdout'}")
 
-    c.run("words", body, quiet=quiet, verbose=verbose, debug=debug)
+    c.run("words", body, quiet=quiet, verbose=verbose, debug=debug, inputs=[store], outputs=[output], no_validate=no_validate)

@@ -11,7 +11,7 @@ import io
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -42,6 +42,7 @@ class Dataset:
     source: str  # human description of where the examples came from
     split: str
     is_demo: bool
+    notes: list[str] = field(default_factory=list)  # for the user, said by the job that loaded it (e.g. no labels)
 
 
 @dataclass(frozen=True)
@@ -297,6 +298,12 @@ def _table_rows(path: Path, fmt: str) -> list[tuple[int, list[str]]]:
     return rows
 
 
+def _unlabelled_note(path: Path, what: str, looked_for: list[str]) -> str:
+    """A file without labels is fine for attention, but the user should know labels are absent, not zero."""
+    names = " or ".join(repr(n) for n in dict.fromkeys(looked_for))
+    return f"note: {path}: no label {what} ({names}; --label-column names another): the examples are stored unlabelled"
+
+
 def _load_table(task: TaskSpec, path: Path, split: str, fmt: str, columns: _Columns) -> Dataset:
     rows = _table_rows(path, fmt)
     layout = _GLUE_LAYOUTS.get(task.name)
@@ -327,8 +334,9 @@ def _load_table(task: TaskSpec, path: Path, split: str, fmt: str, columns: _Colu
         examples.append(Example(ex_id, texts[0], texts[1] if task.is_pair else None, label))
     if not examples:
         raise InputError(f"{path}: no examples (only a header line)")
+    notes = [_unlabelled_note(path, "column", ([layout.label] if glue_like and layout else []) + ["label"])] if label_col is None else []
     kind = "GLUE file" if glue_like else "file"
-    return Dataset(examples, f"{kind} {path}", split, False)
+    return Dataset(examples, f"{kind} {path}", split, False, notes)
 
 
 def _pick_text_columns(task: TaskSpec, path: Path, header: list[str], given: tuple[str, ...] | None,
@@ -400,7 +408,8 @@ def _load_jsonl(task: TaskSpec, path: Path, split: str, columns: _Columns) -> Da
         examples.append(Example(ex_id, texts[0], texts[1] if task.is_pair else None, label))
     if not examples:
         raise InputError(f"{path}: no examples")
-    return Dataset(examples, f"file {path}", split, False)
+    unlabelled = columns.label is None and all(e.label is None for e in examples)
+    return Dataset(examples, f"file {path}", split, False, [_unlabelled_note(path, "field", ["label"])] if unlabelled else [])
 
 
 # --------------------------------------------------------------------------- hub

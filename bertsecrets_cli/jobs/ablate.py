@@ -657,11 +657,13 @@ def ablation_tables(r: AblationResult, top: int = 10) -> list[Table]:
 
     m = r.main_metric
     cols = ["disabled", m, "delta", "ci95_low", "ci95_high", "noise?"]
+    who = f"{r.model.get('name', '')} on {r.task}, N={int((~np.isnan(r.labels)).sum())} labelled examples"
+    unit = f"{m} and delta as fractions (0.01 = 1 {m} point)"
     if r.bootstrap:
-        cap = (f"delta = {m} with the heads disabled ({r.mode} mode) - baseline; 95% paired bootstrap interval over examples "
-               f"({r.bootstrap} resamples); 'noise?' = the interval covers 0")
+        cap = (f"delta = {m} with the heads disabled ({r.mode} mode) - baseline; {unit}; 95% paired bootstrap interval over examples "
+               f"({r.bootstrap} resamples); 'noise?' = the interval covers 0; {who}")
     else:
-        cap = f"delta = {m} disabled ({r.mode}) - baseline; no intervals (--bootstrap 0)"
+        cap = f"delta = {m} disabled ({r.mode}) - baseline; {unit}; no intervals (--bootstrap 0); {who}"
     tables = []
     t = Table("baseline", ["metric", "value"], digits=4, name="baseline",
               caption=f"{r.model.get('name', '')} on {r.task}, {int((~np.isnan(r.labels)).sum())} labelled examples")

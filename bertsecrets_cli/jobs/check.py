@@ -11,6 +11,7 @@ import numpy as np
 
 from bertsecrets_cli.errors import StoreError
 from bertsecrets_cli.store import schema as S
+from bertsecrets_cli.store.validation import REQUIRED
 from bertsecrets_cli.render.tables import Table
 
 
@@ -34,20 +35,31 @@ def reports_table(reports: list[CheckReport]) -> Table:
     return t
 
 
-def check_store(path: str | Path, *, locking: bool | None = None, tolerance: float = 5e-3) -> CheckReport:
-    """Raise StoreError at the first problem; return what was verified otherwise."""
-    from bertsecrets_cli.store import open_store
+def check_store(path: str | Path, *, locking: bool | None = None) -> CheckReport:
+    """Raise StoreError at the first problem; return what was verified otherwise.
 
-    with open_store(path, locking=locking) as st:
-        rep = CheckReport(Path(path), st.kind, st.n_examples)
+    Verifies everything readers validate (store.validation) and more: every part the kind requires, the
+    offsets, each value in [0, 1], and each example's rows, however the command was told to validate.
+    """
+    from bertsecrets_cli.store import open_store
+    from bertsecrets_cli.store.failures import shown
+    from bertsecrets_cli.store.validation import missing_parts
+
+    name = shown(path)
+    with open_store(path, locking=locking, validate=False) as st:
+        missing = missing_parts(st.h5, st.kind)
+        if missing:
+            raise StoreError(f"{name}: {S.a_store(st.kind)} without {', '.join(missing)}: damaged or edited by hand")
+        rep = CheckReport(Path(name), st.kind, st.n_examples)
         rep.checks.append(("schema", f"{st.kind} store, version {st.version}"))
+        rep.checks.append(("required parts", f"all {len(REQUIRED.get(st.kind, ()))} of {S.a_store(st.kind)}"))
         for problem in st.verify_sources():
-            raise StoreError(f"{path}: {problem}")
+            raise StoreError(f"{name}: {problem}")
         n = st.n_examples
         rows = [f"examples/{k}" for k in (st.h5["examples"] if st.has("examples") else [])] + [k for k in S.PER_EXAMPLE_DATASETS if st.has(k)]
-        for name in rows:
-            if st.h5[name].shape[0] != n:
-                raise StoreError(f"{path}: {name} has {st.h5[name].shape[0]} rows for {n} examples")
+        for ds in rows:
+            if st.h5[ds].shape[0] != n:
+                raise StoreError(f"{name}: {ds} has {st.h5[ds].shape[0]} rows for {n} examples")
         if rows:
             rep.checks.append(("rows per example", f"{len(rows)} datasets of {n} rows"))
         prov = st.provenance()
@@ -60,46 +72,48 @@ def check_store(path: str | Path, *, locking: bool | None = None, tolerance: flo
                 src = json.loads(src) if src.startswith("[") else [src]
             rep.checks.append(("merged", f"from {len(src)} shards: {', '.join(src[:4])}{', ...' if len(src) > 4 else ''}"))
         for q in st.quantities() or [st.result_quantity()]:
-            _check_quantity(st, path, q, tolerance, rep)
+            _check_quantity(st, name, q, rep)
     return rep
 
 
-def _check_quantity(st: Any, path: Any, q: str, tolerance: float, rep: Any) -> None:
-    """Offsets, sizes, finiteness, row sums (distribution kinds only) and per-head shapes of one quantity's maps."""
+def _check_quantity(st: Any, name: str, q: str, rep: Any) -> None:
+    """Offsets, sizes, values (finite, not negative; rows summing to 1 for distribution kinds only) and
+    per-head shapes of one quantity's maps; ``name``: what messages call the store."""
+    from bertsecrets_cli.store.validation import quantity_problem
+
     st.select_quantity(q)
     spec = S.quantity(q)
     tag = "" if q == S.Q_WEIGHTS else f" ({q})"
+    what = "attention" if q == S.Q_WEIGHTS else q
     if st.has(spec.maps):
         lengths = st.lengths().astype(np.int64)
         if (lengths < 1).any():
-            raise StoreError(f"{path}: example {int(np.argmin(lengths))} has length {int(lengths.min())}")
+            raise StoreError(f"{name}: example {int(np.argmin(lengths))} has length {int(lengths.min())}")
         L, H = st.n_layers, st.n_heads
         off = st.array(spec.offset)
         expect = np.concatenate([[0], np.cumsum(L * H * lengths**2)[:-1]]) if len(lengths) else off
         if not np.array_equal(off, expect):
-            raise StoreError(f"{path}: {q} offsets are inconsistent with the example lengths")
+            raise StoreError(f"{name}: {what} offsets are inconsistent with the example lengths")
         total = int((L * H * lengths**2).sum())
         if st.h5[spec.maps].shape[0] != total:
-            raise StoreError(f"{path}: {q} array holds {st.h5[spec.maps].shape[0]} values, the index says {total}")
+            raise StoreError(f"{name}: {what} array holds {st.h5[spec.maps].shape[0]} values, the index says {total}")
         rep.checks.append((f"offsets{tag}", f"{len(lengths)} examples, {total} values"))
         worst = 0.0
-        try:
-            for i, att in st.iter_attention():
-                if not np.isfinite(att).all():
-                    raise StoreError(f"{path}: example {i} has NaN or infinite {q} values")
-                if spec.distribution:
-                    rows = att.sum(-1)
-                    # norms_normalised: a head whose value vectors are all zero keeps all-zero rows
-                    err = np.abs(rows - 1) if q == S.Q_WEIGHTS else np.minimum(np.abs(rows - 1), np.abs(rows))
-                    worst = max(worst, float(err.max()))
-                    if worst > tolerance:
-                        raise StoreError(f"{path}: example {i} has {q} rows that do not sum to 1 (off by {worst:.3g})")
-                elif (att < 0).any():
-                    raise StoreError(f"{path}: example {i} has negative {q} values")
-        except OSError as e:
-            raise StoreError(f"{path}: {q} data cannot be read (checksum or I/O error: {str(e).splitlines()[0]})") from e
-        rep.checks.append((f"checksums + rows{tag}", f"all rows sum to 1 (max error {worst:.1e})" if spec.distribution else "finite, non-negative"))
-    for name, hq in st.heads().items():
+        enc = st.encoding
+        for i, att in st.iter_attention():  # a failed checksum is a StoreError naming the store (Store._read)
+            # weights: none negative and rows summing to 1, so none above 1 either; norms, flow: finite, not negative
+            problem = quantity_problem(att, enc, q)
+            if problem is not None:
+                raise StoreError(f"{name}: example {i} has {problem if q == S.Q_WEIGHTS else f'{q}: {problem}'}")
+            if spec.distribution and att.size:
+                rows = att.sum(-1)
+                # norms_normalised: a head whose value vectors are all zero keeps all-zero rows
+                err = np.abs(rows - 1) if q != "norms_normalised" else np.minimum(np.abs(rows - 1), np.abs(rows))
+                worst = max(worst, float(err.max()))
+        rep.checks.append((f"checksums + values + rows{tag}",
+                           f"all values in [0, 1], all rows sum to 1 (max error {worst:.1e})" if spec.distribution
+                           else "checksums read; all values finite and not negative"))
+    for qname, hq in st.heads().items():
         if hq.values.shape != (st.n_layers, st.n_heads):
-            raise StoreError(f"{path}: per-head quantity {name}{tag} has shape {hq.values.shape}, expected {(st.n_layers, st.n_heads)}")
+            raise StoreError(f"{name}: per-head quantity {qname}{tag} has shape {hq.values.shape}, expected {(st.n_layers, st.n_heads)}")
     rep.checks.append((f"per-head quantities{tag}", f"{len(st.heads())} of shape {st.n_layers}x{st.n_heads}"))

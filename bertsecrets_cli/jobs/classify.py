@@ -187,7 +187,8 @@ def majority_letter(cls: int, share: float) -> str:
 
 def result_tables(res: ClassifyResult) -> list[Table]:
     """Shares per layer and overall, the majority type of every head, and a summary."""
-    cap = f"classifier {res.classifier.label}; maps: {res.quantity}"
+    cap = (f"classifier {res.classifier.label}; share (0-1) of the layer's maps (N={res.n_examples} examples x {res.n_heads} heads) "
+           f"classified as each type; maps: {res.quantity}")
     t = Table(f"pattern shares per layer ({res.classifier.label}, on {res.quantity})", ["layer", *P.CLASSES], caption=cap, name="layers")
     for layer in range(res.n_layers):
         t.add(layer_name(layer), *(float(x) for x in res.layer_shares[layer]))
@@ -211,16 +212,22 @@ def result_tables(res: ClassifyResult) -> list[Table]:
 
 def token_tables(res: ClassifyResult) -> list[Table]:
     """Paper sec. 4.4: attention given to [CLS], [SEP], punctuation and negation, per layer and per head."""
-    cols = [TOKEN_FEATURE_LABELS[k] for k in TOKEN_FEATURES]
+    from bertsecrets_cli.render.labels import TOKEN_COLUMNS
+
+    cols = [TOKEN_COLUMNS[k] for k in TOKEN_FEATURES]  # "max-": not extract's all-[SEP]/all-punct. mass (README glossary)
     n = ", ".join(f"{TOKEN_FEATURE_LABELS[k]} {int(res.token_examples[i])}" for i, k in enumerate(TOKEN_FEATURES))
-    cap = f"mean attention given to the token (column mean; max over such tokens); examples with the token: {n}"
-    t = Table(f"attention to tokens per layer (mean over heads, on {res.quantity})", ["layer", *cols], caption=cap, name="token-layers")
+    from bertsecrets_cli.store import schema as S
+
+    mass = "attention mass (0-1)" if S.quantity(res.quantity).distribution else f"{res.quantity} value"
+    cap = (f"{mass} given to the most-attended such token of each example (column mean over query rows; "
+           f"max over the example's [SEP]s, punctuation tokens, negation words); examples with the token: {n}; maps: {res.quantity}")
+    t = Table(f"attention to tokens per layer, mean over heads (N={res.n_examples} examples) on {res.quantity}", ["layer", *cols], caption=cap, name="token-layers")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a layer where no example had the token: NaN, said so
         per_layer = np.nanmean(res.token_means, axis=1)
     for layer in range(res.n_layers):
         t.add(layer_name(layer), *(float(x) for x in per_layer[layer]))
-    h = Table(f"attention to tokens per head (on {res.quantity})", ["head", *cols], caption=cap, name="token-heads")
+    h = Table(f"attention to tokens per head (N={res.n_examples} examples, on {res.quantity})", ["head", *cols], caption=cap, name="token-heads")
     for layer in range(res.n_layers):
         for head in range(res.n_heads):
             h.add(head_name(layer, head), *(float(x) for x in res.token_means[layer, head]))

@@ -142,25 +142,27 @@ def _nanmean(x: np.ndarray) -> float:
 
 
 def summary_tables(cosine: np.ndarray | None, js: np.ndarray | None, quantities: dict[str, tuple[np.ndarray, np.ndarray, str]],
-                   top: int, measure: str, *, quantity: str = "weights") -> list[Table]:
+                   top: int, measure: str, context: str = "", *, quantity: str = "weights") -> list[Table]:
     """Per-layer similarity (the rows of the paper's Fig. 5), the most changed heads, and B - A per quantity.
 
-    Titles name the quantity compared unless it is the weights (the titles of before quantities existed).
+    ``context`` (models, data, N: render.labels.context) goes into the similarity table's title. Titles name
+    the ``quantity`` compared unless it is the weights (the titles of before quantities existed).
     """
     from bertsecrets_cli.analysis.similarity import layer_means, rank_heads
 
     on = "" if quantity == S.Q_WEIGHTS else f" on {quantity}"
     tables: list[Table] = []
     if cosine is not None and js is not None:
-        t = Table(f"similarity per layer (A -> B){on}", ["layer", "cosine", "min cosine", "least similar head", "JS divergence"], name="layers",
-                  caption=f"{measure}; mean over heads and examples")
+        t = Table(f"similarity per layer (A -> B){on}" + (f" ({context})" if context else ""), ["layer", "cosine", "min cosine", "least similar head", "JS divergence"],
+                  name="layers", caption=f"{measure} (0-1; 1 = the same maps); JS divergence in bits (0 = the same rows); mean over heads and examples")
         cos_l, js_l = layer_means(cosine), layer_means(js)
         for li in range(cosine.shape[0]):
             row = cosine[li]
             h = int(np.nanargmin(row)) if np.isfinite(row).any() else 0
             t.add(layer_name(li), cos_l[li], float(row[h]), head_name(li, h), js_l[li])
         tables.append(t)
-        t = Table(f"most changed heads{on}", ["rank", "head", "cosine", "JS divergence"], caption=f"lowest mean cosine first; maps: {quantity}", name="heads")
+        t = Table(f"most changed heads{on}", ["rank", "head", "cosine", "JS divergence"],
+                  caption=f"lowest mean cosine (0-1) first; JS divergence in bits; maps: {quantity}", name="heads")
         for r, (li, h, v) in enumerate(rank_heads(cosine, top=top, ascending=True), 1):
             t.add(r, head_name(li, h), v, float(js[li, h]))
         tables.append(t)
@@ -300,7 +302,12 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
                 cosine = cos_sum / cos_n
             js = js_sum / len(ia)
         deltas = {f"delta_{n}": b - a for n, (a, b, _) in quantities.items()}
-        tables = summary_tables(cosine, js, quantities, opts.top, measure, quantity=st_a.quantity)
+        from bertsecrets_cli.render.labels import context
+
+        data = str(st_a.provenance().get("data_source", "") or "")
+        tables = summary_tables(cosine, js, quantities, opts.top, measure,
+                                context(f"{_model_desc(st_a)} -> {_model_desc(st_b)}", data, len(ia), counts="paired examples"),
+                                quantity=st_a.quantity)
         if writer is not None:
             writer.set_model(n_layers=L, n_heads=H, model_type=_model_attr(st_a, "model_type"), name=f"{_model_desc(st_a)} -> {_model_desc(st_b)}",
                              name_a=_model_desc(st_a), name_b=_model_desc(st_b))

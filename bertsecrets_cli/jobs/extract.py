@@ -17,6 +17,7 @@ from bertsecrets_cli.render.tables import Table
 from bertsecrets_cli.store import schema as S
 
 MAX_LENGTH_LIMIT = 4096
+WRITE_QUEUE_BATCHES = 4  # batches waiting for the writer thread: bounds memory when the disk is slower than the model
 
 
 @dataclass
@@ -78,6 +79,8 @@ def load_examples(opts: DataOptions) -> tuple[Any, Any]:
         raise InputError(f"{ds.source}: no examples to process")
     if ds.is_demo:
         info(f"using {ds.source} for task {task.name}; pass --data for real data")
+    for note in ds.notes:
+        info(note)
     return task, ds
 
 
@@ -88,27 +91,89 @@ def check_common(max_length: int, batch_size: int) -> None:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
 
 
-def summary_table(heads: dict[str, np.ndarray], n_layers: int) -> Table:
-    """Per layer: mean attention to [CLS], [SEP], punctuation, and mean entropy (means over heads)."""
-    t = Table("attention per layer (mean over heads and examples)", ["layer", "[CLS]", "[SEP]", "punct", "self", "prev", "next", "entropy"], name="layers")
+def summary_table(heads: dict[str, np.ndarray], n_layers: int, context: str = "") -> Table:
+    """Per layer: mean attention mass on [CLS], all [SEP]s, all punctuation, and mean entropy (means over heads).
+
+    The [SEP] and punctuation columns are sums over every such token ('sum'), unlike classify --features's
+    most-attended single token ('max'; README glossary)."""
+    from bertsecrets_cli.analysis.stats import mean_of_finite
+    from bertsecrets_cli.render.labels import STAT_COLUMNS
+
+    names = ("cls", "sep", "punct", "self", "prev", "next", "entropy")
+    t = Table("attention per layer, mean over heads and examples" + (f" ({context})" if context else ""),
+              ["layer", *(STAT_COLUMNS[k] for k in names)], name="layers",
+              caption="attention mass (0-1) summed over every [CLS] / [SEP] / punctuation token, mean over query rows; "
+                      "self/prev/next: attention to the token itself / the previous / the next token; entropy in nats")
     for layer in range(n_layers):
-        t.add(f"L{layer + 1}", *(float(np.nanmean(heads[f"stat_{k}"][layer])) for k in ("cls", "sep", "punct", "self", "prev", "next", "entropy")))
+        t.add(f"L{layer + 1}", *(mean_of_finite(heads[f"stat_{k}"][layer]) for k in names))
+    empty = [k for k in names if all(mean_of_finite(heads[f"stat_{k}"][layer]) is None for layer in range(n_layers))]
+    if empty:
+        why = {"punct": "no example has a punctuation token", "prev": "every example is one token long", "next": "every example is one token long"}
+        t.caption = f"{t.caption}; blank: " + "; ".join(f"{STAT_COLUMNS[k]}: {why.get(k, 'no example has one')}" for k in empty)
     return t
+
+
+class _PartSink:
+    """The writer thread's side of extract: opens a part, puts each batch's examples back in example order, closes it.
+
+    Messages: ("begin", index, start, end, encoded), ("batch", positions, maps, stats[, extras]), ("end",).
+    """
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+        self._part: Any = None  # the open part's context manager
+        self._pw: Any = None
+
+    def handle(self, msg: tuple) -> None:
+        if msg[0] == "begin":
+            _, index, start, end, self._enc = msg
+            self._part = self.writer.part(index, start, end)
+            self._pw = self._part.__enter__()
+            self._waiting: dict[int, tuple[Any, ...]] = {}
+            self._next = 0
+        elif msg[0] == "batch":
+            _, positions, maps, stats, *more = msg  # more: per example, the other quantities' (maps, stats)
+            extras = more[0] if more else None
+            for j, i in enumerate(positions):
+                self._waiting[i] = (maps[j], stats[j], extras[j] if extras is not None else None)
+            while self._next in self._waiting:
+                self._pw.add(self._enc[self._next], *self._waiting.pop(self._next))
+                self._next += 1
+        elif msg[0] == "end":
+            if self._waiting:
+                raise RuntimeError(f"part ended with {len(self._waiting)} examples out of order")
+            part, self._part = self._part, None
+            part.__exit__(None, None, None)  # the part file appears, complete
+        else:
+            raise ValueError(f"unknown message {msg[0]!r}")
+
+    def close(self, failed: bool) -> None:
+        """At the thread's end: a part still open is abandoned (its temporary file removed)."""
+        part, self._part = self._part, None
+        if part is not None:
+            stop = RuntimeError("extraction stopped")
+            try:
+                part.__exit__(type(stop), stop, None)
+            except RuntimeError as e:
+                if e is not stop:
+                    raise
 
 
 def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = None) -> ExtractResult:
     """Extract attention of ``opts.model`` over the selected examples into the store ``out``."""
-    import torch
-
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
     from bertsecrets_cli.jobs.shard import resolve_shard
     from bertsecrets_cli.jobs.signals import graceful_stop
+    import torch
+
     from bertsecrets_cli.jobs.quantities import batch_extras, check_flow_length, needs_norms, parse_quantities
-    from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION, forward_with_norms
+    from bertsecrets_cli.jobs.writer_thread import WriterThread
+    from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION, forward_streaming, forward_with_norms
+    from bertsecrets_cli.model.batch_stats import batch_head_stats
+    from bertsecrets_cli.model.capture import BatchCapture
     from bertsecrets_cli.model.load import load_model
     from bertsecrets_cli.model.tokenize import collate, encode_examples, token_masks
     from bertsecrets_cli.store.writer import AttentionStoreWriter, check_output_path
-    from bertsecrets_cli.model.batch_stats import batch_head_stats
 
     check_common(opts.max_length, opts.batch_size)
     if opts.encoding not in S.ENCODINGS:
@@ -119,6 +184,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
         raise InputError(f"--compression {opts.compression}: choose one of {', '.join(S.COMPRESSIONS)}")
     quantities = parse_quantities(opts.quantities)
     check_flow_length(quantities, opts.max_length)
+    weights_only = tuple(quantities) == (S.Q_WEIGHTS,)
     check_output_path(out, force=opts.force or opts.resume)
     task, ds = load_examples(opts.data)
     shard = resolve_shard(opts.shard)
@@ -146,34 +212,40 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     if opts.resume and done:
         info(f"resuming: {done} of {len(examples)} examples already extracted")
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    with graceful_stop() as stop, progress(len(examples), f"extract {lm.name}", quiet=opts.quiet) as advance:
+    sink = _PartSink(writer)
+    # tokenising and forward passes here; HDF5 writing on one thread behind a bounded queue (jobs.writer_thread)
+    with graceful_stop() as stop, progress(len(examples), f"extract {lm.name}", quiet=opts.quiet) as advance, \
+            WriterThread(sink.handle, sink.close, maxsize=WRITE_QUEUE_BATCHES) as background:
         advance(done)
         for index, start, end in pending:
             part_ex = examples[start:end]
             enc = encode_examples(lm.tokenizer, [(e.text_a, e.text_b) for e in part_ex], opts.max_length, opts.truncation)
-            with writer.part(index, start, end) as pw:
-                # sort by length inside small windows (less padding) and write in example order;
-                # the window bounds memory whatever the part size
-                window = 4 * opts.batch_size
-                for w0 in range(0, len(enc), window):
-                    order = sorted(range(w0, min(w0 + window, len(enc))), key=lambda i: enc[i].length)
-                    results: dict[int, tuple[np.ndarray, np.ndarray, dict[str, Any]]] = {}
-                    for b in range(0, len(order), opts.batch_size):
-                        if stop.requested:
-                            raise Interrupted(f"{out}: stopped by {stop.signal}; {start} of {len(examples)} examples are kept; rerun with --resume to finish")
-                        idx = order[b : b + opts.batch_size]
-                        batch = collate([enc[i] for i in idx], pad, lm.device, lm.model_type)
+            background.submit(("begin", index, start, end, enc))
+            # sort by length inside small windows (less padding); the writer puts examples back in order,
+            # and the window bounds memory whatever the part size
+            window = 4 * opts.batch_size
+            for w0 in range(0, len(enc), window):
+                order = sorted(range(w0, min(w0 + window, len(enc))), key=lambda i: enc[i].length)
+                for b in range(0, len(order), opts.batch_size):
+                    if stop.requested:
+                        raise Interrupted(f"{out}: stopped by {stop.signal}; {start} of {len(examples)} examples are kept; rerun with --resume to finish")
+                    idx = order[b : b + opts.batch_size]
+                    batch_enc = [enc[i] for i in idx]
+                    batch = collate(batch_enc, pad, lm.device, lm.model_type)
+                    if weights_only:  # streamed: statistics and the stored copy as each layer is computed
+                        capture = BatchCapture(batch_enc, lm.n_layers, lm.n_heads, opts.encoding, lm.device)
+                        forward_streaming(lm.model, batch, lm.n_layers, capture)
+                        background.submit(("batch", idx, *capture.results()))
+                    else:  # norms, rollout, flow need every layer's maps (and the value norms) of the batch at once
                         _, probs, norms = forward_with_norms(lm.model, batch, lm.n_layers, norms=needs_norms(quantities))
-                        stats = batch_head_stats(probs, *token_masks([enc[i] for i in idx], lm.device))
+                        stats = batch_head_stats(probs, *token_masks(batch_enc, lm.device))
                         host_dtype = torch.float16 if opts.encoding == "float16" else torch.float32
-                        extras = batch_extras(probs, norms, [enc[i] for i in idx], quantities, dtype=host_dtype)
+                        extras = batch_extras(probs, norms, batch_enc, quantities, dtype=host_dtype)
                         probs = probs.to(host_dtype).cpu().numpy()
-                        for j, i in enumerate(idx):
-                            T = enc[i].length
-                            results[i] = (probs[j, :, :, :T, :T], stats[j], extras[j])
-                        advance(len(idx))
-                    for i in sorted(results):
-                        pw.add(enc[i], *results[i])
+                        maps = [probs[j, :, :, : e.length, : e.length] for j, e in enumerate(batch_enc)]
+                        background.submit(("batch", idx, maps, stats, extras))
+                    advance(len(idx))
+            background.submit(("end",))
     provenance = {
         **tool_attrs(),
         "model": lm.name, "model_path": lm.path, "model_revision": lm.revision, "model_fingerprint": lm.fingerprint,
@@ -202,4 +274,8 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
 
     with open_store(path, locking=opts.locking) as st:
         heads = {k: v.values for k, v in st.heads().items()}
-    return ExtractResult(path, len(examples), lm.n_layers, lm.n_heads, summary_table(heads, lm.n_layers))
+    from bertsecrets_cli.render.labels import context
+
+    where = f"{task.name} {ds.split}, {ds.source}"
+    return ExtractResult(path, len(examples), lm.n_layers, lm.n_heads,
+                         summary_table(heads, lm.n_layers, context(lm.name, where, len(examples))))

@@ -107,6 +107,23 @@ class FinetuneResult:
 # --------------------------------------------------------------------------- options
 
 
+def overridden(preset: str, overrides: dict[str, Any]) -> list[str]:
+    """The hyperparameters given explicitly with a value other than the preset's (Hyper field names, in field order)."""
+    base = PRESETS.get(preset)
+    if base is None:
+        return []
+    return [f.name for f in fields(Hyper) if overrides.get(f.name) is not None and overrides[f.name] != getattr(base, f.name)]
+
+
+def preset_label(preset: str, overrides: dict[str, Any]) -> str:
+    """'preset paper' or 'preset paper, with lr and epochs overridden': a label never passes the user's values off as the preset's."""
+    names = [n.replace("_", " ") for n in overridden(preset, overrides)]
+    if not names:
+        return f"preset {preset}"
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"preset {preset}, with {listed} overridden"
+
+
 def resolve_hyper(preset: str, overrides: dict[str, Any]) -> Hyper:
     """The preset with every override that is not None applied, validated."""
     if preset not in PRESETS:
@@ -263,7 +280,7 @@ def metrics_table(task: Any, split: str, n_eval: int, source: str, rows: list[tu
     t = Table(f"{task.name} {split}: {n_eval} examples", ["model", *task.metrics], name="scores")
     for name, m in rows:
         t.add(name, *(float(m.get(k, float("nan"))) for k in task.metrics))
-    t.caption = f"main metric: {task.main_metric}" + (f"; {note}" if note else "")
+    t.caption = f"main metric: {task.main_metric}; data: {source}" + (f"; {note}" if note else "")
     return t
 
 
@@ -441,7 +458,7 @@ def run_finetune(opts: FinetuneOptions, out: str | Path, *, command: str | None 
                           precision=hyper.precision, save_steps=opts.save_steps, logging_steps=opts.logging_steps, device=opts.device, quiet=opts.quiet)
         if main:
             info(f"fine-tuning {lm.name} on {task.name}: {len(train_ds.examples)} training examples from {train_ds.source}; "
-                 f"preset {opts.preset}: lr {hyper.lr:g}, batch {hyper.batch_size}, epochs {hyper.epochs:g}"
+                 f"{preset_label(opts.preset, opts.overrides)}: lr {hyper.lr:g}, batch {hyper.batch_size}, epochs {hyper.epochs:g}"
                  f"{f', max steps {hyper.max_steps}' if hyper.max_steps else ''}, max length {hyper.max_length}, warmup {hyper.warmup:g}, "
                  f"weight decay {hyper.weight_decay:g}, seed {hyper.seed}, init {opts.init}")
         t0 = time.monotonic()
@@ -467,7 +484,9 @@ def run_finetune(opts: FinetuneOptions, out: str | Path, *, command: str | None 
     res = evaluate(lm, task, eval_ds.examples, max_length=hyper.max_length, batch_size=opts.eval_batch_size, quiet=opts.quiet)
     rows.append((_row_name(lm, opts, trained=True), res.metrics))
     wall = time.monotonic() - t0
-    extra = {"base_model": base_name, "base_model_fingerprint": base_fp, "preset": opts.preset, "hyperparameters": asdict(hyper),
+    extra = {"base_model": base_name, "base_model_fingerprint": base_fp, "preset": opts.preset,
+             "preset_overridden": ",".join(overridden(opts.preset, opts.overrides)), "preset_label": preset_label(opts.preset, opts.overrides),
+             "hyperparameters": asdict(hyper),
              "trainer": {"save_steps": opts.save_steps, "logging_steps": opts.logging_steps, "eval_batch_size": opts.eval_batch_size},
              "train_data_source": train_ds.source, "n_train": len(train_ds.examples), "train_ids_sha256": hashlib.sha256("\n".join(e.id for e in train_ds.examples).encode()).hexdigest(),
              "world_size": outcome.world_size, "per_device_batch": outcome.per_device_batch, "global_step": outcome.global_step,
@@ -484,7 +503,8 @@ def run_finetune(opts: FinetuneOptions, out: str | Path, *, command: str | None 
     (partial / RECORD).write_text(json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
     _publish(partial, out)
     table = metrics_table(task, eval_ds.split, len(res.ids), eval_ds.source, rows,
-                          note="a constant prediction has no correlation (nan)" if task.is_regression else "")
+                          note=f"fine-tuned with {preset_label(opts.preset, opts.overrides)}"
+                          + ("; a constant prediction has no correlation (nan)" if task.is_regression else ""))
     info(f"evaluated on {len(res.ids)} {eval_ds.split} examples from {eval_ds.source}")
     info(f"trained {outcome.global_step} steps in {outcome.runtime_s:.0f}s; wrote the model folder {out} (with {EVAL_STORE} and {RECORD}) {wall:.0f}s after loading")
     return FinetuneResult(table, res.metrics, baselines, out, out / EVAL_STORE, len(train_ds.examples), len(res.ids), hyper,

@@ -17,7 +17,7 @@ import numpy as np
 
 from bertsecrets_cli.errors import InputError
 from bertsecrets_cli.heads import head_name
-from bertsecrets_cli.render.console import info
+from bertsecrets_cli.render.console import info, note
 from bertsecrets_cli.render.tables import Table
 
 SENTENCE_SOURCES = {"both": ("fulltext", "exemplars"), "fulltext": ("fulltext",), "exemplars": ("exemplars",)}
@@ -206,6 +206,21 @@ def _select_framenet(release: Any, frames: dict[str, Any], tokenizer: Any, opts:
     return selected, counts, stopped
 
 
+def _sources_used(release: Any, sentences: str) -> tuple[str, dict[str, Any]]:
+    """Which sentence sources were really read: ``--sentences both`` on a release without lu/ (or fulltext/)
+    silently becomes one source; the note says so and the store records it."""
+    wanted = SENTENCE_SOURCES[sentences]
+    present = {"fulltext": bool(release.fulltext_files), "exemplars": bool(release.lu_files)}
+    used = [s for s in wanted if present[s]]
+    missing = [s for s in wanted if not present[s]]
+    text = ""
+    if "exemplars" in missing:
+        text = (f"{release.root} has no lu/*.xml (lexical-unit exemplars, the sentences the paper used): only full-text sentences are scored")
+    elif "fulltext" in missing:
+        text = f"{release.root} has no fulltext/*.xml: only lexical-unit exemplars are scored"
+    return text, {"sentence_sources_used": ",".join(used), "sentence_sources_missing": ",".join(missing)}
+
+
 def _mark(text: str, link: Any) -> str:
     """The sentence with the target in {braces} and the frame element in <angle brackets>=name.
 
@@ -228,9 +243,9 @@ DEP_RELATIONS, DEP_STATE = "dependency/relations", "dependency/state"
 ARROW = {"fe_to_target": "FE->target", "target_to_fe": "target->FE"}
 # terminal headers of the wide tables (10 and 8 columns): they fit 80 columns, a legend names them in full
 RANKING_SHORT = {"FE->target": "FE>T", "target->FE": "T>FE", "same-dist. baseline": "base", "baseline p99": "b.p99",
-                 "best offset": "off", "offset k": "k", "> p99 of heads": ">p99", "> baseline p99": ">b.p99"}
+                 "best offset": "off", "offset k": "k", "> p99 of heads": ">p99", "> baseline p99": ">bp99", "beats strongest baseline": "ok"}
 DEPENDENCY_SHORT = {"dep->gov head": "d>g", "accuracy": "acc", "gov->dep head": "g>d", "reverse acc.": "r.acc",
-                    "best offset": "offset", "offset acc.": "o.acc"}
+                    "best offset": "offset", "offset acc.": "o.acc", "head beats offset": "beats", "best offset acc.": "o.acc", "beats offset": "beats"}
 # options that change no stored number: shards of one job may differ in them
 _NOT_IN_JOB = ("top", "examples", "rank_by", "min_count", "force", "quiet", "device", "batch_size", "shard")
 
@@ -251,11 +266,51 @@ def _framenet_heads(res: Any) -> dict[str, tuple[np.ndarray, str]]:
         heads[f"framenet_baseline_same_distance{suffix}_p99"] = (res.same_distance_p99[d], f"99th percentile of the {ARROW[d]} same-distance baseline over {res.samples} draws")
         heads[f"framenet_baseline_offset{suffix}"] = (res.offset_best[d], f"{ARROW[d]} score with the target replaced by the pieces at the head's best fixed offset from the FE")
         heads[f"framenet_baseline_offset{suffix}_k"] = (res.offset_best_k[d], f"that best offset, in pieces from the FE's first piece ({ARROW[d]})")
+        heads[f"framenet_beats_baseline{suffix}"] = (res.beats_baseline(d).astype(np.float64),
+                                                     f"1 where the {ARROW[d]} score exceeds the head's strongest baseline (the larger of the same-distance p99 "
+                                                     "and the best fixed offset), else 0")
     return heads
 
 
+def _strongest(res: Any, direction: str, layer: int, h: int) -> str:
+    """'offset +2 (0.212)' or 'same-dist. p99 (0.180)': the baseline a head has to beat."""
+    best, which = res.strongest_baseline(direction)
+    v = float(best[layer, h])
+    if not np.isfinite(v):
+        return "none"
+    if which[layer, h]:
+        k = res.offset_best_k[direction][layer, h]
+        return f"offset {int(k):+d} ({v:.3f})" if np.isfinite(k) else f"offset ({v:.3f})"
+    return f"same-dist. p99 ({v:.3f})"
+
+
+def framenet_notes(res: Any, rank_by: str, top: int, n_links: int) -> dict[str, Any]:
+    """How many heads beat their strongest baseline, and whether the links reach MIN_LINKS: the summary line,
+    the notes for stderr and the attributes the store keeps."""
+    from bertsecrets_cli.analysis.framenet import MIN_LINKS, rank_heads
+
+    direction = rank_by.replace("-", "_")
+    beats = res.beats_baseline(direction)
+    ranked = rank_heads(res.scores(direction))[:top]
+    top_beat = sum(bool(beats[li, h]) for li, h in ranked)
+    total = int(beats.size)
+    summary = (f"{int(beats.sum())} of {total} heads beat their strongest baseline ({ARROW[direction]}; the larger of the same-distance p99 "
+               f"and the best fixed offset); {top_beat} of the top {len(ranked)} shown do")
+    notes = []
+    if ranked and not beats[ranked[0]]:
+        li, h = ranked[0]
+        notes.append(f"note: the top head {head_name(li, h)} ({float(res.scores(direction)[li, h]):.3f}) does not beat its "
+                     f"{_strongest(res, direction, li, h)}: position explains it as well")
+    if n_links < MIN_LINKS:
+        notes.append(f"note: only {n_links} links survived the selection, fewer than the minimum of {MIN_LINKS} (README: reading results): "
+                     "the ranking is not stable; the paper kept 473 sentences")
+    return {"summary": summary, "notes": notes, "attrs": {"n_heads_beating_baseline": int(beats.sum()), "n_top_heads_beating_baseline": top_beat,
+                                                          "min_links": MIN_LINKS, "below_min_links": int(n_links < MIN_LINKS)}}
+
+
 def _framenet_tables(res: Any, selection: list[dict[str, Any]], stopped: bool, n_sentences: int, rank_by: str, first_pair: bool, top: int,
-                     examples: int, link_rows: list[dict[str, Any]], link_base: int, texts: list[str], text_base: int) -> list[Table]:
+                     examples: int, link_rows: list[dict[str, Any]], link_base: int, texts: list[str], text_base: int,
+                     sources_note: str = "") -> list[Table]:
     """Selection counts, the head ranking and the strongest links; ``link_rows``/``texts`` start at global index ``*_base``."""
     from types import SimpleNamespace
 
@@ -265,16 +320,21 @@ def _framenet_tables(res: Any, selection: list[dict[str, Any]], stopped: bool, n
     other = "target_to_fe" if direction == "fe_to_target" else "fe_to_target"
     sel_t = Table("FrameNet selection (sentences and links surviving each filter)", ["filter", "sentences", "links"], name="selection",
                   caption=f"the paper kept {PAPER_SENTENCES} sentences (bert-base tokenizer, LU exemplars)"
-                  + ("; counts cover the corpus read until --limit was reached" if stopped else ""))
+                  + ("; counts cover the corpus read until --limit was reached" if stopped else "")
+                  + (f"; {sources_note}" if sources_note else ""))
     for row in selection:
         sel_t.add(row["step"], row["sentences"], row["links"])
     score = res.scores(direction)
     flag_heads, flag_base = res.above_heads_p99(direction), res.above_baseline_p99(direction)
-    cols = ["rank", "head", ARROW[direction], ARROW[other], "same-dist. baseline", "baseline p99", "best offset", "offset k", "> p99 of heads", "> baseline p99"]
+    beats = res.beats_baseline(direction)
+    cols = ["rank", "head", ARROW[direction], ARROW[other], "same-dist. baseline", "baseline p99", "best offset", "offset k", "> p99 of heads", "> baseline p99",
+            "beats strongest baseline"]
+    summary = framenet_notes(res, rank_by, top, res.n_links)["summary"]
     rank_t = Table(f"heads ranked by {ARROW[direction]} mean max-attention over {res.n_links} links in {n_sentences} sentences"
                    + (" (first-pair variant)" if first_pair else ""), cols, name="heads",
-                   caption="'> p99 of heads': above the 99th percentile of all heads (the paper's flag); "
-                   "'> baseline p99': above the 99th percentile of the head's own same-distance baseline",
+                   caption="scores are attention mass (0-1); '> p99 of heads': above the 99th percentile of all heads (the paper's flag); "
+                   "'> baseline p99': above the 99th percentile of the head's own same-distance baseline; "
+                   f"'beats strongest baseline': above both that p99 and the best fixed offset. {summary}",
                    short=RANKING_SHORT)
     ranked = rank_heads(score)
     for r, (layer, h) in enumerate(ranked[:top], 1):
@@ -282,7 +342,8 @@ def _framenet_tables(res: Any, selection: list[dict[str, Any]], stopped: bool, n
         rank_t.add(r, head_name(layer, h), float(score[layer, h]), float(res.scores(other)[layer, h]),
                    float(res.same_distance[direction][layer, h]), float(res.same_distance_p99[direction][layer, h]),
                    float(res.offset_best[direction][layer, h]), "" if np.isnan(k) else f"{int(k):+d}",
-                   "yes" if flag_heads[layer, h] else "", "yes" if flag_base[layer, h] else "")
+                   "yes" if flag_heads[layer, h] else "", "yes" if flag_base[layer, h] else "",
+                   "yes" if beats[layer, h] else "no")
     tables = [sel_t, rank_t]
     if examples:
         ex_t = Table(f"strongest link of each top head ({ARROW[direction]}): {{target}}, <frame element>", ["head", "attention", "frame", "FE", "sentence"], name="examples")
@@ -334,6 +395,9 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
     rs = release.summary
     info(f"read {rs.files} FrameNet files: {rs.sentences} sentences, {rs.annotation_sets} frame annotation sets, {rs.frames} frames"
          + (f"; {rs.problems} problem(s) in {rs.files_with_problems} file(s), skipped" if rs.problems else ""))
+    sources_note, source_attrs = _sources_used(release, opts.sentences)
+    if sources_note:
+        note(f"note: {sources_note}")
     links = [lk for s in selected for lk in s.links]
     if not links:
         raise InputError(f"{opts.framenet}: no link survived the selection (see the thresholds: --max-sentence-tokens, --max-fe-tokens, --min-distance, --all-fes)")
@@ -357,6 +421,9 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
         scorer.add(att, selected[g].links, enc.special, list(range(first_id[g], first_id[g + 1])))
     res = scorer.result()
     t_score = time.perf_counter()
+    notes = framenet_notes(res, opts.rank_by, opts.top, len(links))
+    for line in notes["notes"]:
+        note(line)
 
     link_rows = [{"sentence": lk.sentence, "frame": lk.frame, "lu": lk.lu, "fe": lk.fe, "fe_pieces": lk.fe_pieces.tolist(),
                   "target_pieces": lk.target_pieces.tolist(), "distance": lk.distance, "fe_span": list(lk.fe_span),
@@ -374,8 +441,8 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
                                                         "core_definition": opts.core_definition, "limit": opts.limit},
                                           "first_pair": int(opts.first_pair), "baseline_samples": opts.baseline_samples, "seed": opts.seed,
                                           "n_sentences": len(mine), "n_links": len(my_rows), "max_length": opts.max_length, "rank_by": opts.rank_by,
-                                          "selection_stopped_by_limit": int(stopped), "job_fingerprint": job, **shard_attrs,
-                                          "quantity": opts.quantity}),
+                                          "selection_stopped_by_limit": int(stopped), "job_fingerprint": job, **source_attrs,
+                                          **notes["attrs"], **shard_attrs, "quantity": opts.quantity}),
                          provenance_texts({"framenet": config}, command))
         w.put_strings("examples/id", [s.id for s in mine])
         w.put_strings("examples/text_a", [s.text for s in mine])
@@ -390,7 +457,7 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
     t_write = time.perf_counter()
 
     tables = _on_quantity(_framenet_tables(res, selection, stopped, len(mine), opts.rank_by, opts.first_pair, opts.top, opts.examples,
-                                           link_rows, 0, [s.text for s in selected], 0), opts.quantity)
+                                           link_rows, 0, [s.text for s in selected], 0, sources_note), opts.quantity)
     timings = {"load_model_s": t_model - t0, "read_select_s": t_select - t_model, "forward_score_s": t_score - t_select, "write_s": t_write - t_score}
     return RelationsJobResult(Path(out), "framenet", tables, len(mine), len(my_rows), lm.n_layers, H, timings)
 
@@ -425,20 +492,49 @@ def _dependency_outputs(w: Any | None, overall: Any, results: list[Any]) -> list
     return rows
 
 
+def dependency_notes(overall: Any, top: int) -> dict[str, Any]:
+    """How many heads beat the best fixed offset over all relations, and whether the arcs reach MIN_ARCS:
+    the summary line, the notes for stderr and the attributes the store keeps."""
+    from bertsecrets_cli.analysis.framenet import rank_heads
+    from bertsecrets_cli.analysis.relations import MIN_ARCS
+
+    with np.errstate(invalid="ignore"):
+        beats = np.asarray(overall.accuracy) > overall.offset_accuracy
+    ranked = rank_heads(overall.accuracy)[:top]
+    top_beat = sum(bool(beats[li, h]) for li, h in ranked)
+    summary = (f"{int(beats.sum())} of {beats.size} heads beat the best fixed offset ({overall.offset_k:+d}, accuracy {overall.offset_accuracy:.3f}); "
+               f"{top_beat} of the top {len(ranked)} shown do")
+    notes = []
+    if ranked and not beats[ranked[0]]:
+        li, h = ranked[0]
+        notes.append(f"note: the top head {head_name(li, h)} ({float(overall.accuracy[li, h]):.3f}) does not beat the fixed offset "
+                     f"{overall.offset_k:+d} ({overall.offset_accuracy:.3f}): position explains it as well")
+    if overall.count < MIN_ARCS:
+        notes.append(f"note: only {overall.count} arcs were scored, fewer than the minimum of {MIN_ARCS} (README: reading results): the ranking is not stable")
+    return {"summary": summary, "notes": notes, "beats": beats,
+            "attrs": {"n_heads_beating_baseline": int(beats.sum()), "n_top_heads_beating_baseline": top_beat, "min_arcs": MIN_ARCS,
+                      "below_min_arcs": int(overall.count < MIN_ARCS)}}
+
+
 def _dependency_tables(rows: list[dict[str, Any]], overall: Any, n_sentences: int, min_count: int, top: int) -> list[Table]:
     from bertsecrets_cli.analysis.framenet import rank_heads
 
     shown = [row for row in rows if row["label"] == "all" or row["count"] >= min_count]
     rel_t = Table(f"best head per dependency relation ({n_sentences} sentences, {overall.count} arcs)",
-                  ["relation", "arcs", "dep->gov head", "accuracy", "gov->dep head", "reverse acc.", "best offset", "offset acc."], name="relations",
-                  caption=f"relations with at least {min_count} arcs (--min-count); offset = governor position - dependent position",
-                  short=DEPENDENCY_SHORT)
+                  ["relation", "arcs", "dep->gov head", "accuracy", "gov->dep head", "reverse acc.", "best offset", "offset acc.", "head beats offset"],
+                  name="relations", short=DEPENDENCY_SHORT,
+                  caption=f"relations with at least {min_count} arcs (--min-count); accuracy = share of arcs (0-1); "
+                          "offset = governor position - dependent position; 'head beats offset': the best head's accuracy exceeds the offset's")
     for row in shown:
         rel_t.add(row["label"], row["count"], row["best_head"], row["best_accuracy"], row["best_reverse_head"], row["best_reverse_accuracy"],
-                  f"{row['offset_k']:+d}", row["offset_accuracy"])
-    rank_t = Table("heads ranked by accuracy over all relations (dependent -> governor)", ["rank", "head", "accuracy", "reverse acc.", "best offset acc."], name="heads")
+                  f"{row['offset_k']:+d}", row["offset_accuracy"], "yes" if row["best_accuracy"] > row["offset_accuracy"] else "no")
+    notes = dependency_notes(overall, top)
+    rank_t = Table("heads ranked by accuracy over all relations (dependent -> governor)",
+                   ["rank", "head", "accuracy", "reverse acc.", "best offset acc.", "beats offset"], name="heads", short=DEPENDENCY_SHORT,
+                   caption=f"accuracy = share of arcs (0-1) whose governor is the dependent's most-attended word. {notes['summary']}")
     for rk, (layer, h) in enumerate(rank_heads(overall.accuracy)[:top], 1):
-        rank_t.add(rk, head_name(layer, h), float(overall.accuracy[layer, h]), float(overall.reverse_accuracy[layer, h]), overall.offset_accuracy)
+        rank_t.add(rk, head_name(layer, h), float(overall.accuracy[layer, h]), float(overall.reverse_accuracy[layer, h]), overall.offset_accuracy,
+                   "yes" if notes["beats"][layer, h] else "no")
     return [rel_t, rank_t]
 
 
@@ -501,6 +597,9 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
         raise InputError(f"{opts.conllu}: no dependency arc with a HEAD and DEPREL to score" + (f" in shard {shard}" if shard else ""))
     if scorer.skipped_unmapped:
         info(f"skipped {scorer.skipped_unmapped} arc(s) whose dependent or governor has no word piece")
+    notes = dependency_notes(overall, opts.top)
+    for line in notes["notes"]:
+        note(line)
     t_score = time.perf_counter()
 
     config = {k: v for k, v in asdict(opts).items() if k not in ("framenet", "sentences", "max_sentence_tokens", "max_fe_tokens", "min_distance",
@@ -514,7 +613,7 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
         w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.conllu).expanduser()), "n_sentences": len(mine), "n_arcs": overall.count,
                                           "base_relations": int(opts.base_relations), "max_length": opts.max_length,
                                           "word_attention": "mean over the attending word's pieces, sum over the attended word's pieces",
-                                          "job_fingerprint": job, **shard_attrs, "quantity": opts.quantity}),
+                                          "job_fingerprint": job, **notes["attrs"], **shard_attrs, "quantity": opts.quantity}),
                          provenance_texts({"framenet": config}, command))
         w.put_strings("examples/id", [s.id for s, _ in mine])
         w.put_strings("examples/text_a", [t for _, t in mine])
@@ -570,10 +669,16 @@ def combine_relations(paths: list[str], out: str | Path, *, top: int = 10, examp
                 for name, obj in ((FN_SELECTION, selection), (FN_LINKS, link_rows), (FN_READER, first.json(FN_READER)), (FN_SCORER, params)):
                     w.put_json(name, obj)
                 _put_state(w, FN_STATE, scorer.state())
-                w.set_provenance(*merged_provenance(ordered, outp, command, n_sentences=n_sent, n_links=len(link_rows)))
+                rank_by = str(prov.get("rank_by", "fe-to-target"))
+                notes = framenet_notes(res, rank_by, top, len(link_rows))
+                for line in notes["notes"]:
+                    note(line)
+                w.set_provenance(*merged_provenance(ordered, outp, command, n_sentences=n_sent, n_links=len(link_rows), **notes["attrs"]))
                 texts = [t for st in ordered for t in st.strings("examples/text_a")]
-                tables = _framenet_tables(res, selection, bool(int(prov.get("selection_stopped_by_limit", 0))), n_sent, str(prov.get("rank_by", "fe-to-target")),
-                                          bool(params["first_pair"]), top, examples, link_rows, 0, texts, 0)
+                missing = str(prov.get("sentence_sources_missing", "") or "")
+                sources_note = f"no {missing} sentences in the release: only {prov.get('sentence_sources_used', '')} scored" if missing else ""
+                tables = _framenet_tables(res, selection, bool(int(prov.get("selection_stopped_by_limit", 0))), n_sent, rank_by,
+                                          bool(params["first_pair"]), top, examples, link_rows, 0, texts, 0, sources_note)
                 n_scored = len(link_rows)
             else:
                 dep = DependencyScorer(L, H, base_relations=bool(int(prov.get("base_relations", 0))))
@@ -582,7 +687,10 @@ def combine_relations(paths: list[str], out: str | Path, *, top: int = 10, examp
                 overall = dep.overall()
                 rows = _dependency_outputs(w, overall, dep.results())
                 _put_state(w, DEP_STATE, dep.state())
-                w.set_provenance(*merged_provenance(ordered, outp, command, n_sentences=n_sent, n_arcs=overall.count))
+                notes = dependency_notes(overall, top)
+                for line in notes["notes"]:
+                    note(line)
+                w.set_provenance(*merged_provenance(ordered, outp, command, n_sentences=n_sent, n_arcs=overall.count, **notes["attrs"]))
                 tables = _dependency_tables(rows, overall, n_sent, min_count, top)
                 n_scored = overall.count
         tables = _on_quantity(tables, first.result_quantity())

@@ -68,3 +68,8 @@ def store_ref(store: Path, tsv: Path) -> str:
         return os.path.relpath(store.resolve(), tsv.resolve().parent)
     except ValueError:  # another drive on Windows
         return str(store.resolve())
+
+
+def stores_named(paths: list[str]) -> list[str]:
+    """The stores that the annotation TSVs ``paths`` refer to: inputs of ``classify train`` too (cli.clobber)."""
+    return sorted({str(r.store) for p in paths if Path(p).is_file() for r in read_labels(p)})

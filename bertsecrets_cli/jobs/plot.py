@@ -16,7 +16,8 @@ import numpy as np
 
 from bertsecrets_cli.errors import InputError
 from bertsecrets_cli.heads import head_name, parse_head, parse_layer
-from bertsecrets_cli.jobs.show import require_quantity
+from bertsecrets_cli.jobs.show import quantity_label_of, require_quantity, store_context
+from bertsecrets_cli.render.labels import titled
 from bertsecrets_cli.render.tables import Table
 from bertsecrets_cli.store import schema as S
 
@@ -221,6 +222,7 @@ def run_plot(store: str | Path, opts: PlotOptions, *, name: str | None = None) -
         shown_kind = st.quantity if st.has(S.ATTENTION_MAPS) else st.result_quantity()
         on = "" if shown_kind == S.Q_WEIGHTS else f" [{shown_kind}]"
         name = f"{name}{on}"
+        _, data, n, counts = store_context(st)
         if fig == "map":
             return _plot_map(st, opts, name, model)
         if fig == "shares":
@@ -235,12 +237,13 @@ def run_plot(store: str | Path, opts: PlotOptions, *, name: str | None = None) -
             labels = [f"L{i + 1}" for i in range(shares.shape[0] - 1)] + ["all"]
             known = _pattern_names()
             shown = [known[t][0] if t in known else t for t in types]
-            title = opts.title or f"attention pattern shares per layer ({name})"
-            desc = "share of examples x heads of the layer classified as each type" + (f"; {model}" if model else "")
+            title = opts.title or titled("attention pattern shares per layer (share of the layer's maps, 0-1)", model, data, n, counts=counts)
+            desc = f"share of the layer's maps (examples x heads) classified as each type, 0-1; 'all' = every head; {name}"
             if opts.out is not None:
                 from bertsecrets_cli.render.figures import share_bars_figure
 
-                return PlotResult(fig, title, share_bars_figure(labels, shown, shares, opts.out, title=title))
+                return PlotResult(fig, title, share_bars_figure(labels, shown, shares, opts.out, title=title,
+                                                                ylabel="share of the layer's maps (examples x heads), 0-1"))
             lines = tg.share_bars(labels, shown, shares, title=title, description=desc, width=opts.width,
                                   letters=[known[t][1] for t in types] if all(t in known for t in types) else None)
             return PlotResult(fig, title, None, lines)
@@ -248,21 +251,29 @@ def run_plot(store: str | Path, opts: PlotOptions, *, name: str | None = None) -
             qs = list(opts.quantities) or next(([*c] for c in DEFAULT_CURVES if all(q in heads for q in c)), [_default_quantity(heads, name)])
             for q in qs:
                 require_quantity(heads, q, name)
-            series = {q: layer_means(heads[q].values) for q in qs}
-            title = opts.title or f"{', '.join(qs)} per layer, mean over heads ({name})"
-            desc = "; ".join(f"{q}: {heads[q].description}" for q in qs if heads[q].description)
+            labs = {q: quantity_label_of(st, heads, q) for q in qs}
+            series = {q: layer_means(heads[q].values) * labs[q].scale for q in qs}
+            units = sorted({labs[q].unit for q in qs})
+            what = f"{qs[0]}: {labs[qs[0]].words}" if len(qs) == 1 else ", ".join(qs)
+            title = opts.title or titled(f"{what} per layer, mean over the layer's heads", model, data, n, counts=counts)
+            desc = "; ".join(f"{q}: {labs[q].axis()}" for q in qs) + f"; {name}"
+            ylabel = (labs[qs[0]].axis() if len(qs) == 1 else units[0] if len(units) == 1 and units[0] else "value (see legend)") + ", mean over heads"
             if opts.out is not None:
                 from bertsecrets_cli.render.figures import layer_curves_figure
 
-                return PlotResult(fig, title, layer_curves_figure(series, opts.out, title=title, ylabel=qs[0] if len(qs) == 1 else "mean over heads"))
+                named = {(labs[q].words if len(qs) == 1 else f"{q}: {labs[q].words}"): v for q, v in series.items()}  # a file has room for words
+                return PlotResult(fig, title, layer_curves_figure(named, opts.out, title=title, ylabel=ylabel))
             return PlotResult(fig, title, None, tg.layer_curves(series, title=title, description=desc, width=opts.width))
         # grid
         if len(opts.quantities) > 1:
             raise InputError(f"--quantity {','.join(opts.quantities)}: a head grid shows one quantity (--figure layers draws several)")
         q = opts.quantities[0] if opts.quantities else _default_quantity(heads, name)
         require_quantity(heads, q, name)
-        values = heads[q].values
-        title = opts.title or f"{q} per head ({name})"
+        lab = quantity_label_of(st, heads, q)
+        values = np.asarray(heads[q].values, dtype=float) * lab.scale
+        title = opts.title or titled(f"{q}: {lab.words} per head", model, data, n, counts=counts)
+        desc = f"{q}: {lab.axis()}" + (f"; {heads[q].description}" if heads[q].description else "") + f"; {name}"
+        marks, mark_note = uncertain_cells(heads, q)
         classes = _class_names(st, q)
         if classes:
             known = dict(_pattern_names().values())  # class name -> letter
@@ -271,12 +282,38 @@ def run_plot(store: str | Path, opts: PlotOptions, *, name: str | None = None) -
                 from bertsecrets_cli.render.figures import category_grid_figure
 
                 return PlotResult(fig, title, category_grid_figure(values, classes, opts.out, title=title, letters=letters or [c[:1].upper() for c in classes]))
-            return PlotResult(fig, title, None, tg.category_grid(values, classes, title=title, description=heads[q].description, width=opts.width, letters=letters))
+            return PlotResult(fig, title, None, tg.category_grid(values, classes, title=title, description=desc, width=opts.width, letters=letters))
         if opts.out is not None:
             from bertsecrets_cli.render.figures import head_grid_figure
 
-            return PlotResult(fig, title, head_grid_figure(values, opts.out, title=title, label=q, vmin=opts.vmin, vmax=opts.vmax))
-        return PlotResult(fig, title, None, tg.head_grid(values, title=title, description=heads[q].description, width=opts.width, vmin=opts.vmin, vmax=opts.vmax))
+            return PlotResult(fig, title, head_grid_figure(values, opts.out, title=title, label=lab.axis(), vmin=opts.vmin, vmax=opts.vmax,
+                                                           hatch=marks, hatch_label=mark_note))
+        return PlotResult(fig, title, None, tg.head_grid(values, title=title, description=desc, width=opts.width, vmin=opts.vmin, vmax=opts.vmax,
+                                                         uncertain=marks, uncertain_note=mark_note, unit=lab.unit))
+
+
+# quantities whose cells are marked where the head's 95% interval of the change includes 0
+_WITH_INTERVALS = {"ablation_delta": ("ablation_ci_low", "ablation_ci_high"), "ablation_score": ("ablation_ci_low", "ablation_ci_high")}
+# framenet scores, marked where the head does not beat its strongest baseline (the 0 cells of the second name)
+_WITH_BASELINE = {"framenet_fe_to_target": "framenet_beats_baseline", "framenet_target_to_fe": "framenet_beats_baseline_target_to_fe"}
+
+
+def uncertain_cells(heads: dict[str, Any], q: str) -> tuple[np.ndarray | None, str]:
+    """Cells of ``q`` that may mean nothing, and what the mark says; (None, '') when the store cannot tell.
+
+    Ablation: the stored 95% interval includes 0. FrameNet: the head does not beat its strongest baseline."""
+    from bertsecrets_cli.analysis.ablation import covers_zero
+
+    if q in _WITH_BASELINE and _WITH_BASELINE[q] in heads:
+        beats = np.asarray(heads[_WITH_BASELINE[q]].values, dtype=float)
+        return beats == 0, "does not beat its strongest baseline (same-distance p99 or best fixed offset)"
+    lo_hi = _WITH_INTERVALS.get(q)
+    if lo_hi is None or not all(k in heads for k in lo_hi):
+        return None, ""
+    lo, hi = heads[lo_hi[0]].values, heads[lo_hi[1]].values
+    if not (np.isfinite(lo).any() and np.isfinite(hi).any()):
+        return None, ""  # --bootstrap 0: no intervals to mark by
+    return covers_zero(lo, hi), "95% paired bootstrap interval of the change includes 0 (noise?)"
 
 
 def _plot_map(st: Any, opts: PlotOptions, name: str, model: str) -> PlotResult:
@@ -291,8 +328,12 @@ def _plot_map(st: Any, opts: PlotOptions, name: str, model: str) -> PlotResult:
     att = st.attention(i)[li, hi]
     tokens = st.tokens(i).text
     ex_id = st.example_ids()[i]
-    kind = "" if st.quantity == S.Q_WEIGHTS else f" {st.quantity}" + ("" if S.quantity(st.quantity).per_head else f" after L{li + 1}")
-    title = opts.title or f"{head_name(li, hi)}{kind}, example {i} ({ex_id})" + (f", {model}" if model else "")
+    _, data, n, _ = store_context(st)
+    if st.quantity == S.Q_WEIGHTS:
+        what = f"attention weights of {head_name(li, hi)}"
+    else:
+        what = f"{head_name(li, hi)} {st.quantity}" + ("" if S.quantity(st.quantity).per_head else f" after L{li + 1}")
+    title = opts.title or titled(f"{what}, example {i} ({ex_id}) of {n}", model, data)
     if opts.out is not None:
         from bertsecrets_cli.render.figures import attention_map_figure
 

@@ -28,6 +28,7 @@ DEMO_TASKS = ("sst2", "mrpc", "stsb")
 NORMS = "norms_normalised"
 HEADLINE_QUANTITIES = ("weights", NORMS)
 PAPER_TASKS = ("mrpc", "stsb", "sst2", "qqp", "rte", "qnli", "mnli")
+VIEW_EXAMPLES = 4  # dev examples per task in the HTML views (views/TASK.html)
 
 
 @dataclass
@@ -152,7 +153,7 @@ def run_reproduce(opts: ReproduceOptions, out: str | Path) -> ReproduceResult:
     from bertsecrets_cli.model.device import resolve_device
 
     resolve_device(opts.device)  # a bad or absent device is refused before the folder exists
-    for sub in ("models", "stores", "figures", "tables"):
+    for sub in ("models", "stores", "figures", "tables", "views"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     run = _Runner(opts)
     force = opts.force
@@ -218,7 +219,7 @@ def run_reproduce(opts: ReproduceOptions, out: str | Path) -> ReproduceResult:
 
     t0 = time.perf_counter()
     comparison = write_index(out, opts, tasks, run.steps)
-    run.steps.append(StepLog("figures and index", "(index.md)", time.perf_counter() - t0, False))
+    run.steps.append(StepLog("figures and index", "(index.md, index.html, views/)", time.perf_counter() - t0, False))
     _ = ablation_tables  # tables are rebuilt from the stores in write_index
     return ReproduceResult(out, out / "index.md", run.steps, comparison)
 
@@ -237,6 +238,31 @@ def _plot(store: Path, out_png: Path, **kw: Any) -> Path | None:
     except BertsecretsError as e:
         info(f"[reproduce] no figure {out_png.name}: {e}")
         return None
+
+
+def _view(out: Path, t: str) -> Path | None:
+    """views/TASK.html: a few dev examples of the fine-tuned store with the task's patterns, diff and ablation grids."""
+    from bertsecrets_cli.errors import BertsecretsError
+    from bertsecrets_cli.jobs.view import ViewOptions, run_view
+
+    st = out / "stores"
+    ft = st / f"{t}-ft.h5"
+    if not ft.exists():
+        return None
+
+    def side(name: str) -> str | None:
+        return str(st / name) if (st / name).exists() else None
+
+    opts = ViewOptions(patterns=side(f"{t}-ft.pat.h5"), diff=side(f"{t}-diff.h5"), ablation=side(f"{t}-abl.h5"), limit=VIEW_EXAMPLES,
+                       title=f"{t}: attention of the fine-tuned model", force=True)
+    dest = out / "views" / f"{t}.html"
+    dest.parent.mkdir(exist_ok=True)
+    try:
+        run_view(ft, dest, opts)
+    except BertsecretsError as e:
+        info(f"[reproduce] no view {dest.name}: {e}")
+        return None
+    return dest
 
 
 def _heads(path: Path) -> dict[str, np.ndarray]:
@@ -290,6 +316,7 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
         md += ["> The paper's numbers are for bert-base-uncased on GLUE. This run uses " + setup.replace("different", "a different")
                + ", so the comparison shows whether the same *kind* of finding appears, not the same values.", ""]
     body: list[str] = []
+    embeds: dict[str, str] = {}  # a line of index.md -> HTML that follows it in index.html
     for task in tasks:
         t, T = task.name, task.glue_dir
         st = out / "stores"
@@ -343,9 +370,11 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
         # special tokens per layer (fine-tuned)
         ft = st / f"{t}-ft.h5"
         if ft.exists():
+            from bertsecrets_cli.render.labels import STAT_COLUMNS
+
             h = _heads(ft)
             fig = _plot(ft, figs / f"{t}-ft-cls-sep.png", figure="layers", quantities=("stat_cls", "stat_sep"), title=f"{t}: attention to [CLS] and [SEP] per layer (fine-tuned)")
-            tbl = Table(f"{t} (fine-tuned): attention to special tokens per layer", ["layer", "[CLS]", "[SEP]", "punct"])
+            tbl = Table(f"{t} (fine-tuned): attention to special tokens per layer", ["layer", *(STAT_COLUMNS[k] for k in ("cls", "sep", "punct"))])
             for layer in range(h["stat_cls"].shape[0]):
                 tbl.add(f"L{layer + 1}", *(float(np.nanmean(h[k][layer])) for k in ("stat_cls", "stat_sep", "stat_punct")))
             body += _table_md(out, f"{t}-ft-special", tbl, fig)
@@ -394,6 +423,11 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
                 worst = int(np.argmin(d))
                 wl = paper["ablation_figure"]["worst_layer_points"].get(T)
                 cmp.add("worst layer to disable (points)", T, f"{wl[0]} {wl[1]:+.1f}" if wl else "", f"{names[worst]} {100 * float(d[worst]):+.1f}", setup)
+        view = _view(out, t)
+        if view is not None:
+            line = f"Interactive view of {VIEW_EXAMPLES} dev examples (fine-tuned; head view, model view, pattern, cosine and ablation grids): [{view.name}]({view.relative_to(out).as_posix()})"
+            body += [f"### {t}: attention of a few examples", "", line, ""]
+            embeds[line] = f'<iframe loading="lazy" title="{t} view" src="{view.relative_to(out).as_posix()}"></iframe>'
     fn = out / "stores" / "framenet.h5"
     if fn.exists():
         body += ["## FrameNet relation heads", ""]
@@ -413,6 +447,9 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
         md.append(f"| {s.name} | `{s.command}` | {'done before' if s.skipped else f'{s.seconds:.0f}'} |")
     md.append("")
     (out / "index.md").write_text("\n".join(md))
+    from bertsecrets_cli.render.html import markdown_page, write_text_atomic
+
+    write_text_atomic(out / "index.html", markdown_page("\n".join(md), "Revealing the Dark Secrets of BERT: reproduction", embeds))
     (out / "tables" / "comparison.json").write_text(json.dumps(cmp.records(), indent=1))
     return cmp
 

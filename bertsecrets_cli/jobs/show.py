@@ -86,6 +86,34 @@ def overview_tables(st: Any, name: str) -> list[Table]:
     return [t, q]
 
 
+def store_context(st: Any) -> tuple[str, str, int | None, str]:
+    """(model, data, N, what N counts) of a store, from its provenance: what every title names."""
+    prov = st.provenance()
+    model = st.attrs(S.G_MODEL).get("name", "") or prov.get("model", "")
+    data = str(prov.get("data_source", "") or "")
+    task, split = str(prov.get("task", "") or ""), str(prov.get("split", "") or "")
+    head = " ".join(x for x in (task, split) if x)
+    if head and head not in data:
+        data = f"{head}, {data}" if data else head
+    if "n_links" in prov:
+        return str(model), data, int(prov["n_links"]), f"links in {int(prov.get('n_sentences', st.n_examples))} sentences"
+    if "n_arcs" in prov:
+        return str(model), data, int(prov["n_arcs"]), f"arcs in {int(prov.get('n_sentences', st.n_examples))} sentences"
+    return str(model), data, int(st.n_examples), "examples"
+
+
+def quantity_label_of(st: Any, heads: dict[str, Any], q: str) -> Any:
+    """The :class:`render.labels.QuantityLabel` of a stored quantity (its metric attribute fills '{metric}')."""
+    from bertsecrets_cli.render.labels import quantity_label
+
+    # another kind's per-head quantities live under heads/<kind>/ (Store.heads)
+    kind = st.quantity if st.has(S.ATTENTION_MAPS) else S.Q_WEIGHTS
+    path = f"{S.G_HEADS}/{S.quantity(kind).head_name(q)}"
+    attrs = st.attrs(path) if st.has(path) else {}
+    metric = attrs.get("metric", "")
+    return quantity_label(q, metric=metric if isinstance(metric, str) else "", description=heads[q].description if q in heads else "")
+
+
 def require_quantity(heads: dict[str, Any], q: str, name: str) -> None:
     """InputError for an unknown quantity, suggesting close names (or listing them all)."""
     if q in heads:
@@ -97,8 +125,11 @@ def require_quantity(heads: dict[str, Any], q: str, name: str) -> None:
     raise InputError(f"{name}: no per-head quantity {q!r}{hint}")
 
 
-def ranking_table(values: np.ndarray, quantity: str, description: str, opts: ShowOptions, n_layers: int) -> Table:
-    """Heads of one quantity (``norms/stat_sep`` for another kind than weights), ranked; --layer keeps one layer."""
+def ranking_table(values: np.ndarray, quantity: str, description: str, opts: ShowOptions, n_layers: int,
+                  label: Any = None, context: str = "") -> Table:
+    """Heads of one quantity (``norms/stat_sep`` for another kind than weights), ranked; --layer keeps one layer.
+    ``label`` (a QuantityLabel) and ``context`` (model, data, N) name what the values are in the title; values
+    stay as stored, in the unit the title says."""
     from bertsecrets_cli.analysis.similarity import rank_heads
 
     layer = parse_layer(opts.layer, n_layers) if opts.layer is not None else None
@@ -106,7 +137,11 @@ def ranking_table(values: np.ndarray, quantity: str, description: str, opts: Sho
     where = f" in L{layer + 1}" if layer is not None else ""
     count = "all" if opts.top <= 0 else f"{'bottom' if opts.bottom else 'top'} {opts.top}"
     title = f"{quantity}, {count}{' by |value|' if opts.by_abs else ''}{where}"
-    t = Table(title, ["rank", "head", "layer", quantity], caption=description or None, name="ranking")
+    if label is not None:
+        unit = label.unit if label.scale == 1.0 else f"a fraction; x{label.scale:g} = {label.unit}"  # stored, unscaled: say so
+        title += f": {label.words}" + (f" ({unit})" if unit else "")
+    caption = "; ".join(x for x in (context, description) if x)
+    t = Table(title, ["rank", "head", "layer", quantity], caption=caption or None, name="ranking")
     for r, (li, h, v) in enumerate(ranked, 1):
         t.add(r, head_name(li, h), f"L{li + 1}", v)
     return t
@@ -133,6 +168,10 @@ def run_show(store: str | Path, opts: ShowOptions, *, name: str | None = None) -
         tables = []
         for q in names:
             require_quantity(heads, q, name)
-            tables.append(ranking_table(heads[q].values, qualified(st.quantity if st.has(S.ATTENTION_MAPS) else S.Q_WEIGHTS, q),
-                                        heads[q].description, opts, st.n_layers))
+            kind = st.quantity if st.has(S.ATTENTION_MAPS) else S.Q_WEIGHTS
+            model, data, n, counts = store_context(st)
+            from bertsecrets_cli.render.labels import context
+
+            tables.append(ranking_table(heads[q].values, qualified(kind, q), heads[q].description, opts, st.n_layers,
+                                        quantity_label_of(st, heads, q), context(model, data, n, counts=counts)))
         return tables

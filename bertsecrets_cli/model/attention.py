@@ -16,6 +16,8 @@ attention and, while an :class:`Intervention` is active, can
   vector (its bias b_V included) after the head's slice of the output projection. The output bias b_O
   is left out: it is added once per query, after the sum over j, so it belongs to no token j (as in
   Kobayashi et al.). Since alpha_ij is a scalar, the norm is alpha_ij * ||f_h(x_j)||.
+* hand every layer's probabilities to a callback as they are computed (``on_probs``: extract's
+  statistics and stored copy, without keeping all layers in float32).
 
 The padding mask is registered for our name too: without it transformers would pass
 ``attention_mask=None`` and pad tokens would silently be attended to.
@@ -59,6 +61,9 @@ class Intervention:
     # capture ||alpha_ij f_h(x_j)|| [B, H, Tq, Tk] per layer into captured_norms
     capture_norms: bool = False
     captured_norms: dict[int, torch.Tensor] = field(default_factory=dict)
+    # called with (layer, probabilities [B, H, Tq, Tk], key_is_real [B, Tk]) as each layer computes them:
+    # a consumer that reduces them at once keeps one layer's float32 maps alive instead of all
+    on_probs: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
 
     def disable(self, layer: int, head: int, mode: str = "uniform") -> Intervention:
         if mode not in MODES:
@@ -129,6 +134,8 @@ def attention_function(
         iv.captured[layer] = probs.detach()
     if iv.capture_norms:
         iv.captured_norms[layer] = (probs * transformed_value_norms(module, value)[:, :, None, :]).detach()
+    if iv.on_probs is not None:
+        iv.on_probs(layer, probs.detach(), real)
     out = torch.matmul(probs, value)  # [B, H, T, d]
     for h, mode in modes.items():
         if mode == "mean":
@@ -248,4 +255,20 @@ def logits_for(lm: Any, batches: list[tuple[list[int], dict[str, Any]]], n: int,
                 logits = lm.model(**batch).logits
             out[idx] = logits.float().cpu().numpy()
             advance(len(idx))
+    return out
+
+
+def forward_streaming(model: torch.nn.Module, batch: dict[str, torch.Tensor], n_layers: int,
+                      on_probs: Callable[[int, torch.Tensor, torch.Tensor], None]) -> Any:
+    """Run one batch, handing each layer's probabilities [B, H, T, T] to ``on_probs`` instead of stacking them."""
+    seen: list[int] = []
+
+    def consume(layer: int, probs: torch.Tensor, real: torch.Tensor) -> None:
+        seen.append(layer)
+        on_probs(layer, probs, real)
+
+    with torch.inference_mode(), intervene(Intervention(on_probs=consume)):
+        out = model(**batch)
+    if sorted(seen) != list(range(n_layers)):
+        raise RuntimeError(f"saw attention of layers {sorted(seen)}, expected {n_layers} layers")
     return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,15 +49,10 @@ def model_dims(config: Any) -> tuple[int, int]:
 
 
 def _weights_fingerprint(folder: Path) -> str:
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        f = folder / name
-        if f.exists():
-            h = hashlib.sha256()
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 22), b""):
-                    h.update(block)
-            return "sha256:" + h.hexdigest()
-    return "unknown"
+    """sha256 of the weights file, hashed again only when its path, size or mtime changed (model.fingerprint)."""
+    from bertsecrets_cli.model.fingerprint import weights_fingerprint
+
+    return weights_fingerprint(folder)
 
 
 def _locate(spec: str | None) -> tuple[str, str, bool]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,10 +20,13 @@ class Encoded:
     special: np.ndarray  # int8 [T] NORMAL / CLS / SEP / OTHER_SPECIAL, from the tokenizer's own tokens
     offsets: np.ndarray  # int32 [T, 2] character span in its sentence (special tokens: 0, 0)
     tokens: list[str]
+    punct_mask: np.ndarray | None = field(default=None, repr=False)  # bool [T], filled by encode_examples
 
     @property
     def punct(self) -> np.ndarray:
         """bool [T]: word pieces made only of punctuation (special tokens excluded)."""
+        if self.punct_mask is not None:
+            return self.punct_mask
         return np.array([is_punctuation_token(t) for t in self.tokens], dtype=bool) & (self.special == NORMAL)
 
     @property
@@ -30,30 +34,60 @@ class Encoded:
         return len(self.ids)
 
 
-def encode_examples(tokenizer: Any, pairs: list[tuple[str, str | None]], max_length: int, truncation: str = "longest_first") -> list[Encoded]:
-    """Tokenise (text_a, text_b) pairs; pairs are truncated by ``truncation`` as in transformers."""
+# tokenizer -> bool [vocabulary]: which ids are punctuation pieces (decided once per vocabulary, not per token)
+_PUNCT_TABLES: weakref.WeakKeyDictionary[Any, np.ndarray] = weakref.WeakKeyDictionary()
+
+
+def punctuation_table(tokenizer: Any) -> np.ndarray:
+    """bool [len(tokenizer)]: ``is_punctuation_token`` of every id, computed once per tokenizer."""
+    table = _PUNCT_TABLES.get(tokenizer)
+    if table is None or len(table) != len(tokenizer):
+        table = np.fromiter((is_punctuation_token(t or "") for t in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))), dtype=bool, count=len(tokenizer))
+        _PUNCT_TABLES[tokenizer] = table
+    return table
+
+
+def encode_examples(tokenizer: Any, pairs: list[tuple[str, str | None]], max_length: int, truncation: str = "longest_first",
+                    chunk: int = 1024) -> list[Encoded]:
+    """Tokenise (text_a, text_b) pairs in batches of the fast tokenizer; pairs are truncated by ``truncation``.
+
+    Special tokens are the tokenizer's (its special-tokens mask, plus special ids typed in the text),
+    offsets its offset mapping, punctuation a per-vocabulary table: no Python loop over tokens.
+    """
+    out: list[Encoded | None] = [None] * len(pairs)
+    # an empty second text is no second segment (as the tokenizer treats a single call with text_pair="")
+    singles = [i for i, (_, b) in enumerate(pairs) if not b]
+    doubles = [i for i, (_, b) in enumerate(pairs) if b]
+    for group, is_pair in ((singles, False), (doubles, True)):
+        for c0 in range(0, len(group), chunk):
+            idx = group[c0 : c0 + chunk]
+            for i, e in zip(idx, _encode_batch(tokenizer, [pairs[i] for i in idx], is_pair, max_length, truncation)):
+                out[i] = e
+    return out  # type: ignore[return-value]
+
+
+def _encode_batch(tokenizer: Any, pairs: list[tuple[str, str | None]], is_pair: bool, max_length: int, truncation: str) -> list[Encoded]:
     cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
     sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-    all_special = set(tokenizer.all_special_ids)
-    out: list[Encoded] = []
-    for a, b in pairs:
-        enc = tokenizer(
-            a,
-            b,
-            truncation=truncation if b is not None else True,
-            max_length=max_length,
-            return_offsets_mapping=True,
-        )
-        ids = np.asarray(enc["input_ids"], dtype=np.int32)
-        seq = enc.sequence_ids()
-        special = np.full(len(ids), NORMAL, dtype=np.int8)
-        for i, t in enumerate(ids.tolist()):
-            if seq[i] is None or t in all_special:
-                special[i] = CLS if t == cls_id else SEP if t == sep_id else OTHER_SPECIAL
-        # a special token belongs to the segment it closes: [SEP] after sentence B is segment 1
-        type_ids = np.maximum.accumulate(np.asarray([1 if s == 1 else 0 for s in seq], dtype=np.int8))
-        offsets = np.asarray(enc["offset_mapping"], dtype=np.int32).reshape(-1, 2)
-        out.append(Encoded(ids, type_ids, special, offsets, tokenizer.convert_ids_to_tokens(ids.tolist())))
+    all_special = np.asarray(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
+    punct_table = punctuation_table(tokenizer)
+    a = [p[0] for p in pairs]
+    b = [p[1] for p in pairs] if is_pair else None
+    # the Rust encodings carry ids, offsets, the special-tokens mask and sequence ids; nothing is converted to lists twice
+    enc = tokenizer(a, b, truncation=truncation if is_pair else True, max_length=max_length, return_attention_mask=False, return_token_type_ids=False)
+    out = []
+    for j, e in enumerate(enc.encodings):
+        ids = np.asarray(e.ids, dtype=np.int32)
+        is_special = np.asarray(e.special_tokens_mask, dtype=bool) | np.isin(ids, all_special)
+        special = np.where(is_special, np.where(ids == cls_id, CLS, np.where(ids == sep_id, SEP, OTHER_SPECIAL)), NORMAL).astype(np.int8)
+        if is_pair:
+            # a special token belongs to the segment it closes: [SEP] after sentence B is segment 1
+            type_ids = np.maximum.accumulate(np.asarray(e.sequence_ids, dtype=object) == 1).astype(np.int8)
+        else:
+            type_ids = np.zeros(len(ids), dtype=np.int8)
+        offsets = np.asarray(e.offsets, dtype=np.int32).reshape(-1, 2)
+        punct = punct_table[ids] & (special == NORMAL)
+        out.append(Encoded(ids, type_ids, special, offsets, list(e.tokens), punct))
     return out
 
 

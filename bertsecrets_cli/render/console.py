@@ -24,6 +24,11 @@ def info(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+def note(msg: str) -> None:
+    """A line that changes how a result reads (a silent fallback, too little data behind it): on stderr even with -q."""
+    print(msg, file=sys.stderr, flush=True)
+
+
 def debug(msg: str) -> None:
     """Shown with -v."""
     if _state["verbosity"] >= 1:

@@ -55,15 +55,36 @@ def _save(fig: Any, path: str | Path) -> Path:
     return p
 
 
+def _wrap(text: str, inches: float, per_inch: float = 11.0) -> str:
+    """A long title or label on as many lines as the figure's width (or the bar's height) needs."""
+    import textwrap
+
+    return textwrap.fill(text, max(20, int(inches * per_inch)), break_on_hyphens=False)
+
+
 def _diverging(values: np.ndarray) -> bool:
     finite = values[np.isfinite(values)]
     return bool(finite.size) and float(finite.min()) < 0 < float(finite.max())
 
 
+def cell_decimals(values: np.ndarray) -> int:
+    """Decimals that keep a grid's cells apart: 3 below 0.1, 2 below 10, 1 below 100, else 0 (by the largest |value|)."""
+    finite = np.abs(values[np.isfinite(values)])
+    m = float(finite.max()) if finite.size else 0.0
+    return 3 if m < 0.1 else 2 if m < 10 else 1 if m < 100 else 0
+
+
 def head_grid_figure(values: np.ndarray, path: str | Path, *, title: str, label: str = "", vmin: float | None = None,
-                     vmax: float | None = None, annotate: bool | None = None) -> Path:
-    """[layers, heads] heat map, layers as rows (L1 on top, like the paper's figures), with a colour bar."""
+                     vmax: float | None = None, annotate: bool | None = None, hatch: np.ndarray | None = None,
+                     hatch_label: str = "") -> Path:
+    """[layers, heads] heat map, layers as rows (L1 on top, like the paper's figures), with a colour bar.
+
+    ``hatch`` (bool [layers, heads]) hatches and dims the cells whose value may be noise; ``hatch_label``
+    explains the hatching in a legend under the grid.
+    """
     plt = _plt()
+    from matplotlib.patches import Patch, Rectangle
+
     values = np.asarray(values, dtype=float)
     L, H = values.shape
     div = _diverging(values)
@@ -77,18 +98,27 @@ def head_grid_figure(values: np.ndarray, path: str | Path, *, title: str, label:
     ax.set_yticks(range(L), [f"L{li + 1}" for li in range(L)], fontsize=8)
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_wrap(title, fig.get_figwidth()), fontsize=10)
     cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
     if label:
-        cb.set_label(label, fontsize=8)
+        cb.set_label(_wrap(label, fig.get_figheight(), 14.0), fontsize=8)
+    marks = np.zeros(values.shape, dtype=bool) if hatch is None else np.asarray(hatch, dtype=bool)
+    for li, h in zip(*np.nonzero(marks)):
+        ax.add_patch(Rectangle((h - 0.5, li - 0.5), 1, 1, facecolor=(1, 1, 1, 0.6), edgecolor="#888888", hatch="//", linewidth=0))
     if annotate if annotate is not None else L * H <= 16 * 24:
+        d = cell_decimals(values)
         for li in range(L):
             for h in range(H):
                 v = values[li, h]
                 if np.isfinite(v):
                     r, g, b, _ = cmap(im.norm(v))
-                    text = f"{v:.2f}".replace("0.", ".", 1)
-                    ax.text(h, li, text, ha="center", va="center", fontsize=6, color="black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.5 else "white")
+                    text = f"{v:.{d}f}"
+                    text = text.replace("0.", ".", 1) if text.startswith(("0.", "-0.")) else text
+                    dark = marks[li, h] or 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.5
+                    ax.text(h, li, text, ha="center", va="center", fontsize=6, color="black" if dark else "white")
+    if hatch is not None:
+        ax.legend(handles=[Patch(facecolor="white", edgecolor="#888888", hatch="//", label=f"{hatch_label or 'may be noise'} ({int(marks.sum())} of {marks.size})")],
+                  loc="upper left", bbox_to_anchor=(0, -0.6 / fig.get_figheight() - 0.05), fontsize=7, frameon=False)
     return _save(fig, path)
 
 
@@ -115,7 +145,7 @@ def category_grid_figure(values: np.ndarray, classes: Sequence[str], path: str |
     ax.set_yticks(range(L), [f"L{li + 1}" for li in range(L)], fontsize=8)
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_wrap(title, fig.get_figwidth()), fontsize=10)
     ax.legend(handles=[Patch(color=tab(k % 10), label=c) for k, c in enumerate(classes)], fontsize=7,
               bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
     return _save(fig, path)
@@ -134,7 +164,7 @@ def attention_map_figure(att: np.ndarray, tokens: Sequence[str], path: str | Pat
         ax.set_yticks(range(T), list(tokens), fontsize=fs)
     ax.set_xlabel("attended token (key)")
     ax.set_ylabel("attending token (query)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_wrap(title, fig.get_figwidth()), fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).set_label("attention weight", fontsize=8)
     return _save(fig, path)
 
@@ -153,7 +183,7 @@ def share_bars_figure(labels: Sequence[str], types: Sequence[str], shares: np.nd
     ax.set_xticks(range(len(labels)), list(labels), fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, max(1.0, float(bottom.max()) if len(bottom) else 1.0))
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_wrap(title, fig.get_figwidth()), fontsize=10)
     ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
     return _save(fig, path)
 
@@ -169,7 +199,7 @@ def layer_curves_figure(series: dict[str, np.ndarray], path: str | Path, *, titl
     ax.set_xlabel("layer")
     if ylabel:
         ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_wrap(title, fig.get_figwidth()), fontsize=10)
     ax.grid(alpha=0.3)
     if len(series) > 1:
         ax.legend(fontsize=7, frameon=False)

@@ -116,14 +116,30 @@ def cell_formatter(values: np.ndarray, budget: int) -> tuple[int, bool]:
     return 0, False
 
 
+UNCERTAIN = "?"  # after a cell's value: its 95% interval includes 0 (the tables' "noise?")
+
+
+def _dim(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The colour mixed 70% with mid grey: a cell that may be noise recedes."""
+    return tuple(int(round(0.3 * c + 0.7 * 128)) for c in rgb)  # type: ignore[return-value]
+
+
 def head_grid(values: np.ndarray, *, title: str, description: str = "", width: int = 80,
-              vmin: float | None = None, vmax: float | None = None, diverging: bool | None = None) -> list[Text]:
-    """[layers, heads] as coloured cells, one row per layer (L1..), one column per head (H1..), plus a legend."""
+              vmin: float | None = None, vmax: float | None = None, diverging: bool | None = None,
+              uncertain: np.ndarray | None = None, uncertain_note: str = "", unit: str = "") -> list[Text]:
+    """[layers, heads] as coloured cells, one row per layer (L1..), one column per head (H1..), plus a legend.
+
+    ``uncertain`` (bool [layers, heads]) marks cells whose value may be noise: dimmed, and '?' after the
+    number so the mark survives without colour; ``uncertain_note`` says what the mark means under the legend.
+    ``unit`` follows the legend's range.
+    """
     values = np.asarray(values, dtype=float)
+    marks = np.zeros(values.shape, dtype=bool) if uncertain is None else np.asarray(uncertain, dtype=bool)
     L, H = values.shape
     label_w = len(f"L{L}") + 1
     cw = max(2, min(6, (width - label_w) // max(H, 1)))
-    decimals, show_numbers = cell_formatter(values, cw - 1)
+    # with marks a cell is ' -1.3?': one column more kept free, so neighbouring numbers never touch
+    decimals, show_numbers = cell_formatter(values, cw - 1 - (uncertain is not None))
     scale = Scale(values, vmin, vmax, diverging)
     lines = [Text(title, style="bold")]
     if description:
@@ -140,10 +156,14 @@ def head_grid(values: np.ndarray, *, title: str, description: str = "", width: i
             if not math.isfinite(v):
                 row.append(MISSING.rjust(cw))
                 continue
-            txt = _short(v, decimals).rjust(cw - 1) + " " if show_numbers else " " * cw
-            row.append(txt, style=_cell_style(scale.rgb(v)))
+            mark = UNCERTAIN if marks[li, h] else " "
+            txt = _short(v, decimals).rjust(cw - 1) + mark if show_numbers else " " * (cw - 1) + mark
+            rgb = scale.rgb(v)
+            row.append(txt, style=_cell_style(_dim(rgb) if marks[li, h] else rgb))
         lines.append(row)
-    lines.append(scale.legend("diverging, centred on 0" if scale.diverging else ""))
+    lines.append(scale.legend(", ".join(x for x in (unit, "diverging, centred on 0" if scale.diverging else "") if x)))
+    if uncertain is not None:
+        lines.append(Text(f"{UNCERTAIN} dimmed: {uncertain_note or 'may be noise'} ({int(marks.sum())} of {marks.size} cells)", style="dim"))
     return lines
 
 

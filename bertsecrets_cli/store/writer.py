@@ -363,6 +363,8 @@ def encode_values(a: np.ndarray, encoding: str) -> np.ndarray:
     if encoding == "float32":
         return a.astype(np.float32, copy=False)
     if encoding == "uint8":
+        if a.dtype == np.uint8:  # encoded already (on the device, by model.capture)
+            return a
         return np.rint(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
     raise ValueError(encoding)
 

@@ -1,0 +1,154 @@
+"""Extract's consumer of one padded batch's attention, layer by layer, on the model's device.
+
+As each layer's probabilities [B, H, T, T] come out of the softmax (``attention.forward_streaming``),
+they are reduced to the per-head statistics (schema.STAT_NAMES) and copied once, converted to the
+stored encoding and cropped to each example's length, into one flat buffer; the float32 maps of a
+layer are then free. Nothing of size [B, layers, heads, T, T] in float32 is ever built (no stack, no
+full-size temporaries: the largest temporary is one reused buffer of one layer's size), and the
+buffer crosses to the host in one transfer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from bertsecrets_cli.analysis.stats import EPS  # log(max(p, EPS)), as batch_stats
+from bertsecrets_cli.model.tokenize import CLS, SEP, Encoded
+
+STORED_DTYPES = {"float16": torch.float16, "float32": torch.float32, "uint8": torch.uint8}
+
+_SCRATCH: dict[tuple[torch.device, bool], torch.Tensor] = {}
+
+
+def scratch(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """A float32 work buffer of ``shape``, reused across layers and batches (one per device, grown as needed).
+
+    Fresh large allocations cost page faults on every batch; the statistics' temporaries live here instead.
+    """
+    n = 1
+    for d in shape:
+        n *= d
+    key = (device, torch.is_inference_mode_enabled())  # an inference tensor cannot be written outside inference mode
+    buf = _SCRATCH.get(key)
+    if buf is None or buf.numel() < n:
+        buf = torch.empty(n, dtype=torch.float32, device=device)
+        _SCRATCH[key] = buf
+    return buf[:n].view(shape)
+
+
+class BatchCapture:
+    """Call it with ``(layer, probs [B, H, T, T], key_is_real)`` for every layer, then take ``results()``."""
+
+    def __init__(self, encoded: Sequence[Encoded], n_layers: int, n_heads: int, encoding: str, device: Any) -> None:
+        if encoding not in STORED_DTYPES:
+            raise ValueError(f"unknown encoding {encoding!r}")
+        self.encoding = encoding
+        self.L, self.H = n_layers, n_heads
+        self.lengths = [e.length for e in encoded]
+        B, T = len(encoded), max(self.lengths)
+        m = np.zeros((4, B, T), dtype=bool)
+        for j, e in enumerate(encoded):
+            n = e.length
+            m[0, j, :n] = True
+            m[1, j, :n] = e.special == CLS
+            m[2, j, :n] = e.special == SEP
+            m[3, j, :n] = e.punct
+        masks = torch.from_numpy(m).to(device)
+        self.rows = masks[0].float()  # [B, T] real query rows
+        self.n = self.rows.sum(-1).clamp_min(1)  # [B]
+        # the mass on the cls/sep/punct key columns: where every example has at most two such columns
+        # (cls and sep nearly always) the masked row sum is exactly the sum of those (at most two) values,
+        # gathered; otherwise the masked product is summed as in batch_head_stats
+        counts = m[1:].sum(-1).max(-1)  # [3]
+        self.gathered = [k for k in range(3) if counts[k] <= 2]
+        self.summed = [k for k in range(3) if counts[k] > 2]
+        idx = np.zeros((B, 2 * len(self.gathered)), dtype=np.int64)
+        val = np.zeros((B, 2 * len(self.gathered)), dtype=np.float32)
+        for g, k in enumerate(self.gathered):
+            for j in range(B):
+                cols = np.flatnonzero(m[1 + k, j])
+                idx[j, 2 * g : 2 * g + len(cols)] = cols
+                val[j, 2 * g : 2 * g + len(cols)] = 1.0
+        self.gather_index = torch.from_numpy(idx).to(device)[:, None, None, :].expand(B, n_heads, T, -1)
+        self.gather_valid = torch.from_numpy(val).to(device)[:, None, None, :]
+        self.columns_t = masks[1:][self.summed].transpose(0, 1).float()  # [B, k, T]
+        self.has_column = masks[1:].any(-1).T  # [B, 3]
+        self.w_prev = self.rows[:, 1:] * self.rows[:, :-1]  # query i with key i-1 (or i+1) both real
+        # per query row, before the means: entropy, cls, sep, punct, self [B, L, H, 5, T]; previous, next [B, L, H, 2, T-1]
+        self.row_values = torch.empty(B, n_layers, n_heads, 5, T, dtype=torch.float32, device=device)  # every entry is written
+        self.neighbour_values = torch.empty(B, n_layers, n_heads, 2, max(T - 1, 0), dtype=torch.float32, device=device)
+        sizes = [n_layers * n_heads * t * t for t in self.lengths]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.flat = torch.empty(int(self.offsets[-1]), dtype=STORED_DTYPES[encoding], device=device)
+        # runs of equal length (a length-sorted batch has few): one copy per run and layer, not per example
+        self.runs: list[tuple[int, int, int, torch.Tensor]] = []
+        j0 = 0
+        for j in range(1, B + 1):
+            if j == B or self.lengths[j] != self.lengths[j0]:
+                t = self.lengths[j0]
+                view = self.flat[int(self.offsets[j0]) : int(self.offsets[j])].view(j - j0, n_layers, n_heads, t, t)
+                self.runs.append((j0, j, t, view))
+                j0 = j
+        self.seen = 0
+
+    def __call__(self, layer: int, probs: torch.Tensor, real: torch.Tensor) -> None:
+        p = probs.float()  # no copy for a float32 model
+        self._statistics(layer, p)
+        for j0, j1, t, view in self.runs:
+            src = p[j0:j1, :, :t, :t]
+            if self.encoding == "uint8":
+                src = torch.round(src.clamp(0.0, 1.0) * 255.0)  # as store.writer.encode_values: rint(clip(x) * 255)
+            view[:, layer].copy_(src)
+        self.seen += 1
+
+    def _statistics(self, layer: int, p: torch.Tensor) -> None:
+        """Per query row: entropy, mass on cls/sep/punct columns, self, previous, next -> into the row buffers.
+
+        The formulas of model.batch_stats.batch_head_stats, so the float32 values are the same bit for bit
+        (stores stay byte-identical to the stacked version's); the means over query rows wait for
+        ``results``, where they run once per batch: few, small operations per layer, which is what
+        counts on a busy CPU, and temporaries of at most one layer's size (the masses of columns that
+        are more than two per example: that many).
+        """
+        rows = self.row_values[:, layer]  # [B, H, 5, T]
+        tmp = scratch(tuple(p.shape), p.device)
+        torch.clamp_min(p, EPS, out=tmp)
+        rows[:, :, 0] = tmp.log_().mul_(p).sum(-1).neg_()
+        if self.gathered:
+            g = torch.gather(p, -1, self.gather_index).mul_(self.gather_valid)  # [B, H, T, 2k]; x1 and x0 are exact
+            for i, k in enumerate(self.gathered):
+                rows[:, :, 1 + k] = g[..., 2 * i] + g[..., 2 * i + 1]
+        if self.summed:
+            B, H, T, _ = p.shape
+            prod = scratch((B, H, T, len(self.summed), T), p.device)
+            dense = torch.mul(p[:, :, :, None, :], self.columns_t[:, None, None], out=prod).sum(-1)  # [B, H, T, k]
+            for i, k in enumerate(self.summed):
+                rows[:, :, 1 + k] = dense[..., i]
+        rows[:, :, 4] = torch.diagonal(p, dim1=-2, dim2=-1)
+        if p.shape[-1] > 1:
+            nb = self.neighbour_values[:, layer]  # [B, H, 2, T-1]
+            nb[:, :, 0] = torch.diagonal(p, offset=-1, dim1=-2, dim2=-1)
+            nb[:, :, 1] = torch.diagonal(p, offset=1, dim1=-2, dim2=-1)
+
+    def results(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """-> (each example's stored maps [L, H, T, T] in the encoding, views of one host buffer; stats float32 [B, L, H, 7])."""
+        if self.seen != self.L:
+            raise RuntimeError(f"captured {self.seen} layers, expected {self.L}")
+        stats = torch.empty(*self.row_values.shape[:3], 7, dtype=torch.float32, device=self.rows.device)
+        # means over real query rows, as batch_head_stats: (x * w).sum(-1) / count
+        stats[..., :5] = (self.row_values * self.rows[:, None, None, None, :]).sum(-1) / self.n[:, None, None, None]
+        nan = torch.tensor(float("nan"), device=stats.device)
+        stats[..., 1:4] = torch.where(self.has_column[:, None, None, :], stats[..., 1:4], nan)
+        if self.neighbour_values.shape[-1]:
+            count = self.w_prev.sum(-1)
+            nb = (self.neighbour_values * self.w_prev[:, None, None, None, :]).sum(-1) / count.clamp_min(1)[:, None, None, None]
+            stats[..., 5:] = torch.where((count == 0)[:, None, None, None], nan, nb)
+        else:
+            stats[..., 5:] = nan
+        host = self.flat.cpu().numpy()
+        maps = [host[int(self.offsets[j]) : int(self.offsets[j + 1])].reshape(self.L, self.H, t, t) for j, t in enumerate(self.lengths)]
+        return maps, stats.cpu().numpy()
