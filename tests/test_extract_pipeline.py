@@ -183,4 +183,5 @@ def test_a_forward_failure_stops_the_writer_and_leaves_no_temporary(tmp_path: Pa
         run_extract(_opts(12, batch_size=2, part_size=4), out, command="test")
     parts = out.with_name(f".{out.name}.parts")
     assert sorted(p.name for p in parts.iterdir()) == ["manifest.json", "part-000000.h5"]
-    assert not [p for p in tmp_path.rglob("*.tmp")] and threading.active_count() == 1
+    # the writer thread is gone (other threads, such as tqdm's monitor started by an earlier test, may remain)
+    assert not [p for p in tmp_path.rglob("*.tmp")] and not [t for t in threading.enumerate() if t.name == "bertsecrets-writer"]

@@ -117,32 +117,33 @@ def test_uint8_encoding_halves_the_maps_and_stays_within_one_step(demo_store: Pa
     one_line_error(invoke("view", str(demo_store), "--encoding", "bf16", "-o", str(tmp_path / "x.html")), 3, "--encoding bf16")
 
 
-def st_peak(store: Path, i: int) -> np.ndarray:
-    with open_store(store) as st:
-        return st.maps(i, "halved").max(axis=(2, 3))
+@pytest.fixture(scope="module")
+def norms_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two demo examples with the weights and the norm-based maps (Kobayashi et al.), whose rows are no distributions."""
+    from bertsecrets_cli.jobs.extract import DataOptions, ExtractOptions, run_extract
+
+    out = tmp_path_factory.mktemp("view-norms") / "norms.h5"
+    run_extract(ExtractOptions(data=DataOptions(task="sst2", limit=2), quantities=("weights", "norms"), device="cpu", quiet=True), out, command="test")
+    return out
 
 
 @covers("view", "--quantity")
-def test_quantity_shows_another_map_kind_the_store_holds(demo_store: Path, tmp_path: Path) -> None:
-    import h5py
-
-    store = tmp_path / "two-kinds.h5"
-    shutil.copy(demo_store, store)
-    with h5py.File(store, "a") as f:  # a map kind laid out like attention/maps, as later extract options may write
-        f["attention/halved"] = (f["attention/maps"][...].astype(np.float32) / 2).astype(np.float16)
+def test_quantity_shows_another_kind_of_maps_drawn_relative_to_its_peak(demo_store: Path, norms_store: Path, tmp_path: Path) -> None:
     out = tmp_path / "v.html"
-    res = invoke("view", str(store), "--quantity", "halved", "--limit", "2", "-o", str(out))
+    res = invoke("view", str(norms_store), "--quantity", "norms", "-o", str(out))
     assert res.exit_code == 0, res.stderr
     page = payload(out)
-    assert page["quantity"] == "halved"
-    with open_store(store) as st:
-        np.testing.assert_allclose(maps(page, 1), st.attention(1) / 2, atol=1e-3)
-    one_line_error(invoke("view", str(store), "--quantity", "norms", "-o", str(tmp_path / "x.html")), 3, "norms", "attention, halved")
-    # rows that are no distributions are drawn relative to each map's peak, which the page carries
-    assert payload(out)["distribution"] is False and payload(out)["examples"][1]["peak"][2][3] == pytest.approx(float(st_peak(store, 1)[2, 3]), rel=1e-3)
-    with h5py.File(store, "a") as f:
-        f["attention/doubled"] = (f["attention/maps"][...].astype(np.float32) * 2).astype(np.float16)
-    one_line_error(invoke("view", str(store), "--quantity", "doubled", "--encoding", "uint8", "-o", str(tmp_path / "x.html")), 3, "uint8", "float16")
+    assert page["quantity"] == "norms" and page["distribution"] is False  # norms rows do not sum to 1
+    with open_store(norms_store, quantity="norms") as st:
+        want = st.attention(1)
+        np.testing.assert_allclose(maps(page, 1), want, rtol=2e-3, atol=1e-3)
+        assert page["examples"][1]["peak"][2][3] == pytest.approx(float(want[2, 3].max()), rel=1e-6)
+    weights = tmp_path / "w.html"
+    assert invoke("view", str(norms_store), "-o", str(weights)).exit_code == 0
+    assert payload(weights)["quantity"] == "weights" and payload(weights)["distribution"] is True
+    one_line_error(invoke("view", str(norms_store), "--quantity", "norms", "--encoding", "uint8", "-o", str(tmp_path / "x.html")), 3, "uint8", "float16")
+    one_line_error(invoke("view", str(demo_store), "--quantity", "norms", "-o", str(tmp_path / "x.html")), 4, "no norms maps")
+    one_line_error(invoke("view", str(demo_store), "--quantity", "halved", "-o", str(tmp_path / "x.html")), 3, "halved")
     assert not (tmp_path / "x.html").exists()
 
 

@@ -235,39 +235,21 @@ def test_grids_of_other_stores_follow_the_example_and_select_heads(browser: Any,
         v.close()
 
 
-def test_maps_that_are_no_distributions_are_drawn_relative_to_their_peak(browser: Any, demo_store: Path, tmp_path: Path) -> None:
-    import h5py
+def test_maps_that_are_no_distributions_are_drawn_relative_to_their_peak(browser: Any, tmp_path: Path) -> None:
+    from bertsecrets_cli.jobs.extract import DataOptions, ExtractOptions, run_extract
 
-    store = tmp_path / "scaled.h5"
-    shutil.copy(demo_store, store)
-    with h5py.File(store, "a") as f:  # a kind whose rows sum to a tenth: without scaling almost nothing would be drawn
-        f["attention/tenth"] = (f["attention/maps"][...].astype(np.float32) / 10).astype(np.float16)
-    out = write_view(store, tmp_path / "v.html", "--quantity", "tenth", "-n", "1")
+    store = tmp_path / "norms.h5"
+    run_extract(ExtractOptions(data=DataOptions(task="sst2", limit=1), quantities=("weights", "norms"), device="cpu", quiet=True), store, command="test")
+    out = write_view(store, tmp_path / "v.html", "--quantity", "norms")
     att = maps(payload(out), 0)
     v = Opened(browser, out)
     try:
         for layer, head in ((0, 0), (4, 6)):
             v.page.evaluate(f"window.bertsecretsView.select({{layer: {layer}, head: {head}}})")
             a = att[layer, head].astype(np.float64)  # the page divides in double precision too
-            assert v.state()["drawn"]["lines"] == int((a / a.max() >= 0.02).sum()) > int((a >= 0.02).sum())
-            assert abs(v.state()["drawn"]["strongest"]["p"] - float(a.max())) < 1e-6  # values reported as stored
+            assert v.state()["drawn"]["lines"] == int((a / a.max() >= 0.02).sum()) != int((a >= 0.02).sum())
+            assert abs(v.state()["drawn"]["strongest"]["p"] - float(a.max())) < 1e-6 * float(a.max())  # values reported as stored
         assert v.errors == [], v.errors
-    finally:
-        v.close()
-
-
-def test_a_words_store_draws_its_word_level_maps(browser: Any, demo_store: Path, tmp_path: Path) -> None:
-    wm = words_command_maps(demo_store, tmp_path, 2)
-    out = write_view(tmp_path / "words.h5", tmp_path / "w.html", "--examples", "2")
-    v = Opened(browser, out)
-    try:
-        v.page.evaluate("window.bertsecretsView.select({layer: 3, head: 9})")
-        s = v.state()
-        shown = maps(payload(out), 0)[3, 9]  # the words command's maps, as float16 in the page
-        np.testing.assert_allclose(shown, wm[3, 9], atol=1e-3)
-        q, k, p = strongest(shown)
-        assert s["n"] == wm.shape[-1] and (s["drawn"]["strongest"]["q"], s["drawn"]["strongest"]["k"]) == (q, k)
-        assert s["drawn"]["lines"] == int((shown >= 0.02).sum()) and v.errors == [], v.errors
     finally:
         v.close()
 

@@ -58,6 +58,7 @@ def run(
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Patterns store to write (.h5); '-' writes it to stdout. Without it, only the tables are printed.")] = None,
     classifier: Annotated[Optional[str], typer.Option("--classifier", help="A CNN file from 'classify train' instead of the default rules.")] = None,
     features: Annotated[bool, typer.Option("--features", help="Also print attention to [CLS], [SEP], punctuation and negation words per layer and head (paper sec. 4.4).")] = False,
+    quantity: c.QuantityOpt = "weights",
     device: c.DeviceOpt = "auto",
     shard: c.ShardOpt = None,
     part_size: c.PartSizeOpt = 4096,
@@ -82,7 +83,7 @@ def run(
         from bertsecrets_cli.cli.spool import input_path, output_path
 
         opts = ClassifyOptions(classifier=classifier, device=device, force=force or output == "-",
-                               locking=False if no_locking else None, quiet=quiet, shard=shard,
+                               locking=False if no_locking else None, quiet=quiet, shard=shard, quantity=quantity,
                                part_size=0 if output == "-" else part_size, resume=resume)
         with input_path(store) as src:
             name = "stdin" if store == "-" else store

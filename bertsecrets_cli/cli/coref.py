@@ -20,6 +20,7 @@ def coref(
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap draws over mentions for the 95% intervals (0: none).")] = 1000,
     seed: c.SeedOpt = 0,
     top: Annotated[int, typer.Option("--top", "-k", help="Heads shown in the ranking.")] = 10,
+    quantity: c.QuantityOpt = "weights",
     shard: c.ShardOpt = None,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
@@ -46,7 +47,8 @@ def coref(
         from bertsecrets_cli.cli.spool import output_path
 
         opts = CorefOptions(data=data, model=model, device=device, batch_size=batch_size, max_length=max_length, limit=limit,
-                            bootstrap=bootstrap, seed=seed, top=top, force=force or output == "-", quiet=quiet, shard=shard, locking=False if no_locking else None)
+                            bootstrap=bootstrap, seed=seed, top=top, force=force or output == "-", quiet=quiet, shard=shard, locking=False if no_locking else None,
+                            quantity=quantity)
         with output_path(output) as path:
             res = run_coref(opts, path)
             emit(res.tables, out_fmt, c.table_stream(output))

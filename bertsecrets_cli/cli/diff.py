@@ -16,6 +16,7 @@ def diff(
     top: Annotated[int, typer.Option("--top", "-k", help="How many of the most changed heads to list (0: all).")] = 10,
     padded: Annotated[bool, typer.Option("--padded", help="The authors' variant: cosine of maps zero-padded to a 200x200 canvas (maps longer than it are cut) instead of maps cropped to the real length.")] = False,
     canvas: Annotated[int, typer.Option("--canvas", help="Canvas size for --padded.")] = 200,
+    quantity: c.QuantityOpt = "weights",
     shard: c.ShardOpt = None,
     part_size: c.PartSizeOpt = 4096,
     resume: c.ResumeOpt = False,
@@ -43,7 +44,7 @@ def diff(
         from bertsecrets_cli.cli.spool import input_path, output_path
 
         opts = DiffOptions(padded=padded, canvas=canvas, top=top, force=force or output == "-",
-                           locking=False if no_locking else None, quiet=quiet, shard=shard,
+                           locking=False if no_locking else None, quiet=quiet, shard=shard, quantity=quantity,
                            part_size=0 if output == "-" else part_size, resume=resume)
         with input_path(store_a) as pa, input_path(store_b) as pb:
             if output is None:

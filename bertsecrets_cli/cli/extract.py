@@ -26,6 +26,7 @@ def extract(
     encoding: Annotated[str, typer.Option("--encoding", help="Stored values: float16 (default), float32, or uint8 (lossy, 6x smaller, abs error <= 0.002).")] = "float16",
     compression: Annotated[str, typer.Option("--compression", help="none (default, fastest), lzf or gzip.")] = "none",
     part_size: c.PartSizeOpt = 512,
+    quantities: c.QuantitiesOpt = "weights",
     shard: c.ShardOpt = None,
     device: c.DeviceOpt = "auto",
     resume: c.ResumeOpt = False,
@@ -41,7 +42,9 @@ def extract(
 
     Stores every example's [layer, head, query, key] attention cropped to its real length, its tokens,
     and per-head summaries (entropy; mass on [CLS], [SEP], punctuation, self, previous and next token).
-    Prints the per-layer summary table.
+    Prints the per-layer summary table. With --quantities, the same pass also stores norm-based attention
+    (||alpha f(x)||, Kobayashi et al. 2020) and per-layer rollout or flow (Abnar & Zuidema 2020), each with
+    its own per-head summaries; every analysis reads them with --quantity.
     """
     out_fmt = c.check_format(fmt, table)
 
@@ -54,7 +57,7 @@ def extract(
         opts = ExtractOptions(
             model=model, data=c.data_options(task, data, split, limit, sample, seed, text_columns, label_column, id_column),
             max_length=max_length, batch_size=batch_size, device=device, encoding=encoding, compression=compression,
-            part_size=part_size, shard=shard, resume=resume, force=force or output == "-", locking=False if no_locking else None, quiet=quiet,
+            part_size=part_size, shard=shard, quantities=tuple(quantities.split(",")), resume=resume, force=force or output == "-", locking=False if no_locking else None, quiet=quiet,
         )
         with output_path(output) as path:
             res = run_extract(opts, path)

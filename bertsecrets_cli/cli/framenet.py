@@ -33,6 +33,7 @@ def framenet(
     top: Annotated[int, typer.Option("--top", "-k", help="Heads shown in the ranking.")] = 10,
     examples: Annotated[int, typer.Option("--examples", help="FrameNet: show the strongest link of this many top heads.")] = 3,
     seed: c.SeedOpt = 0,
+    quantity: c.QuantityOpt = "weights",
     shard: c.ShardOpt = None,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
@@ -64,7 +65,7 @@ def framenet(
             sentences=sentences, max_sentence_tokens=max_sentence_tokens, max_fe_tokens=max_fe_tokens, min_distance=min_distance,
             core_only=core_only, core_definition=core_definition, first_pair=first_pair, limit=limit, baseline_samples=baseline_samples,
             max_offset=max_offset, seed=seed, top=top, examples=examples, rank_by=rank_by, base_relations=base_relations,
-            min_count=min_count, force=force or output == "-", quiet=quiet, shard=shard, locking=False if no_locking else None,
+            min_count=min_count, force=force or output == "-", quiet=quiet, shard=shard, quantity=quantity, locking=False if no_locking else None,
         )
         with output_path(output) as path:
             res = run_relations(opts, path)

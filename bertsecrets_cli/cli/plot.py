@@ -12,7 +12,9 @@ from bertsecrets_cli.cli import common as c
 def plot(
     store: Annotated[str, typer.Argument(help="Any bertsecrets store ('-' reads stdin).")],
     list_figures: Annotated[bool, typer.Option("--list", help="Show what can be plotted from the store, and how.")] = False,
-    quantity: Annotated[Optional[str], typer.Option("--quantity", help="Per-head quantity to draw (see --list); several, comma-separated, for --figure layers.")] = None,
+    quantity: Annotated[Optional[str], typer.Option("--quantity", help="Per-head quantity to draw (see --list); several, comma-separated, for --figure layers. "
+                                                                                 "A map kind (norms, norms_normalised, rollout, flow) draws from those maps instead of the weights: "
+                                                                                 "--quantity norms/stat_cls, or --quantity norms --example 0 --head L1H1.")] = None,
     figure: Annotated[Optional[str], typer.Option("--figure", help="grid (layers x heads), layers (per-layer curves), shares (stacked pattern shares) or map; default: chosen from the store and options.")] = None,
     example: Annotated[Optional[str], typer.Option("--example", "-e", help="Attention map of this example: its id, or its index in the store (from 0).")] = None,
     layer: Annotated[Optional[str], typer.Option("--layer", "-l", help="Layer of the map, 1-based (7 or L7).")] = None,

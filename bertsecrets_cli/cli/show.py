@@ -11,7 +11,8 @@ from bertsecrets_cli.cli import common as c
 
 def show(
     store: Annotated[str, typer.Argument(help="Any bertsecrets store ('-' reads stdin).")],
-    quantity: Annotated[Optional[str], typer.Option("--quantity", help="Rank the heads by this per-head quantity (several: comma-separated); without it, an overview of the store.")] = None,
+    quantity: Annotated[Optional[str], typer.Option("--quantity", help="Rank the heads by this per-head quantity (several: comma-separated); without it, an overview of the store. "
+                                                                               "A map kind (norms, norms_normalised, rollout, flow) shows that kind's quantities; KIND/NAME ranks one (norms/stat_sep).")] = None,
     top: Annotated[int, typer.Option("--top", "-k", help="How many heads to list (0: all).")] = 10,
     bottom: Annotated[bool, typer.Option("--bottom", help="Lowest values first (e.g. the most changed heads by cosine).")] = False,
     by_abs: Annotated[bool, typer.Option("--abs", help="Largest magnitude first (differences, ablation deltas).")] = False,

@@ -19,7 +19,7 @@ def view(
     limit: c.LimitOpt = None,
     sample: c.SampleOpt = False,
     seed: c.SeedOpt = 0,
-    quantity: Annotated[str, typer.Option("--quantity", help="Which maps of the store to show: 'attention', or another map kind the store holds.")] = "attention",
+    quantity: c.QuantityOpt = "weights",
     encoding: Annotated[str, typer.Option("--encoding", help="Values in the page: float16 (exact to 3 digits) or uint8 (round(p*255), half the size).")] = "float16",
     title: Annotated[Optional[str], typer.Option("--title", help="The page's title (default: store and model name).")] = None,
     force: c.ForceOpt = False,

@@ -16,11 +16,15 @@ from bertsecrets_cli.errors import Interrupted
 
 
 def iter_attention(lm: Any, encoded: Sequence[Any], batch_size: int, *, description: str = "attention", quiet: bool = False,
-                   intervention: Any = None) -> Iterator[tuple[int, Any, np.ndarray]]:
+                   intervention: Any = None, quantity: str = "weights") -> Iterator[tuple[int, Any, np.ndarray]]:
     """Yield ``(index, Encoded, attention float32 [layers, heads, T, T])`` for every example, in index order.
 
     ``lm`` is a ``model.load.LoadedModel``; SIGTERM/SIGINT stop between batches with ``Interrupted``.
+    ``quantity`` (schema.QUANTITIES) yields those maps instead of the weights: norms from the same
+    forward pass, rollout and flow ([layers, 1, T, T]) from the example's weights.
     """
+    from bertsecrets_cli.jobs.quantities import batch_extras, needs_norms
+
     from bertsecrets_cli.jobs.signals import graceful_stop
     from bertsecrets_cli.model import attention
     from bertsecrets_cli.model.tokenize import collate
@@ -39,6 +43,13 @@ def iter_attention(lm: Any, encoded: Sequence[Any], batch_size: int, *, descript
                     raise Interrupted(f"stopped by {stop.signal} after {w0 + b} of {len(encoded)} examples; nothing was written")
                 idx = order[b : b + batch_size]
                 batch = collate([encoded[i] for i in idx], pad, lm.device, lm.model_type)
+                if quantity != "weights":
+                    _, probs, norms = attention.forward_with_norms(lm.model, batch, lm.n_layers, intervention, norms=needs_norms([quantity]))
+                    extras = batch_extras(probs, norms, [encoded[i] for i in idx], [quantity], stats=False)
+                    for j, i in enumerate(idx):
+                        results[i] = np.ascontiguousarray(extras[j][quantity][0], dtype=np.float32)
+                    advance(len(idx))
+                    continue
                 # looked up on the module at call time, so tests can plant attention by patching it
                 _, probs = attention.forward_with_attention(lm.model, batch, lm.n_layers, intervention)
                 probs_np = probs.float().cpu().numpy()

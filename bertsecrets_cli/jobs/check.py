@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def check_store(path: str | Path, *, locking: bool | None = None) -> CheckReport
     """
     from bertsecrets_cli.store import open_store
     from bertsecrets_cli.store.failures import shown
-    from bertsecrets_cli.store.validation import attention_problem, missing_parts
+    from bertsecrets_cli.store.validation import missing_parts
 
     name = shown(path)
     with open_store(path, locking=locking, validate=False) as st:
@@ -70,30 +71,49 @@ def check_store(path: str | Path, *, locking: bool | None = None) -> CheckReport
             if isinstance(src, str):
                 src = json.loads(src) if src.startswith("[") else [src]
             rep.checks.append(("merged", f"from {len(src)} shards: {', '.join(src[:4])}{', ...' if len(src) > 4 else ''}"))
-        if st.has("attention/maps"):
-            lengths = st.lengths().astype(np.int64)
-            if (lengths < 1).any():
-                raise StoreError(f"{name}: example {int(np.argmin(lengths))} has length {int(lengths.min())}")
-            L, H = st.n_layers, st.n_heads
-            off = st.array("examples/attention_offset")
-            expect = np.concatenate([[0], np.cumsum(L * H * lengths**2)[:-1]]) if len(lengths) else off
-            if not np.array_equal(off, expect):
-                raise StoreError(f"{name}: attention offsets are inconsistent with the example lengths")
-            total = int((L * H * lengths**2).sum())
-            if st.h5["attention/maps"].shape[0] != total:
-                raise StoreError(f"{name}: attention array holds {st.h5['attention/maps'].shape[0]} values, the index says {total}")
-            rep.checks.append(("offsets", f"{len(lengths)} examples, {total} values"))
-            worst = 0.0
-            enc = st.encoding
-            for i, att in st.iter_attention():  # a failed checksum is a StoreError naming the store (Store._read)
-                problem = attention_problem(att, enc)  # none negative and rows summing to 1: none above 1 either
-                if problem is not None:
-                    raise StoreError(f"{name}: example {i} has {problem}")
-                if att.size:
-                    worst = max(worst, float(np.abs(att.sum(-1) - 1).max()))
-            rep.checks.append(("checksums + values + rows", f"all values in [0, 1], all rows sum to 1 (max error {worst:.1e})"))
-        for qname, q in st.heads().items():
-            if q.values.shape != (st.n_layers, st.n_heads):
-                raise StoreError(f"{name}: per-head quantity {qname} has shape {q.values.shape}, expected {(st.n_layers, st.n_heads)}")
-        rep.checks.append(("per-head quantities", f"{len(st.heads())} of shape {st.n_layers}x{st.n_heads}"))
+        for q in st.quantities() or [st.result_quantity()]:
+            _check_quantity(st, name, q, rep)
     return rep
+
+
+def _check_quantity(st: Any, name: str, q: str, rep: Any) -> None:
+    """Offsets, sizes, values (finite, not negative; rows summing to 1 for distribution kinds only) and
+    per-head shapes of one quantity's maps; ``name``: what messages call the store."""
+    from bertsecrets_cli.store.validation import quantity_problem
+
+    st.select_quantity(q)
+    spec = S.quantity(q)
+    tag = "" if q == S.Q_WEIGHTS else f" ({q})"
+    what = "attention" if q == S.Q_WEIGHTS else q
+    if st.has(spec.maps):
+        lengths = st.lengths().astype(np.int64)
+        if (lengths < 1).any():
+            raise StoreError(f"{name}: example {int(np.argmin(lengths))} has length {int(lengths.min())}")
+        L, H = st.n_layers, st.n_heads
+        off = st.array(spec.offset)
+        expect = np.concatenate([[0], np.cumsum(L * H * lengths**2)[:-1]]) if len(lengths) else off
+        if not np.array_equal(off, expect):
+            raise StoreError(f"{name}: {what} offsets are inconsistent with the example lengths")
+        total = int((L * H * lengths**2).sum())
+        if st.h5[spec.maps].shape[0] != total:
+            raise StoreError(f"{name}: {what} array holds {st.h5[spec.maps].shape[0]} values, the index says {total}")
+        rep.checks.append((f"offsets{tag}", f"{len(lengths)} examples, {total} values"))
+        worst = 0.0
+        enc = st.encoding
+        for i, att in st.iter_attention():  # a failed checksum is a StoreError naming the store (Store._read)
+            # weights: none negative and rows summing to 1, so none above 1 either; norms, flow: finite, not negative
+            problem = quantity_problem(att, enc, q)
+            if problem is not None:
+                raise StoreError(f"{name}: example {i} has {problem if q == S.Q_WEIGHTS else f'{q}: {problem}'}")
+            if spec.distribution and att.size:
+                rows = att.sum(-1)
+                # norms_normalised: a head whose value vectors are all zero keeps all-zero rows
+                err = np.abs(rows - 1) if q != "norms_normalised" else np.minimum(np.abs(rows - 1), np.abs(rows))
+                worst = max(worst, float(err.max()))
+        rep.checks.append((f"checksums + values + rows{tag}",
+                           f"all values in [0, 1], all rows sum to 1 (max error {worst:.1e})" if spec.distribution
+                           else "checksums read; all values finite and not negative"))
+    for qname, hq in st.heads().items():
+        if hq.values.shape != (st.n_layers, st.n_heads):
+            raise StoreError(f"{name}: per-head quantity {qname}{tag} has shape {hq.values.shape}, expected {(st.n_layers, st.n_heads)}")
+    rep.checks.append((f"per-head quantities{tag}", f"{len(st.heads())} of shape {st.n_layers}x{st.n_heads}"))

@@ -33,6 +33,7 @@ class ClassifyOptions:
     quiet: bool = False
     block_values: int = 1 << 20  # attention values read at once (4 MiB as float32): bounds memory at any store size
     shard: str | None = None  # "i/n" or "auto": label only that contiguous range of examples (join with `merge`)
+    quantity: str = "weights"  # which stored maps to label (schema.QUANTITIES): weights, norms_normalised, rollout, ...
     part_size: int = 4096  # examples per resumable part (jobs/classify_parts.py; 0: one pass, nothing kept if stopped)
     resume: bool = False  # continue an interrupted run from its finished parts
 
@@ -50,6 +51,7 @@ class ClassifyResult:
     two_segments: int  # examples with two sentences (block is possible only there)
     tables: list[Table] = field(default_factory=list)
     feature_tables: list[Table] = field(default_factory=list)
+    quantity: str = "weights"  # the maps that were labelled
 
     @property
     def head_shares(self) -> np.ndarray:
@@ -89,7 +91,7 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
     check_device_spec(opts.device)  # the rules need no device, but a mistyped one is still refused
     cnn = load_classifier(opts.classifier, opts.device) if opts.classifier else None
     cinfo = cnn.info if cnn else rules_info()
-    with open_store(store_path, kind="attention", locking=opts.locking) as st:
+    with open_store(store_path, kind="attention", locking=opts.locking, quantity=opts.quantity) as st:
         L, H, n_total = st.n_layers, st.n_heads, st.n_examples
         if n_total == 0:
             raise StoreError(f"{store_path}: holds no examples; nothing to classify")
@@ -139,7 +141,7 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
                 advance(1)
             with np.errstate(invalid="ignore", divide="ignore"):
                 token_means = tok_sum / np.where(tok_n > 0, tok_n, np.nan)
-            res = ClassifyResult(Path(out) if out is not None else None, N, L, H, cinfo, counts, token_means, tok_n, two)
+            res = ClassifyResult(Path(out) if out is not None else None, N, L, H, cinfo, counts, token_means, tok_n, two, quantity=st.quantity)
             if w is not None:
                 copy_model_from(w, st)
                 w.copy_examples_from(st, s0, s1)
@@ -147,10 +149,13 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
                 put_heads(w, res)
                 thresholds = P.thresholds_dict() if cnn is None else {}
                 job = fingerprint({"input": in_prov.get("job_fingerprint") or fingerprint([in_prov.get("model_fingerprint", ""), st.example_ids()]),
-                                   "classifier": {k: v for k, v in cinfo.attrs().items() if k != "classifier_file"}, "thresholds": thresholds})
+                                   "classifier": {k: v for k, v in cinfo.attrs().items() if k != "classifier_file"}, "thresholds": thresholds,
+                                   # weights: the fingerprint of before quantities existed
+                                   **({"quantity": st.quantity} if st.quantity != "weights" else {})})
                 provenance = {
                     **tool_attrs(), "input_store": source or str(store_path), **{k: in_prov.get(k, "") for k in ("model", "model_fingerprint", "task", "data_source", "split", "is_demo_data")},
                     **cinfo.attrs(), "n_examples": N, "two_sentence_examples": two, "job_fingerprint": job, **shard_attrs,
+                    "quantity": st.quantity,
                 }
                 w.set_provenance(provenance, provenance_texts({"classify": asdict(opts), "thresholds": thresholds,
                                                                "input_provenance": in_prov}, command))
@@ -183,19 +188,20 @@ def majority_letter(cls: int, share: float) -> str:
 def result_tables(res: ClassifyResult) -> list[Table]:
     """Shares per layer and overall, the majority type of every head, and a summary."""
     cap = (f"classifier {res.classifier.label}; share (0-1) of the layer's maps (N={res.n_examples} examples x {res.n_heads} heads) "
-           "classified as each type")
-    t = Table(f"pattern shares per layer ({res.classifier.label})", ["layer", *P.CLASSES], caption=cap, name="layers")
+           f"classified as each type; maps: {res.quantity}")
+    t = Table(f"pattern shares per layer ({res.classifier.label}, on {res.quantity})", ["layer", *P.CLASSES], caption=cap, name="layers")
     for layer in range(res.n_layers):
         t.add(layer_name(layer), *(float(x) for x in res.layer_shares[layer]))
     t.add("all", *(float(x) for x in res.overall_shares))
     maj, maj_share = P.majority(res.counts)
-    g = Table(f"majority pattern per head ({res.classifier.name})", ["layer", *(f"H{h + 1}" for h in range(res.n_heads))], name="heads",
+    g = Table(f"majority pattern per head ({res.classifier.name}, on {res.quantity})", ["layer", *(f"H{h + 1}" for h in range(res.n_heads))], name="heads",
               caption="V vertical, D diagonal, M vertical+diagonal, B block, H heterogeneous; lower case: under half of the examples")
     for layer in range(res.n_layers):
         g.add(layer_name(layer), *(majority_letter(int(maj[layer, h]), float(maj_share[layer, h])) for h in range(res.n_heads)))
     het = P.HETEROGENEOUS
     s = Table("classification summary", ["what", "value"], name="summary")
     s.add("classifier", res.classifier.name)
+    s.add("maps (quantity)", res.quantity)
     s.add("validation", res.classifier.score_text)
     s.add("maps classified", f"{res.n_examples * res.n_layers * res.n_heads} ({res.n_examples} examples x {res.n_layers * res.n_heads} heads)")
     s.add("heterogeneous share of maps", f"{100 * res.overall_shares[het]:.1f}%")
@@ -210,15 +216,18 @@ def token_tables(res: ClassifyResult) -> list[Table]:
 
     cols = [TOKEN_COLUMNS[k] for k in TOKEN_FEATURES]  # "max-": not extract's all-[SEP]/all-punct. mass (README glossary)
     n = ", ".join(f"{TOKEN_FEATURE_LABELS[k]} {int(res.token_examples[i])}" for i, k in enumerate(TOKEN_FEATURES))
-    cap = (f"attention mass (0-1) given to the most-attended such token of each example (column mean over query rows; "
-           f"max over the example's [SEP]s, punctuation tokens, negation words); examples with the token: {n}")
-    t = Table(f"attention to tokens per layer, mean over heads (N={res.n_examples} examples)", ["layer", *cols], caption=cap, name="token-layers")
+    from bertsecrets_cli.store import schema as S
+
+    mass = "attention mass (0-1)" if S.quantity(res.quantity).distribution else f"{res.quantity} value"
+    cap = (f"{mass} given to the most-attended such token of each example (column mean over query rows; "
+           f"max over the example's [SEP]s, punctuation tokens, negation words); examples with the token: {n}; maps: {res.quantity}")
+    t = Table(f"attention to tokens per layer, mean over heads (N={res.n_examples} examples) on {res.quantity}", ["layer", *cols], caption=cap, name="token-layers")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a layer where no example had the token: NaN, said so
         per_layer = np.nanmean(res.token_means, axis=1)
     for layer in range(res.n_layers):
         t.add(layer_name(layer), *(float(x) for x in per_layer[layer]))
-    h = Table(f"attention to tokens per head (N={res.n_examples} examples)", ["head", *cols], caption=cap, name="token-heads")
+    h = Table(f"attention to tokens per head (N={res.n_examples} examples, on {res.quantity})", ["head", *cols], caption=cap, name="token-heads")
     for layer in range(res.n_layers):
         for head in range(res.n_heads):
             h.add(head_name(layer, head), *(float(x) for x in res.token_means[layer, head]))

@@ -46,7 +46,7 @@ def combine_patterns(paths: list[str], out: str | Path, *, force: bool = False, 
         two = int(sum(int(st.provenance().get("two_sentence_examples", 0)) for st in ordered))
         with np.errstate(invalid="ignore", divide="ignore"):
             token_means = tok_sum / np.where(tok_n > 0, tok_n, np.nan)
-        res = ClassifyResult(outp, n, L, H, cinfo, counts, token_means, tok_n, two)
+        res = ClassifyResult(outp, n, L, H, cinfo, counts, token_means, tok_n, two, quantity=first.result_quantity())
         with StoreWriter(outp, "patterns", force=force, locking=locking) as w:
             copy_model_from(w, first)
             for name in first.h5["examples"]:

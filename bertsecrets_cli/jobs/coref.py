@@ -42,6 +42,7 @@ class CorefOptions:
     quiet: bool = False
     shard: str | None = None  # "i/n" or "auto": score only that contiguous range of the segments
     locking: bool | None = None  # False: --no-locking (NFS/Lustre)
+    quantity: str = "weights"  # which maps to score (schema.QUANTITIES), computed on the fly like the weights
 
 
 @dataclass
@@ -134,6 +135,11 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
     from bertsecrets_cli.store.writer import StoreWriter, check_output_path
 
     _check(opts)
+    from bertsecrets_cli.jobs.framenet import _heads_of, _job_options, _on_quantity
+    from bertsecrets_cli.jobs.quantities import check_flow_length, check_quantity
+
+    check_quantity(opts.quantity)
+    check_flow_length([opts.quantity], opts.max_length)
     shard = resolve_shard(opts.shard) if opts.shard else None
     outp = check_output_path(out, force=opts.force)
     if Path(opts.data).exists() and outp.exists() and outp.resolve() == Path(opts.data).resolve():
@@ -174,8 +180,10 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
         encoded.append(enc)
         matrices.append(word_piece_matrix(enc.offsets, enc.special, spans, text))
     t_select = time.perf_counter()
-    scorer = CorefScorer(lm.n_layers, lm.n_heads)
-    for i, _enc, att in iter_attention(lm, encoded, opts.batch_size, description=f"coreference {lm.name}", quiet=opts.quiet):
+    H = _heads_of(lm, opts.quantity)
+    scorer = CorefScorer(lm.n_layers, H)
+    for i, _enc, att in iter_attention(lm, encoded, opts.batch_size, description=f"coreference {lm.name}", quiet=opts.quiet,
+                                      quantity=opts.quantity):
         M = matrices[i]
         scorer.add(word_attention(att, M), M.sum(1) > 0, segments[i].mentions, segments[i].words)
     if scorer.n == 0 and shard is None:
@@ -190,13 +198,13 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
 
     config = {k: v for k, v in asdict(opts).items() if k not in ("force", "quiet")}
     job = fingerprint({"model": lm.fingerprint, "data": str(Path(opts.data).expanduser()), "ids": all_ids,
-                       "options": {k: v for k, v in config.items() if k not in ("top", "device", "batch_size", "shard")}})
+                       "options": {k: v for k, v in _job_options(config).items() if k not in ("top", "device", "batch_size", "shard")}})
     with StoreWriter(outp, KIND, force=opts.force, locking=opts.locking) as w:
-        w.set_model(n_layers=lm.n_layers, n_heads=lm.n_heads, **_model_attrs(lm))
+        w.set_model(n_layers=lm.n_layers, n_heads=H, **_model_attrs(lm))
         w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.data).expanduser()), "n_segments": len(segments), "n_mentions": scorer.n,
                                           "max_length": opts.max_length, "bootstrap": opts.bootstrap, "seed": opts.seed, "job_fingerprint": job,
                                           "word_attention": "mean over the attending word's pieces, sum over the attended word's pieces",
-                                          "skipped_unmapped": scorer.skipped_unmapped, **shard_attrs}),
+                                          "skipped_unmapped": scorer.skipped_unmapped, **shard_attrs, "quantity": opts.quantity}),
                          provenance_texts({"coref": config}, command))
         w.put_strings("examples/id", [s.id for s in segments])
         w.put_strings("examples/text_a", [" ".join(s.words) for s in segments])
@@ -207,7 +215,7 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
         _put_results(w, rows)
     timings = {"load_model_s": t_model - t0, "read_pack_s": t_select - t_model, "forward_score_s": t_score - t_select,
                "write_s": time.perf_counter() - t_score}
-    return CorefResult(outp, len(segments), scorer.n, lm.n_layers, lm.n_heads, rows, coref_tables(rows, opts.top, opts.bootstrap), timings)
+    return CorefResult(outp, len(segments), scorer.n, lm.n_layers, H, rows, _on_quantity(coref_tables(rows, opts.top, opts.bootstrap), opts.quantity), timings)
 
 
 def _put_results(w: Any, rows: list[Any]) -> None:
@@ -248,7 +256,9 @@ def combine_coref(paths: list[str], out: str | Path, *, top: int = 10, force: bo
     finally:
         for st in stores:
             st.close()
-    return CorefResult(outp, n_seg, len(types), L, H, rows, coref_tables(rows, top, samples))
+    from bertsecrets_cli.jobs.framenet import _on_quantity
+
+    return CorefResult(outp, n_seg, len(types), L, H, rows, _on_quantity(coref_tables(rows, top, samples), str(prov.get("quantity") or "weights")))
 
 
 def _row_json(r: Any) -> dict[str, Any]:

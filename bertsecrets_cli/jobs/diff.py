@@ -39,6 +39,7 @@ class DiffOptions:
     locking: bool | None = None
     quiet: bool = False
     shard: str | None = None  # "i/n" or "auto": compare only that contiguous range of the paired examples
+    quantity: str = "weights"  # which stored maps of both stores to compare (schema.QUANTITIES)
     part_size: int = 4096  # paired examples per resumable part of a run with -o (0: one pass)
     resume: bool = False  # continue an interrupted run from its finished parts
 
@@ -53,6 +54,7 @@ class DiffResult:
     js_divergence: np.ndarray | None
     deltas: dict[str, np.ndarray] = field(default_factory=dict)  # name -> B - A, [layers, heads]
     tables: list[Table] = field(default_factory=list)
+    quantity: str = "weights"
 
 
 def pair_examples(ids_a: list[str], ids_b: list[str], name_a: str, name_b: str) -> tuple[list[int], list[int]]:
@@ -140,15 +142,18 @@ def _nanmean(x: np.ndarray) -> float:
 
 
 def summary_tables(cosine: np.ndarray | None, js: np.ndarray | None, quantities: dict[str, tuple[np.ndarray, np.ndarray, str]],
-                   top: int, measure: str, context: str = "") -> list[Table]:
+                   top: int, measure: str, context: str = "", *, quantity: str = "weights") -> list[Table]:
     """Per-layer similarity (the rows of the paper's Fig. 5), the most changed heads, and B - A per quantity.
 
-    ``context`` (models, data, N: render.labels.context) goes into the similarity table's title."""
+    ``context`` (models, data, N: render.labels.context) goes into the similarity table's title. Titles name
+    the ``quantity`` compared unless it is the weights (the titles of before quantities existed).
+    """
     from bertsecrets_cli.analysis.similarity import layer_means, rank_heads
 
+    on = "" if quantity == S.Q_WEIGHTS else f" on {quantity}"
     tables: list[Table] = []
     if cosine is not None and js is not None:
-        t = Table("similarity per layer (A -> B)" + (f" ({context})" if context else ""), ["layer", "cosine", "min cosine", "least similar head", "JS divergence"],
+        t = Table(f"similarity per layer (A -> B){on}" + (f" ({context})" if context else ""), ["layer", "cosine", "min cosine", "least similar head", "JS divergence"],
                   name="layers", caption=f"{measure} (0-1; 1 = the same maps); JS divergence in bits (0 = the same rows); mean over heads and examples")
         cos_l, js_l = layer_means(cosine), layer_means(js)
         for li in range(cosine.shape[0]):
@@ -156,13 +161,14 @@ def summary_tables(cosine: np.ndarray | None, js: np.ndarray | None, quantities:
             h = int(np.nanargmin(row)) if np.isfinite(row).any() else 0
             t.add(layer_name(li), cos_l[li], float(row[h]), head_name(li, h), js_l[li])
         tables.append(t)
-        t = Table("most changed heads", ["rank", "head", "cosine", "JS divergence"], caption="lowest mean cosine (0-1) first; JS divergence in bits", name="heads")
+        t = Table(f"most changed heads{on}", ["rank", "head", "cosine", "JS divergence"],
+                  caption=f"lowest mean cosine (0-1) first; JS divergence in bits; maps: {quantity}", name="heads")
         for r, (li, h, v) in enumerate(rank_heads(cosine, top=top, ascending=True), 1):
             t.add(r, head_name(li, h), v, float(js[li, h]))
         tables.append(t)
     if quantities:
-        t = Table("per-head quantities (B - A)", ["quantity", "mean A", "mean B", "mean B-A", "largest |B-A|", "at head"], name="quantities",
-                  caption="every /heads quantity both stores hold; stored as delta_<name>")
+        t = Table(f"per-head quantities (B - A){on}", ["quantity", "mean A", "mean B", "mean B-A", "largest |B-A|", "at head"], name="quantities",
+                  caption=f"every /heads quantity both stores hold for {quantity}; stored as delta_<name>")
         for name, (a, b, _) in quantities.items():
             d = b - a
             ranked = rank_heads(d, top=1, by_abs=True)
@@ -213,6 +219,7 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
 
     ``names`` are how the inputs are called in messages and provenance (the user's paths, even for '-').
     """
+    from bertsecrets_cli.analysis.quantities import row_normalise
     from bertsecrets_cli.analysis.similarity import head_cosine, head_cosine_padded, head_js_divergence
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
     from bertsecrets_cli.jobs.shard import fingerprint, inherited_shard, input_identity, resolve_shard, shard_provenance, shard_slice
@@ -237,8 +244,9 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
         raise InputError("--shard: give -o; each shard writes a diff store, then 'bertsecrets merge' joins them")
     name_a, name_b = names or (str(a_path), str(b_path))
     with ExitStack() as stack:
-        st_a = stack.enter_context(open_store(a_path, locking=opts.locking))
-        st_b = stack.enter_context(open_store(b_path, locking=opts.locking))
+        st_a = stack.enter_context(open_store(a_path, locking=opts.locking, quantity=opts.quantity))
+        st_b = stack.enter_context(open_store(b_path, locking=opts.locking, quantity=opts.quantity))
+        distribution = S.quantity(st_a.quantity).distribution
         L, H = st_a.n_layers, st_a.n_heads
         if (st_b.n_layers, st_b.n_heads) != (L, H):
             raise InputError(f"{name_a} has {L} layers x {H} heads but {name_b} has {st_b.n_layers} x {st_b.n_heads}: "
@@ -251,6 +259,7 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
                 raise InputError(f"{lacking} holds no attention maps and the two stores share no per-head quantity: nothing to compare")
             info(f"{lacking} holds no attention maps: comparing the {len(quantities)} per-head quantities both stores hold")
         measure = f"cosine of maps padded to {opts.canvas}x{opts.canvas}, as the authors' code" if opts.padded else "cosine of maps cropped to the real length"
+        measure += f" ({st_a.quantity})"
         if shard is not None and not (maps_a and maps_b):
             raise InputError("--shard splits the attention maps of the paired examples; both stores must hold maps")
         shard_attrs = inherited_shard(st_a.provenance())
@@ -278,7 +287,9 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
                     if stop.requested:
                         raise Interrupted(f"{out or name_b}: stopped by {stop.signal} after {done} of {len(ia)} examples; nothing was written (rerun the command)")
                     # float32, as stored: a merge of shards recomputes the means from exactly these values
-                    c, j = cos_fn(a, b).astype(np.float32), head_js_divergence(a, b).astype(np.float32)
+                    c = cos_fn(a, b).astype(np.float32)
+                    # JS divergence compares distributions: raw norms and flow are taken with rows normalised to sum 1
+                    j = (head_js_divergence(a, b) if distribution else head_js_divergence(row_normalise(a), row_normalise(b))).astype(np.float32)
                     ok = np.isfinite(c)
                     cos_sum += np.where(ok, c, 0.0)
                     cos_n += ok
@@ -295,7 +306,8 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
 
         data = str(st_a.provenance().get("data_source", "") or "")
         tables = summary_tables(cosine, js, quantities, opts.top, measure,
-                                context(f"{_model_desc(st_a)} -> {_model_desc(st_b)}", data, len(ia), counts="paired examples"))
+                                context(f"{_model_desc(st_a)} -> {_model_desc(st_b)}", data, len(ia), counts="paired examples"),
+                                quantity=st_a.quantity)
         if writer is not None:
             writer.set_model(n_layers=L, n_heads=H, model_type=_model_attr(st_a, "model_type"), name=f"{_model_desc(st_a)} -> {_model_desc(st_b)}",
                              name_a=_model_desc(st_a), name_b=_model_desc(st_b))
@@ -305,9 +317,10 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
                  "model_fingerprint_a": pa.get("model_fingerprint", ""), "model_fingerprint_b": pb.get("model_fingerprint", ""),
                  "data_source": pa.get("data_source", ""), "task": pa.get("task", ""), "measure": measure if cosine is not None else "",
                  "js_divergence": "Jensen-Shannon divergence in bits, mean over query rows" if js is not None else "",
-                 "n_paired": len(ia), "padded": int(opts.padded), "canvas": opts.canvas,
+                 "n_paired": len(ia), "padded": int(opts.padded), "canvas": opts.canvas, "quantity": st_a.quantity,
                  "job_fingerprint": fingerprint({"a": input_identity(st_a), "b": input_identity(st_b), "padded": opts.padded,
-                                                 "canvas": opts.canvas if opts.padded else None}), **shard_attrs},
+                                                 "canvas": opts.canvas if opts.padded else None,
+                                                 **({"quantity": st_a.quantity} if st_a.quantity != S.Q_WEIGHTS else {})}), **shard_attrs},
                 provenance_texts({"diff": {**asdict(opts), "a": name_a, "b": name_b}}, command),
             )
             if ia:
@@ -318,7 +331,7 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
             for n, (a, b, desc) in quantities.items():
                 writer.put_head_quantity(f"delta_{n}", b - a, f"B - A of {n}" + (f": {desc}" if desc else ""))
         path = Path(out) if out is not None else None
-    return DiffResult(path, len(ia), L, H, cosine, js, deltas, tables)
+    return DiffResult(path, len(ia), L, H, cosine, js, deltas, tables, quantity=st_a.quantity)
 
 
 def combine_diff(paths: list[str], out: str | Path, *, top: int = 10, force: bool = False, locking: bool | None = None,
@@ -370,10 +383,11 @@ def combine_diff(paths: list[str], out: str | Path, *, top: int = 10, force: boo
                 w.put_head_quantity(name, values, heads0[name].description, **attrs)
             w.set_provenance(*merged_provenance(ordered, outp, command, n_paired=n))
         measure = str(first.provenance().get("measure", ""))
+        quantity = first.result_quantity()
     finally:
         for st in stores:
             st.close()
-    return DiffResult(outp, n, L, H, cosine, js, deltas, summary_tables(cosine, js, {}, top, measure))
+    return DiffResult(outp, n, L, H, cosine, js, deltas, summary_tables(cosine, js, {}, top, measure, quantity=quantity), quantity=quantity)
 
 
 def _write_examples(writer: Any, st: Any, idx: list[int]) -> None:

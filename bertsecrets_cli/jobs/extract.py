@@ -52,6 +52,7 @@ class ExtractOptions:
     locking: bool | None = None
     quiet: bool = False
     shard: str | None = None  # "i/n"; None: from RANK/WORLD_SIZE or Slurm array variables, else no split
+    quantities: tuple[str, ...] = ("weights",)  # schema.QUANTITIES: weights always; norms, norms_normalised, rollout, flow
 
 
 @dataclass
@@ -115,7 +116,7 @@ def summary_table(heads: dict[str, np.ndarray], n_layers: int, context: str = ""
 class _PartSink:
     """The writer thread's side of extract: opens a part, puts each batch's examples back in example order, closes it.
 
-    Messages: ("begin", index, start, end, encoded), ("batch", positions, maps, stats), ("end",).
+    Messages: ("begin", index, start, end, encoded), ("batch", positions, maps, stats[, extras]), ("end",).
     """
 
     def __init__(self, writer: Any) -> None:
@@ -128,12 +129,13 @@ class _PartSink:
             _, index, start, end, self._enc = msg
             self._part = self.writer.part(index, start, end)
             self._pw = self._part.__enter__()
-            self._waiting: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            self._waiting: dict[int, tuple[Any, ...]] = {}
             self._next = 0
         elif msg[0] == "batch":
-            _, positions, maps, stats = msg
+            _, positions, maps, stats, *more = msg  # more: per example, the other quantities' (maps, stats)
+            extras = more[0] if more else None
             for j, i in enumerate(positions):
-                self._waiting[i] = (maps[j], stats[j])
+                self._waiting[i] = (maps[j], stats[j], extras[j] if extras is not None else None)
             while self._next in self._waiting:
                 self._pw.add(self._enc[self._next], *self._waiting.pop(self._next))
                 self._next += 1
@@ -162,11 +164,15 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
     from bertsecrets_cli.jobs.shard import resolve_shard
     from bertsecrets_cli.jobs.signals import graceful_stop
+    import torch
+
+    from bertsecrets_cli.jobs.quantities import batch_extras, check_flow_length, needs_norms, parse_quantities
     from bertsecrets_cli.jobs.writer_thread import WriterThread
-    from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION, forward_streaming
+    from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION, forward_streaming, forward_with_norms
+    from bertsecrets_cli.model.batch_stats import batch_head_stats
     from bertsecrets_cli.model.capture import BatchCapture
     from bertsecrets_cli.model.load import load_model
-    from bertsecrets_cli.model.tokenize import collate, encode_examples
+    from bertsecrets_cli.model.tokenize import collate, encode_examples, token_masks
     from bertsecrets_cli.store.writer import AttentionStoreWriter, check_output_path
 
     check_common(opts.max_length, opts.batch_size)
@@ -176,6 +182,9 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
         raise InputError(f"--part-size {opts.part_size}: must be at least 1")
     if opts.compression not in S.COMPRESSIONS:
         raise InputError(f"--compression {opts.compression}: choose one of {', '.join(S.COMPRESSIONS)}")
+    quantities = parse_quantities(opts.quantities)
+    check_flow_length(quantities, opts.max_length)
+    weights_only = tuple(quantities) == (S.Q_WEIGHTS,)
     check_output_path(out, force=opts.force or opts.resume)
     task, ds = load_examples(opts.data)
     shard = resolve_shard(opts.shard)
@@ -183,7 +192,8 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     examples = ds.examples
     n_total = len(examples)
     job = {"model": lm.fingerprint, "model_name": lm.path, "data": ds.source, "split": ds.split, "ids": [e.id for e in examples],
-           "options": {k: v for k, v in asdict(opts).items() if k not in ("resume", "force", "quiet", "locking", "device", "batch_size", "part_size", "shard")}}
+           "options": {k: v for k, v in asdict(opts).items() if k not in ("resume", "force", "quiet", "locking", "device", "batch_size", "part_size", "shard")
+                       and not (k == "quantities" and tuple(quantities) == (S.Q_WEIGHTS,))}}  # weights only: the fingerprint of before quantities existed
     job_fingerprint = hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()
     shard_attrs: dict[str, Any] = {}
     if shard is not None:
@@ -196,7 +206,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     job_key = {"job": job_fingerprint, "shard": shard_attrs, "part_size": opts.part_size}
     writer = AttentionStoreWriter(out, job_key=job_key, n_examples=len(examples), part_size=opts.part_size, n_layers=lm.n_layers,
                                   n_heads=lm.n_heads, encoding=opts.encoding, compression=opts.compression, force=opts.force,
-                                  resume=opts.resume, locking=opts.locking)
+                                  resume=opts.resume, locking=opts.locking, quantities=quantities)
     pending = writer.pending()
     done = len(examples) - sum(e - s for _, s, e in pending)
     if opts.resume and done:
@@ -221,9 +231,19 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
                         raise Interrupted(f"{out}: stopped by {stop.signal}; {start} of {len(examples)} examples are kept; rerun with --resume to finish")
                     idx = order[b : b + opts.batch_size]
                     batch_enc = [enc[i] for i in idx]
-                    capture = BatchCapture(batch_enc, lm.n_layers, lm.n_heads, opts.encoding, lm.device)
-                    forward_streaming(lm.model, collate(batch_enc, pad, lm.device, lm.model_type), lm.n_layers, capture)
-                    background.submit(("batch", idx, *capture.results()))
+                    batch = collate(batch_enc, pad, lm.device, lm.model_type)
+                    if weights_only:  # streamed: statistics and the stored copy as each layer is computed
+                        capture = BatchCapture(batch_enc, lm.n_layers, lm.n_heads, opts.encoding, lm.device)
+                        forward_streaming(lm.model, batch, lm.n_layers, capture)
+                        background.submit(("batch", idx, *capture.results()))
+                    else:  # norms, rollout, flow need every layer's maps (and the value norms) of the batch at once
+                        _, probs, norms = forward_with_norms(lm.model, batch, lm.n_layers, norms=needs_norms(quantities))
+                        stats = batch_head_stats(probs, *token_masks(batch_enc, lm.device))
+                        host_dtype = torch.float16 if opts.encoding == "float16" else torch.float32
+                        extras = batch_extras(probs, norms, batch_enc, quantities, dtype=host_dtype)
+                        probs = probs.to(host_dtype).cpu().numpy()
+                        maps = [probs[j, :, :, : e.length, : e.length] for j, e in enumerate(batch_enc)]
+                        background.submit(("batch", idx, maps, stats, extras))
                     advance(len(idx))
             background.submit(("end",))
     provenance = {
@@ -233,6 +253,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
         "selection": {"limit": opts.data.limit, "sample": opts.data.sample, "seed": opts.data.seed, "n": len(examples)},
         "attn_implementation": ATTN_IMPLEMENTATION, "max_length": opts.max_length, "truncation": opts.truncation,
         "encoding": opts.encoding, "compression": opts.compression, "job_fingerprint": job_fingerprint, "n_total": n_total,
+        "quantities": list(quantities),
         **shard_attrs,
     }
     label = [np.nan if e.label is None else float(e.label) for e in examples]

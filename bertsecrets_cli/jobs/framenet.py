@@ -55,6 +55,7 @@ class FrameNetOptions:
     quiet: bool = False
     locking: bool | None = None  # False: --no-locking (NFS/Lustre)
     shard: str | None = None  # "i/n" or "auto": score only that contiguous range of the selected sentences
+    quantity: str = "weights"  # which maps to score (schema.QUANTITIES), computed on the fly like the weights
 
 
 @dataclass
@@ -70,6 +71,10 @@ class RelationsJobResult:
 
 
 def _check(opts: FrameNetOptions) -> None:
+    from bertsecrets_cli.jobs.quantities import check_flow_length, check_quantity
+
+    check_quantity(opts.quantity)
+    check_flow_length([opts.quantity], opts.max_length)
     if (opts.framenet is None) == (opts.conllu is None):
         raise InputError("give exactly one of --framenet DIR (frame-semantic links) or --conllu FILE (dependency relations)")
     if opts.batch_size < 1:
@@ -101,6 +106,26 @@ def run_relations(opts: FrameNetOptions, out: str | Path, *, command: str | None
     if opts.framenet is not None:
         return _run_framenet(opts, out, command)
     return _run_dependency(opts, out, command)
+
+
+def _heads_of(lm: Any, quantity: str) -> int:
+    """Maps per layer of ``quantity``: the model's heads, or 1 for rollout and flow."""
+    from bertsecrets_cli.store import schema as S
+
+    return lm.n_heads if S.quantity(quantity).per_head else 1
+
+
+def _job_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The options in the job fingerprint; the weights leave ``quantity`` out (the fingerprint of before quantities existed)."""
+    return {k: v for k, v in config.items() if k not in _NOT_IN_JOB and not (k == "quantity" and v == "weights")}
+
+
+def _on_quantity(tables: list[Table], quantity: str) -> list[Table]:
+    """Titles say which maps were scored unless they are the weights."""
+    if quantity != "weights":
+        for t in tables:
+            t.title = f"{t.title} [on {quantity}]"
+    return tables
 
 
 def _model_attrs(lm: Any) -> dict[str, Any]:
@@ -386,10 +411,12 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
 
     scorer_params = {"first_pair": opts.first_pair, "samples": opts.baseline_samples, "max_offset": opts.max_offset,
                      "min_distance": opts.min_distance, "seed": opts.seed}
-    scorer = FrameNetScorer(lm.n_layers, lm.n_heads, **scorer_params)
+    H = _heads_of(lm, opts.quantity)
+    scorer = FrameNetScorer(lm.n_layers, H, **scorer_params)
     first_id = np.cumsum([0] + [len(s.links) for s in selected])
     mine = selected[s0:s1]
-    for i, enc, att in iter_attention(lm, [s.enc for s in mine], opts.batch_size, description=f"framenet {lm.name}", quiet=opts.quiet):
+    for i, enc, att in iter_attention(lm, [s.enc for s in mine], opts.batch_size, description=f"framenet {lm.name}", quiet=opts.quiet,
+                                      quantity=opts.quantity):
         g = s0 + i
         scorer.add(att, selected[g].links, enc.special, list(range(first_id[g], first_id[g + 1])))
     res = scorer.result()
@@ -405,9 +432,9 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
     selection = [{"step": st, "sentences": n, "links": m} for st, n, m in counts.rows()]
     config = {k: v for k, v in asdict(opts).items() if k not in ("conllu", "base_relations", "min_count", "force", "quiet")}
     job = fingerprint({"model": lm.fingerprint, "tokenizer": lm.path, "data": str(Path(opts.framenet).expanduser()), "ids": [s.id for s in selected],
-                       "options": {k: v for k, v in config.items() if k not in _NOT_IN_JOB}})
+                       "options": _job_options(config)})
     with StoreWriter(out, "framenet", force=opts.force, locking=opts.locking) as w:
-        w.set_model(n_layers=lm.n_layers, n_heads=lm.n_heads, **_model_attrs(lm))
+        w.set_model(n_layers=lm.n_layers, n_heads=H, **_model_attrs(lm))
         w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.framenet).expanduser()), "sentences": opts.sentences,
                                           "selection": {"max_sentence_tokens": opts.max_sentence_tokens, "max_fe_tokens": opts.max_fe_tokens,
                                                         "min_distance": opts.min_distance, "core_only": opts.core_only,
@@ -415,7 +442,7 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
                                           "first_pair": int(opts.first_pair), "baseline_samples": opts.baseline_samples, "seed": opts.seed,
                                           "n_sentences": len(mine), "n_links": len(my_rows), "max_length": opts.max_length, "rank_by": opts.rank_by,
                                           "selection_stopped_by_limit": int(stopped), "job_fingerprint": job, **source_attrs,
-                                          **notes["attrs"], **shard_attrs}),
+                                          **notes["attrs"], **shard_attrs, "quantity": opts.quantity}),
                          provenance_texts({"framenet": config}, command))
         w.put_strings("examples/id", [s.id for s in mine])
         w.put_strings("examples/text_a", [s.text for s in mine])
@@ -429,10 +456,10 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
         _put_state(w, FN_STATE, scorer.state())
     t_write = time.perf_counter()
 
-    tables = _framenet_tables(res, selection, stopped, len(mine), opts.rank_by, opts.first_pair, opts.top, opts.examples,
-                              link_rows, 0, [s.text for s in selected], 0, sources_note)
+    tables = _on_quantity(_framenet_tables(res, selection, stopped, len(mine), opts.rank_by, opts.first_pair, opts.top, opts.examples,
+                                           link_rows, 0, [s.text for s in selected], 0, sources_note), opts.quantity)
     timings = {"load_model_s": t_model - t0, "read_select_s": t_select - t_model, "forward_score_s": t_score - t_select, "write_s": t_write - t_score}
-    return RelationsJobResult(Path(out), "framenet", tables, len(mine), len(my_rows), lm.n_layers, lm.n_heads, timings)
+    return RelationsJobResult(Path(out), "framenet", tables, len(mine), len(my_rows), lm.n_layers, H, timings)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -557,8 +584,10 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
         info(f"shard {shard} ({shard.origin}): sentences {s0}..{s1 - 1} of {len(kept)}")
     t_select = time.perf_counter()
 
-    scorer = DependencyScorer(lm.n_layers, lm.n_heads, base_relations=opts.base_relations)
-    for i, enc, att in iter_attention(lm, encoded[s0:s1], opts.batch_size, description=f"dependencies {lm.name}", quiet=opts.quiet):
+    H = _heads_of(lm, opts.quantity)
+    scorer = DependencyScorer(lm.n_layers, H, base_relations=opts.base_relations)
+    for i, enc, att in iter_attention(lm, encoded[s0:s1], opts.batch_size, description=f"dependencies {lm.name}", quiet=opts.quiet,
+                                      quantity=opts.quantity):
         s = kept[s0 + i][0]
         M = matrices[s0 + i]
         scorer.add(word_attention(att, M), [wd.head for wd in s.words], [wd.deprel for wd in s.words], M.sum(1) > 0)
@@ -577,14 +606,14 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
                                                                    "core_only", "core_definition", "first_pair", "baseline_samples", "max_offset",
                                                                    "rank_by", "force", "quiet")}
     job = fingerprint({"model": lm.fingerprint, "tokenizer": lm.path, "data": str(Path(opts.conllu).expanduser()), "ids": [s.id for s, _ in kept],
-                       "options": {k: v for k, v in config.items() if k not in _NOT_IN_JOB}})
+                       "options": _job_options(config)})
     mine = kept[s0:s1]
     with StoreWriter(out, "dependency", force=opts.force, locking=opts.locking) as w:
-        w.set_model(n_layers=lm.n_layers, n_heads=lm.n_heads, **_model_attrs(lm))
+        w.set_model(n_layers=lm.n_layers, n_heads=H, **_model_attrs(lm))
         w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.conllu).expanduser()), "n_sentences": len(mine), "n_arcs": overall.count,
                                           "base_relations": int(opts.base_relations), "max_length": opts.max_length,
                                           "word_attention": "mean over the attending word's pieces, sum over the attended word's pieces",
-                                          "job_fingerprint": job, **notes["attrs"], **shard_attrs}),
+                                          "job_fingerprint": job, **notes["attrs"], **shard_attrs, "quantity": opts.quantity}),
                          provenance_texts({"framenet": config}, command))
         w.put_strings("examples/id", [s.id for s, _ in mine])
         w.put_strings("examples/text_a", [t for _, t in mine])
@@ -594,8 +623,8 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
     t_write = time.perf_counter()
 
     timings = {"load_model_s": t_model - t0, "read_select_s": t_select - t_model, "forward_score_s": t_score - t_select, "write_s": t_write - t_score}
-    return RelationsJobResult(Path(out), "dependency", _dependency_tables(rel_rows, overall, len(mine), opts.min_count, opts.top),
-                              len(mine), overall.count, lm.n_layers, lm.n_heads, timings)
+    return RelationsJobResult(Path(out), "dependency", _on_quantity(_dependency_tables(rel_rows, overall, len(mine), opts.min_count, opts.top), opts.quantity),
+                              len(mine), overall.count, lm.n_layers, H, timings)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -664,6 +693,7 @@ def combine_relations(paths: list[str], out: str | Path, *, top: int = 10, examp
                 w.set_provenance(*merged_provenance(ordered, outp, command, n_sentences=n_sent, n_arcs=overall.count, **notes["attrs"]))
                 tables = _dependency_tables(rows, overall, n_sent, min_count, top)
                 n_scored = overall.count
+        tables = _on_quantity(tables, first.result_quantity())
     finally:
         for st in stores:
             st.close()

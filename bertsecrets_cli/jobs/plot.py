@@ -8,7 +8,7 @@ writes per-head quantities is therefore plottable without touching this file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +86,19 @@ def plottables(st: Any, name: str) -> list[Plottable]:
     for q, hq in sorted(heads.items()):
         out.append(Plottable("grid, layers", q, f"plot {name} --quantity {q}", hq.description))
     if st.has(S.ATTENTION_MAPS):
+        from bertsecrets_cli.jobs.quantities import qualified
+
         out.append(Plottable("map", "attention", f"plot {name} --example 0 --head L1H1",
                              f"one head's attention map with its tokens; {st.n_examples} examples, by id or index from 0"))
+        selected = st.quantity
+        for kind in st.quantities():
+            if kind == S.Q_WEIGHTS:
+                continue
+            st.select_quantity(kind)
+            for q, hq in sorted(st.heads().items()):
+                out.append(Plottable("grid, layers", qualified(kind, q), f"plot {name} --quantity {qualified(kind, q)}", hq.description))
+            out.append(Plottable("map", kind, f"plot {name} --quantity {kind} --example 0 --head L1H1", S.quantity(kind).description))
+        st.select_quantity(selected)
     return out
 
 
@@ -164,7 +175,8 @@ def _class_names(st: Any, quantity: str) -> list[str]:
     """Class names of a categorical per-head quantity (its ``class_names`` attribute, a JSON list), else []."""
     import json
 
-    raw = st.attrs(f"{S.G_HEADS}/{quantity}").get("class_names")
+    kind = st.quantity if st.has(S.ATTENTION_MAPS) else S.Q_WEIGHTS
+    raw = st.attrs(f"{S.G_HEADS}/{S.quantity(kind).head_name(quantity)}").get("class_names")
     if not isinstance(raw, str):
         return []
     try:
@@ -198,10 +210,18 @@ def run_plot(store: str | Path, opts: PlotOptions, *, name: str | None = None) -
         check_output_path(opts.out, force=opts.force, what="figure")
     if opts.width < 40:
         raise InputError(f"--width {opts.width}: at least 40 columns")
-    with open_store(store, locking=opts.locking) as st:
+    from bertsecrets_cli.jobs.quantities import split_kind
+
+    kind, names = split_kind(opts.quantities)
+    opts = replace(opts, quantities=names)
+    with open_store(store, locking=opts.locking, quantity=kind) as st:
         heads = st.heads()
         fig = choose_figure(opts, heads, st)
         model = _model_name(st)
+        # which maps the figure shows: said in its title unless they are the weights (titles of before quantities existed)
+        shown_kind = st.quantity if st.has(S.ATTENTION_MAPS) else st.result_quantity()
+        on = "" if shown_kind == S.Q_WEIGHTS else f" [{shown_kind}]"
+        name = f"{name}{on}"
         _, data, n, counts = store_context(st)
         if fig == "map":
             return _plot_map(st, opts, name, model)
@@ -309,7 +329,11 @@ def _plot_map(st: Any, opts: PlotOptions, name: str, model: str) -> PlotResult:
     tokens = st.tokens(i).text
     ex_id = st.example_ids()[i]
     _, data, n, _ = store_context(st)
-    title = opts.title or titled(f"attention weights of {head_name(li, hi)}, example {i} ({ex_id}) of {n}", model, data)
+    if st.quantity == S.Q_WEIGHTS:
+        what = f"attention weights of {head_name(li, hi)}"
+    else:
+        what = f"{head_name(li, hi)} {st.quantity}" + ("" if S.quantity(st.quantity).per_head else f" after L{li + 1}")
+    title = opts.title or titled(f"{what}, example {i} ({ex_id}) of {n}", model, data)
     if opts.out is not None:
         from bertsecrets_cli.render.figures import attention_map_figure
 

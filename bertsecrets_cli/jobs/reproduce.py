@@ -24,6 +24,9 @@ from bertsecrets_cli.render.console import info
 from bertsecrets_cli.render.tables import Table, to_markdown
 
 DEMO_TASKS = ("sst2", "mrpc", "stsb")
+# norm-based maps with rows normalised to sum 1: comparable with the weights by the same classifier and statistics
+NORMS = "norms_normalised"
+HEADLINE_QUANTITIES = ("weights", NORMS)
 PAPER_TASKS = ("mrpc", "stsb", "sst2", "qqp", "rte", "qnli", "mnli")
 VIEW_EXAMPLES = 4  # dev examples per task in the HTML views (views/TASK.html)
 
@@ -180,12 +183,17 @@ def run_reproduce(opts: ReproduceOptions, out: str | Path) -> ReproduceResult:
         for tag, model in (("pre", opts.model), ("ft", str(mdir))):
             path = stores / f"{t}-{tag}.h5"
             margs = ["--model", model] if model else []
-            eo = ExtractOptions(model=model, data=data_opts, device=opts.device, force=force, quiet=opts.quiet)
-            run.step(f"{t}: extract {tag}", path, ["extract", "--task", t, *margs, *data_arg, "--limit", str(opts.eval_limit), "-o", str(path), *dev],
+            # norms next to the weights (same forward pass): the headline comparison of Kobayashi et al. (2020)
+            eo = ExtractOptions(model=model, data=data_opts, device=opts.device, force=force, quiet=opts.quiet, quantities=HEADLINE_QUANTITIES)
+            run.step(f"{t}: extract {tag}", path, ["extract", "--task", t, *margs, *data_arg, "--limit", str(opts.eval_limit), "-o", str(path),
+                                                   "--quantities", ",".join(HEADLINE_QUANTITIES), *dev],
                      lambda eo=eo, path=path: run_extract(eo, path))
             pat = stores / f"{t}-{tag}.pat.h5"
             run.step(f"{t}: classify {tag}", pat, ["classify", str(path), "-o", str(pat)],
                      lambda path=path, pat=pat: run_classify(path, pat, ClassifyOptions(device=opts.device, force=force, quiet=opts.quiet)))
+            npat = stores / f"{t}-{tag}.norms.pat.h5"
+            run.step(f"{t}: classify {tag} norms", npat, ["classify", str(path), "--quantity", NORMS, "-o", str(npat)],
+                     lambda path=path, npat=npat: run_classify(path, npat, ClassifyOptions(device=opts.device, force=force, quiet=opts.quiet, quantity=NORMS)))
         diff_path = stores / f"{t}-diff.h5"
         run.step(f"{t}: diff", diff_path, ["diff", str(stores / f"{t}-pre.h5"), str(stores / f"{t}-ft.h5"), "-o", str(diff_path)],
                  lambda: run_diff(stores / f"{t}-pre.h5", stores / f"{t}-ft.h5", diff_path, DiffOptions(force=force, quiet=opts.quiet)))
@@ -348,6 +356,17 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
                         cmp.add("heterogeneous share of maps, fine-tuned (%)", T, _fmt(ph[0] if ph else None, 0), _fmt(100 * het[0], 1), setup)
                     if vert:
                         cmp.add("vertical share of maps, fine-tuned (%)", T, _fmt(ph[1] if ph else None, 0), _fmt(100 * vert[0], 1), setup)
+        # weights vs norms: vertical heads and [CLS]/[SEP] mass per layer
+        for tag in ("pre", "ft"):
+            tbl = weights_vs_norms(st, t, tag)
+            if tbl is None:
+                continue
+            body += _table_md(out, f"{t}-{tag}-weights-vs-norms", tbl, caption=WEIGHTS_VS_NORMS_CAPTION)
+            rows = tbl.rows[-1]  # "all"
+            who = "pretrained" if tag == "pre" else "fine-tuned"
+            cmp.add(f"heads with a vertical majority, weights -> norms ({who}, %)", T, "(not in the paper; Kobayashi et al. 2020: fewer under norms)",
+                    f"{100 * rows[1]:.1f} -> {100 * rows[2]:.1f}", setup)
+            cmp.add(f"[CLS]+[SEP] mass, weights -> norms ({who})", T, "(not in the paper; Kobayashi et al. 2020: much lower under norms)", f"{rows[3]:.3f} -> {rows[4]:.3f}", setup)
         # special tokens per layer (fine-tuned)
         ft = st / f"{t}-ft.h5"
         if ft.exists():
@@ -433,6 +452,38 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
     write_text_atomic(out / "index.html", markdown_page("\n".join(md), "Revealing the Dark Secrets of BERT: reproduction", embeds))
     (out / "tables" / "comparison.json").write_text(json.dumps(cmp.records(), indent=1))
     return cmp
+
+
+WEIGHTS_VS_NORMS_CAPTION = ("norms: ||alpha_ij f(x_j)|| (Kobayashi et al. 2020) with rows normalised to sum 1, from the same forward pass; "
+                            "a vertical head: the majority of its maps is classified vertical (same rules for both)")
+
+
+def weights_vs_norms(stores: Path, task: str, tag: str) -> Table | None:
+    """Per layer: share of heads with a vertical majority and mean [CLS]+[SEP] mass, under weights and under norms.
+
+    None when the stores of the norms are missing (a folder made before norms were extracted).
+    """
+    from bertsecrets_cli.analysis.patterns import CLASSES
+    from bertsecrets_cli.store import open_store
+
+    att, pat, npat = (stores / f"{task}-{tag}{x}.h5" for x in ("", ".pat", ".norms.pat"))
+    if not (att.exists() and pat.exists() and npat.exists()):
+        return None
+    with open_store(att) as st:
+        if NORMS not in st.quantities():
+            return None
+        hw = {k: v.values for k, v in st.heads().items()}
+        hn = {k: v.values for k, v in st.select_quantity(NORMS).heads().items()}
+    vertical = CLASSES.index("vertical")
+    vw = _heads(pat)["pattern_majority"] == vertical
+    vn = _heads(npat)["pattern_majority"] == vertical
+    special_w, special_n = hw["stat_cls"] + hw["stat_sep"], hn["stat_cls"] + hn["stat_sep"]
+    t = Table(f"{task} ({tag}): weights vs norms per layer",
+              ["layer", "vertical heads (weights)", "vertical heads (norms)", "[CLS]+[SEP] (weights)", "[CLS]+[SEP] (norms)"])
+    for layer in range(vw.shape[0]):
+        t.add(f"L{layer + 1}", float(vw[layer].mean()), float(vn[layer].mean()), float(np.nanmean(special_w[layer])), float(np.nanmean(special_n[layer])))
+    t.add("all", float(vw.mean()), float(vn.mean()), float(np.nanmean(special_w)), float(np.nanmean(special_n)))
+    return t
 
 
 def _md_lines(t: Table) -> list[str]:

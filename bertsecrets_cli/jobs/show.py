@@ -41,7 +41,7 @@ def _short(v: Any) -> str:
 def _contents(st: Any) -> str:
     held = []
     if st.has(S.ATTENTION_MAPS):
-        held.append("attention maps")
+        held.append("attention maps (" + ", ".join(st.quantities()) + ")")
     if st.has(S.STATS_PER_EXAMPLE):
         held.append("per-example statistics")
     n = len(st.heads())
@@ -61,13 +61,20 @@ def overview_tables(st: Any, name: str) -> list[Table]:
     t.add("layers x heads", f"{st.n_layers} x {st.n_heads}")
     t.add("examples", st.n_examples)
     t.add("contents", _contents(st))
+    kind = st.quantity if st.has(S.ATTENTION_MAPS) else st.result_quantity()
+    t.add("quantity shown", kind)
     shown = {"model": model.get("name", "")}
     for k, v in sorted(st.provenance().items()):
         if k in _SKIP_PROVENANCE or k in ("tool_version",) or v in ("", None) or shown.get(k) == v:
             continue
         t.add(k, _short(v))
-    q = Table("per-head quantities", ["quantity", "min", "mean", "max", "max at", "description"], name="quantities",
-              caption=f"rank heads with: bertsecrets show {name} --quantity NAME --top 10")
+    from bertsecrets_cli.jobs.quantities import qualified
+
+    on = "" if kind == S.Q_WEIGHTS else f" ({kind})"
+    others = [k for k in (st.quantities() if st.has(S.ATTENTION_MAPS) else []) if k != kind]
+    q = Table(f"per-head quantities{on}", ["quantity", "min", "mean", "max", "max at", "description"], name="quantities",
+              caption=f"rank heads with: bertsecrets show {name} --quantity {qualified(st.quantity, 'NAME')} --top 10"
+                      + (f"; other kinds: --quantity {' or '.join(others)}" if others else ""))
     for qname, hq in sorted(st.heads().items()):
         v = np.asarray(hq.values, float)
         ok = np.isfinite(v)
@@ -99,7 +106,10 @@ def quantity_label_of(st: Any, heads: dict[str, Any], q: str) -> Any:
     """The :class:`render.labels.QuantityLabel` of a stored quantity (its metric attribute fills '{metric}')."""
     from bertsecrets_cli.render.labels import quantity_label
 
-    attrs = st.attrs(f"{S.G_HEADS}/{q}")
+    # another kind's per-head quantities live under heads/<kind>/ (Store.heads)
+    kind = st.quantity if st.has(S.ATTENTION_MAPS) else S.Q_WEIGHTS
+    path = f"{S.G_HEADS}/{S.quantity(kind).head_name(q)}"
+    attrs = st.attrs(path) if st.has(path) else {}
     metric = attrs.get("metric", "")
     return quantity_label(q, metric=metric if isinstance(metric, str) else "", description=heads[q].description if q in heads else "")
 
@@ -117,8 +127,9 @@ def require_quantity(heads: dict[str, Any], q: str, name: str) -> None:
 
 def ranking_table(values: np.ndarray, quantity: str, description: str, opts: ShowOptions, n_layers: int,
                   label: Any = None, context: str = "") -> Table:
-    """Heads of one quantity, ranked; --layer keeps one layer. ``label`` (a QuantityLabel) and ``context``
-    (model, data, N) name what the values are in the title; values stay as stored, in the unit the title says."""
+    """Heads of one quantity (``norms/stat_sep`` for another kind than weights), ranked; --layer keeps one layer.
+    ``label`` (a QuantityLabel) and ``context`` (model, data, N) name what the values are in the title; values
+    stay as stored, in the unit the title says."""
     from bertsecrets_cli.analysis.similarity import rank_heads
 
     layer = parse_layer(opts.layer, n_layers) if opts.layer is not None else None
@@ -145,18 +156,22 @@ def run_show(store: str | Path, opts: ShowOptions, *, name: str | None = None) -
         raise InputError(f"--top {opts.top}: must be 0 (all heads) or more")
     if opts.bottom and opts.by_abs:
         raise InputError("--bottom and --abs: choose one order")
-    with open_store(store, locking=opts.locking) as st:
-        if not opts.quantities:
+    from bertsecrets_cli.jobs.quantities import qualified, split_kind
+
+    kind, names = split_kind(opts.quantities)
+    with open_store(store, locking=opts.locking, quantity=kind) as st:
+        if not names:
             if opts.layer is not None:
                 raise InputError("--layer filters a ranking: name a --quantity too")
             return overview_tables(st, name)
         heads = st.heads()
         tables = []
-        for q in opts.quantities:
+        for q in names:
             require_quantity(heads, q, name)
+            kind = st.quantity if st.has(S.ATTENTION_MAPS) else S.Q_WEIGHTS
             model, data, n, counts = store_context(st)
             from bertsecrets_cli.render.labels import context
 
-            tables.append(ranking_table(heads[q].values, q, heads[q].description, opts, st.n_layers,
+            tables.append(ranking_table(heads[q].values, qualified(kind, q), heads[q].description, opts, st.n_layers,
                                         quantity_label_of(st, heads, q), context(model, data, n, counts=counts)))
         return tables

@@ -34,7 +34,7 @@ class ViewOptions:
     limit: int | None = None  # None: DEFAULT_EXAMPLES
     sample: bool = False
     seed: int = 0
-    quantity: str = "attention"  # which maps of the store (Store.map_names)
+    quantity: str = "weights"  # which maps of the store (schema.QUANTITIES; Store.quantities lists what it holds)
     encoding: str = "float16"
     title: str | None = None
     force: bool = False
@@ -145,14 +145,14 @@ def _same_path(a: Path, b: Path) -> bool:
         return False
 
 
-def _side_store(path: str, kind: str, chosen_ids: list[str], L: int, H: int, locking: bool | None) -> dict[str, Any]:
+def _side_store(path: str, kind: str, chosen_ids: list[str], L: int, H: int, locking: bool | None, quantity: str | None) -> dict[str, Any]:
     """Per-head grids of a patterns/diff/ablation store, and its per-example rows for the chosen examples when it has them."""
     from bertsecrets_cli.jobs.diff import PER_EXAMPLE_COSINE
     from bertsecrets_cli.store import open_store
     from bertsecrets_cli.store.reader import pattern_class_names
     from bertsecrets_cli.store.writer import PATTERN_LABELS
 
-    with open_store(path, kind=kind, locking=locking) as st:
+    with open_store(path, kind=kind, locking=locking, quantity=quantity) as st:
         if (st.n_layers, st.n_heads) != (L, H):
             raise InputError(f"{path}: has {st.n_layers} x {st.n_heads} heads; the attention store has {L} x {H}")
         side: dict[str, Any] = {"kind": kind, "store": Path(path).name, "grids": [], "per_example": {}}
@@ -200,10 +200,10 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
     name = name or str(store)
     with open_store(store, kind=("attention", "words"), locking=opts.locking) as st:
         word_level = st.kind == "words"  # maps between words already, written by 'bertsecrets words'
-        if word_level and opts.quantity != "attention":
-            raise InputError(f"{name}: --quantity {opts.quantity}: a words store holds the word-level attention only")
-        if not word_level and opts.quantity not in st.map_names():
-            raise InputError(f"{name}: --quantity {opts.quantity}: no such maps (the store has: {', '.join(st.map_names())})")
+        if word_level and opts.quantity != S.Q_WEIGHTS:
+            raise InputError(f"{name}: --quantity {opts.quantity}: a words store holds the word-level attention (of the weights) only")
+        if not word_level:
+            st.select_quantity(opts.quantity)
         ids = st.example_ids()
         chosen = select_examples(ids, opts.examples, opts.limit, opts.sample, opts.seed, name)
         L, H = st.n_layers, st.n_heads
@@ -219,7 +219,7 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
             if word_level:
                 tok, maps, units = _word_store_example(st, i)
             else:
-                tok, maps = st.tokens(i), st.maps(i, opts.quantity)
+                tok, maps = st.tokens(i), st.attention(i)  # of the selected quantity
                 units = _word_units(tok, (text_a[pos], text_b[pos]))
             row_sums = maps.sum(-1)  # a store kept as uint8 is off by up to half a step (1/510) per value
             distribution = distribution and bool(np.all(maps >= -1e-3) and np.all(np.abs(row_sums - 1) < 2e-2 + maps.shape[-1] / 510))
@@ -236,9 +236,10 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
             })
         grids = [{"source": "attention", "name": n, "description": hq.description, "values": _grid(hq.values)} for n, hq in sorted(st.heads().items())]
         per_example: dict[str, Any] = {}
-        if opts.quantity == "attention" and st.has(S.STATS_PER_EXAMPLE):  # the statistics of each shown example, per head
-            stat_names = json.loads(st.attrs(S.G_STATS)["names"])
-            rows = st.rows(S.STATS_PER_EXAMPLE, chosen)
+        per_example_stats = S.quantity(opts.quantity).per_example
+        if not word_level and st.has(per_example_stats):  # the statistics of each shown example, per head
+            stat_names = json.loads(st.attrs(per_example_stats).get("names") or st.attrs(S.G_STATS)["names"])
+            rows = st.rows(per_example_stats, chosen)
             for k, stat in enumerate(stat_names):
                 per_example[f"stat_{stat}"] = [_grid(r[..., k], 3) for r in rows]  # a few bytes per head and example
                 grids.append({"source": "attention", "name": f"{stat} of this example", "per_example": f"stat_{stat}",
@@ -248,7 +249,8 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
     sides = []
     for path, kind in ((opts.patterns, "patterns"), (opts.diff, "diff"), (opts.ablation, "ablation")):
         if path:
-            sides.append(_side_store(path, kind, chosen_ids, L, H, opts.locking))
+            # patterns and diff results are of one quantity, which must be the one shown; ablation disables heads, whatever is shown
+            sides.append(_side_store(path, kind, chosen_ids, L, H, opts.locking, None if kind == "ablation" else opts.quantity))
     class_names: list[str] = []
     for s in sides:
         grids += s["grids"]

@@ -11,6 +11,11 @@ attention and, while an :class:`Intervention` is active, can
 * replace a head's output vectors by a fixed vector (``"mean"``: the head's mean output),
 * multiply each head's output by a gate (``gates``: Michel et al.'s importance by gradient),
 * hand every head's output to a callback (``on_head_output``: collecting means),
+* capture the norm-based attention ||alpha_ij f_h(x_j)|| of every head (``capture_norms=True``,
+  Kobayashi et al. 2020) from the same forward pass: f_h(x_j) = v_j^h W_O[:, h]^T is token j's value
+  vector (its bias b_V included) after the head's slice of the output projection. The output bias b_O
+  is left out: it is added once per query, after the sum over j, so it belongs to no token j (as in
+  Kobayashi et al.). Since alpha_ij is a scalar, the norm is alpha_ij * ||f_h(x_j)||.
 * hand every layer's probabilities to a callback as they are computed (``on_probs``: extract's
   statistics and stored copy, without keeping all layers in float32).
 
@@ -36,6 +41,7 @@ MODES = ("uniform", "zero", "mean")
 
 _ACTIVE: contextvars.ContextVar[Intervention | None] = contextvars.ContextVar("bertsecrets_intervention", default=None)
 _LAYER_ATTR = "_bertsecrets_layer"
+_OUT_ATTR = "_bertsecrets_output_projection"
 
 
 @dataclass
@@ -52,6 +58,9 @@ class Intervention:
     # called with (layer, head outputs [B, H, T, d], key_is_real [B, T]) for every layer
     on_head_output: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
     captured: dict[int, torch.Tensor] = field(default_factory=dict)
+    # capture ||alpha_ij f_h(x_j)|| [B, H, Tq, Tk] per layer into captured_norms
+    capture_norms: bool = False
+    captured_norms: dict[int, torch.Tensor] = field(default_factory=dict)
     # called with (layer, probabilities [B, H, Tq, Tk], key_is_real [B, Tk]) as each layer computes them:
     # a consumer that reduces them at once keeps one layer's float32 maps alive instead of all
     on_probs: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
@@ -123,6 +132,8 @@ def attention_function(
             probs[:, h] = uniform_probs(real, queries, probs.dtype) if mode == "uniform" else 0.0
     if iv.capture:
         iv.captured[layer] = probs.detach()
+    if iv.capture_norms:
+        iv.captured_norms[layer] = (probs * transformed_value_norms(module, value)[:, :, None, :]).detach()
     if iv.on_probs is not None:
         iv.on_probs(layer, probs.detach(), real)
     out = torch.matmul(probs, value)  # [B, H, T, d]
@@ -135,6 +146,38 @@ def attention_function(
     if iv.on_head_output is not None:
         iv.on_head_output(layer, out.detach(), real)
     return out.transpose(1, 2).contiguous(), probs
+
+
+def transformed_value_norms(module: torch.nn.Module, value: torch.Tensor) -> torch.Tensor:
+    """[B, H, T] norms ||v_j^h W_O[:, h]^T|| of every token's value vector through its head's slice of W_O.
+
+    ``value`` is [B, H, T, d] (b_V included); W_O is the output projection found by :func:`install`.
+    """
+    proj = getattr(module, _OUT_ATTR, None)
+    if proj is None:
+        raise RuntimeError("norm-based attention needs the output projection: call model.attention.install first")
+    B, H, T, d = value.shape
+    w = proj.weight.view(proj.weight.shape[0], H, d).to(torch.float32)  # [D, H, d]
+    # ||v W_h^T||^2 = v (W_h^T W_h) v^T: a d x d Gram matrix per head instead of the [B, H, T, D] product,
+    # D/d (12x for BERT) fewer multiplications and no tensor larger than the values
+    gram = torch.einsum("ehd,ehk->hdk", w, w)  # [H, d, d]
+    v = value.to(torch.float32)
+    sq = ((v @ gram[None]) * v).sum(-1)
+    return sq.clamp_min(0).sqrt().to(value.dtype)
+
+
+def output_projection(model: torch.nn.Module, self_attention: torch.nn.Module) -> torch.nn.Linear:
+    """The linear layer W_O that maps the concatenated head outputs of ``self_attention`` back to the hidden size.
+
+    DistilBERT keeps it on the attention module (``out_lin``); BERT, RoBERTa and ELECTRA on the sibling
+    ``output.dense`` of the parent ``*Attention`` module.
+    """
+    if isinstance(getattr(self_attention, "out_lin", None), torch.nn.Linear):
+        return self_attention.out_lin
+    for parent in model.modules():
+        if getattr(parent, "self", None) is self_attention and isinstance(getattr(getattr(parent, "output", None), "dense", None), torch.nn.Linear):
+            return parent.output.dense
+    raise RuntimeError(f"no output projection found for {type(self_attention).__name__}")
 
 
 def self_attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -165,18 +208,38 @@ def install(model: torch.nn.Module, n_layers: int) -> None:
         raise RuntimeError(f"found {len(mods)} self-attention modules for {n_layers} layers")
     for i, m in enumerate(mods):
         setattr(m, _LAYER_ATTR, i)
+        # a plain attribute, not a submodule: registering it would duplicate the parameters in state_dict
+        object.__setattr__(m, _OUT_ATTR, output_projection(model, m))
 
 
 def forward_with_attention(model: torch.nn.Module, batch: dict[str, torch.Tensor], n_layers: int, intervention: Intervention | None = None) -> tuple[Any, torch.Tensor]:
     """Run one batch and return (model output, probabilities [B, layers, heads, T, T])."""
+    out, probs, _ = forward_with_norms(model, batch, n_layers, intervention, norms=False)
+    return out, probs
+
+
+def forward_with_norms(model: torch.nn.Module, batch: dict[str, torch.Tensor], n_layers: int, intervention: Intervention | None = None,
+                       *, norms: bool = True) -> tuple[Any, torch.Tensor, torch.Tensor | None]:
+    """One forward pass -> (model output, weights [B, L, H, T, T], norms ||alpha f(x)|| [B, L, H, T, T] or None).
+
+    Padded keys have weight 0 and therefore norm 0; padded query rows are garbage, as for the weights.
+    """
     iv = intervention or Intervention()
     iv.capture = True
     iv.captured = {}
-    with torch.inference_mode(), intervene(iv):
-        out = model(**batch)
+    iv.capture_norms = norms
+    iv.captured_norms = {}
+    try:
+        with torch.inference_mode(), intervene(iv):
+            out = model(**batch)
+    finally:
+        iv.capture_norms = False
     if len(iv.captured) != n_layers:
         raise RuntimeError(f"captured attention of {len(iv.captured)} layers, expected {n_layers}")
-    return out, torch.stack([iv.captured[i] for i in range(n_layers)], dim=1)
+    probs = torch.stack([iv.captured[i] for i in range(n_layers)], dim=1)
+    norm_maps = torch.stack([iv.captured_norms[i] for i in range(n_layers)], dim=1) if norms else None
+    iv.captured_norms = {}
+    return out, probs, norm_maps
 
 
 def logits_for(lm: Any, batches: list[tuple[list[int], dict[str, Any]]], n: int, intervention: Any = None, *, progress: ProgressFactory = silent, desc: str = "evaluate") -> np.ndarray:

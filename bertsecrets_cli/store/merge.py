@@ -120,9 +120,30 @@ def open_shards(paths: list[str | Path], out: str | Path, kind: str | tuple[str,
     return out, stores
 
 
-def merge_attention_stores(paths: list[str | Path], out: str | Path, *, copy: bool = False, force: bool = False, locking: bool | None = None, command: dict[str, str] | None = None) -> MergeReport:
+def _merge_maps(f: Any, w: StoreWriter, ordered: list[Store], spec: S.Quantity, out: Path, copy: bool) -> None:
+    """The maps of one quantity: the shards' arrays one after the other, copied or referenced (virtual dataset)."""
     import h5py
 
+    sizes = [s.h5[spec.maps].shape[0] for s in ordered]
+    dtype = ordered[0].h5[spec.maps].dtype
+    if copy:
+        maps = w.appender(spec.maps, dtype, chunk_rows=S.CHUNK_VALUES, fletcher32=True)
+        for s in ordered:
+            src = s.h5[spec.maps]
+            for s0 in range(0, src.shape[0], S.CHUNK_VALUES * 16):
+                maps.append(src[s0 : s0 + S.CHUNK_VALUES * 16])
+        maps.flush()
+    else:
+        layout = h5py.VirtualLayout(shape=(int(sum(sizes)),), dtype=dtype)
+        off = 0
+        for s, n in zip(ordered, sizes):
+            rel = os.path.relpath(s.path.resolve(), out.resolve().parent)
+            layout[off : off + n] = h5py.VirtualSource(rel, spec.maps, shape=(n,))
+            off += n
+        f.create_virtual_dataset(spec.maps, layout, fillvalue=np.nan)
+
+
+def merge_attention_stores(paths: list[str | Path], out: str | Path, *, copy: bool = False, force: bool = False, locking: bool | None = None, command: dict[str, str] | None = None) -> MergeReport:
     out, stores = open_shards(paths, out, "attention", force=force, locking=locking)
     try:
         ordered = order_shards(stores)
@@ -161,28 +182,38 @@ def merge_attention_stores(paths: list[str | Path], out: str | Path, *, copy: bo
                     sums += np.where(ok, block, 0).sum(0)
                     counts += ok.sum(0)
             f[S.G_STATS].attrs["names"] = json.dumps(list(S.STAT_NAMES))
-            sizes = [s.h5[S.ATTENTION_MAPS].shape[0] for s in ordered]
-            total = int(sum(sizes))
-            dtype = ordered[0].h5[S.ATTENTION_MAPS].dtype
-            if copy:
-                maps = w.appender(S.ATTENTION_MAPS, dtype, chunk_rows=S.CHUNK_VALUES, fletcher32=True)
+            quantities = ordered[0].quantities()
+            for s in ordered[1:]:
+                if s.quantities() != quantities:
+                    raise StoreError(f"{s.path}: holds {', '.join(s.quantities())}, {ordered[0].path} holds {', '.join(quantities)}")
+            for q in quantities:
+                spec = S.quantity(q)
+                _merge_maps(f, w, ordered, spec, out, copy)
+                g = f[spec.group]
+                for k, v in ordered[0].attrs(spec.group).items():
+                    g.attrs[k] = v
+                g.attrs["virtual"] = 0 if copy else 1
+                if q == S.Q_WEIGHTS:
+                    continue
+                Hq = H if spec.per_head else 1
+                w.put_array(spec.offset, np.concatenate([[0], np.cumsum(L * Hq * length.astype(np.int64) ** 2)[:-1]]).astype(np.int64))
+                qstats = w.appender(spec.per_example, np.float32, (L, Hq, K))
+                qsums, qcounts = np.zeros((L, Hq, K)), np.zeros((L, Hq, K))
                 for s in ordered:
-                    src = s.h5[S.ATTENTION_MAPS]
-                    for s0 in range(0, src.shape[0], S.CHUNK_VALUES * 16):
-                        maps.append(src[s0 : s0 + S.CHUNK_VALUES * 16])
-                maps.flush()
-            else:
-                layout = h5py.VirtualLayout(shape=(total,), dtype=dtype)
-                off = 0
-                for s, n in zip(ordered, sizes):
-                    rel = os.path.relpath(s.path.resolve(), out.resolve().parent)
-                    layout[off : off + n] = h5py.VirtualSource(rel, S.ATTENTION_MAPS, shape=(n,))
-                    off += n
-                f.create_virtual_dataset(S.ATTENTION_MAPS, layout, fillvalue=np.nan)
-            g = f[S.G_ATTENTION]
-            for k, v in ordered[0].attrs("attention").items():
-                g.attrs[k] = v
-            g.attrs["virtual"] = 0 if copy else 1
+                    st = s.h5[spec.per_example]
+                    for s0 in range(0, st.shape[0], 4096):
+                        block = st[s0 : s0 + 4096]
+                        qstats.append(block)
+                        ok = ~np.isnan(block)
+                        qsums += np.where(ok, block, 0).sum(0)
+                        qcounts += ok.sum(0)
+                qstats.flush()
+                f[spec.per_example].attrs["names"] = json.dumps(list(S.STAT_NAMES))
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    qmeans = qsums / qcounts
+                for k, name in enumerate(S.STAT_NAMES):
+                    w.put_head_quantity(spec.head_name(f"stat_{name}"), qmeans[..., k],
+                                        f"{S.STAT_DESCRIPTIONS[name]} (mean over examples; {q}, rows normalised to sum 1)")
             with np.errstate(invalid="ignore", divide="ignore"):
                 means = sums / counts
             for k, name in enumerate(S.STAT_NAMES):

@@ -70,13 +70,49 @@ def _attr(v: Any) -> Any:
 class Store:
     """An open, validated store. Use as a context manager or call ``close``."""
 
-    def __init__(self, path: str | Path, h5: Any, *, validate: bool = True) -> None:
+    def __init__(self, path: str | Path, h5: Any, quantity: str = S.Q_WEIGHTS, *, validate: bool = True) -> None:
         self.path = Path(path)
         self.name = failures.shown(path)  # what messages call it: '-' for standard input
         self.h5 = h5
         self.validate = validate  # check attention as it is read (store.validation)
         self._att_cache: tuple[int, int, np.ndarray] | None = None
-        self._encoding: str | None = None
+        self._encoding: str | None = None  # of the selected quantity
+        # the quantity that attention(), iter_attention(), stats(), heads() and n_heads read (select_quantity)
+        self.quantity = quantity
+
+    # -- quantities ------------------------------------------------------------------------
+    def quantities(self) -> list[str]:
+        """The kinds of maps this store holds: weights, norms, rollout, ... (schema.QUANTITIES)."""
+        if S.ATTENTION_MAPS not in self.h5:
+            return []
+        return [q for q, spec in S.QUANTITIES.items() if spec.maps in self.h5]
+
+    def result_quantity(self) -> str:
+        """The quantity a result store (patterns, diff, framenet, ...) was computed on: weights unless recorded."""
+        return str(self.provenance().get("quantity", S.Q_WEIGHTS) or S.Q_WEIGHTS)
+
+    def select_quantity(self, name: str | None) -> Store:
+        """Read ``name`` (None: weights) from now on; a store without it is one StoreError line naming what it has."""
+        name = name or S.Q_WEIGHTS
+        try:
+            S.quantity(name)
+        except ValueError as e:
+            raise InputError(f"--quantity {name}: {e}") from None
+        if S.ATTENTION_MAPS not in self.h5:
+            # result stores hold the per-head results of one quantity only
+            have = self.result_quantity()
+            if name != have:
+                raise StoreError(f"{self.name}: holds results on {have}, not {name} ({S.a_store(self.kind)}); pass --quantity {have}, "
+                                 f"or rerun the command that wrote it with --quantity {name}")
+        elif S.quantity(name).maps not in self.h5:
+            raise StoreError(f"{self.name}: holds no {name} maps (it has {', '.join(self.quantities())}); extract with --quantities weights,{name}")
+        self.quantity = name
+        self._encoding = None
+        return self
+
+    @property
+    def _q(self) -> S.Quantity:
+        return S.quantity(self.quantity)
 
     def __enter__(self) -> Store:
         return self
@@ -107,6 +143,13 @@ class Store:
 
     @property
     def n_heads(self) -> int:
+        """Maps per layer of the selected quantity: the model's heads, or 1 for per-layer kinds (rollout, flow)."""
+        if S.ATTENTION_MAPS in self.h5 and not self._q.per_head:
+            return 1
+        return self.model_heads
+
+    @property
+    def model_heads(self) -> int:
         return int(self.h5[S.G_MODEL].attrs["n_heads"])
 
     def model_attrs(self) -> dict[str, Any]:
@@ -184,7 +227,7 @@ class Store:
     def encoding(self) -> str:
         """How attention values are stored (float16, float32, uint8); read once: HDF5 attribute reads cost ~0.1 ms."""
         if self._encoding is None:
-            self._encoding = _decode(self.h5[S.G_ATTENTION].attrs.get("encoding", "float16"))
+            self._encoding = _decode(self.h5[self._q.group].attrs.get("encoding", "float16"))
         return self._encoding
 
     def _decode_values(self, raw: np.ndarray) -> np.ndarray:
@@ -195,41 +238,20 @@ class Store:
     def _checked(self, index: int, att: np.ndarray) -> np.ndarray:
         """``att`` of example ``index`` if it is attention (or validation is off); else a StoreError."""
         if self.validate:
-            problem = validation.attention_problem(att, self.encoding)
+            problem = validation.quantity_problem(att, self.encoding, self.quantity)
             if problem is not None:
                 raise validation.refuse(self.name, index, problem)
         return att
 
     def attention(self, i: int) -> np.ndarray:
-        """Example ``i``'s attention, float32 [layers, heads, T, T]."""
+        """Example ``i``'s maps of the selected quantity, float32 [layers, heads, T, T] (heads = 1 for rollout, flow)."""
         self._require_attention()
         self._check_index(i)
         L, H = self.n_layers, self.n_heads
         T = int(self.h5["examples/length"][i])
-        off = int(self.h5["examples/attention_offset"][i])
-        raw = self._read(S.ATTENTION_MAPS, slice(off, off + L * H * T * T))
+        off = int(self.h5[self._q.offset][i])
+        raw = self._read(self._q.maps, slice(off, off + L * H * T * T))
         return self._checked(i, self._decode_values(raw).reshape(L, H, T, T))
-
-    def map_names(self) -> list[str]:
-        """The per-example [L, H, T, T] arrays this store holds: 'attention' (the maps), then any other flat
-        dataset under attention/ laid out like them (same offsets), so a viewer can show kinds added later."""
-        if S.ATTENTION_MAPS not in self.h5:
-            return []
-        g = self.h5[S.G_ATTENTION]
-        n = g["maps"].shape[0]
-        return ["attention"] + sorted(k for k in g if k != "maps" and getattr(g[k], "shape", None) == (n,))
-
-    def maps(self, i: int, name: str = "attention") -> np.ndarray:
-        """Example ``i``'s map array ``name`` (one of ``map_names``), float32 [layers, heads, T, T]."""
-        if name == "attention":
-            return self.attention(i)
-        if name not in self.map_names():
-            raise InputError(f"{self.path}: holds no maps named {name!r} (it has: {', '.join(self.map_names()) or 'none'})")
-        self._check_index(i)
-        L, H = self.n_layers, self.n_heads
-        T = int(self.h5["examples/length"][i])
-        off = int(self.h5["examples/attention_offset"][i])
-        return self.h5[S.G_ATTENTION][name][off : off + L * H * T * T].astype(np.float32).reshape(L, H, T, T)
 
     def iter_attention(self, indices: list[int] | None = None, block_values: int = 1 << 23) -> Iterator[tuple[int, np.ndarray]]:
         """Stream (index, attention [L, H, T, T]) in store order, reading contiguous blocks.
@@ -240,7 +262,7 @@ class Store:
         self._require_attention()
         L, H = self.n_layers, self.n_heads
         lengths = self.lengths().astype(np.int64)
-        offsets = self.h5["examples/attention_offset"][...]
+        offsets = self.h5[self._q.offset][...]
         sizes = L * H * lengths**2
         order = list(range(len(lengths))) if indices is None else sorted(indices)
         k = 0
@@ -251,8 +273,9 @@ class Store:
             while j + 1 < len(order) and order[j + 1] == order[j] + 1 and offsets[order[j + 1]] + sizes[order[j + 1]] - offsets[start] <= block_values:
                 j += 1
                 end = offsets[order[j]] + sizes[order[j]]
-            raw = self._read(S.ATTENTION_MAPS, slice(offsets[start], end))
-            values_ok = not self.validate or validation.raw_values_ok(raw, self.encoding)  # one pass for the whole block
+            raw = self._read(self._q.maps, slice(offsets[start], end))
+            # one pass for the whole block: values in [0, 1] (only distributions' rows are bounded so)
+            values_ok = not self.validate or (self._q.distribution and validation.raw_values_ok(raw, self.encoding))
             for idx in order[k : j + 1]:
                 T = int(lengths[idx])
                 o = offsets[idx] - offsets[start]
@@ -260,17 +283,21 @@ class Store:
                 # (measured: 27 ms instead of 38 ms to stream 200 pair examples, and the check 3x cheaper)
                 att = self._decode_values(raw[o : o + sizes[idx]]).reshape(L, H, T, T)
                 if self.validate:
-                    problem = validation.rows_problem(att, self.encoding) if values_ok else validation.attention_problem(att, self.encoding)
+                    problem = (validation.rows_problem(att, self.encoding, zero_rows=self.quantity == "norms_normalised") if values_ok
+                               else validation.quantity_problem(att, self.encoding, self.quantity))
                     if problem is not None:
                         raise validation.refuse(self.name, idx, problem)
                 yield idx, att
             k = j + 1
 
     def stats(self) -> tuple[list[str], np.ndarray]:
-        """Per-example per-head summaries: (names, [N, layers, heads, K])."""
-        if S.STATS_PER_EXAMPLE not in self.h5:
+        """Per-example per-head summaries of the selected quantity: (names, [N, layers, heads, K])."""
+        name = self._q.per_example if S.ATTENTION_MAPS in self.h5 else S.STATS_PER_EXAMPLE
+        if name not in self.h5:
             raise StoreError(f"{self.name}: holds no per-example statistics (a {self.kind} store)")
-        return json.loads(_decode(self.h5[S.G_STATS].attrs["names"])), self._read(S.STATS_PER_EXAMPLE, ...)
+        ds = self.h5[name]
+        names = ds.attrs.get("names") if "names" in ds.attrs else self.h5[S.G_STATS].attrs["names"]
+        return json.loads(_decode(names)), self._read(name, ...)
 
     def verify_sources(self) -> list[str]:
         """Problems with virtual datasets: a missing source file reads as fill values, silently."""
@@ -297,20 +324,29 @@ class Store:
             yield ds[b : b + block_rows]
 
     def heads(self) -> dict[str, HeadQuantity]:
-        """Every per-head [layers, heads] quantity the store holds, by name."""
+        """Every per-head [layers, heads] quantity the store holds for the selected quantity, by name.
+
+        The weights' live directly under heads/, another quantity's under heads/<quantity>/.
+        """
+        import h5py
+
         out: dict[str, HeadQuantity] = {}
-        if S.G_HEADS in self.h5:
-            for name, ds in self.h5[S.G_HEADS].items():
-                out[name] = HeadQuantity(name, ds[...], _decode(ds.attrs.get("description", "")))
+        group = S.G_HEADS if self.quantity == S.Q_WEIGHTS or S.ATTENTION_MAPS not in self.h5 else f"{S.G_HEADS}/{self.quantity}"
+        if group in self.h5:
+            for name, ds in self.h5[group].items():
+                if isinstance(ds, h5py.Dataset):
+                    out[name] = HeadQuantity(name, ds[...], _decode(ds.attrs.get("description", "")))
         return out
 
 
 def open_store(path: str | Path, *, kind: str | tuple[str, ...] | None = None, locking: bool | None = None, what: str = "store",
-               validate: bool | None = None) -> Store:
+               quantity: str | None = None, validate: bool | None = None) -> Store:
     """Open and validate a store read-only; every problem is one StoreError/InputError line.
 
+    ``quantity``: which maps to read (weights, norms, rollout, ...; None: weights), see Store.select_quantity.
     ``validate`` (default: on unless --no-validate / BERTSECRETS_NO_VALIDATE): refuse a store missing a part
-    its kind needs (store.validation.REQUIRED_ON_OPEN), and check attention as it is read.
+    its kind needs (store.validation.REQUIRED_ON_OPEN), and check attention as it is read (rows summing
+    to 1 only for the quantities whose rows are distributions, schema.Quantity.distribution).
     """
     import h5py
 
@@ -366,7 +402,14 @@ def open_store(path: str | Path, *, kind: str | tuple[str, ...] | None = None, l
         _RECENT.remove(p)
     _RECENT.append(p)
     del _RECENT[:-3]
-    return Store(p, h5, validate=validate)
+    st = Store(p, h5, validate=validate)
+    if quantity is not None:
+        try:
+            st.select_quantity(quantity)
+        except Exception:
+            h5.close()
+            raise
+    return st
 
 
 # ----------------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ STATS_PER_EXAMPLE = "stats/per_example"
 
 # datasets with one row per example (first axis), whatever kind holds them: `check` verifies their lengths
 PER_EXAMPLE_DATASETS = ("stats/per_example", "patterns/labels", "patterns/features", "patterns/token_attention",
-                        "per_example/cosine", "per_example/js_divergence")
+                        "per_example/cosine", "per_example/js_divergence",
+                        *(f"{q}/{d}" for q in ("norms", "norms_normalised", "rollout", "flow") for d in ("per_example", "offset")))
 
 # per-example per-head summaries written by extract, in this order (stats/per_example's last axis)
 STAT_NAMES = ("entropy", "cls", "sep", "punct", "self", "prev", "next")
@@ -44,6 +45,64 @@ STAT_DESCRIPTIONS = {
     "prev": "mean attention of each token to the previous token",
     "next": "mean attention of each token to the next token",
 }
+
+# --- quantities: what an attention store can hold, each in the same ragged layout ---------------
+# ``weights`` are the maps under attention/ (every attention store has them); every other quantity
+# lives in its own group ``<name>/`` holding ``maps`` (flat, example-major, [layer, head, query, key]
+# cropped to the real length; per-layer kinds have one "head"), ``offset`` (int64 [N], start of each
+# example in maps), ``per_example`` (the STAT_NAMES summaries [N, L, H', 7], computed on the rows
+# normalised to sum 1) and, under heads/<name>/, their means over examples (stat_<stat>).
+Q_WEIGHTS = "weights"
+
+
+class Quantity:
+    """One kind of attention map: where it lives, how many maps per layer, whether its rows are distributions."""
+
+    def __init__(self, name: str, per_head: bool, distribution: bool, description: str, costly: bool = False) -> None:
+        self.name = name
+        self.per_head = per_head  # [L, H, T, T] (True) or one map per layer [L, 1, T, T]
+        # rows sum to 1 (store validation may check it); norms_normalised: or 0 where every value vector is zero
+        self.distribution = distribution
+        self.description = description
+        self.costly = costly
+
+    @property
+    def group(self) -> str:
+        return G_ATTENTION if self.name == Q_WEIGHTS else self.name
+
+    @property
+    def maps(self) -> str:
+        return ATTENTION_MAPS if self.name == Q_WEIGHTS else f"{self.name}/maps"
+
+    @property
+    def offset(self) -> str:
+        return "examples/attention_offset" if self.name == Q_WEIGHTS else f"{self.name}/offset"
+
+    @property
+    def per_example(self) -> str:
+        return STATS_PER_EXAMPLE if self.name == Q_WEIGHTS else f"{self.name}/per_example"
+
+    def head_name(self, name: str) -> str:
+        """Where the per-head quantity ``name`` of this kind lives under heads/."""
+        return name if self.name == Q_WEIGHTS else f"{self.name}/{name}"
+
+
+QUANTITIES: dict[str, Quantity] = {q.name: q for q in (
+    Quantity(Q_WEIGHTS, True, True, "attention weights alpha_ij (post-softmax)"),
+    Quantity("norms", True, False, "norm-based attention ||alpha_ij f_h(x_j)|| (Kobayashi et al. 2020), f_h = value times the head's slice of W_O, no output bias"),
+    Quantity("norms_normalised", True, True, "norm-based attention with each row divided by its sum (all-zero rows stay zero)"),
+    Quantity("rollout", False, True, "attention rollout after each layer (Abnar and Zuidema 2020): product of 0.5 * head-mean weights + 0.5 * I"),
+    Quantity("flow", False, False, "attention flow after each layer (Abnar and Zuidema 2020): max flow to each input token", costly=True),
+)}
+DISTRIBUTION_QUANTITIES = tuple(q for q, v in QUANTITIES.items() if v.distribution)
+
+
+def quantity(name: str) -> Quantity:
+    """The Quantity called ``name``; ValueError naming the choices otherwise."""
+    if name not in QUANTITIES:
+        raise ValueError(f"unknown quantity {name!r}; choose one of {', '.join(QUANTITIES)}")
+    return QUANTITIES[name]
+
 
 # attention value encodings
 ENCODINGS = ("float16", "float32", "uint8")

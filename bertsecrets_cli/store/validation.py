@@ -64,8 +64,12 @@ def row_tolerance(encoding: str, length: int) -> float:
     return FLOAT_ROW_TOLERANCE
 
 
-def attention_problem(att: np.ndarray, encoding: str) -> str | None:
+def attention_problem(att: np.ndarray, encoding: str, *, distribution: bool = True, zero_rows: bool = False) -> str | None:
     """What makes ``att`` [..., T, T] not attention (NaN, negative, rows not summing to 1), or None.
+
+    ``distribution=False`` (a quantity whose rows are not distributions: norms, flow): only NaN, infinite
+    and negative values are problems. ``zero_rows``: rows of zeros pass too (norms_normalised, where
+    every value vector is zero).
 
     Two passes over the values: a minimum (NaN propagates into it) and the row sums as a matrix-vector
     product; the words for a failure are worked out only then (benchmarks/validation_overhead.py).
@@ -77,12 +81,20 @@ def attention_problem(att: np.ndarray, encoding: str) -> str | None:
     lo = flat.min()
     tol = row_tolerance(encoding, T)
     if lo >= 0:
-        sums = flat @ np.ones(T, dtype=flat.dtype)
-        hi, low = sums.max(), sums.min()
-        if hi - 1 <= tol and 1 - low <= tol:
-            return None
-        if np.isfinite(hi) and np.isfinite(low):
-            return f"attention rows that do not sum to 1 (off by up to {float(max(hi - 1, 1 - low)):.3g})"
+        if not distribution:
+            if np.isfinite(flat.max()):
+                return None
+        else:
+            sums = flat @ np.ones(T, dtype=flat.dtype)
+            if zero_rows:
+                sums = sums[np.abs(sums) > tol]
+                if not sums.size:
+                    return None
+            hi, low = sums.max(), sums.min()
+            if hi - 1 <= tol and 1 - low <= tol:
+                return None
+            if np.isfinite(hi) and np.isfinite(low):
+                return f"attention rows that do not sum to 1 (off by up to {float(max(hi - 1, 1 - low)):.3g})"
     if not np.isfinite(flat).all():
         return "NaN or infinite attention values"
     return f"negative attention values (down to {float(lo):.3g})"
@@ -107,8 +119,10 @@ _MAX, _MIN = np.maximum.reduce, np.minimum.reduce
 _ONES: dict[tuple[int, str], np.ndarray] = {}
 
 
-def rows_problem(att: np.ndarray, encoding: str) -> str | None:
-    """Rows of ``att`` [..., T, T] (values already known to be in [0, 1]) that do not sum to 1, or None."""
+def rows_problem(att: np.ndarray, encoding: str, *, zero_rows: bool = False) -> str | None:
+    """Rows of ``att`` [..., T, T] (values already known to be in [0, 1]) that do not sum to 1, or None.
+
+    ``zero_rows``: rows of zeros pass too (norms_normalised)."""
     T = att.shape[-1]
     if not att.size:
         return None
@@ -116,11 +130,22 @@ def rows_problem(att: np.ndarray, encoding: str) -> str | None:
     if ones is None:
         ones = _ONES[(T, att.dtype.str)] = np.ones(T, dtype=att.dtype)
     sums = np.dot(att.reshape(-1, T), ones)
-    hi, low = _MAX(sums), _MIN(sums)
     tol = row_tolerance(encoding, T)
+    if zero_rows:
+        sums = sums[np.abs(sums) > tol]
+        if not sums.size:
+            return None
+    hi, low = _MAX(sums), _MIN(sums)
     if hi - 1 <= tol and 1 - low <= tol:
         return None
     return f"attention rows that do not sum to 1 (off by up to {float(max(hi - 1, 1 - low)):.3g})"
+
+
+def quantity_problem(att: np.ndarray, encoding: str, quantity: str = S.Q_WEIGHTS) -> str | None:
+    """``attention_problem`` for maps of ``quantity``: rows must sum to 1 only for distribution kinds
+    (schema.Quantity.distribution: weights, norms_normalised, rollout), not for raw norms or flow."""
+    q = S.quantity(quantity)
+    return attention_problem(att, encoding, distribution=q.distribution, zero_rows=q.name == "norms_normalised")
 
 
 def refuse(name: str, index: int, problem: str) -> StoreError:

@@ -372,6 +372,11 @@ def encode_values(a: np.ndarray, encoding: str) -> np.ndarray:
 _ENC_DTYPE = {"float16": np.float16, "float32": np.float32, "uint8": np.uint8}
 
 
+def quantity_encoding(encoding: str, name: str) -> str:
+    """uint8 holds only values in [0, 1]: raw norms and flow are kept in float16 then."""
+    return "float16" if encoding == "uint8" and not S.quantity(name).distribution else encoding
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -399,10 +404,18 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
 class AttentionPartWriter:
     """Examples [start, end) of an extraction: tokens, attention, per-head statistics."""
 
-    def __init__(self, w: StoreWriter, start: int, end: int, n_layers: int, n_heads: int, encoding: str, compression: str) -> None:
+    def __init__(self, w: StoreWriter, start: int, end: int, n_layers: int, n_heads: int, encoding: str, compression: str,
+                 quantities: tuple[str, ...] = ()) -> None:
         self.w, self.start, self.end = w, start, end
         self.encoding = encoding
         f = w.h5
+        # the other quantities (norms, rollout, ...): their maps and per-example statistics, same layout
+        self.extra: dict[str, tuple[Appender, Appender, str]] = {}
+        for name in quantities:
+            q = S.quantity(name)
+            enc = quantity_encoding(encoding, name)
+            self.extra[name] = (w.appender(q.maps, _ENC_DTYPE[enc], chunk_rows=S.CHUNK_VALUES, compression=compression, fletcher32=True),
+                                w.appender(q.per_example, np.float32, (n_layers, n_heads if q.per_head else 1, len(S.STAT_NAMES))), enc)
         f.attrs["start"], f.attrs["end"] = start, end
         self.maps = w.appender(S.ATTENTION_MAPS, _ENC_DTYPE[encoding], chunk_rows=S.CHUNK_VALUES, compression=compression, fletcher32=True)
         self.ids = w.appender("tokens/ids", np.int32)
@@ -414,8 +427,15 @@ class AttentionPartWriter:
         self.length = w.appender("examples/length", np.int32)
         self.count = 0
 
-    def add(self, enc: Any, attention: np.ndarray, stats: np.ndarray) -> None:
-        """One example: its Encoded tokens, attention [L, H, T, T] and stats [L, H, K]."""
+    def add(self, enc: Any, attention: np.ndarray, stats: np.ndarray, extra: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+        """One example: its Encoded tokens, attention [L, H, T, T] and stats [L, H, K]; ``extra``: name -> (maps, stats) of the other quantities."""
+        given = set(extra or {})
+        if given != set(self.extra):
+            raise ValueError(f"part expects quantities {sorted(self.extra)}, got {sorted(given)}")
+        for name, (maps, qstats) in (extra or {}).items():
+            m, st, enc_name = self.extra[name]
+            m.append(encode_values(maps, enc_name).reshape(-1))
+            st.append(qstats[None])
         self.maps.append(encode_values(attention, self.encoding).reshape(-1))
         self.ids.append(enc.ids)
         self.types.append(enc.type_ids)
@@ -439,7 +459,12 @@ class AttentionStoreWriter:
     """
 
     def __init__(self, path: str | Path, *, job_key: dict[str, Any], n_examples: int, part_size: int, n_layers: int, n_heads: int,
-                 encoding: str = "float16", compression: str = "none", force: bool = False, resume: bool = False, locking: bool | None = None) -> None:
+                 encoding: str = "float16", compression: str = "none", force: bool = False, resume: bool = False, locking: bool | None = None,
+                 quantities: tuple[str, ...] = ()) -> None:
+        """``quantities``: the kinds stored besides the weights (schema.QUANTITIES), e.g. ("norms", "rollout")."""
+        self.quantities = tuple(q for q in quantities if q != S.Q_WEIGHTS)
+        for q in self.quantities:
+            S.quantity(q)
         self.path = check_output_path(path, force=force or resume)
         if self.path.exists() and resume and not force:
             raise OutputError(f"{self.path}: exists and is complete; nothing to resume (pass --force to redo it)")
@@ -486,7 +511,7 @@ class AttentionStoreWriter:
     @contextmanager
     def part(self, index: int, start: int, end: int) -> Iterator[AttentionPartWriter]:
         with StoreWriter(self.part_path(index), "part", final=False, locking=self.locking) as w:
-            pw = AttentionPartWriter(w, start, end, self.n_layers, self.n_heads, self.encoding, self.compression)
+            pw = AttentionPartWriter(w, start, end, self.n_layers, self.n_heads, self.encoding, self.compression, self.quantities)
             yield pw
             pw.close()
 
@@ -526,12 +551,23 @@ class AttentionStoreWriter:
             f[S.G_STATS].attrs["names"] = json.dumps(list(S.STAT_NAMES))
             for s0 in range(0, stats.ds.shape[0], 4096):
                 add_stats(stats.ds[s0 : s0 + 4096])
+            extra = {q: (w.appender(S.quantity(q).maps, None), w.appender(S.quantity(q).per_example, None)) for q in self.quantities}
+            extra_sums = {q: [np.zeros(a.ds.shape[1:]), np.zeros(a.ds.shape[1:])] for q, (_, a) in extra.items()}
+
+            def add_extra_stats(q: str, st: np.ndarray) -> None:
+                ok = ~np.isnan(st)
+                extra_sums[q][0] += np.where(ok, st, 0).sum(0)
+                extra_sums[q][1] += ok.sum(0)
+
+            for q, (_, a) in extra.items():
+                for s0 in range(0, a.ds.shape[0], 4096):
+                    add_extra_stats(q, a.ds[s0 : s0 + 4096])
+            step = S.CHUNK_VALUES * 8
             for i, _, _ in ranges[1:]:
                 with h5py.File(self.part_path(i), "r", locking=self.locking) as p:
                     if not p.attrs.get(S.A_COMPLETE):
                         raise StoreError(f"{self.part_path(i)}: part is incomplete")
                     src = p[S.ATTENTION_MAPS]
-                    step = S.CHUNK_VALUES * 8
                     for s0 in range(0, src.shape[0], step):
                         maps.append(src[s0 : s0 + step])
                     for n, a in grow.items():
@@ -539,11 +575,39 @@ class AttentionStoreWriter:
                     st = p[S.STATS_PER_EXAMPLE][...]
                     stats.append(st)
                     add_stats(st)
-            for a in (maps, stats, *grow.values()):
+                    for q, (qm, qs) in extra.items():
+                        src = p[S.quantity(q).maps]
+                        for s0 in range(0, src.shape[0], step):
+                            qm.append(src[s0 : s0 + step])
+                        st = p[S.quantity(q).per_example][...]
+                        qs.append(st)
+                        add_extra_stats(q, st)
+            for a in (maps, stats, *grow.values(), *(x for pair in extra.values() for x in pair)):
                 a.flush()
             length = f["examples/length"][...]
-            per_ex = self.n_layers * self.n_heads * length.astype(np.int64) ** 2
-            w.put_array("examples/attention_offset", np.concatenate([[0], np.cumsum(per_ex)[:-1]]).astype(np.int64) if len(length) else np.zeros(0, np.int64))
+
+            def offsets(per_layer: int) -> np.ndarray:
+                per_ex = self.n_layers * per_layer * length.astype(np.int64) ** 2
+                return np.concatenate([[0], np.cumsum(per_ex)[:-1]]).astype(np.int64) if len(length) else np.zeros(0, np.int64)
+
+            w.put_array("examples/attention_offset", offsets(self.n_heads))
+            for q in self.quantities:
+                spec = S.quantity(q)
+                w.put_array(spec.offset, offsets(self.n_heads if spec.per_head else 1))
+                g = f[spec.group]
+                g.attrs["encoding"] = quantity_encoding(self.encoding, q)
+                g.attrs["compression"] = self.compression
+                g.attrs["per_head"] = int(spec.per_head)
+                g.attrs["distribution"] = int(spec.distribution)
+                g.attrs["description"] = spec.description
+                g.attrs["layout"] = "flat, example-major; each example [layer, head, query, key] cropped to its length" + ("" if spec.per_head else " (one map per layer)")
+                f[spec.per_example].attrs["names"] = json.dumps(list(S.STAT_NAMES))
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    qmeans = extra_sums[q][0] / extra_sums[q][1]
+                for k, name in enumerate(S.STAT_NAMES):
+                    w.put_head_quantity(spec.head_name(f"stat_{name}"), qmeans[..., k],
+                                        f"{S.STAT_DESCRIPTIONS[name]} (mean over examples; {q}, rows normalised to sum 1)")
+            f[S.G_ATTENTION].attrs["quantities"] = json.dumps([S.Q_WEIGHTS, *self.quantities])
             w.put_array("examples/token_offset", np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64) if len(length) else np.zeros(0, np.int64))
             for name, values in examples.items():
                 if isinstance(values, list) and values and isinstance(values[0], str):
@@ -618,5 +682,9 @@ def put_pattern_shares(w: StoreWriter, layer_shares: np.ndarray, overall_shares:
 
 
 def copy_model_from(w: StoreWriter, store: Any) -> None:
-    """Copy an input store's model description (names, sizes, special tokens, label names) unchanged."""
+    """Copy an input store's model description (names, sizes, special tokens, label names).
+
+    ``n_heads`` is that of the quantity read (1 for rollout and flow), so the results' [layers, heads] arrays match it.
+    """
     w.h5.copy(store.h5[S.G_MODEL], S.G_MODEL)
+    w.h5[S.G_MODEL].attrs["n_heads"] = int(store.n_heads)
