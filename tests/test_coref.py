@@ -178,6 +178,9 @@ def test_coref_writes_per_head_accuracies_and_the_table(chains: Path, tiny_model
     assert table2["nominal"]["head word match"] == 1.0 and table2["pronoun"]["head word match"] == 0.0
     ranked = runner.invoke(app, [*args, "--output", str(tmp_path / "r.h5"), "--table", "ranking"])
     assert ranked.exit_code == 0 and len(json.loads(ranked.stdout)) == 3
+    strongest = max(table2["all"][b] for b in ("nearest", "head word match", "rule-based") if b in table2["all"])
+    for row in json.loads(ranked.stdout):  # each ranked head says whether it beats the strongest baseline (issue 19)
+        assert row["beats strongest baseline"] == ("yes" if row["all"] > strongest else "no")
     with open_store(out, kind="coreference") as st:
         assert (st.n_layers, st.n_heads) == (2, 4)
         hits = st.array(HITS)

@@ -287,9 +287,14 @@ def coref_tables(rows: list[Any], top: int, samples: int) -> list[Table]:
         return out
     cols = [r.type for r in rows]
     overall = rows[0]
-    rank = Table("heads ranked by antecedent selection accuracy (all mentions)", ["rank", "head", *cols], name="ranking")
+    strongest = max(BASELINES, key=lambda b: overall.baselines[b])  # the strongest baseline shown, on all mentions
+    bar = float(overall.baselines[strongest])
+    n_beat = int((overall.accuracy > bar).sum())
+    rank = Table("heads ranked by antecedent selection accuracy (all mentions)", ["rank", "head", *cols, "beats strongest baseline"], name="ranking",
+                 caption=f"{n_beat} of {overall.accuracy.size} heads beat the strongest baseline on all mentions ({strongest}, {bar:.3f})",
+                 short={"beats strongest baseline": "beats"})
     for k, (layer, h) in enumerate(rank_heads(overall.accuracy)[:top], 1):
-        rank.add(k, head_name(layer, h), *[float(r.accuracy[layer, h]) for r in rows])
+        rank.add(k, head_name(layer, h), *[float(r.accuracy[layer, h]) for r in rows], "yes" if overall.accuracy[layer, h] > bar else "no")
     return [*out, rank]
 
 
