@@ -21,23 +21,13 @@ from bertsecrets_cli.model.tokenize import CLS, SEP, Encoded
 
 STORED_DTYPES = {"float16": torch.float16, "float32": torch.float32, "uint8": torch.uint8}
 
-_SCRATCH: dict[tuple[torch.device, bool], torch.Tensor] = {}
-
-
 def scratch(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """A float32 work buffer of ``shape``, reused across layers and batches (one per device, grown as needed).
+    """A float32 work buffer of ``shape`` for the statistics' temporaries, fresh for each use.
 
-    Fresh large allocations cost page faults on every batch; the statistics' temporaries live here instead.
+    One buffer reused across batches made the statistics depend on the batches computed before in the same
+    process: an extract resumed after a kill differed from an uninterrupted one (tests/test_kill_points.py).
     """
-    n = 1
-    for d in shape:
-        n *= d
-    key = (device, torch.is_inference_mode_enabled())  # an inference tensor cannot be written outside inference mode
-    buf = _SCRATCH.get(key)
-    if buf is None or buf.numel() < n:
-        buf = torch.empty(n, dtype=torch.float32, device=device)
-        _SCRATCH[key] = buf
-    return buf[:n].view(shape)
+    return torch.empty(shape, dtype=torch.float32, device=device)
 
 
 class BatchCapture:
