@@ -51,7 +51,9 @@ def annotation_set(text: str, fe: str, fe_text: str, set_id: int, *, fulltext: b
             f'<layer rank="1" name="GF"/><layer rank="1" name="PT"/></annotationSet>')
 
 
-def write_release(root: Path) -> Path:
+def write_release(root: Path, sentences: list[tuple[str, str, str]] = SENTENCES) -> Path:
+    """A release: the first four sentences as full text, the rest as lexical-unit exemplars, one truncated lu file."""
+    SENTENCES = sentences  # noqa: N806
     for sub in ("frame", "fulltext", "lu"):
         (root / sub).mkdir(parents=True)
     (root / "frame" / "Abandonment.xml").write_text(FRAME)
@@ -187,6 +189,46 @@ def test_conllu_mode_finds_the_planted_governor_head(tmp_path: Path, planted: Pa
         assert h["dep_nsubj_accuracy"].values[PLANTED] == 1.0
         assert {"dep_all_accuracy", "dep_det_reverse_accuracy", "dep_punct_accuracy"} <= set(h)
         assert st.strings("examples/text_a") == ["the cat sat .", "a dog sat down"]  # MWT and empty node not words
+
+
+# words the tokenizer splits: 'ho ##bb ##its', 'gan ##dal ##f', 'rams ##ha ##ckle'
+SPLIT_SENTENCES = [
+    ("The hobbits quickly abandoned the car .", "Agent", "The hobbits"),
+    ("Gandalf sadly abandoned the quest .", "Agent", "Gandalf"),
+    ("Many people abandoned , sadly , their ramshackle homes .", "Theme", "their ramshackle homes"),
+    ("The boys quickly abandoned the car .", "Agent", "The boys"),
+]
+
+
+@covers("framenet", "--units")
+def test_units_words_selects_and_scores_links_between_words(tmp_path: Path, planted: Path) -> None:
+    fn = write_release(tmp_path / "fn", SPLIT_SENTENCES)
+    common = ("--framenet", str(fn), "--model", str(planted), "--device", "cpu", "-f", "json", "--table", "all", "-q")
+    res = invoke("framenet", *common, "-o", str(tmp_path / "pieces.h5"))
+    assert res.exit_code == 0, res.stderr
+    steps = {r["filter"]: r["links"] for r in json.loads(res.stdout)["selection"]}
+    assert steps["FE span <= 3 tokens"] == 2  # 'the ho ##bb ##its' and 'their rams ##ha ##ckle homes' are 4 and 5 pieces
+
+    res = invoke("framenet", *common, "-o", str(tmp_path / "words.h5"), "--units", "words")
+    assert res.exit_code == 0, res.stderr
+    tables = json.loads(res.stdout)
+    steps = {r["filter"]: r["links"] for r in tables["selection"]}
+    assert steps["FE span <= 3 words"] == 4 and steps["ends >= 2 words apart"] == 4 and "sentence <= 12 words" in steps
+    top = tables["heads"][0]
+    # the planted head sends every piece's attention to 'abandoned': each FE word's row (the mean of its pieces' rows) too
+    assert top["head"] == "L2H3" and top["FE->target"] == pytest.approx(1.0, abs=1e-5)
+    with open_store(tmp_path / "words.h5", kind="framenet") as st:
+        prov = st.provenance()
+        assert prov["link_units"] == "words" and "mean over the attending word" in prov["word_attention"]
+        links = {lk["fe_span"][0]: lk for lk in st.json("framenet/links") if lk["sentence"] == 0}
+        # [CLS]=0 the=1 hobbits=2 quickly=3 abandoned=4: word indices, not pieces (abandoned is piece 6)
+        (lk,) = links.values()
+        assert lk["fe_pieces"] == [1, 2] and lk["target_pieces"] == [4] and lk["distance"] == 2
+    with open_store(tmp_path / "pieces.h5", kind="framenet") as st:
+        assert st.provenance()["link_units"] == "tokens"
+
+    res = invoke("framenet", "--conllu", str(tmp_path / "x.conllu"), "--units", "words", "-o", str(tmp_path / "dep.h5"))
+    assert res.exit_code == 3 and "always scored on the treebank's words" in res.stderr
 
 
 @pytest.mark.parametrize(

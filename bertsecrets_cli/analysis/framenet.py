@@ -7,6 +7,10 @@ spans of at most 3 tokens, link ends at least 2 tokens apart. "Tokens" are word 
 tokenizer without [CLS]/[SEP] (the authors tokenised with BERT's tokenizer), and the distance of a link is
 the smallest gap between one of its FE pieces and one of its target pieces.
 
+At word level (``--units words``) every index is a word unit instead (analysis/wordlevel.py: special tokens
+alone, words split at white space and punctuation): the maps are converted with Clark et al.'s rule first,
+the sizes count words, and the same selection and scorer run unchanged on the word maps.
+
 A head's score for a link is the maximum attention over the link's piece pairs, taken in each direction
 separately: FE -> target (query row = FE piece, key column = target piece: the authors' direction) and
 target -> FE. Scores are averaged over links. ``first_pair`` reproduces the authors' code, which paired
@@ -43,6 +47,7 @@ class SelectionOptions:
     min_distance: int = 2
     core_only: bool = True
     core_definition: str = "coretype"
+    unit: str = "tokens"  # what the sizes count: "tokens" (word pieces) or "words" (--units words)
 
     def __post_init__(self) -> None:
         if self.max_sentence_tokens is not None and self.max_sentence_tokens < 1:
@@ -138,10 +143,10 @@ def step_names(opts: SelectionOptions) -> list[str]:
     return [
         "annotated FE links",
         f"core FEs ({opts.core_definition})" if opts.core_only else "all FEs (--all-fes)",
-        f"sentence <= {opts.max_sentence_tokens} tokens" if opts.max_sentence_tokens else "sentence length (no limit)",
+        f"sentence <= {opts.max_sentence_tokens} {opts.unit}" if opts.max_sentence_tokens else "sentence length (no limit)",
         "spans found in the tokenisation",
-        f"FE span <= {opts.max_fe_tokens} tokens" if opts.max_fe_tokens else "FE span length (no limit)",
-        f"ends >= {opts.min_distance} tokens apart",
+        f"FE span <= {opts.max_fe_tokens} {opts.unit}" if opts.max_fe_tokens else "FE span length (no limit)",
+        f"ends >= {opts.min_distance} {opts.unit} apart",
     ]
 
 

@@ -19,9 +19,11 @@ def framenet(
     max_length: c.MaxLenOpt = 128,
     limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="At most this many selected sentences (FrameNet) or sentences (CoNLL-U).")] = None,
     sentences: Annotated[str, typer.Option("--sentences", help="FrameNet sentences: both, fulltext, or exemplars (lu/*.xml, what the authors used).")] = "both",
-    max_sentence_tokens: Annotated[int, typer.Option("--max-sentence-tokens", help="Keep sentences of at most this many word pieces (paper: 12; 0 = no limit).")] = 12,
-    max_fe_tokens: Annotated[int, typer.Option("--max-fe-tokens", help="Keep frame elements of at most this many word pieces (paper: 3; 0 = no limit).")] = 3,
-    min_distance: Annotated[int, typer.Option("--min-distance", help="Keep links whose frame element and target are at least this many pieces apart (paper: 2).")] = 2,
+    max_sentence_tokens: Annotated[int, typer.Option("--max-sentence-tokens", help="Keep sentences of at most this many word pieces, or words with --units words (paper: 12; 0 = no limit).")] = 12,
+    max_fe_tokens: Annotated[int, typer.Option("--max-fe-tokens", help="Keep frame elements of at most this many word pieces, or words with --units words (paper: 3; 0 = no limit).")] = 3,
+    min_distance: Annotated[int, typer.Option("--min-distance", help="Keep links whose frame element and target are at least this many pieces (or words) apart (paper: 2).")] = 2,
+    units: Annotated[str, typer.Option("--units", help="FrameNet: score links between tokens (word pieces, the paper) or words "
+                                       "(word-level maps: mean over the attending word's pieces, sum over the attended word's).")] = "tokens",
     core_only: Annotated[bool, typer.Option("--core-only/--all-fes", help="Only core frame elements (the paper), or all of them.")] = True,
     core_definition: Annotated[str, typer.Option("--core-definition", help="coretype: Core or Core-Unexpressed in frame/*.xml (default); coreset: members of the frame's FEcoreSets (the authors' code).")] = "coretype",
     first_pair: Annotated[bool, typer.Option("--first-pair", help="Score only zip(fe_tokens, target_tokens) pairs, as the authors' code did, instead of all pairs.")] = False,
@@ -65,7 +67,7 @@ def framenet(
             sentences=sentences, max_sentence_tokens=max_sentence_tokens, max_fe_tokens=max_fe_tokens, min_distance=min_distance,
             core_only=core_only, core_definition=core_definition, first_pair=first_pair, limit=limit, baseline_samples=baseline_samples,
             max_offset=max_offset, seed=seed, top=top, examples=examples, rank_by=rank_by, base_relations=base_relations,
-            min_count=min_count, force=force or output == "-", quiet=quiet, shard=shard, quantity=quantity, locking=False if no_locking else None,
+            min_count=min_count, units=units, force=force or output == "-", quiet=quiet, shard=shard, quantity=quantity, locking=False if no_locking else None,
         )
         with output_path(output) as path:
             res = run_relations(opts, path)

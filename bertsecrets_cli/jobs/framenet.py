@@ -22,7 +22,9 @@ from bertsecrets_cli.render.tables import Table
 
 SENTENCE_SOURCES = {"both": ("fulltext", "exemplars"), "fulltext": ("fulltext",), "exemplars": ("exemplars",)}
 RANK_BY = ("fe-to-target", "target-to-fe")
+UNITS = ("tokens", "words")  # what FrameNet links join and the selection's sizes count
 PAPER_SENTENCES = 473
+WORD_RULE = "mean over the attending word's pieces, sum over the attended word's pieces"
 
 
 @dataclass
@@ -56,6 +58,7 @@ class FrameNetOptions:
     locking: bool | None = None  # False: --no-locking (NFS/Lustre)
     shard: str | None = None  # "i/n" or "auto": score only that contiguous range of the selected sentences
     quantity: str = "weights"  # which maps to score (schema.QUANTITIES), computed on the fly like the weights
+    units: str = "tokens"  # FrameNet: "tokens" (word pieces, the paper) or "words" (word-level maps, Clark et al.'s rule)
 
 
 @dataclass
@@ -85,6 +88,10 @@ def _check(opts: FrameNetOptions) -> None:
         raise InputError(f"--sentences {opts.sentences}: choose one of {', '.join(SENTENCE_SOURCES)}")
     if opts.core_definition not in ("coretype", "coreset"):
         raise InputError(f"--core-definition {opts.core_definition}: choose coretype or coreset")
+    if opts.units not in UNITS:
+        raise InputError(f"--units {opts.units}: choose one of {', '.join(UNITS)}")
+    if opts.conllu is not None and opts.units != "tokens":
+        raise InputError(f"--units {opts.units}: dependency relations (--conllu) are always scored on the treebank's words; --units is for --framenet")
     if opts.rank_by not in RANK_BY:
         raise InputError(f"--rank-by {opts.rank_by}: choose one of {', '.join(RANK_BY)}")
     for name, v, low in (("--max-sentence-tokens", opts.max_sentence_tokens, 0), ("--max-fe-tokens", opts.max_fe_tokens, 0),
@@ -116,8 +123,9 @@ def _heads_of(lm: Any, quantity: str) -> int:
 
 
 def _job_options(config: dict[str, Any]) -> dict[str, Any]:
-    """The options in the job fingerprint; the weights leave ``quantity`` out (the fingerprint of before quantities existed)."""
-    return {k: v for k, v in config.items() if k not in _NOT_IN_JOB and not (k == "quantity" and v == "weights")}
+    """The options in the job fingerprint; the defaults of later options (``quantity`` weights, ``units`` tokens) are
+    left out, so a job's fingerprint is the one it had before those options existed."""
+    return {k: v for k, v in config.items() if k not in _NOT_IN_JOB and not (k == "quantity" and v == "weights") and not (k == "units" and v == "tokens")}
 
 
 def _on_quantity(tables: list[Table], quantity: str) -> list[Table]:
@@ -152,6 +160,17 @@ class _Selected:
     enc: Any
     links: list[Any]
     keys: set[tuple]
+    words: Any = None  # --units words: the sentence's WordUnits (links index them, maps are converted to them)
+
+
+def _link_space(enc: Any, text: str, units: str) -> tuple[np.ndarray, np.ndarray, Any]:
+    """(offsets, special, word units) the links of one sentence are indexed in: its pieces, or its words."""
+    if units == "tokens":
+        return enc.offsets, enc.special, None
+    from bertsecrets_cli.analysis.wordlevel import example_units
+
+    u = example_units(enc.tokens, enc.offsets, enc.special, enc.type_ids, (text,))
+    return u.spans, u.special, u
 
 
 def _candidates(sent: Any, frames: dict[str, Any], definition: str, missing: set[str]) -> list[Any]:
@@ -173,7 +192,8 @@ def _select_framenet(release: Any, frames: dict[str, Any], tokenizer: Any, opts:
     from bertsecrets_cli.analysis.framenet import SelectionCounts, SelectionOptions, select_links
     from bertsecrets_cli.model.tokenize import encode_examples
 
-    sel = SelectionOptions(opts.max_sentence_tokens or None, opts.max_fe_tokens or None, opts.min_distance, opts.core_only, opts.core_definition)
+    sel = SelectionOptions(opts.max_sentence_tokens or None, opts.max_fe_tokens or None, opts.min_distance, opts.core_only, opts.core_definition,
+                           unit=opts.units)
     counts = SelectionCounts()
     selected: list[_Selected] = []
     by_text: dict[str, int] = {}
@@ -184,7 +204,8 @@ def _select_framenet(release: Any, frames: dict[str, Any], tokenizer: Any, opts:
         if not cands:
             continue
         enc = encode_examples(tokenizer, [(sent.text, None)], opts.max_length)[0]
-        links = select_links(cands, enc.offsets, enc.special, sent.text, sel, counts)
+        offsets, special, words = _link_space(enc, sent.text, opts.units)
+        links = select_links(cands, offsets, special, sent.text, sel, counts)
         if not links:
             continue
         j = by_text.get(sent.text)
@@ -193,7 +214,7 @@ def _select_framenet(release: Any, frames: dict[str, Any], tokenizer: Any, opts:
                 stopped = True
                 break
             by_text[sent.text] = j = len(selected)
-            selected.append(_Selected(f"{sent.source}:{sent.id}", sent.text, enc, [], set()))
+            selected.append(_Selected(f"{sent.source}:{sent.id}", sent.text, enc, [], set(), words))
         s = selected[j]
         for lk in links:
             if lk.key() not in s.keys:  # the same sentence annotated twice (e.g. in two files) counts once
@@ -375,6 +396,7 @@ def _read_state(st: Any, group: str) -> dict[str, Any]:
 
 def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -> RelationsJobResult:
     from bertsecrets_cli.analysis.framenet import FrameNetScorer
+    from bertsecrets_cli.analysis.wordlevel import word_attention
     from bertsecrets_cli.data.framenet import FrameNetRelease
     from bertsecrets_cli.jobs.attention_batches import iter_attention
     from bertsecrets_cli.jobs.provenance import provenance_texts
@@ -418,7 +440,10 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
     for i, enc, att in iter_attention(lm, [s.enc for s in mine], opts.batch_size, description=f"framenet {lm.name}", quiet=opts.quiet,
                                       quantity=opts.quantity):
         g = s0 + i
-        scorer.add(att, selected[g].links, enc.special, list(range(first_id[g], first_id[g + 1])))
+        special = enc.special
+        if selected[g].words is not None:  # word-level maps: mean over the attending word's pieces, sum over the attended word's
+            att, special = word_attention(att, selected[g].words.matrix), selected[g].words.special
+        scorer.add(att, selected[g].links, special, list(range(first_id[g], first_id[g + 1])))
     res = scorer.result()
     t_score = time.perf_counter()
     notes = framenet_notes(res, opts.rank_by, opts.top, len(links))
@@ -442,7 +467,8 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
                                           "first_pair": int(opts.first_pair), "baseline_samples": opts.baseline_samples, "seed": opts.seed,
                                           "n_sentences": len(mine), "n_links": len(my_rows), "max_length": opts.max_length, "rank_by": opts.rank_by,
                                           "selection_stopped_by_limit": int(stopped), "job_fingerprint": job, **source_attrs,
-                                          **notes["attrs"], **shard_attrs, "quantity": opts.quantity}),
+                                          **notes["attrs"], **shard_attrs, "quantity": opts.quantity, "link_units": opts.units,
+                                          **({"word_attention": WORD_RULE} if opts.units == "words" else {})}),
                          provenance_texts({"framenet": config}, command))
         w.put_strings("examples/id", [s.id for s in mine])
         w.put_strings("examples/text_a", [s.text for s in mine])
@@ -604,7 +630,7 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
 
     config = {k: v for k, v in asdict(opts).items() if k not in ("framenet", "sentences", "max_sentence_tokens", "max_fe_tokens", "min_distance",
                                                                    "core_only", "core_definition", "first_pair", "baseline_samples", "max_offset",
-                                                                   "rank_by", "force", "quiet")}
+                                                                   "rank_by", "units", "force", "quiet")}
     job = fingerprint({"model": lm.fingerprint, "tokenizer": lm.path, "data": str(Path(opts.conllu).expanduser()), "ids": [s.id for s, _ in kept],
                        "options": _job_options(config)})
     mine = kept[s0:s1]
@@ -612,7 +638,7 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
         w.set_model(n_layers=lm.n_layers, n_heads=H, **_model_attrs(lm))
         w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.conllu).expanduser()), "n_sentences": len(mine), "n_arcs": overall.count,
                                           "base_relations": int(opts.base_relations), "max_length": opts.max_length,
-                                          "word_attention": "mean over the attending word's pieces, sum over the attended word's pieces",
+                                          "word_attention": WORD_RULE,
                                           "job_fingerprint": job, **notes["attrs"], **shard_attrs, "quantity": opts.quantity}),
                          provenance_texts({"framenet": config}, command))
         w.put_strings("examples/id", [s.id for s, _ in mine])
