@@ -12,11 +12,12 @@ order after one warm-up of each; the ratios are taken per repeat, and min and me
 The model is loaded once per side before timing (extract's load is answered from that copy), so the
 ratios compare the work per example, not start-up. Data: the shipped demo set of the task (train and
 dev), or ``--data`` (any GLUE folder or file); past the pool's size examples repeat with new ids (said
-so on the output). On a GPU (``--device cuda``) tokens/s of each side are the figure to read.
+so on the output). ``--join 3`` (the default) joins 1-3 consecutive texts per example, so the lengths have
+a real corpus's long tail (printed: mean, median, p90, max pieces) rather than the demo sentences' narrow band. On a GPU (``--device cuda``) tokens/s of each side are the figure to read.
 
 Peak RSS: ``extract`` of ``--mem-n`` and 10x that many examples, each in a fresh process (ru_maxrss);
 target ratio <= 1.05. Usage:
-  python benchmarks/extract_overhead.py [--n 400] [--repeats 3] [--mem-n 80] [--threads 1] [--task sst2 --data glue_data/SST-2] [--device cpu]
+  python benchmarks/extract_overhead.py [--n 400] [--repeats 3] [--mem-n 80] [--threads 1] [--join 3] [--task sst2 --data glue_data/SST-2] [--device cpu]
 """
 
 from __future__ import annotations
@@ -37,8 +38,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def make_data(task: str, data: str | None, n: int, folder: Path) -> tuple[Path, str]:
-    """n examples of the task as a JSONL file: the first n of ``data`` (or of the demo train+dev set), repeated with new ids when short."""
+def make_data(task: str, data: str | None, n: int, folder: Path, join: int = 1) -> tuple[Path, str]:
+    """n examples of the task as a JSONL file: the first n of ``data`` (or of the demo train+dev set), repeated with new ids when short.
+
+    ``join`` > 1: each example's text is 1..join consecutive pool texts (seeded), so lengths spread from the
+    shortest sentence to several times the longest, with the long tail of real corpora (the demo sentences
+    alone are all 5-23 pieces; SST-2 dev runs from a few pieces to about 60)."""
+    import random
+
     from bertsecrets_cli.data.sources import load_dataset
     from bertsecrets_cli.data.tasks import get_task
 
@@ -49,16 +56,21 @@ def make_data(task: str, data: str | None, n: int, folder: Path) -> tuple[Path, 
     else:
         ds = load_dataset(spec, data, "dev")
         pool, source = ds.examples, str(ds.source)
-    path = folder / f"bench-{n}.jsonl"
+    path = folder / f"bench-{n}-{join}.jsonl"
     cols = spec.text_columns
+    rng = random.Random(0)
     with open(path, "w") as fh:
         for i in range(n):
             e = pool[i % len(pool)]
-            row = {"id": f"b{i}", cols[0]: e.text_a, "label": e.label}
+            k = rng.randint(1, join) if join > 1 else 1
+            text_a = " ".join(pool[(i + j) % len(pool)].text_a for j in range(k))
+            row = {"id": f"b{i}", cols[0]: text_a, "label": e.label}
             if len(cols) > 1:
                 row[cols[1]] = e.text_b
             fh.write(json.dumps(row) + "\n")
     note = f"{source}: {min(n, len(pool))} distinct examples" + (f", repeated to {n}" if n > len(pool) else "")
+    if join > 1:
+        note += f", each 1-{join} consecutive texts joined"
     return path, note
 
 
@@ -74,6 +86,12 @@ def batches(lm: Any, examples: list[Any], max_length: int, batch_size: int) -> t
         for b in range(0, len(order), batch_size):
             out.append(collate([enc[i] for i in order[b : b + batch_size]], pad, lm.device, lm.model_type))
     return out, sum(e.length for e in enc)
+
+
+def lengths_of(lm: Any, examples: list[Any], max_length: int) -> list[int]:
+    from bertsecrets_cli.model.tokenize import encode_examples
+
+    return [e.length for e in encode_examples(lm.tokenizer, [(e.text_a, e.text_b) for e in examples], max_length)]
 
 
 def plain_model(attn: str, device: Any) -> Any:
@@ -118,9 +136,35 @@ def preloaded(lm: Any) -> None:
 def child(args: argparse.Namespace) -> None:
     """Peak RSS (MiB) of one extract of --child examples, in this fresh process."""
     with tempfile.TemporaryDirectory() as d:
-        data, _ = make_data(args.task, args.data, args.child, Path(d))
+        data, _ = make_data(args.task, args.data, args.child, Path(d), args.join)
         extract_side(None, data, args.task, Path(d) / "o.h5", args)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def assembly(lm: Any, data: Path, args: argparse.Namespace) -> None:
+    """What assembling the store costs: the same extract as one part (part 0 becomes the store, no copy) and as
+    four (parts 1-3 are copied into it), with the assembly step (AttentionStoreWriter.finish) timed alone."""
+    import bertsecrets_cli.store.writer as writer
+
+    real, spent = writer.AttentionStoreWriter.finish, []
+
+    def timed(self: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return real(self, **kw)
+        finally:
+            spent.append(time.perf_counter() - t0)
+
+    writer.AttentionStoreWriter.finish = timed
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            for parts in (1, 4):
+                t0 = time.perf_counter()
+                extract_side(lm, data, args.task, Path(d) / f"p{parts}.h5", args, part_size=max(1, -(-args.n // parts)))
+                total = time.perf_counter() - t0
+                print(f"assembly, {parts} part(s) of {-(-args.n // parts)}: {spent[-1]:.3f} s of {total:.2f} s ({100 * spent[-1] / total:.1f}%)")
+    finally:
+        writer.AttentionStoreWriter.finish = real
 
 
 def ratio_line(name: str, num: list[float], den: list[float], target: str) -> str:
@@ -137,7 +181,9 @@ def main() -> None:
     ap.add_argument("--task", default="sst2")
     ap.add_argument("--data", help="a GLUE task folder or file (its dev split); default: the shipped demo set")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--join", type=int, default=3, help="each example joins 1..N consecutive texts (realistic, long-tailed lengths); 1: the texts as they are")
     ap.add_argument("--mem-n", type=int, default=80, help="peak RSS at this many examples and at 10x as many (0: skip)")
+    ap.add_argument("--assembly", action="store_true", help="also the cost of assembling the store from one part vs four")
     ap.add_argument("--sizes", action="store_true", help="also bytes per value: float16, --compression lzf, --encoding uint8")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 keeps CPU time honest on a loaded machine")
     ap.add_argument("--child", type=int)
@@ -160,11 +206,12 @@ def main() -> None:
     eager, sdpa = plain_model("eager", lm.device), plain_model("sdpa", lm.device)
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)
-        data, note = make_data(args.task, args.data, args.n, folder)
+        data, note = make_data(args.task, args.data, args.n, folder, args.join)
         from bertsecrets_cli.jobs.extract import DataOptions, load_examples
 
         _, ds = load_examples(DataOptions(task=args.task, data=str(data)))
         _, n_tokens = batches(lm, ds.examples, args.max_length, args.batch_size)
+        lengths = np.asarray(lengths_of(lm, ds.examples, args.max_length))
         out = folder / "x.h5"
         sides = {
             "extract": lambda: extract_side(lm, data, args.task, out, args),
@@ -189,6 +236,8 @@ def main() -> None:
         print(f"{args.n} examples ({note}), {n_tokens} tokens, batch {args.batch_size}, max length {args.max_length}; "
               f"embedded MiniLM (6x12), {lm.device}, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
               f"load average {os.getloadavg()[0]:.2f}; {args.repeats} interleaved repeats")
+        print(f"  lengths in pieces: mean {lengths.mean():.1f}, median {np.median(lengths):.0f}, p90 {np.percentile(lengths, 90):.0f}, "
+              f"min {lengths.min()}, max {lengths.max()}")
         for k in names:
             print(f"  {k:<8} wall min {min(wall[k]):.2f} s median {statistics.median(wall[k]):.2f} s; cpu min {min(cpu[k]):.2f} s; "
                   f"{n_tokens / min(wall[k]):,.0f} tokens/s")
@@ -198,6 +247,8 @@ def main() -> None:
         print(ratio_line("wall, extract / sdpa", wall["extract"], wall["sdpa"], "(target <= 1.30)"))
         print(ratio_line("cpu,  extract / sdpa", cpu["extract"], cpu["sdpa"], ""))
         print(f"bytes per stored value, float16: {att_bytes / values:.3f} for the attention array, {size / values:.3f} for the whole file")
+        if args.assembly:
+            assembly(lm, data, args)
         if args.sizes:
             lzf, u8 = folder / "lzf.h5", folder / "u8.h5"
             extract_side(lm, data, args.task, lzf, args, compression="lzf")
@@ -210,11 +261,12 @@ def main() -> None:
         mem = {}
         for n in (args.mem_n, 10 * args.mem_n):
             cmd = [sys.executable, __file__, "--child", str(n), "--task", args.task, "--device", args.device,
-                   "--batch-size", str(args.batch_size), "--max-length", str(args.max_length), *(["--data", args.data] if args.data else [])]
+                   "--batch-size", str(args.batch_size), "--max-length", str(args.max_length), "--join", str(args.join),
+                   *(["--data", args.data] if args.data else [])]
             res = subprocess.run(cmd, capture_output=True, text=True, check=True)
             mem[n] = float(res.stdout.strip().splitlines()[-1])
         with tempfile.TemporaryDirectory() as d:
-            _, note = make_data(args.task, args.data, 10 * args.mem_n, Path(d))
+            _, note = make_data(args.task, args.data, 10 * args.mem_n, Path(d), args.join)
         a, b = args.mem_n, 10 * args.mem_n
         print(f"peak RSS of extract as a process: {mem[a]:.0f} MiB at {a} examples, {mem[b]:.0f} MiB at {b} ({note}); "
               f"ratio {mem[b] / mem[a]:.3f} (target <= 1.05)")

@@ -25,7 +25,7 @@ def extract(
     id_column: c.IdColOpt = None,
     encoding: Annotated[str, typer.Option("--encoding", help="Stored values: float16 (default), float32, or uint8 (lossy, 6x smaller, abs error <= 0.002).")] = "float16",
     compression: Annotated[str, typer.Option("--compression", help="none (default, fastest), lzf or gzip.")] = "none",
-    part_size: c.PartSizeOpt = 512,
+    part_size: c.PartSizeOpt = 4096,
     quantities: c.QuantitiesOpt = "weights",
     shard: c.ShardOpt = None,
     device: c.DeviceOpt = "auto",

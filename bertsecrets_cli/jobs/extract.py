@@ -46,7 +46,7 @@ class ExtractOptions:
     device: str = "auto"
     encoding: str = "float16"
     compression: str = "none"
-    part_size: int = 512
+    part_size: int = 4096  # one part (no copy at assembly) for most dev sets; at most ~4096 examples redone after a SIGKILL
     resume: bool = False
     force: bool = False
     locking: bool | None = None
