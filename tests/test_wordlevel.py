@@ -183,6 +183,93 @@ def test_words_store_is_deterministic(demo_store: Path, tmp_path: Path) -> None:
         assert np.array_equal(sa.array(WORD_MAPS), sb.array(WORD_MAPS))
 
 
+def _words_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every dataset of a words store but its provenance, and the words group's attributes: what must not
+    depend on how the conversion was split."""
+    import h5py
+
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        for group in ("examples", "words"):
+            for name, ds in f[group].items():
+                out[f"{group}/{name}"] = ds[...]
+        out["words attrs"] = np.asarray(sorted((k, str(v)) for k, v in f["words"].attrs.items()))
+    return out
+
+
+@covers("words", "--shard")
+def test_words_shards_merge_into_the_unsharded_words_store(demo_pair_store: Path, tmp_path: Path) -> None:
+    from bertsecrets_cli.store import open_store
+
+    whole = tmp_path / "whole.h5"
+    assert runner.invoke(app, ["words", str(demo_pair_store), "-o", str(whole), "-q"]).exit_code == 0
+    parts = [tmp_path / f"words-{i}.h5" for i in range(3)]
+    for i, p in enumerate(parts):
+        r = runner.invoke(app, ["words", str(demo_pair_store), "-o", str(p), "--shard", f"{i}/3", "-q"])
+        assert r.exit_code == 0, r.stderr
+    with open_store(parts[1], kind="words") as st:
+        prov = st.provenance()
+        assert (prov["shard_index"], prov["shard_count"], prov["shard_start"], prov["shard_end"], prov["n_total"]) == (1, 3, 6, 11, 16)
+        assert st.n_examples == 5 and prov["n_examples"] == 5
+    merged = tmp_path / "words.h5"
+    r = runner.invoke(app, ["merge", *map(str, reversed(parts)), "-o", str(merged), "-f", "json", "--table", "merge"])
+    assert r.exit_code == 0, r.stderr
+    assert '"examples": 16' in r.stdout
+    a, b = _words_arrays(whole), _words_arrays(merged)
+    assert sorted(a) == sorted(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)  # maps, units, offsets and examples: bit-identical
+    with open_store(whole) as sa, open_store(merged) as sb:
+        pa, pb = sa.provenance(), sb.provenance()
+        assert "shard_index" not in pb and pb["job_fingerprint"] == pa["job_fingerprint"]
+        assert (pb["n_examples"], pb["n_pieces"], pb["n_words"]) == (pa["n_examples"], pa["n_pieces"], pa["n_words"])
+    assert runner.invoke(app, ["check", str(merged)]).exit_code == 0
+
+
+def test_merge_refuses_missing_overlapping_unsharded_and_foreign_words_shards(demo_store: Path, tmp_path: Path) -> None:
+    parts = [tmp_path / f"w{i}.h5" for i in range(3)]
+    for i, p in enumerate(parts):
+        assert runner.invoke(app, ["words", str(demo_store), "-o", str(p), "--shard", f"{i}/3", "-q"]).exit_code == 0
+    out = tmp_path / "m.h5"
+
+    def merge(*paths: Path):
+        return runner.invoke(app, ["merge", *map(str, paths), "-o", str(out)])
+
+    one_line_error(merge(parts[0], parts[2]), 4, "shard(s) 1/3 missing")
+    one_line_error(merge(parts[0], parts[1], parts[1], parts[2]), 4, "given twice")
+    assert runner.invoke(app, ["words", str(demo_store), "-o", str(tmp_path / "whole.h5"), "-q"]).exit_code == 0
+    one_line_error(merge(tmp_path / "whole.h5", parts[0]), 4, "is not a shard")
+    ws = tmp_path / "ws1.h5"
+    assert runner.invoke(app, ["words", str(demo_store), "-o", str(ws), "--shard", "1/3", "--word-boundaries", "whitespace", "-q"]).exit_code == 0
+    one_line_error(merge(parts[0], ws, parts[2]), 4, "word_boundaries differs")
+    assert not out.exists()
+    one_line_error(runner.invoke(app, ["words", str(demo_store), "-o", str(tmp_path / "x.h5"), "--shard", "3/3"]), 3, "--shard 3/3")
+    one_line_error(runner.invoke(app, ["words", str(demo_store), "-o", str(tmp_path / "x.h5"), "--shard", "29/30"]), 3, "no examples")
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_words_of_each_extract_shard_merge_like_words_of_the_merged_store(tmp_path: Path) -> None:
+    from bertsecrets_cli.jobs.extract import DataOptions, ExtractOptions, run_extract
+
+    ex = [tmp_path / f"ex-{i}.h5" for i in range(2)]
+    for i, p in enumerate(ex):
+        run_extract(ExtractOptions(data=DataOptions(task="sst2", limit=6), device="cpu", quiet=True, shard=f"{i}/2", batch_size=3), p, command="t")
+    assert runner.invoke(app, ["merge", *map(str, ex), "-o", str(tmp_path / "all.h5"), "-q"]).exit_code == 0
+    assert runner.invoke(app, ["words", str(tmp_path / "all.h5"), "-o", str(tmp_path / "whole.h5"), "-q"]).exit_code == 0
+    parts = [tmp_path / f"words-{i}.h5" for i in range(2)]
+    for e, p in zip(ex, parts):
+        assert runner.invoke(app, ["words", str(e), "-o", str(p), "-q"]).exit_code == 0  # no --shard: it inherits the extract shard's place
+    r = runner.invoke(app, ["merge", *map(str, parts), "-o", str(tmp_path / "joined.h5"), "-q"])
+    assert r.exit_code == 0, r.stderr
+    a, b = _words_arrays(tmp_path / "whole.h5"), _words_arrays(tmp_path / "joined.h5")
+    assert sorted(a) == sorted(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    # a shard of a shard would match no other shard: refused
+    one_line_error(runner.invoke(app, ["words", str(ex[0]), "-o", str(tmp_path / "x.h5"), "--shard", "0/2"]), 3, "already shard 0/2")
+    assert not (tmp_path / "x.h5").exists()
+
+
 def _bpe_roberta(folder: Path) -> Path:
     """A 2-layer RoBERTa with its own byte-level BPE tokenizer (Ġ space marker), saved like a hub model."""
     import torch

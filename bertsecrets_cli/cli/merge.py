@@ -22,14 +22,14 @@ def merge(
     verbose: c.VerboseOpt = 0,
     debug: c.DebugOpt = False,
 ) -> None:
-    """Merge the shards of one job: extract, classify, diff, framenet or ablate run with --shard i/n (or under torchrun/Slurm arrays).
+    """Merge the shards of one job: extract, classify, diff, framenet, ablate, cluster, coref or words run with --shard i/n (or under torchrun/Slurm arrays).
 
     Refuses overlapping, missing or mismatched shards (other model, tokenizer, data or options). Attention
     stores: without --copy the merged store references the shard files by relative paths: keep them next to
     it (`bertsecrets check` verifies they are all there). Other stores are small and always copied; their
     per-head results are recomputed from the shards' per-example values (classify, diff) or scorer states
-    (framenet), so the merged store equals one unsharded run. Classify or diff stores made from the shards of
-    an extract job merge the same way.
+    (framenet), and words stores' maps are concatenated, so the merged store equals one unsharded run.
+    Classify, diff or words stores made from the shards of an extract job merge the same way.
     """
     out_fmt = c.check_format(fmt, table)
 

@@ -15,6 +15,7 @@ def words(
     store: Annotated[str, typer.Argument(help="Attention store written by extract ('-' reads stdin).")],
     output: Annotated[str, typer.Option("--output", "-o", help="Words store to write (.h5); '-' writes it to stdout.")],
     word_boundaries: WordBoundariesOpt = "punctuation",
+    shard: c.ShardOpt = None,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     no_validate: c.NoValidateOpt = False,
@@ -29,6 +30,7 @@ def words(
     Pieces are grouped into words by the tokenizer's character offsets (WordPiece, BPE, SentencePiece alike);
     attention FROM a split word is the mean of its pieces' rows, attention TO it the sum of its pieces'
     columns, so every word row still sums to 1. [CLS]/[SEP] stay units of their own. cluster reads it.
+    --shard i/n converts one contiguous range of the examples; 'bertsecrets merge' joins the shards.
     """
     out_fmt = c.check_format(fmt, table)
 
@@ -38,7 +40,8 @@ def words(
         from bertsecrets_cli.render.tables import emit
         from bertsecrets_cli.cli.spool import input_path, output_path
 
-        opts = WordsOptions(boundaries=word_boundaries, force=force or output == "-", locking=False if no_locking else None, quiet=quiet)
+        opts = WordsOptions(boundaries=word_boundaries, force=force or output == "-", locking=False if no_locking else None, quiet=quiet,
+                            shard=shard)
         with input_path(store) as src, output_path(output) as path:
             res = run_words(src, path, opts, name=store)
             emit([word_level_summary(res)], out_fmt, c.table_stream(output))

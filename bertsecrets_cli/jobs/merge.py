@@ -1,8 +1,9 @@
 """``merge``: combine the shard stores of one job into one store, whatever command wrote them.
 
 The first store's kind picks the joiner: attention stores (extract) are joined by store/merge.py without
-copying the maps; patterns (classify), diff, framenet/dependency and ablation stores by their own job
-module, which recomputes every per-head result from the shards' per-example values or scorer states.
+copying the maps; patterns (classify), diff, framenet/dependency, ablation, clusters, coreference and words
+stores by their own job module, which recomputes every per-head result from the shards' per-example values or
+scorer states (words stores: the word maps and units, concatenated with their offsets rebuilt).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from bertsecrets_cli.render.tables import Table
 
-MERGEABLE = ("attention", "patterns", "diff", "framenet", "dependency", "ablation", "clusters", "coreference")
+MERGEABLE = ("attention", "patterns", "diff", "framenet", "dependency", "ablation", "clusters", "coreference", "words")
 
 
 def store_kind(path: str | Path, locking: bool | None = None) -> str:
@@ -64,6 +65,11 @@ def merge_stores(paths: list[str], out: str | Path, *, copy: bool = False, force
 
         cres = combine_clusters(paths, out, force=force, locking=locking)
         n, unit, tables = cres.n_examples, "examples", cres.tables
+    elif kind == "words":
+        from bertsecrets_cli.jobs.words import combine_words, word_level_summary
+
+        wres = combine_words(paths, out, force=force, locking=locking)
+        n, unit, tables = wres.n_examples, "examples", [word_level_summary(wres)]
     elif kind == "coreference":
         from bertsecrets_cli.jobs.coref import combine_coref
 

@@ -26,6 +26,7 @@ class WordsOptions:
     force: bool = False
     locking: bool | None = None
     quiet: bool = False
+    shard: str | None = None  # "i/n" or "auto": convert only that contiguous range of the examples (join with `merge`)
 
 
 @dataclass
@@ -41,37 +42,49 @@ class WordsResult:
 
 
 def run_words(store_path: str | Path, out: str | Path, opts: WordsOptions, *, name: str | None = None, command: str | None = None) -> WordsResult:
-    """Convert every map of the attention store ``store_path`` to word level and write a ``words`` store."""
+    """Convert every map of the attention store ``store_path`` (or of one shard of its examples) to word level
+    and write a ``words`` store."""
     from bertsecrets_cli.analysis.wordlevel import BOUNDARIES, example_units, word_attention
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
-    from bertsecrets_cli.jobs.shard import inherited_shard
+    from bertsecrets_cli.jobs.shard import fingerprint, inherited_shard, input_identity, resolve_shard, shard_provenance, shard_slice
+    from bertsecrets_cli.render.console import info
     from bertsecrets_cli.render.progress import progress
     from bertsecrets_cli.store import StoreWriter, open_store
     from bertsecrets_cli.store.reader import iter_tokens
-    from bertsecrets_cli.store.words import KIND, WordMapsWriter
+    from bertsecrets_cli.store.words import KIND, WordMapsWriter, copy_word_examples
     from bertsecrets_cli.store.writer import check_output_path, copy_model_from
 
     if opts.boundaries not in BOUNDARIES:
         raise InputError(f"--word-boundaries {opts.boundaries}: choose one of {', '.join(BOUNDARIES)}")
+    shard = resolve_shard(opts.shard) if opts.shard else None
     outp = check_output_path(out, force=opts.force)
     if outp.exists() and Path(store_path).exists() and outp.resolve() == Path(store_path).resolve():
         raise OutputError(f"{out}: is the input store; input stores are never modified, give another -o")
     t0 = time.perf_counter()
     with open_store(store_path, kind="attention", locking=opts.locking) as st:
-        L, H, N = st.n_layers, st.n_heads, st.n_examples
-        texts_a = st.strings("examples/text_a")
-        texts_b = st.strings("examples/text_b") if st.has("examples/text_b") else [""] * N
+        L, H, n_total = st.n_layers, st.n_heads, st.n_examples
         prov = st.provenance()
+        shard_attrs = inherited_shard(prov)
+        if shard is not None and shard_attrs:
+            raise InputError(f"{name or store_path}: is already shard {shard_attrs['shard_index']}/{shard_attrs['shard_count']} of an extract job; "
+                             "convert it without --shard (its words store merges like a shard), or merge the extract shards first")
+        s0, s1 = shard_slice(shard, n_total)
+        if shard is not None:
+            shard_attrs = shard_provenance(shard, s0, s1, n_total)
+            info(f"shard {shard} ({shard.origin}): examples {s0}..{s1 - 1} of {n_total}")
+        N = s1 - s0
+        texts_a = st.strings("examples/text_a")
+        texts_b = st.strings("examples/text_b") if st.has("examples/text_b") else [""] * n_total
         n_pieces = n_words = 0
         worst = 0.0
         with StoreWriter(outp, KIND, force=opts.force, locking=opts.locking) as w:
             copy_model_from(w, st)
-            for f in ("id", "text_a", "text_b", "label", "length"):
-                if st.has(f"examples/{f}"):
-                    w.h5.copy(st.h5[f"examples/{f}"], f"examples/{f}")
+            copy_word_examples(w, st, s0, s1)
             wm = WordMapsWriter(w, boundaries=opts.boundaries, rule=RULE)
             with progress(N, f"words {name or store_path}", quiet=opts.quiet) as advance:
-                for (i, att), (_, tok) in zip(st.iter_attention(), iter_tokens(st)):
+                pieces = st.iter_attention(list(range(s0, s1)) if shard is not None else None)
+                for (i, att), (j, tok) in zip(pieces, iter_tokens(st, start=s0, end=s1)):
+                    assert i == j, "attention and tokens are both read in store order"
                     u = example_units(tok.text, tok.offsets, tok.special, tok.type_ids, (texts_a[i], texts_b[i]), opts.boundaries)
                     maps = word_attention(att, u.matrix)
                     if maps.size:
@@ -83,11 +96,41 @@ def run_words(store_path: str | Path, out: str | Path, opts: WordsOptions, *, na
             wm.close(L, H)
             config = {"input": str(store_path), **{k: v for k, v in asdict(opts).items() if k not in ("force", "locking", "quiet")}}
             keep = {k: prov[k] for k in ("model", "model_path", "model_revision", "model_fingerprint", "tokenizer", "task", "data_source", "split",
-                                         "is_demo_data", "max_length", "job_fingerprint", "attn_implementation") if k in prov}
+                                         "is_demo_data", "max_length", "attn_implementation") if k in prov}
+            # shards of one conversion (or conversions of one extract job's shards) share it; merge checks it
+            job = fingerprint({"input": input_identity(st), "word_boundaries": opts.boundaries, "word_attention": RULE})
             w.set_provenance({**tool_attrs(), **keep, "source_store": str(Path(store_path).expanduser()), "word_boundaries": opts.boundaries,
-                              "word_attention": RULE, "n_examples": N, "n_pieces": n_pieces, "n_words": n_words, **inherited_shard(prov)},
+                              "word_attention": RULE, "n_examples": N, "n_pieces": n_pieces, "n_words": n_words, "max_row_error": worst,
+                              "job_fingerprint": job, "input_job_fingerprint": str(prov.get("job_fingerprint", "")), **shard_attrs},
                              provenance_texts({"words": config}, command))
     return WordsResult(outp, N, n_pieces, n_words, L, H, worst, {"total_s": time.perf_counter() - t0})
+
+
+def combine_words(paths: list[str], out: str | Path, *, force: bool = False, locking: bool | None = None, command: str | None = None) -> WordsResult:
+    """Join the words stores of ``words --shard i/n`` (or of words runs on an extract job's shards) into one,
+    equal to one unsharded conversion: the maps are converted per example, so the shards' values are the run's."""
+    from bertsecrets_cli.store import StoreWriter
+    from bertsecrets_cli.store.merge import merged_provenance, open_shards, order_shards
+    from bertsecrets_cli.store.words import KIND, merge_word_stores
+    from bertsecrets_cli.store.writer import copy_model_from
+
+    t0 = time.perf_counter()
+    outp, stores = open_shards(paths, out, KIND, force=force, locking=locking)
+    try:
+        ordered = order_shards(stores, ("word_boundaries", "job_fingerprint"), shards_only=True)
+        provs = [st.provenance() for st in ordered]
+        n = int(sum(st.n_examples for st in ordered))
+        n_pieces, n_words = (int(sum(int(p.get(k, 0)) for p in provs)) for k in ("n_pieces", "n_words"))
+        worst = float(np.max([float(p.get("max_row_error", float("nan"))) for p in provs]))  # NaN: a shard did not record it
+        with StoreWriter(outp, KIND, force=force, locking=locking) as w:
+            copy_model_from(w, ordered[0])
+            merge_word_stores(w, ordered)
+            w.set_provenance(*merged_provenance(ordered, outp, command, n_examples=n, n_pieces=n_pieces, n_words=n_words, max_row_error=worst))
+        L, H = ordered[0].n_layers, ordered[0].n_heads
+    finally:
+        for st in stores:
+            st.close()
+    return WordsResult(outp, n, n_pieces, n_words, L, H, worst, {"total_s": time.perf_counter() - t0})
 
 
 def word_level_summary(res: WordsResult) -> Any:

@@ -23,6 +23,9 @@ WORD_MAPS = "words/maps"
 N_WORDS = "examples/n_words"
 WORD_OFFSET = "examples/word_offset"
 WORD_MAP_OFFSET = "examples/word_map_offset"
+# the input's example index a words store carries (its own offsets are written by WordMapsWriter.close)
+EXAMPLE_FIELDS = ("examples/id", "examples/text_a", "examples/text_b", "examples/label", "examples/length")
+UNIT_FIELDS = (f"{G_WORDS}/text", f"{G_WORDS}/spans", f"{G_WORDS}/segment", f"{G_WORDS}/special")
 
 
 @dataclass
@@ -57,6 +60,19 @@ class WordMapsWriter:
         self._special.append(np.asarray(special, dtype=np.int8))
         self._n.append(W)
 
+    def extend_from(self, store: Any, block_rows: int = 1 << 16, block_values: int = 1 << 22) -> None:
+        """Append every example of the words store ``store`` as stored (a merge of shards), a block at a time
+        (memory: ``block_rows`` units, ``block_values`` map values)."""
+        _require(store)
+        for src, dst in zip(UNIT_FIELDS, (self._text, self._spans, self._segment, self._special)):
+            ds = store.h5[src].asstr() if src == f"{G_WORDS}/text" else store.h5[src]
+            for b in range(0, store.h5[src].shape[0], block_rows):
+                dst.append(ds[b : b + block_rows])
+        maps = store.h5[WORD_MAPS]
+        for b in range(0, maps.shape[0], block_values):
+            self._maps.append(maps[b : b + block_values])
+        self._n.extend(int(x) for x in store.h5[N_WORDS][...])
+
     def close(self, n_layers: int, n_heads: int) -> None:
         n = np.asarray(self._n, dtype=np.int64)
         self._w.put_array(N_WORDS, n.astype(np.int32))
@@ -66,6 +82,42 @@ class WordMapsWriter:
         g = self._w.h5.require_group(G_WORDS)
         for k, v in self._attrs.items():
             g.attrs[k] = v
+
+
+def copy_word_examples(w: Any, store: Any, start: int = 0, end: int | None = None) -> None:
+    """Copy the example index of the attention store ``store`` (examples ``start..end-1``: a shard) to the words store ``w`` writes."""
+    whole = start == 0 and (end is None or end >= store.n_examples)
+    for name in EXAMPLE_FIELDS:
+        if name not in store.h5:
+            continue
+        src = store.h5[name]
+        if whole:
+            w.h5.copy(src, name)
+        else:
+            ds = w.h5.create_dataset(name, data=src[start:end], dtype=src.dtype)
+            for k, v in src.attrs.items():
+                ds.attrs[k] = v
+
+
+def merge_word_stores(w: Any, ordered: list[Any]) -> None:
+    """Write the shards ``ordered`` (words stores, in shard order) one after the other into the words store ``w``
+    writes, offsets rebuilt: the same examples, units and maps as one unsharded conversion."""
+    first = ordered[0]
+    attrs = word_attrs(first)
+    for st in ordered[1:]:
+        if word_attrs(st) != attrs:
+            raise StoreError(f"{st.path}: its word conversion ({word_attrs(st).get('boundaries')}) differs from {first.path}'s ({attrs.get('boundaries')}); "
+                             "merge the shards of one words job")
+    for name in EXAMPLE_FIELDS:
+        have = [name in st.h5 for st in ordered]
+        if all(have):
+            w.concat_from(name, ordered)
+        elif any(have):
+            raise StoreError(f"{ordered[have.index(False)].path}: has no {name}, {ordered[have.index(True)].path} has; merge the shards of one words job")
+    wm = WordMapsWriter(w, boundaries=str(attrs.get("boundaries", "")), rule=str(attrs.get("rule", "")))
+    for st in ordered:
+        wm.extend_from(st)
+    wm.close(first.n_layers, first.n_heads)
 
 
 def _str_dtype() -> Any:
