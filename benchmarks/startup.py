@@ -23,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-HEAVY = ("torch", "transformers", "matplotlib", "datasets", "h5py", "scipy", "pandas")
+HEAVY = ("torch", "transformers", "matplotlib", "datasets", "h5py", "scipy", "pandas", "pydantic")
 # prints the heavy modules a command imported, after it ran (the process's own sys.modules)
 PROBE = (
     "import sys, runpy\n"

@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("torch", "transformers", "matplotlib", "datasets", "h5py", "scipy", "pandas", "tokenizers", "safetensors")
+HEAVY = ("torch", "transformers", "matplotlib", "datasets", "h5py", "scipy", "pandas", "tokenizers", "safetensors",
+         "pydantic")  # typer 0.29 builds every parameter through pydantic: 75-100 ms more per call (pyproject pins typer<0.29)
 
 _HELP_EVERYWHERE = """
 import json, sys
