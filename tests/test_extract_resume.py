@@ -81,3 +81,25 @@ def test_resume_refuses_parts_from_other_options(tmp_path: Path) -> None:
     res = subprocess.run(_cli(*ARGS, "-o", str(out), "--resume"), capture_output=True, text=True)
     assert res.returncode == 6 and "other options" in res.stderr
     assert not out.exists()
+
+
+def test_parts_left_after_the_store_was_renamed_into_place_are_removed_by_the_next_run(tmp_path: Path, reference: Path) -> None:
+    """A kill between the atomic rename and deleting the parts leaves a whole store and its parts (marked committing
+    in the manifest): the next run on that output deletes them; parts of an unfinished run are never touched."""
+    import shutil
+
+    out = tmp_path / "x.h5"
+    shutil.copy(reference, out)
+    parts = tmp_path / ".x.h5.parts"
+    parts.mkdir()
+    (parts / "part-000001.h5").write_bytes(b"a finished part, already copied into the store")
+    (parts / "manifest.json").write_text('{"key": "k", "committing": true}')
+    res = subprocess.run(_cli(*ARGS, "-o", str(out), "--resume"), capture_output=True, text=True)
+    assert res.returncode == 6 and "nothing to resume" in res.stderr, res.stderr
+    assert not parts.exists() and out.exists()
+    _same(out, reference)
+
+    parts.mkdir()  # without the mark: an interrupted run's work, kept whatever is beside it
+    (parts / "manifest.json").write_text('{"key": "k"}')
+    res = subprocess.run(_cli(*ARGS, "-o", str(out)), capture_output=True, text=True)
+    assert res.returncode == 6 and parts.exists()

@@ -137,6 +137,9 @@ def test_killed_runs_never_look_complete_and_resume_to_the_reference(tmp_path: P
             assert res.returncode == 0, res.stderr
         check_store(out)
         _assert_same(out, ref)
+        if parts.exists():  # killed between the rename and removing the parts: the next run on this output removes them
+            res = subprocess.run(_cli(*ARGS, "-o", str(out), "--resume"), capture_output=True, text=True, env=_env())
+            assert res.returncode == 6 and "nothing to resume" in res.stderr, res.stderr
         assert not parts.exists()
         assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")], "a killed run left a temporary file behind"
     print(f"\nkill points survived: {len(kills)} in {chain} chains: {kills}")
@@ -157,6 +160,20 @@ def test_resume_removes_the_temporary_file_of_a_writer_killed_while_assembling(t
         p.write_bytes(b"x")
     assert remove_stale_temporaries(out) == [stale]
     assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_every_store_writer_removes_a_dead_writers_temporary_of_its_output(tmp_path: Path) -> None:
+    """Not only extract: any command's store (ablate, classify, ...) killed while being written leaves a temporary
+    that the next writer of the same output deletes before it writes."""
+    from bertsecrets_cli.store.writer import StoreWriter
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".abl.h5.{dead.pid}.tmp"
+    stale.write_bytes(b"half a store")
+    with StoreWriter(tmp_path / "abl.h5", "ablation") as w:
+        w.put_json("x", {"a": 1})
+    assert not stale.exists() and (tmp_path / "abl.h5").exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,7 +249,9 @@ def test_killed_ablate_sweeps_resume_to_the_uninterrupted_result(tmp_path: Path,
         assert "Traceback" not in err, err
         if rc != 0:
             kills.append((sig.name, round(delay, 2), rc, ckpt.exists()))
-            assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name], "a killed sweep left a temporary file"
+            left = [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
+            # SIGTERM removes its temporary; a SIGKILL while the store is written cannot, the next writer of that output does
+            assert not left or sig == signal.SIGKILL, f"a stopped sweep left a temporary file ({sig.name}, {delay:.2f} s of {sweep:.2f} s, rc {rc}): {left}"
         if out.exists():  # finished, or killed while printing after the atomic rename
             assert rc in (0, EXIT_INTERRUPTED, -signal.SIGKILL, -signal.SIGTERM), (rc, err)  # -SIGTERM: as Python exits
             _same_ablation(ref, out)
@@ -245,11 +264,12 @@ def test_killed_ablate_sweeps_resume_to_the_uninterrupted_result(tmp_path: Path,
             assert rc == -signal.SIGKILL, (rc, err)
         if {"SIGKILL", "SIGTERM"} <= {k[0] for k in kills} and any(k[0] == "SIGTERM" and k[3] for k in kills):
             break
-    if out.with_name(f".{out.name}.ablate-resume.npz").exists():
+    if out.with_name(f".{out.name}.ablate-resume.npz").exists() or not out.exists():
         r = subprocess.run(_cli(*args, "-o", str(out)), capture_output=True, text=True, env=_env(), timeout=600)
         assert r.returncode == 0, r.stderr
         _same_ablation(ref, out)
         assert not out.with_name(f".{out.name}.ablate-resume.npz").exists()
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name], "a SIGKILLed writer's temporary outlived the next run"
     print(f"\nablate kill points (sweep {sweep:.2f} s): {kills}")
     assert {k[0] for k in kills} == {"SIGKILL", "SIGTERM"}, kills
     assert any(k[0] == "SIGTERM" and k[3] for k in kills), f"no SIGTERM landed in the sweep: {kills}"

@@ -70,14 +70,22 @@ def test_clark_steps_and_index_rows(demo_store: Path, tiny_model_factory, tmp_pa
     rows = {(r[0], r[1]): r for r in cmp.rows}
     assert rows[("best head vs best offset: det (%)", "Clark: dependencies")][2] == "94.3 vs 51.7"  # from reference/clark_numbers.json
     assert rows[("best coreference head, antecedent accuracy (%)", "Clark: coreference")][2] == "65"
+    # Table 2 by mention type and Table 3's probes, next to this run's numbers
+    assert rows[("coreference, pronouns: best head vs rule-based (%)", "Clark: coreference")][2] == "64 vs 70 (Table 2*)"
+    assert rows[("attention-only probe UAS (%)", "Clark: probe")][2] == "61 (Table 3*)"
+    assert rows[("right-branching baseline UAS (%)", "Clark: probe")][2] == "26 (Table 3*)"
+    assert "transcribed from two agreeing secondary notes" in text
     assert "offset" in rows[("best head vs best offset: det (%)", "Clark: dependencies")][3]
     assert {r[1] for r in cmp.rows} == {"Clark: dependencies", "Clark: clustering", "Clark: coreference", "Clark: probe"}
     assert (out / "tables" / "coreference-0.md").exists() and (out / "tables" / "probe.md").exists()
 
 
-@pytest.mark.parametrize("key", ["dependency_best_head_vs_best_offset_percent", "coreference_best_head_accuracy_percent", "_source"])
+@pytest.mark.parametrize("key", ["dependency_best_head_vs_best_offset_percent", "coreference_best_head_accuracy_percent", "_source",
+                                 "coreference_antecedent_accuracy_percent", "probe_uas_percent"])
 def test_clark_reference_numbers_are_cited(key: str) -> None:
     from bertsecrets_cli.reference import clark_numbers
 
     ref = clark_numbers()
     assert key in ref and "1906.04341" in ref["_source"] and ref["not_transcribed"]
+    if key in ("coreference_antecedent_accuracy_percent", "probe_uas_percent"):  # says where each table came from
+        assert ref[key]["_source"].startswith("Table") and "secondary" in ref[key]["_transcription"]

@@ -207,6 +207,8 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     writer = AttentionStoreWriter(out, job_key=job_key, n_examples=len(examples), part_size=opts.part_size, n_layers=lm.n_layers,
                                   n_heads=lm.n_heads, encoding=opts.encoding, compression=opts.compression, force=opts.force,
                                   resume=opts.resume, locking=opts.locking, quantities=quantities)
+    if writer.removed_leftover is not None:
+        info(f"removed {writer.removed_leftover}: the parts of {out}, left by a run stopped after its store was complete")
     pending = writer.pending()
     done = len(examples) - sum(e - s for _, s, e in pending)
     if opts.resume and done:

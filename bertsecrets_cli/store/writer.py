@@ -130,11 +130,14 @@ class StoreWriter:
         self._file: Any = None
         self._appenders: list[Appender] = []
         self._adopt = adopt
+        self._final = final
         self.committed = False
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> StoreWriter:
         h5py = _h5py()
+        if self._final:
+            remove_stale_temporaries(self.path)  # a SIGKILLed earlier writer of this output could not remove its own
         try:
             if self._adopt is not None:
                 os.replace(self._adopt, self.tmp)
@@ -390,7 +393,8 @@ def _pid_alive(pid: int) -> bool:
 def remove_stale_temporaries(path: Path) -> list[Path]:
     """Delete ``.<name>.<pid>.tmp`` files left by writers of ``path`` that were SIGKILLed (their pid is gone).
 
-    A run killed while assembling its store leaves one (holding part 0, which --resume redoes).
+    Every store writer calls it before writing ``path`` (a SIGKILL leaves the temporary behind, e.g. an
+    extract killed while assembling its store: it holds part 0, which --resume redoes).
     """
     removed = []
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
@@ -465,6 +469,8 @@ class AttentionStoreWriter:
         self.quantities = tuple(q for q in quantities if q != S.Q_WEIGHTS)
         for q in self.quantities:
             S.quantity(q)
+        self.parts_dir = Path(path).with_name(f".{Path(path).name}.parts")
+        self._remove_assembled_parts(Path(path))
         self.path = check_output_path(path, force=force or resume)
         if self.path.exists() and resume and not force:
             raise OutputError(f"{self.path}: exists and is complete; nothing to resume (pass --force to redo it)")
@@ -475,6 +481,32 @@ class AttentionStoreWriter:
         self.encoding, self.compression = encoding, compression
         self.locking = locking
         self._prepare(resume, force)
+
+    def _remove_assembled_parts(self, path: Path) -> None:
+        """A run killed between renaming its store into place and deleting its parts leaves them behind, marked
+        ``committing`` in the manifest: with the store there they are a leftover (possibly gigabytes), not work."""
+        self.removed_leftover: Path | None = None  # the caller says so
+        if not (path.exists() and self.parts_dir.is_dir()):
+            return
+        manifest = self.parts_dir / "manifest.json"
+        try:
+            committing = json.loads(manifest.read_text()).get("committing")
+        except FileNotFoundError:  # every run writes it first and _remove_parts deletes it last: removal was under way
+            committing = True
+        except (OSError, ValueError):
+            return
+        if committing:
+            self._remove_parts()
+            self.removed_leftover = self.parts_dir
+
+    def _remove_parts(self) -> None:
+        """Delete the parts folder, its manifest last, so that a kill half-way leaves a folder still marked as what it is."""
+        manifest = self.parts_dir / "manifest.json"
+        for p in self.parts_dir.glob("*"):
+            if p != manifest:
+                p.unlink(missing_ok=True)
+        manifest.unlink(missing_ok=True)
+        shutil.rmtree(self.parts_dir, ignore_errors=True)
 
     def _prepare(self, resume: bool, force: bool) -> None:
         manifest = self.parts_dir / "manifest.json"
@@ -620,7 +652,13 @@ class AttentionStoreWriter:
                 w.put_head_quantity(f"stat_{name}", means[..., k], S.STAT_DESCRIPTIONS[name] + " (mean over examples)")
             for name, (values, desc) in (extra_heads or {}).items():
                 w.put_head_quantity(name, values, desc)
-        shutil.rmtree(self.parts_dir, ignore_errors=True)
+            # from here the store is whole: if the rename below happens and the rmtree after it does not, the
+            # next run on this output knows the parts for a leftover (_remove_assembled_parts)
+            manifest = self.parts_dir / "manifest.json"
+            marked = manifest.with_name("manifest.json.new")
+            marked.write_text(json.dumps({**json.loads(manifest.read_text()), "committing": True}))
+            os.replace(marked, manifest)  # atomic: the manifest is always the old one or the marked one
+        self._remove_parts()
         return self.path
 
     def discard(self) -> None:
