@@ -74,7 +74,7 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
     """
     from bertsecrets_cli.analysis.token_features import token_attention, token_groups
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
-    from bertsecrets_cli.jobs.shard import fingerprint, inherited_shard, resolve_shard, shard_provenance, shard_slice
+    from bertsecrets_cli.jobs.shard import fingerprint, input_shard, resolve_shard, shard_provenance, shard_slice
     from bertsecrets_cli.jobs.signals import graceful_stop
     from bertsecrets_cli.render.progress import progress
     from bertsecrets_cli.store import StoreWriter, open_store
@@ -96,10 +96,7 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
         if n_total == 0:
             raise StoreError(f"{store_path}: holds no examples; nothing to classify")
         in_prov = st.provenance()
-        shard_attrs = inherited_shard(in_prov)
-        if shard is not None and shard_attrs:
-            raise InputError(f"{source or store_path}: is already shard {shard_attrs['shard_index']}/{shard_attrs['shard_count']} of an extract job; "
-                             "classify it without --shard (its patterns store merges like a shard), or merge the extract shards first")
+        shard_attrs = input_shard(shard, in_prov, str(source or store_path), "classify", "patterns")
         s0, s1 = shard_slice(shard, n_total)
         if shard is not None:
             shard_attrs = shard_provenance(shard, s0, s1, n_total)

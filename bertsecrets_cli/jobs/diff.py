@@ -222,7 +222,7 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
     from bertsecrets_cli.analysis.quantities import row_normalise
     from bertsecrets_cli.analysis.similarity import head_cosine, head_cosine_padded, head_js_divergence
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
-    from bertsecrets_cli.jobs.shard import fingerprint, inherited_shard, input_identity, resolve_shard, shard_provenance, shard_slice
+    from bertsecrets_cli.jobs.shard import fingerprint, input_identity, input_shard, resolve_shard, shard_provenance, shard_slice
     from bertsecrets_cli.jobs.signals import graceful_stop
     from bertsecrets_cli.store import StoreWriter, open_store
     from bertsecrets_cli.store.writer import check_output_path
@@ -262,10 +262,7 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
         measure += f" ({st_a.quantity})"
         if shard is not None and not (maps_a and maps_b):
             raise InputError("--shard splits the attention maps of the paired examples; both stores must hold maps")
-        shard_attrs = inherited_shard(st_a.provenance())
-        if shard is not None and shard_attrs:
-            raise InputError(f"{name_a}: is already shard {shard_attrs['shard_index']}/{shard_attrs['shard_count']} of an extract job; "
-                             "diff it without --shard (its diff store merges like a shard), or merge the extract shards first")
+        shard_attrs = input_shard(shard, st_a.provenance(), str(name_a), "diff", "diff")
         cosine = js = None
         ia: list[int] = []
         writer = stack.enter_context(StoreWriter(out, "diff", force=opts.force, locking=opts.locking)) if out is not None else None

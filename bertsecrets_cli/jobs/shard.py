@@ -109,6 +109,17 @@ def shard_provenance(shard: Shard, start: int, end: int, n_total: int) -> dict[s
             "shard_origin": shard.origin, "n_total": n_total}
 
 
+def input_shard(shard: Shard | None, provenance: Mapping[str, Any], source: str, command: str, kind: str) -> dict[str, Any]:
+    """The shard fields of a command's output over one store: the input's own, when it is an extract shard (then
+    ``shard`` must be None: splitting a shard again would give stores merge cannot place), else {} (the caller
+    adds ``shard_provenance`` of its slice)."""
+    attrs = inherited_shard(provenance)
+    if shard is not None and attrs:
+        raise InputError(f"{source}: is already shard {attrs['shard_index']}/{attrs['shard_count']} of an extract job; "
+                         f"{command} it without --shard (its {kind} store merges like a shard), or merge the extract shards first")
+    return attrs
+
+
 def inherited_shard(provenance: Mapping[str, Any]) -> dict[str, Any]:
     """The shard fields of an input store that is itself a shard (e.g. classify run on one extract shard)."""
     if "shard_count" not in provenance:

@@ -46,7 +46,7 @@ def run_words(store_path: str | Path, out: str | Path, opts: WordsOptions, *, na
     and write a ``words`` store."""
     from bertsecrets_cli.analysis.wordlevel import BOUNDARIES, example_units, word_attention
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
-    from bertsecrets_cli.jobs.shard import fingerprint, inherited_shard, input_identity, resolve_shard, shard_provenance, shard_slice
+    from bertsecrets_cli.jobs.shard import fingerprint, input_identity, input_shard, resolve_shard, shard_provenance, shard_slice
     from bertsecrets_cli.render.console import info
     from bertsecrets_cli.render.progress import progress
     from bertsecrets_cli.store import StoreWriter, open_store
@@ -64,10 +64,7 @@ def run_words(store_path: str | Path, out: str | Path, opts: WordsOptions, *, na
     with open_store(store_path, kind="attention", locking=opts.locking) as st:
         L, H, n_total = st.n_layers, st.n_heads, st.n_examples
         prov = st.provenance()
-        shard_attrs = inherited_shard(prov)
-        if shard is not None and shard_attrs:
-            raise InputError(f"{name or store_path}: is already shard {shard_attrs['shard_index']}/{shard_attrs['shard_count']} of an extract job; "
-                             "convert it without --shard (its words store merges like a shard), or merge the extract shards first")
+        shard_attrs = input_shard(shard, prov, str(name or store_path), "convert", "words")
         s0, s1 = shard_slice(shard, n_total)
         if shard is not None:
             shard_attrs = shard_provenance(shard, s0, s1, n_total)
