@@ -19,7 +19,6 @@ from bertsecrets_cli.analysis.token_features import TOKEN_FEATURE_DESCRIPTIONS, 
 from bertsecrets_cli.errors import InputError, Interrupted, OutputError, StoreError
 from bertsecrets_cli.heads import head_name, layer_name
 from bertsecrets_cli.jobs.classifiers import ClassifierInfo, load_classifier, rules_info
-from bertsecrets_cli.render.console import info
 from bertsecrets_cli.render.tables import Table
 from bertsecrets_cli.tokens import NORMAL
 
@@ -74,7 +73,7 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
     """
     from bertsecrets_cli.analysis.token_features import token_attention, token_groups
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
-    from bertsecrets_cli.jobs.shard import fingerprint, input_shard, resolve_shard, shard_provenance, shard_slice
+    from bertsecrets_cli.jobs.shard import fingerprint, resolve_shard, store_slice
     from bertsecrets_cli.jobs.signals import graceful_stop
     from bertsecrets_cli.render.progress import progress
     from bertsecrets_cli.store import StoreWriter, open_store
@@ -96,11 +95,7 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
         if n_total == 0:
             raise StoreError(f"{store_path}: holds no examples; nothing to classify")
         in_prov = st.provenance()
-        shard_attrs = input_shard(shard, in_prov, str(source or store_path), "classify", "patterns")
-        s0, s1 = shard_slice(shard, n_total)
-        if shard is not None:
-            shard_attrs = shard_provenance(shard, s0, s1, n_total)
-            info(f"shard {shard} ({shard.origin}): examples {s0}..{s1 - 1} of {n_total}")
+        s0, s1, shard_attrs = store_slice(shard, in_prov, n_total, str(source or store_path), "classify", "patterns")
         N = s1 - s0
         C, K = len(P.CLASSES), len(TOKEN_FEATURES)
         counts = np.zeros((L, H, C), dtype=np.int64)

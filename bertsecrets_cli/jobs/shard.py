@@ -120,6 +120,19 @@ def input_shard(shard: Shard | None, provenance: Mapping[str, Any], source: str,
     return attrs
 
 
+def store_slice(shard: Shard | None, provenance: Mapping[str, Any], n_total: int, source: str, command: str, kind: str) -> tuple[int, int, dict[str, Any]]:
+    """[start, end) of a store's examples this run covers, and the output's shard fields (``input_shard``, or this
+    slice's own when ``shard`` splits the store)."""
+    attrs = input_shard(shard, provenance, source, command, kind)
+    s0, s1 = shard_slice(shard, n_total)
+    if shard is not None:
+        from bertsecrets_cli.render.console import info
+
+        attrs = shard_provenance(shard, s0, s1, n_total)
+        info(f"shard {shard} ({shard.origin}): examples {s0}..{s1 - 1} of {n_total}")
+    return s0, s1, attrs
+
+
 def inherited_shard(provenance: Mapping[str, Any]) -> dict[str, Any]:
     """The shard fields of an input store that is itself a shard (e.g. classify run on one extract shard)."""
     if "shard_count" not in provenance:

@@ -46,8 +46,7 @@ def run_words(store_path: str | Path, out: str | Path, opts: WordsOptions, *, na
     and write a ``words`` store."""
     from bertsecrets_cli.analysis.wordlevel import BOUNDARIES, example_units, word_attention
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
-    from bertsecrets_cli.jobs.shard import fingerprint, input_identity, input_shard, resolve_shard, shard_provenance, shard_slice
-    from bertsecrets_cli.render.console import info
+    from bertsecrets_cli.jobs.shard import fingerprint, input_identity, resolve_shard, store_slice
     from bertsecrets_cli.render.progress import progress
     from bertsecrets_cli.store import StoreWriter, open_store
     from bertsecrets_cli.store.reader import iter_tokens
@@ -64,11 +63,7 @@ def run_words(store_path: str | Path, out: str | Path, opts: WordsOptions, *, na
     with open_store(store_path, kind="attention", locking=opts.locking) as st:
         L, H, n_total = st.n_layers, st.n_heads, st.n_examples
         prov = st.provenance()
-        shard_attrs = input_shard(shard, prov, str(name or store_path), "convert", "words")
-        s0, s1 = shard_slice(shard, n_total)
-        if shard is not None:
-            shard_attrs = shard_provenance(shard, s0, s1, n_total)
-            info(f"shard {shard} ({shard.origin}): examples {s0}..{s1 - 1} of {n_total}")
+        s0, s1, shard_attrs = store_slice(shard, prov, n_total, str(name or store_path), "convert", "words")
         N = s1 - s0
         texts_a = st.strings("examples/text_a")
         texts_b = st.strings("examples/text_b") if st.has("examples/text_b") else [""] * n_total
