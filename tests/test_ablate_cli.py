@@ -262,6 +262,29 @@ def test_sigterm_keeps_the_finished_sweep_and_resume_completes_it_exactly(engine
         np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
 
 
+def test_a_stop_while_the_store_is_written_keeps_the_whole_sweep(model_dir, tmp_path, monkeypatch):
+    """SIGTERM after the sweep (the store being written) keeps every unit: --resume evaluates nothing again."""
+    import bertsecrets_cli.jobs.ablate as ablate
+    import bertsecrets_cli.model.sweep as sweep
+    from bertsecrets_cli.errors import Interrupted
+
+    args = ("-m", str(model_dir), "-n", "24", "--batch-size", "4", "--bootstrap", "20")
+    out = tmp_path / "abl.h5"
+
+    def stopped(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise Interrupted("stopped by SIGTERM before the work was saved")  # what the SIGTERM handler raises there
+
+    with monkeypatch.context() as m:
+        m.setattr(ablate, "write_ablation", stopped)
+        r = _run(*args, "-o", str(out))
+    assert r.exit_code == 75 and "6 of 6 batches" in r.stderr and "--resume" in r.stderr, r.stderr
+    assert not out.exists() and (tmp_path / ".abl.h5.ablate-resume.npz").exists()
+    with monkeypatch.context() as m:
+        counted = _count_calls(m, sweep, "_capture_pass")
+        r = _run(*args, "-o", str(out), "--resume")
+    assert r.exit_code == 0 and counted["n"] == 0 and out.exists(), r.stderr
+
+
 def test_a_crash_loses_at_most_the_work_since_the_last_periodic_checkpoint(model_dir, tmp_path, monkeypatch):
     """SIGKILL cannot be caught: the checkpoint saved while sweeping (every minute; here after every batch) is what survives."""
     import bertsecrets_cli.jobs.ablate as ablate

@@ -355,7 +355,10 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
         provenance=provenance, texts=provenance_texts({"ablate": asdict(opts)}, command),
         importance=importance, importance_raw=raw, greedy=greedy, shard=shard,
     )
-    write_ablation(result, out, force=opts.force, locking=opts.locking)
+    try:
+        write_ablation(result, out, force=opts.force, locking=opts.locking)
+    except Interrupted:  # stopped while writing the store: the whole sweep is kept, --resume only writes it again
+        raise Interrupted(f"{out}: stopped while the store was written; {ckpt.save_latest()}") from None
     ckpt.remove()
     return result
 
