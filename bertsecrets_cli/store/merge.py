@@ -120,6 +120,22 @@ def open_shards(paths: list[str | Path], out: str | Path, kind: str | tuple[str,
     return out, stores
 
 
+def _concat_stats(ordered: list[Store], name: str, out: Any, block_rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Append every shard's per-example statistics ``name`` to ``out``, block by block; their (sums, counts)
+    over examples, NaN (no such token) left out, for the per-head means."""
+    tail = ordered[0].h5[name].shape[1:]
+    sums, counts = np.zeros(tail), np.zeros(tail)
+    for s in ordered:
+        st = s.h5[name]
+        for s0 in range(0, st.shape[0], block_rows):
+            block = st[s0 : s0 + block_rows]
+            out.append(block)
+            ok = ~np.isnan(block)
+            sums += np.where(ok, block, 0).sum(0)
+            counts += ok.sum(0)
+    return sums, counts
+
+
 def _merge_maps(f: Any, w: StoreWriter, ordered: list[Store], spec: S.Quantity, out: Path, copy: bool) -> None:
     """The maps of one quantity: the shards' arrays one after the other, copied or referenced (virtual dataset)."""
     import h5py
@@ -152,8 +168,6 @@ def merge_attention_stores(paths: list[str | Path], out: str | Path, *, copy: bo
         if any(s.attrs("attention").get("encoding", "float16") != enc for s in ordered):
             raise StoreError("shards use different --encoding")
         K = len(S.STAT_NAMES)
-        sums = np.zeros((L, H, K))
-        counts = np.zeros((L, H, K))
         with StoreWriter(out, "attention", force=force, locking=locking) as w:
             w.set_model(n_layers=L, n_heads=H, **{k: v for k, v in ordered[0].model_attrs().items() if k not in ("n_layers", "n_heads")})
             w.set_provenance(*merged_provenance(ordered, out, None if command is None else command.get("command", "")))
@@ -172,15 +186,7 @@ def merge_attention_stores(paths: list[str | Path], out: str | Path, *, copy: bo
                 for s in ordered:
                     a.append(s.array(f"tokens/{name}"))
             w.put_strings("tokens/text", [x for s in ordered for x in s.strings("tokens/text")])
-            stats = w.appender(S.STATS_PER_EXAMPLE, np.float32, (L, H, K))
-            for s in ordered:
-                st = s.h5[S.STATS_PER_EXAMPLE]
-                for s0 in range(0, st.shape[0], 4096):
-                    block = st[s0 : s0 + 4096]
-                    stats.append(block)
-                    ok = ~np.isnan(block)
-                    sums += np.where(ok, block, 0).sum(0)
-                    counts += ok.sum(0)
+            sums, counts = _concat_stats(ordered, S.STATS_PER_EXAMPLE, w.appender(S.STATS_PER_EXAMPLE, np.float32, (L, H, K)))
             f[S.G_STATS].attrs["names"] = json.dumps(list(S.STAT_NAMES))
             quantities = ordered[0].quantities()
             for s in ordered[1:]:
@@ -198,15 +204,7 @@ def merge_attention_stores(paths: list[str | Path], out: str | Path, *, copy: bo
                 Hq = H if spec.per_head else 1
                 w.put_array(spec.offset, np.concatenate([[0], np.cumsum(L * Hq * length.astype(np.int64) ** 2)[:-1]]).astype(np.int64))
                 qstats = w.appender(spec.per_example, np.float32, (L, Hq, K))
-                qsums, qcounts = np.zeros((L, Hq, K)), np.zeros((L, Hq, K))
-                for s in ordered:
-                    st = s.h5[spec.per_example]
-                    for s0 in range(0, st.shape[0], 4096):
-                        block = st[s0 : s0 + 4096]
-                        qstats.append(block)
-                        ok = ~np.isnan(block)
-                        qsums += np.where(ok, block, 0).sum(0)
-                        qcounts += ok.sum(0)
+                qsums, qcounts = _concat_stats(ordered, spec.per_example, qstats)
                 qstats.flush()
                 f[spec.per_example].attrs["names"] = json.dumps(list(S.STAT_NAMES))
                 with np.errstate(invalid="ignore", divide="ignore"):
