@@ -87,3 +87,19 @@ def test_pair_segments_are_recorded(tiny_model_factory) -> None:
     (e,) = encode_examples(lm.tokenizer, [("first part", "second part")], 64)
     assert e.type_ids.tolist() == [0, 0, 0, 0, 1, 1, 1]
     assert np.count_nonzero(e.special) == 3
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_our_attention_is_transformers_eager_bit_for_bit(family, tiny_model_factory) -> None:
+    """The in-place scaling and masking in attention_function must not move a single bit of the maps or outputs."""
+    from transformers import AutoModel
+
+    lm = load_model(str(tiny_model_factory(family)), device="cpu")
+    ref = AutoModel.from_pretrained(str(tiny_model_factory(family)), attn_implementation="eager").eval()
+    enc = encode_examples(lm.tokenizer, [("A short one.", None), ("A much longer sentence than the first one, padded less.", "With a pair.")], 64)
+    batch = collate(enc, lm.tokenizer.pad_token_id, lm.device, lm.model_type)
+    out, probs = forward_with_attention(lm.model, batch, lm.n_layers)
+    with torch.inference_mode():
+        want = ref(**batch, output_attentions=True)
+    assert torch.equal(probs, torch.stack(want.attentions, dim=1))
+    assert torch.equal(out.last_hidden_state, want.last_hidden_state)

@@ -110,9 +110,11 @@ def attention_function(
     """Eager attention plus the active intervention; same contract as transformers' eager function."""
     if scaling is None:
         scaling = query.size(-1) ** -0.5
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    # in place on matmul's fresh output: the same values bit for bit as transformers' ``* scaling`` and
+    # ``+ mask``, without two more [B, H, T, T] tensors per layer (autograd keeps query and key, not this)
+    scores = torch.matmul(query, key.transpose(2, 3)).mul_(scaling)
     if attention_mask is not None:
-        scores = scores + attention_mask
+        scores = scores.add_(attention_mask)
     probs = torch.nn.functional.softmax(scores, dim=-1)
     probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
 
