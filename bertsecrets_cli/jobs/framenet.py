@@ -53,6 +53,7 @@ class FrameNetOptions:
     rank_by: str = "fe-to-target"
     base_relations: bool = False  # CoNLL-U: 'nsubj:pass' counts as 'nsubj'
     min_count: int = 10  # CoNLL-U: relations with fewer instances are stored but not tabled
+    definition: str = "ours"  # CoNLL-U: "authors" scores heads by Clark et al.'s released rule (analysis/relations.py)
     force: bool = False
     quiet: bool = False
     locking: bool | None = None  # False: --no-locking (NFS/Lustre)
@@ -90,6 +91,13 @@ def _check(opts: FrameNetOptions) -> None:
         raise InputError(f"--core-definition {opts.core_definition}: choose coretype or coreset")
     if opts.units not in UNITS:
         raise InputError(f"--units {opts.units}: choose one of {', '.join(UNITS)}")
+    from bertsecrets_cli.analysis.definitions import DEFINITIONS
+
+    if opts.definition not in DEFINITIONS:
+        raise InputError(f"--definition {opts.definition}: choose one of {', '.join(DEFINITIONS)}")
+    if opts.framenet is not None and opts.definition != "ours":
+        raise InputError(f"--definition {opts.definition}: applies to dependency heads (--conllu); the FrameNet choices of "
+                         "Kovaleva et al.'s code are --core-definition coreset and --first-pair")
     if opts.conllu is not None and opts.units != "tokens":
         raise InputError(f"--units {opts.units}: dependency relations (--conllu) are always scored on the treebank's words; --units is for --framenet")
     if opts.rank_by not in RANK_BY:
@@ -266,7 +274,8 @@ ARROW = {"fe_to_target": "FE->target", "target_to_fe": "target->FE"}
 RANKING_SHORT = {"FE->target": "FE>T", "target->FE": "T>FE", "same-dist. baseline": "base", "baseline p99": "b.p99",
                  "best offset": "off", "offset k": "k", "> p99 of heads": ">p99", "> baseline p99": ">bp99", "beats strongest baseline": "ok"}
 DEPENDENCY_SHORT = {"dep->gov head": "d>g", "accuracy": "acc", "gov->dep head": "g>d", "reverse acc.": "r.acc",
-                    "best offset": "offset", "offset acc.": "o.acc", "head beats offset": "beats", "best offset acc.": "o.acc", "beats offset": "beats"}
+                    "best offset": "offset", "offset acc.": "o.acc", "head beats offset": "beats", "best offset acc.": "o.acc", "beats offset": "beats",
+                    "best (both)": "both", "best acc.": "b.acc", "few arcs": "few"}
 # options that change no stored number: shards of one job may differ in them
 _NOT_IN_JOB = ("top", "examples", "rank_by", "min_count", "force", "quiet", "device", "batch_size", "shard")
 
@@ -495,7 +504,7 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
 def _dependency_outputs(w: Any | None, overall: Any, results: list[Any]) -> list[dict[str, Any]]:
     """Per-relation rows (best heads, offset baseline); with a writer, also every per-head array and the rows."""
     from bertsecrets_cli.analysis.framenet import rank_heads
-    from bertsecrets_cli.analysis.relations import relation_key
+    from bertsecrets_cli.analysis.relations import authors_best_head, relation_key
 
     keys: dict[str, str] = {}
     for r in results:
@@ -510,9 +519,15 @@ def _dependency_outputs(w: Any | None, overall: Any, results: list[Any]) -> list
             w.put_head_quantity(f"dep_{k}_accuracy", r.accuracy, f"accuracy of the most-attended word as the governor of '{r.label}' dependents ({r.count} arcs)")
             w.put_head_quantity(f"dep_{k}_reverse_accuracy", r.reverse_accuracy, f"accuracy of the governor's most-attended word as its '{r.label}' dependent ({r.count} arcs)")
         (li, hi), (lr, hr) = rank_heads(r.accuracy)[0], rank_heads(r.reverse_accuracy)[0]
-        rows.append({"label": r.label, "key": k, "count": r.count, "offset_k": r.offset_k, "offset_accuracy": r.offset_accuracy,
-                     "best_head": head_name(li, hi), "best_accuracy": float(r.accuracy[li, hi]),
-                     "best_reverse_head": head_name(lr, hr), "best_reverse_accuracy": float(r.reverse_accuracy[lr, hr])})
+        row = {"label": r.label, "key": k, "count": r.count, "offset_k": r.offset_k, "offset_accuracy": r.offset_accuracy,
+               "best_head": head_name(li, hi), "best_accuracy": float(r.accuracy[li, hi]),
+               "best_reverse_head": head_name(lr, hr), "best_reverse_accuracy": float(r.reverse_accuracy[lr, hr]),
+               "definition": r.definition}
+        if r.definition == "authors":  # Clark's Table 1 cell: one head over both directions, his tie-break
+            bl, bh, bd = authors_best_head(r.accuracy, r.reverse_accuracy)
+            row |= {"best_both_head": head_name(bl, bh), "best_both_direction": ("dep->head", "head<-dep")[bd],
+                    "best_both_accuracy": float((r.accuracy, r.reverse_accuracy)[bd][bl, bh])}
+        rows.append(row)
     if w is not None:
         w.put_json(DEP_RELATIONS, rows)
     return rows
@@ -542,20 +557,40 @@ def dependency_notes(overall: Any, top: int) -> dict[str, Any]:
                       "below_min_arcs": int(overall.count < MIN_ARCS)}}
 
 
-def _dependency_tables(rows: list[dict[str, Any]], overall: Any, n_sentences: int, min_count: int, top: int) -> list[Table]:
-    from bertsecrets_cli.analysis.framenet import rank_heads
+DEFINITION_CAPTIONS = {
+    "ours": "the most-attended word over the whole row (the word itself included); reverse: the governor's most-attended word is the "
+            "dependent; root words not scored; best offset over any governor - dependent offset",
+    "authors": "Clark et al.'s rule: the word itself and [CLS]/[SEP] excluded; reverse: the map transposed (the word attending most to the "
+               "dependent); root words scored (always missed); offsets -3..+2 clamped at the sentence ends; 'best (both)': one head over "
+               "both directions, ties to the higher layer and head",
+}
 
+
+def _dependency_tables(rows: list[dict[str, Any]], overall: Any, n_sentences: int, min_count: int, top: int) -> list[Table]:
+    from bertsecrets_cli.analysis.definitions import title_note
+    from bertsecrets_cli.analysis.framenet import rank_heads
+    from bertsecrets_cli.analysis.relations import MIN_ARCS
+
+    definition = getattr(overall, "definition", "ours")
+    authors = definition == "authors"
     shown = [row for row in rows if row["label"] == "all" or row["count"] >= min_count]
-    rel_t = Table(f"best head per dependency relation ({n_sentences} sentences, {overall.count} arcs)",
-                  ["relation", "arcs", "dep->gov head", "accuracy", "gov->dep head", "reverse acc.", "best offset", "offset acc.", "head beats offset"],
+    cols = ["relation", "arcs", "dep->gov head", "accuracy", "gov->dep head", "reverse acc."]
+    cols += ["best (both)", "best acc."] if authors else []
+    rel_t = Table(f"best head per dependency relation ({n_sentences} sentences, {overall.count} arcs; {title_note(definition, 'dependency')})",
+                  [*cols, "best offset", "offset acc.", "head beats offset", "few arcs"],
                   name="relations", short=DEPENDENCY_SHORT,
                   caption=f"relations with at least {min_count} arcs (--min-count); accuracy = share of arcs (0-1); "
-                          "offset = governor position - dependent position; 'head beats offset': the best head's accuracy exceeds the offset's")
+                          "offset = governor position - dependent position; 'head beats offset': the best head's accuracy exceeds the offset's; "
+                          f"'few arcs': fewer than {MIN_ARCS}, one arc moves the accuracy by more than 0.01 and the ranking is not stable. "
+                          f"Definition: {DEFINITION_CAPTIONS[definition]}")
     for row in shown:
-        rel_t.add(row["label"], row["count"], row["best_head"], row["best_accuracy"], row["best_reverse_head"], row["best_reverse_accuracy"],
-                  f"{row['offset_k']:+d}", row["offset_accuracy"], "yes" if row["best_accuracy"] > row["offset_accuracy"] else "no")
+        best = row["best_both_accuracy"] if authors else row["best_accuracy"]
+        extra = [f"{row['best_both_head']} {row['best_both_direction']}", row["best_both_accuracy"]] if authors else []
+        rel_t.add(row["label"], row["count"], row["best_head"], row["best_accuracy"], row["best_reverse_head"], row["best_reverse_accuracy"], *extra,
+                  f"{row['offset_k']:+d}", row["offset_accuracy"], "yes" if best > row["offset_accuracy"] else "no",
+                  "yes" if row["count"] < MIN_ARCS else "no")
     notes = dependency_notes(overall, top)
-    rank_t = Table("heads ranked by accuracy over all relations (dependent -> governor)",
+    rank_t = Table(f"heads ranked by accuracy over all relations (dependent -> governor; {title_note(definition, 'dependency')})",
                    ["rank", "head", "accuracy", "reverse acc.", "best offset acc.", "beats offset"], name="heads", short=DEPENDENCY_SHORT,
                    caption=f"accuracy = share of arcs (0-1) whose governor is the dependent's most-attended word. {notes['summary']}")
     for rk, (layer, h) in enumerate(rank_heads(overall.accuracy)[:top], 1):
@@ -611,12 +646,12 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
     t_select = time.perf_counter()
 
     H = _heads_of(lm, opts.quantity)
-    scorer = DependencyScorer(lm.n_layers, H, base_relations=opts.base_relations)
+    scorer = DependencyScorer(lm.n_layers, H, base_relations=opts.base_relations, definition=opts.definition)
     for i, enc, att in iter_attention(lm, encoded[s0:s1], opts.batch_size, description=f"dependencies {lm.name}", quiet=opts.quiet,
                                       quantity=opts.quantity):
         s = kept[s0 + i][0]
         M = matrices[s0 + i]
-        scorer.add(word_attention(att, M), [wd.head for wd in s.words], [wd.deprel for wd in s.words], M.sum(1) > 0)
+        scorer.add(word_attention(att, M), [wd.head for wd in s.words], [wd.deprel for wd in s.words], M.sum(1) > 0, [wd.form for wd in s.words])
     results = scorer.results()
     overall = scorer.overall()
     if overall is None:
@@ -638,6 +673,7 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
         w.set_model(n_layers=lm.n_layers, n_heads=H, **_model_attrs(lm))
         w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.conllu).expanduser()), "n_sentences": len(mine), "n_arcs": overall.count,
                                           "base_relations": int(opts.base_relations), "max_length": opts.max_length,
+                                          "definition": opts.definition,
                                           "word_attention": WORD_RULE,
                                           "job_fingerprint": job, **notes["attrs"], **shard_attrs, "quantity": opts.quantity}),
                          provenance_texts({"framenet": config}, command))
@@ -707,7 +743,7 @@ def combine_relations(paths: list[str], out: str | Path, *, top: int = 10, examp
                                           bool(params["first_pair"]), top, examples, link_rows, 0, texts, 0, sources_note)
                 n_scored = len(link_rows)
             else:
-                dep = DependencyScorer(L, H, base_relations=bool(int(prov.get("base_relations", 0))))
+                dep = DependencyScorer(L, H, base_relations=bool(int(prov.get("base_relations", 0))), definition=str(prov.get("definition", "ours")))
                 for st in ordered:
                     dep.absorb(_read_state(st, DEP_STATE))
                 overall = dep.overall()

@@ -1,0 +1,201 @@
+"""``--definition authors`` against the authors' published formulas, written here from their released code and
+run on the same maps as our commands (README: Whose definition).
+
+Clark et al. 2019, clarkkev/attention-analysis, Syntax_Analysis.ipynb (commit b609cfc): cell 6 defines
+``attn_head_predictor`` (diagonal set to 0, [CLS]/[SEP] cropped, np.argmax + 1; "transpose" transposes the map
+first), ``offset_predictor`` (max(0, min(i + k + 1, n)) for k in range(-3, 3)) and ``evaluate_predictor`` (every
+word scored, the 'poss' + "'s" special case); cell 8 picks ``sorted((acc, layer, head, direction))[-1]`` and
+``max((acc, k))``. Cell 14's probe: ROOT candidate from attention to [CLS] and [SEP], UAS without 'punct'.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bertsecrets_cli.analysis.relations import DependencyScorer
+from helpers import covers
+
+# ------------------------------------------------------------------ Clark's formulas, from the notebook's text
+
+
+def clark_predict(full: np.ndarray, mode: str) -> np.ndarray:
+    """One head's map over [CLS] + words + [SEP] -> 1-based predicted head of each word."""
+    a = np.array(full, dtype=float)
+    if mode == "transpose":
+        a = a.T
+    a[range(a.shape[0]), range(a.shape[0])] = 0
+    a = a[1:-1, 1:-1]
+    return np.argmax(a, axis=-1) + 1
+
+
+def clark_evaluate(examples: list[dict], predict) -> dict[str, float]:  # noqa: ANN001
+    right, wrong = Counter(), Counter()
+    for ex in examples:
+        words, p = ex["words"], predict(ex)
+        for i, (pi, y, r) in enumerate(zip(p, ex["heads"], ex["relns"])):
+            ok = pi == y
+            if r == "poss" and pi < len(words) and i + 1 < len(words) and words[i + 1] in ("'s", "s'"):
+                ok = p[i + 1] == y
+            for key in (r, "all"):
+                (right if ok else wrong)[key] += 1
+    return {k: right[k] / (right[k] + wrong[k]) for k in set(right) | set(wrong)}
+
+
+def clark_offsets(examples: list[dict]) -> dict[int, dict[str, float]]:
+    return {k: clark_evaluate(examples, lambda ex, k=k: [max(0, min(i + k + 1, len(ex["words"]))) for i in range(len(ex["words"]))])
+            for k in range(-3, 3)}
+
+
+def clark_tables(examples: list[dict], L: int, H: int) -> dict[str, tuple]:
+    """relation -> (best (acc, layer, head, direction), best (offset acc, k), forward acc [L, H], reverse acc [L, H])."""
+    scores = {d: [[clark_evaluate(examples, lambda ex, l=l, h=h, m=m: clark_predict(ex["attns"][l][h], m)) for h in range(H)] for l in range(L)]
+              for d, m in (("dep->head", "normal"), ("head<-dep", "transpose"))}
+    base = clark_offsets(examples)
+    out = {}
+    for rel in scores["dep->head"][0][0]:
+        best = sorted((scores[d][l][h][rel], l, h, d) for d in scores for l in range(L) for h in range(H))[-1]
+        boff = max((base[k].get(rel, 0.0), k) for k in base)
+        fwd = np.array([[scores["dep->head"][l][h][rel] for h in range(H)] for l in range(L)])
+        rev = np.array([[scores["head<-dep"][l][h][rel] for h in range(H)] for l in range(L)])
+        out[rel] = (best, boff, fwd, rev)
+    return out
+
+
+# ------------------------------------------------------------------ same maps, our scorer
+
+
+def _examples(seed: int, L: int = 2, H: int = 3) -> list[dict]:
+    """Sentences with root, punctuation, a 'poss' + 's pair, and maps quantised so that rows tie often."""
+    rng = np.random.default_rng(seed)
+    sents = [(["John", "'s", "dog", "barked", "."], [3, 1, 4, 0, 4], ["poss", "possessive", "nsubj", "root", "punct"]),
+             (["the", "cat", "sat", "on", "the", "mat"], [2, 3, 0, 6, 6, 3], ["det", "nsubj", "root", "case", "det", "obl"]),
+             (["she", "sold", "it", "."], [2, 0, 2, 2], ["nsubj", "root", "obj", "punct"])]
+    out = []
+    for _ in range(4):
+        for words, heads, relns in sents:
+            n = len(words) + 2
+            att = np.round(rng.dirichlet(np.full(n, 0.5), size=(L, H, n)) * 4) / 4  # many exact ties, some rows all 0
+            out.append({"words": words, "heads": heads, "relns": relns, "attns": att})
+    return out
+
+
+def test_authors_dependency_rule_matches_clarks_formula_on_the_same_maps() -> None:
+    L, H = 2, 3
+    exs = _examples(0, L, H)
+    ref = clark_tables(exs, L, H)
+    sc = DependencyScorer(L, H, definition="authors")
+    for ex in exs:  # our pipeline's word maps have [CLS]/[SEP] cropped already
+        sc.add(ex["attns"][..., 1:-1, 1:-1], ex["heads"], ex["relns"], np.ones(len(ex["words"]), bool), ex["words"])
+    from bertsecrets_cli.analysis.relations import authors_best_head
+
+    ours = {r.label: r for r in sc.results()} | {"all": sc.overall()}
+    assert set(ours) == set(ref)  # root and punct are scored, as in evaluate_predictor
+    for rel, (best, (oacc, k), fwd, rev) in ref.items():
+        r = ours[rel]
+        np.testing.assert_allclose(r.accuracy, fwd, err_msg=rel)
+        np.testing.assert_allclose(r.reverse_accuracy, rev, err_msg=rel)
+        assert (r.offset_k, r.offset_accuracy) == pytest.approx((k, oacc)), rel
+        bl, bh, bd = authors_best_head(r.accuracy, r.reverse_accuracy)
+        assert (bl, bh, ("dep->head", "head<-dep")[bd]) == best[1:], rel
+    assert ours["root"].accuracy.max() == 0.0  # no head predicts ROOT
+
+
+def test_our_definition_differs_from_clarks_where_the_readme_says() -> None:
+    L, H = 2, 3
+    exs = _examples(1, L, H)
+    ours = DependencyScorer(L, H)
+    for ex in exs:
+        ours.add(ex["attns"][..., 1:-1, 1:-1], ex["heads"], ex["relns"], np.ones(len(ex["words"]), bool), ex["words"])
+    labels = {r.label for r in ours.results()}
+    assert "root" not in labels  # ours scores no root words; Clark's counts them as misses
+    ref = clark_tables(exs, L, H)
+    assert not np.allclose(ours.overall().accuracy, ref["all"][2])  # the diagonal and the root words make the difference
+
+
+def test_shards_under_different_definitions_do_not_join() -> None:
+    a, b = DependencyScorer(1, 1, definition="authors"), DependencyScorer(1, 1)
+    with pytest.raises(ValueError, match="definition"):
+        b.absorb(a.state())
+    with pytest.raises(ValueError, match="definition must be one of"):
+        DependencyScorer(1, 1, definition="paper")
+
+
+# ------------------------------------------------------------------ end to end: the tiny model, the project's CoNLL-U
+
+
+@pytest.fixture(scope="module")
+def treebank(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from bertsecrets_cli.data.demo_treebank import write_demo_treebank
+
+    return write_demo_treebank(tmp_path_factory.mktemp("tb") / "dev.conllu", 6, seed=3)
+
+
+def clark_examples(model_dir: Path, conllu: Path) -> list[dict]:
+    """Clark's word-level data ({words, heads, relns, attns over [CLS] + words + [SEP]}) from the model's maps:
+    attention to a word summed over its pieces, from a word averaged over them (the paper's rule)."""
+    from bertsecrets_cli.analysis.wordlevel import word_attention, word_piece_matrix
+    from bertsecrets_cli.data.conllu import read_conllu
+    from bertsecrets_cli.jobs.attention_batches import iter_attention
+    from bertsecrets_cli.model.load import load_model
+    from bertsecrets_cli.model.tokenize import encode_examples
+
+    lm = load_model(str(model_dir), device="cpu")
+    sents = list(read_conllu(str(conllu)))
+    encs, mats = [], []
+    for s in sents:
+        text, spans, pos = " ".join(w.form for w in s.words), [], 0
+        for w in s.words:
+            spans.append((pos, pos + len(w.form)))
+            pos += len(w.form) + 1
+        enc = encode_examples(lm.tokenizer, [(text, None)], 128)[0]
+        specials = np.nonzero(enc.special)[0]
+        M = word_piece_matrix(enc.offsets, enc.special, spans, text)
+        ends = np.zeros((2, M.shape[1]))
+        ends[0, specials[0]] = ends[1, specials[-1]] = 1
+        encs.append(enc)
+        mats.append(np.concatenate([ends[:1], M, ends[1:]]))
+    out = [dict() for _ in sents]
+    for i, _, att in iter_attention(lm, encs, 8, quiet=True):
+        s = sents[i]
+        out[i] = {"words": [w.form for w in s.words], "heads": [w.head for w in s.words], "relns": [w.deprel for w in s.words],
+                  "attns": word_attention(att, mats[i])}  # float32, as the command computes them
+    return out
+
+
+@covers("framenet", "--definition")
+def test_framenet_conllu_definition_authors_stores_clarks_numbers(treebank: Path, tiny_model_factory, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bertsecrets_cli.cli.app import app
+    from bertsecrets_cli.store import open_store
+
+    model = tiny_model_factory("bert")
+    runner = CliRunner()
+    outs = {}
+    for d in ("ours", "authors"):
+        res = runner.invoke(app, ["framenet", "--conllu", str(treebank), "--model", str(model), "--device", "cpu", "--definition", d,
+                                  "--min-count", "1", "-o", str(tmp_path / f"{d}.h5"), "-f", "json", "--table", "relations"])
+        assert res.exit_code == 0, res.stderr
+        outs[d] = {r["relation"]: r for r in json.loads(res.stdout)}
+    with open_store(tmp_path / "authors.h5") as st:
+        assert st.provenance()["definition"] == "authors"
+        heads = {k: v.values for k, v in st.heads().items()}
+        rows = {r["label"]: r for r in st.json("dependency/relations")}
+    ref = clark_tables(clark_examples(model, treebank), *heads["dep_all_accuracy"].shape)
+    for rel, (best, (oacc, k), fwd, rev) in ref.items():
+        key = rows[rel]["key"]
+        np.testing.assert_allclose(heads[f"dep_{key}_accuracy"], fwd, atol=1e-12, err_msg=rel)
+        np.testing.assert_allclose(heads[f"dep_{key}_reverse_accuracy"], rev, atol=1e-12, err_msg=rel)
+        assert (rows[rel]["offset_k"], rows[rel]["offset_accuracy"]) == pytest.approx((k, oacc))
+        assert rows[rel]["best_both_accuracy"] == pytest.approx(best[0])
+        assert rows[rel]["best_both_direction"] == best[3]
+    assert "root" in outs["authors"] and "root" not in outs["ours"]
+    assert outs["authors"]["all"]["best (both)"]  # one head over both directions
+    assert outs["authors"]["all"]["accuracy"] != outs["ours"]["all"]["accuracy"]
+    err = runner.invoke(app, ["framenet", "--conllu", str(treebank), "--definition", "paper", "-o", str(tmp_path / "x.h5")])
+    assert err.exit_code == 3 and "--definition paper: choose one of ours, authors" in err.stderr
