@@ -199,3 +199,63 @@ def test_framenet_conllu_definition_authors_stores_clarks_numbers(treebank: Path
     assert outs["authors"]["all"]["accuracy"] != outs["ours"]["all"]["accuracy"]
     err = runner.invoke(app, ["framenet", "--conllu", str(treebank), "--definition", "paper", "-o", str(tmp_path / "x.h5")])
     assert err.exit_code == 3 and "--definition paper: choose one of ours, authors" in err.stderr
+
+
+# ------------------------------------------------------------------ the probe (cell 14), with ROOT_start = ROOT_end = 1
+
+
+def clark_probe_uas(examples: list[dict], w: np.ndarray) -> float:
+    """Clark's attention-only logits for weights ``w`` [2 x layers x heads] (the maps, then their transposes),
+    argmax over ROOT + words, UAS over words whose relation is not punct."""
+    correct = total = 0
+    for ex in examples:
+        a = np.asarray(ex["attns"], dtype=np.float64)
+        L, H, n, _ = a.shape
+        maps = np.concatenate([a, np.swapaxes(a, -1, -2)], 0).reshape(2 * L * H, n, n)
+        root = 1.0 * maps[:, 1:-1, 0] + 1.0 * maps[:, 1:-1, -1]
+        maps = np.concatenate([root[..., None], maps[:, 1:-1, 1:-1]], -1)
+        logits = np.einsum("k,kij->ij", w, maps)
+        for head, pred, rel in zip(ex["heads"], logits.argmax(-1), ex["relns"]):
+            if rel != "punct":
+                correct += int(head == pred)
+                total += 1
+    return correct / total
+
+
+def test_authors_probe_features_and_uas_match_clarks_probe_on_the_same_maps() -> None:
+    from bertsecrets_cli.analysis.probe import Probe, pair_features, stack, train_probe, uas
+
+    L, H = 2, 3
+    exs = [dict(ex, attns=np.random.default_rng(k).dirichlet(np.ones(len(ex["words"]) + 2), size=(L, H, len(ex["words"]) + 2)))
+           for k, ex in enumerate(_examples(2, L, H))]
+    data = stack([pair_features(ex["attns"], ex["heads"], ex["relns"], definition="authors") for ex in exs], [len(ex["words"]) for ex in exs])
+    K = L * H
+    for seed in range(3):
+        w = np.random.default_rng(seed).normal(size=2 * K)
+        assert uas(Probe(w, np.zeros((2 * K, 0)), np.zeros((2 * K, 0))), data) == pytest.approx(clark_probe_uas(exs, w))
+    trained = train_probe(data, embeddings=False)
+    assert uas(trained, data) == pytest.approx(clark_probe_uas(exs, trained.w))
+    assert data.scored_mask().sum() == sum(r != "punct" for ex in exs for r in ex["relns"])  # root words scored, punct not
+
+
+@covers("probe", "--definition")
+def test_probe_definition_authors_scores_as_clarks_probe(treebank: Path, tiny_model_factory, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bertsecrets_cli.cli.app import app
+    from bertsecrets_cli.store import open_store
+
+    model = tiny_model_factory("bert")
+    runner = CliRunner()
+    res = {}
+    for d in ("ours", "authors"):
+        r = runner.invoke(app, ["probe", "--train", str(treebank), "--test", str(treebank), "--model", str(model), "--device", "cpu",
+                                "--embedding-dims", "0", "--definition", d, "-o", str(tmp_path / f"{d}.h5"), "-f", "json", "--table", "uas"])
+        assert r.exit_code == 0, r.stderr
+        res[d] = {row["model"]: row["UAS"] for row in json.loads(r.stdout)}
+    with open_store(tmp_path / "authors.h5") as st:
+        h = {k: v.values for k, v in st.heads().items()}
+        assert st.provenance()["definition"] == "authors"
+    w = np.concatenate([h["probe_weight_dep_to_head"].ravel(), h["probe_weight_head_to_dep"].ravel()])
+    assert res["authors"]["attention-only probe"] == pytest.approx(clark_probe_uas(clark_examples(model, treebank), w), abs=1e-9)
+    assert res["authors"] != res["ours"]
