@@ -210,10 +210,13 @@ def run_reproduce(opts: ReproduceOptions, out: str | Path) -> ReproduceResult:
             if not src:
                 continue
             path = out / "stores" / f"{kind}.h5"
+            # the number set beside Clark's Table 1 is computed by the rule of his code (README: Whose definition)
+            definition = "authors" if kind == "dependency" else "ours"
             fo = FrameNetOptions(framenet=src if kind == "framenet" else None, conllu=src if kind == "dependency" else None,
-                                 model=opts.model, device=opts.device, force=force, quiet=opts.quiet)
+                                 model=opts.model, device=opts.device, force=force, quiet=opts.quiet, definition=definition)
             flag = "--framenet" if kind == "framenet" else "--conllu"
-            run.step(kind, path, ["framenet", flag, src, *model_arg, "-o", str(path), *dev], lambda fo=fo, path=path: run_relations(fo, path))
+            run.step(kind, path, ["framenet", flag, src, *model_arg, *(["--definition", definition] if kind == "dependency" else []), "-o", str(path), *dev],
+                     lambda fo=fo, path=path: run_relations(fo, path))
 
     reproduce_clark.run_steps(run, opts, out, tasks[0].name, model_arg, dev)
 
@@ -304,7 +307,9 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
     setup = _same_setup(opts)
     model_name = opts.model or "embedded all-MiniLM-L6-v2 (6 layers x 12 heads)"
     data_name = opts.data or "shipped demo data (synthetic, not GLUE)"
-    cmp = Table("paper vs this run", ["finding", "task", "paper (bert-base, GLUE)", "this run", "setup"], name="comparison")
+    cmp = Table("paper vs this run", ["finding", "task", "paper (bert-base)", "this run", "setup"], name="comparison",
+                caption="setup: what differs from the paper's run (model, data) and whose definition computed this run's number "
+                        "(authors: the code behind the paper's number; README: Whose definition)")
     md: list[str] = [
         "# Revealing the Dark Secrets of BERT: reproduction",
         "",
@@ -439,7 +444,7 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
         cmp.add("top FrameNet head (mean max-attention)", "FrameNet", "L7H6 0.209, L1H2 0.201", f"L{li + 1}H{hi + 1} {float(h[li, hi]):.3f}", setup)
     from bertsecrets_cli.jobs.reproduce_clark import index_section
 
-    body += index_section(out, cmp, setup, _table_md, _fmt)
+    body += index_section(out, cmp, setup, _table_md, _fmt, model_same=(opts.model or "").rstrip("/").endswith("bert-base-uncased"))
     md += ["## The paper's headline numbers next to ours", ""] + _md_lines(cmp) + [""]
     md += body
     md += ["## Steps", "", "Each step is a subcommand; rerun any of them alone.", "", "| step | command | seconds |", "|---|---|---|"]

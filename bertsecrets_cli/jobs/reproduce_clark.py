@@ -48,13 +48,27 @@ def run_steps(run: Any, opts: Any, out: Path, first_task: str, model_arg: list[s
         from bertsecrets_cli.jobs.probe import ProbeOptions, run_probe
 
         path = st / "probe.h5"
-        po = ProbeOptions(train=opts.conllu, test=opts.probe_test, model=opts.model, device=opts.device, force=opts.force, quiet=opts.quiet)
-        run.step("Clark: attention probe", path, ["probe", "--train", opts.conllu, "--test", opts.probe_test, *model_arg, "-o", str(path), *dev],
+        # set beside Clark's Table 3: his candidates (ROOT) and his UAS (no punctuation)
+        po = ProbeOptions(train=opts.conllu, test=opts.probe_test, model=opts.model, device=opts.device, force=opts.force, quiet=opts.quiet,
+                          definition="authors")
+        run.step("Clark: attention probe", path, ["probe", "--train", opts.conllu, "--test", opts.probe_test, *model_arg, "--definition", "authors",
+                                                  "-o", str(path), *dev],
                  lambda: run_probe(po, path))
 
 
-def index_section(out: Path, cmp: Any, setup: str, table_md: Any, fmt: Any) -> list[str]:
-    """index.md lines for the Clark analyses present in OUT/stores, and their rows of the comparison table."""
+PAPER_DATA = {"dependency": "WSJ dev, Stanford Dependencies", "probe": "WSJ, Stanford Dependencies", "coreference": "CoNLL-2012 dev"}
+DEFINITION_WORDS = {"authors": "definition: authors (Clark's code)", "ours": "definition: ours"}
+
+
+def clark_setup(model_same: bool, data: str, analysis: str, definition: str) -> str:
+    """A comparison row's setup: the model, this run's data next to the paper's, and whose definition."""
+    return (f"{'same' if model_same else 'different'} model; data: {Path(data).name or data} (paper: {PAPER_DATA[analysis]}); "
+            f"{DEFINITION_WORDS.get(definition, 'definition: ' + definition)}")
+
+
+def index_section(out: Path, cmp: Any, setup: str, table_md: Any, fmt: Any, *, model_same: bool = False) -> list[str]:
+    """index.md lines for the Clark analyses present in OUT/stores, and their rows of the comparison table
+    (``setup`` labels the rows on the tasks' data; the treebank rows name their own data and definition)."""
     from bertsecrets_cli.reference import clark_numbers
     from bertsecrets_cli.render.tables import Table
     from bertsecrets_cli.store import open_store
@@ -68,11 +82,19 @@ def index_section(out: Path, cmp: Any, setup: str, table_md: Any, fmt: Any) -> l
 
         with open_store(dep) as s:
             rows = {r["label"]: r for r in s.json(DEP_RELATIONS)}
+            prov = s.provenance()
+        definition = str(prov.get("definition", "ours"))
+        row_setup = clark_setup(model_same, str(prov.get("data_source", "")), "dependency", definition)
         for paper_label, ud in ref["dependency_ud_labels"].items():
             r = rows.get(ud) or rows.get(paper_label)
             best, offset = ref["dependency_best_head_vs_best_offset_percent"][paper_label]
-            ours = (f"{r['best_head']} {100 * r['best_accuracy']:.1f} vs offset {100 * r['offset_accuracy']:.1f} ({r['count']} arcs)" if r else "no such arcs")
-            cmp.add(f"best head vs best offset: {paper_label} (%)", "Clark: dependencies", f"{best} vs {offset}", ours, setup)
+            if r and "best_both_head" in r:  # Clark's cell: one head over both directions
+                head, acc = f"{r['best_both_head']} {r['best_both_direction']}", r["best_both_accuracy"]
+            elif r:
+                head, acc = r["best_head"], r["best_accuracy"]
+            ours = (f"{head} {100 * acc:.1f} vs offset {r['offset_k']:+d} {100 * r['offset_accuracy']:.1f} ({r['count']} arcs"
+                    f"{', fewer than 100' if r['count'] < 100 else ''})" if r else "no such arcs")
+            cmp.add(f"best head vs best offset: {paper_label} (%)", "Clark: dependencies", f"{best} vs {offset}", ours, row_setup)
     clusters = sorted(st.glob("*.clusters.h5"))
     if clusters:
         from bertsecrets_cli.analysis.clustering import layer_cohesion, nearest_heads
@@ -99,25 +121,32 @@ def index_section(out: Path, cmp: Any, setup: str, table_md: Any, fmt: Any) -> l
             summary = s.json("coreference/summary")
             heads = {k: v.values for k, v in s.heads().items()}
             boot = int(s.provenance().get("bootstrap", 0))
+            co_setup = clark_setup(model_same, str(s.provenance().get("data_source", "")), "coreference", "ours")
         rows_ = [_Row(r, heads[f"coref_{r['type']}"]) for r in summary]
         body += ["## Clark et al. 2019: coreference heads", ""]
         for i, tb in enumerate(coref_tables(rows_, 10, boot)):
             body += table_md(out, f"coreference-{i}", tb)
         allrow = next(r for r in summary if r["type"] == "all")
         cmp.add("best coreference head, antecedent accuracy (%)", "Clark: coreference", str(ref["coreference_best_head_accuracy_percent"]),
-                f"{allrow['best_head']} {100 * allrow['best_accuracy']:.1f} (rule-based {100 * allrow['baselines']['rule-based']:.1f})", setup)
+                f"{allrow['best_head']} {100 * allrow['best_accuracy']:.1f} (rule-based {100 * allrow['baselines']['rule-based']:.1f})", co_setup)
         table2 = ref["coreference_antecedent_accuracy_percent"]
         for r in summary:  # Table 2's rows by mention type: best head vs the rule-based baseline
             if r["type"] in table2["_columns"] and r["type"] != "all" and r.get("count"):
                 k = table2["_columns"].index(r["type"])
                 cmp.add(f"coreference, {r['type']}s: best head vs rule-based (%)", "Clark: coreference",
                         f"{table2['best head (5-4)'][k]} vs {table2['rule-based'][k]} (Table 2*)",
-                        f"{r['best_head']} {100 * r['best_accuracy']:.1f} vs {100 * r['baselines']['rule-based']:.1f} ({r['count']} mentions)", setup)
+                        f"{r['best_head']} {100 * r['best_accuracy']:.1f} vs {100 * r['baselines']['rule-based']:.1f} ({r['count']} mentions)", co_setup)
     pr = st / "probe.h5"
     if pr.exists():
+        from bertsecrets_cli.analysis.definitions import title_note
+
         with open_store(pr) as s:
             res = s.json("probe/results")
-        t = Table("attention probe: unlabeled attachment score", ["model", "UAS"])
+            prov = s.provenance()
+        definition = str(prov.get("definition", "ours"))
+        setup = clark_setup(model_same, str(prov.get("test_source", "")), "probe", definition)
+        t = Table(f"attention probe: unlabeled attachment score on {Path(str(prov.get('test_source', ''))).name} "
+                  f"({prov.get('n_test_scored', prov.get('n_test_words', '?'))} scored words; {title_note(definition, 'probe')})", ["model", "UAS"])
         for k, v in res["uas"].items():
             t.add(k, float(v))
         body += ["## Clark et al. 2019: the attention probe", ""] + table_md(out, "probe", t)
