@@ -259,3 +259,62 @@ def test_probe_definition_authors_scores_as_clarks_probe(treebank: Path, tiny_mo
     w = np.concatenate([h["probe_weight_dep_to_head"].ravel(), h["probe_weight_head_to_dep"].ravel()])
     assert res["authors"]["attention-only probe"] == pytest.approx(clark_probe_uas(clark_examples(model, treebank), w), abs=1e-9)
     assert res["authors"] != res["ours"]
+
+
+# ------------------------------------------------------------------ cluster (head_distances.py; General_Analysis.ipynb cell 18)
+
+
+def clark_head_distances(docs: list[np.ndarray]) -> np.ndarray:
+    """head_distances.py, in words: per document, each head's map against all heads' maps, both smoothed as
+    0.001 / T + 0.999 a, JS divergence in natural log summed over the map; summed over the documents."""
+    K = docs[0].shape[0] * docs[0].shape[1]
+    total = np.zeros((K, K))
+    for att in docs:
+        flat = np.asarray(att, dtype=np.float64).reshape(K, att.shape[2], att.shape[3])
+        for head in range(K):
+            one = 0.001 / flat.shape[1] + 0.999 * flat[head][None]
+            every = 0.001 / flat.shape[1] + 0.999 * flat
+            m = (one + every) / 2
+            js = (-one * np.log(m / one) - every * np.log(m / every)) / 2
+            total[head] += js.sum(-1).sum(-1)
+    return total
+
+
+def mds_stress(X: np.ndarray, D: np.ndarray) -> float:
+    """Raw stress of an embedding: half the sum over ordered pairs of squared residuals (scikit-learn's, metric)."""
+    E = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
+    return float(((E - D) ** 2).sum() / 2)
+
+
+@covers("cluster", "--definition")
+def test_cluster_definition_authors_is_clarks_head_distances_and_metric_mds(demo_store: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bertsecrets_cli.cli.app import app
+    from bertsecrets_cli.jobs.cluster import DISTANCE, EMBEDDING
+    from bertsecrets_cli.store import open_store
+
+    runner = CliRunner()
+    out = tmp_path / "clark.h5"
+    res = runner.invoke(app, ["cluster", str(demo_store), "-o", str(out), "--definition", "authors", "-f", "json", "--table", "summary"])
+    assert res.exit_code == 0, res.stderr
+    with open_store(demo_store) as st:
+        docs = [att for _, att in st.iter_attention(list(range(st.n_examples)))]
+    with open_store(out) as st:
+        D, X = st.array(DISTANCE), st.array(EMBEDDING)
+        prov = st.provenance()
+    assert prov["definition"] == "authors" and prov["measure"] == "js-smoothed" and prov["level"] == "word pieces"
+    want = clark_head_distances(docs)
+    np.testing.assert_allclose(D, want, rtol=1e-9, atol=1e-9)
+    from sklearn.manifold import MDS  # the notebook's call: metric MDS on the precomputed divergences
+
+    try:
+        ref = MDS(n_components=2, metric_mds=True, metric="precomputed", n_init=5, eps=1e-10, max_iter=1000, random_state=0, init="random")
+    except TypeError:  # scikit-learn before 1.8
+        ref = MDS(n_components=2, metric=True, dissimilarity="precomputed", n_init=5, eps=1e-10, max_iter=1000, random_state=0)
+    Y = ref.fit_transform(want)
+    assert mds_stress(X, want) == pytest.approx(mds_stress(Y, want), rel=1e-6)  # the same SMACOF optimum
+    rows = {r["quantity"]: r["value"] for r in json.loads(res.stdout)}
+    assert "metric MDS stress" in rows
+    bad = runner.invoke(app, ["cluster", str(demo_store), "-o", str(tmp_path / "x.h5"), "--definition", "authors", "--measure", "js-distance"])
+    assert bad.exit_code == 3 and "leave --measure out" in bad.stderr

@@ -83,6 +83,11 @@ def test_clark_steps_and_index_rows(demo_store: Path, tiny_model_factory, tmp_pa
     probe_setup = rows[("attention-only probe UAS (%)", "Clark: probe")][4]
     assert "data: test.conllu" in probe_setup and "definition: authors (Clark's code)" in probe_setup  # run_steps asks for his probe
     assert "definition: ours" in rows[("best coreference head, antecedent accuracy (%)", "Clark: coreference")][4]
+    assert rows[("heads of a layer behave alike (nearest head in the same layer)", "Clark: clustering")][4].endswith("definition: authors (Clark's code)")
+    from bertsecrets_cli.store import open_store
+
+    with open_store(out / "stores" / "sst2-pre.clusters.h5") as st:  # his setting: word pieces, smoothed JS, metric MDS
+        assert (st.provenance()["definition"], st.provenance()["level"], st.provenance()["measure"]) == ("authors", "word pieces", "js-smoothed")
     assert "head<-dep" in rows[("best head vs best offset: det (%)", "Clark: dependencies")][3] or "dep->head" in rows[("best head vs best offset: det (%)", "Clark: dependencies")][3]
     assert {r[1] for r in cmp.rows} == {"Clark: dependencies", "Clark: clustering", "Clark: coreference", "Clark: probe"}
     assert (out / "tables" / "coreference-0.md").exists() and (out / "tables" / "probe.md").exists()

@@ -36,8 +36,11 @@ def run_steps(run: Any, opts: Any, out: Path, first_task: str, model_arg: list[s
     words, clusters, fig = st / f"{first_task}-pre.words.h5", st / f"{first_task}-pre.clusters.h5", out / "figures" / "clusters.png"
     run.step("Clark: word-level attention", words, ["words", str(pre), "-o", str(words)],
              lambda: run_words(pre, words, WordsOptions(force=opts.force, quiet=opts.quiet)))
-    run.step("Clark: head clustering", clusters, ["cluster", str(words), "-o", str(clusters), "--patterns", str(pat), "--figure", str(fig)],
-             lambda: run_cluster(words, clusters, ClusterOptions(patterns=str(pat), figure=str(fig), force=opts.force, quiet=opts.quiet)))
+    # beside Clark's Figure 6: his setting (word pieces, smoothed JS summed, metric MDS; README: Whose definition)
+    run.step("Clark: head clustering", clusters, ["cluster", str(pre), "--definition", "authors", "-o", str(clusters), "--patterns", str(pat),
+                                                  "--figure", str(fig)],
+             lambda: run_cluster(pre, clusters, ClusterOptions(definition="authors", patterns=str(pat), figure=str(fig), force=opts.force,
+                                                               quiet=opts.quiet)))
     if getattr(opts, "coref", None):
         from bertsecrets_cli.jobs.coref import CorefOptions, run_coref
 
@@ -100,19 +103,25 @@ def index_section(out: Path, cmp: Any, setup: str, table_md: Any, fmt: Any, *, m
         from bertsecrets_cli.analysis.clustering import layer_cohesion, nearest_heads
         from bertsecrets_cli.jobs.cluster import DISTANCE
 
+        from bertsecrets_cli.analysis.definitions import title_note
+
         with open_store(clusters[0]) as s:
             D, L, H = s.array(DISTANCE), s.n_layers, s.n_heads
+            cprov = s.provenance()
         within, between = layer_cohesion(D, L, H)
         idx, _ = nearest_heads(D, 1)
         same = float(np.mean(idx[:, 0] // H == np.arange(L * H) // H))
-        t = Table("head clustering: mean Jensen-Shannon distance within and across layers", ["layer", "within", "across", "ratio"])
+        cdef = str(cprov.get("definition", "ours"))
+        t = Table(f"head clustering: mean {cprov.get('measure', 'js-distance')} within and across layers ({cprov.get('level', '')}, "
+                  f"{cprov.get('n_examples', '?')} examples of {cprov.get('task', '') or Path(str(cprov.get('data_source', ''))).name}; "
+                  f"{title_note(cdef, 'cluster')})", ["layer", "within", "across", "ratio"])
         for ly in range(L):
             t.add(f"L{ly + 1}", float(within[ly]), float(between[ly]), float(within[ly] / between[ly]))
         body += ["## Clark et al. 2019: heads clustered by behaviour", ""]
         fig = out / "figures" / "clusters.png"
         body += table_md(out, "clusters", t, fig if fig.exists() else None)
         cmp.add("heads of a layer behave alike (nearest head in the same layer)", "Clark: clustering", "yes (Fig. 6)",
-                f"{same:.0%} of heads (chance {(H - 1) / (L * H - 1):.0%})", setup)
+                f"{same:.0%} of heads (chance {(H - 1) / (L * H - 1):.0%})", f"{setup}; {DEFINITION_WORDS.get(cdef, cdef)}")
     co = st / "coreference.h5"
     if co.exists():
         from bertsecrets_cli.jobs.coref import coref_tables
