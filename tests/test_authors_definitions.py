@@ -318,3 +318,45 @@ def test_cluster_definition_authors_is_clarks_head_distances_and_metric_mds(demo
     assert "metric MDS stress" in rows
     bad = runner.invoke(app, ["cluster", str(demo_store), "-o", str(tmp_path / "x.h5"), "--definition", "authors", "--measure", "js-distance"])
     assert bad.exit_code == 3 and "leave --measure out" in bad.stderr
+
+
+# ------------------------------------------------------------------ flow (samiraabnar/attention_flow, attention_graph_util.py line 84)
+
+
+def test_flow_is_stored_row_normalised_and_format_1_stores_are_read_so_with_a_note(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    import h5py
+
+    from bertsecrets_cli.jobs.extract import DataOptions, ExtractOptions, run_extract
+    from bertsecrets_cli.store import open_store
+    from bertsecrets_cli.store import schema as S
+
+    new = tmp_path / "flow.h5"
+    run_extract(ExtractOptions(data=DataOptions(task="sst2", limit=2), max_length=16, device="cpu", quiet=True,
+                               quantities=("weights", "flow", "flow_raw")), new, command="test")
+    with open_store(new) as st:
+        assert st.version == S.VERSION == "2"
+        raw = st.select_quantity("flow_raw").attention(1)
+        normalised = st.select_quantity("flow").attention(1)
+    assert raw.sum(-1).max() > 1.5  # raw max-flow rows sum to more than 1
+    abnar = raw / raw.sum(-1, keepdims=True)  # compute_flows: flow_values[u] /= flow_values[u].sum()
+    np.testing.assert_allclose(normalised, abnar, atol=2e-3)
+    # a format-1 store kept the raw values under 'flow': read row-normalised, with a note
+    old = tmp_path / "v1.h5"
+    shutil.copy(new, old)
+    with h5py.File(old, "r+") as f:
+        f["flow/maps"][...] = f["flow_raw/maps"][...]
+        f.attrs[S.A_VERSION] = "1"
+    capsys.readouterr()
+    with open_store(old) as st:
+        legacy = st.select_quantity("flow").attention(1)
+        streamed = dict(st.iter_attention([1]))[1]
+    assert "format-1 store: its flow maps are raw max-flow values" in capsys.readouterr().err
+    np.testing.assert_allclose(legacy, abnar, atol=2e-3)
+    np.testing.assert_array_equal(streamed, legacy)
+    from bertsecrets_cli.errors import InputError
+    from bertsecrets_cli.store.merge import open_shards
+
+    with pytest.raises(InputError, match="raw flow maps; re-extract"):
+        open_shards([old, new], tmp_path / "m.h5", "attention")

@@ -41,7 +41,7 @@ PartSizeOpt = Annotated[int, typer.Option("--part-size", help="Examples per resu
 QuantitiesOpt = Annotated[str, typer.Option("--quantities", help="Maps to store, comma-separated: weights (always), norms (||alpha f(x)||, Kobayashi et al. 2020), "
                                            "norms_normalised (rows sum to 1), rollout (per layer, Abnar & Zuidema 2020), flow (per layer; costly: --max-length <= 64). "
                                            "All from the same forward pass.")]
-QuantityOpt = Annotated[str, typer.Option("--quantity", help="Which attention maps to analyse: weights (default), norms, norms_normalised, rollout or flow "
+QuantityOpt = Annotated[str, typer.Option("--quantity", help="Which attention maps to analyse: weights (default), norms, norms_normalised, rollout, flow (rows normalised, as Abnar's code) or flow_raw "
                                           "(a store holds those given to extract --quantities; framenet computes them on the fly); tables name it.")]
 # one vocabulary for every command where ours and the authors' definitions differ (analysis/definitions.py)
 DefinitionOpt = Annotated[str, typer.Option("--definition", help="Whose definition to follow where they differ: ours (default) or authors "
