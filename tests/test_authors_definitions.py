@@ -360,3 +360,112 @@ def test_flow_is_stored_row_normalised_and_format_1_stores_are_read_so_with_a_no
 
     with pytest.raises(InputError, match="raw flow maps; re-extract"):
         open_shards([old, new], tmp_path / "m.h5", "attention")
+
+
+# ------------------------------------------------------------------ linguistic features (Kovaleva et al. sec. 4.4)
+
+NOUN_TAGS, VERB_TAGS, PRON_TAGS = {"NOUN", "PROPN"}, {"VERB"}, {"PRON"}
+
+
+def kovaleva_feature(att: np.ndarray, words: list[list[int]], cls: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sec. 4.4 in words: the mean over all tokens of the attention a feature token receives (a word's pieces
+    together), the max over the sentence's feature tokens; and the [CLS] row's attention to it."""
+    col = np.max([[[att[l, h][:, p].sum(-1).mean() for h in range(att.shape[1])] for l in range(att.shape[0])] for p in words], 0)
+    row = np.max([[[att[l, h, cls, p].sum() for h in range(att.shape[1])] for l in range(att.shape[0])] for p in words], 0)
+    return col, row
+
+
+def _reference_means(examples: list[tuple[np.ndarray, list[tuple[list[int], str, str]], int]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """feature -> (mean attention, mean [CLS] attention) over the examples that have it."""
+    tests = {"noun": lambda u, d: u in NOUN_TAGS, "verb": lambda u, d: u in VERB_TAGS, "pronoun": lambda u, d: u in PRON_TAGS,
+             "subject": lambda u, d: d.split(":")[0] in ("nsubj", "csubj", "nsubjpass", "csubjpass"),
+             "object": lambda u, d: d.split(":")[0] in ("obj", "iobj", "dobj", "dative")}
+    out = {}
+    for f, has in tests.items():
+        vals = [kovaleva_feature(att, [p for p, u, d in ws if has(u, d) and p], cls) for att, ws, cls in examples
+                if any(has(u, d) and p for p, u, d in ws)]
+        out[f] = (np.mean([v[0] for v in vals], 0), np.mean([v[1] for v in vals], 0)) if vals else None
+    return out
+
+
+def test_linguistic_features_from_conllu_match_the_papers_rule(treebank: Path, tiny_model_factory, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bertsecrets_cli.analysis.wordlevel import word_piece_matrix
+    from bertsecrets_cli.cli.app import app
+    from bertsecrets_cli.data.conllu import read_conllu
+    from bertsecrets_cli.jobs.attention_batches import iter_attention
+    from bertsecrets_cli.model.load import load_model
+    from bertsecrets_cli.model.tokenize import encode_examples
+    from bertsecrets_cli.store import open_store
+
+    model = tiny_model_factory("bert")
+    res = CliRunner().invoke(app, ["framenet", "--conllu", str(treebank), "--model", str(model), "--device", "cpu", "-o", str(tmp_path / "d.h5"),
+                                   "-f", "json", "--table", "features"])
+    assert res.exit_code == 0, res.stderr
+    layers = json.loads(res.stdout)
+    assert [r["layer"] for r in layers] == ["L1", "L2"] and set(layers[0]) >= {"nouns", "verbs", "pronouns", "subjects", "objects"}
+    lm = load_model(str(model), device="cpu")
+    sents = list(read_conllu(str(treebank)))
+    encs, ws = [], []
+    for s in sents:
+        text, spans, pos = " ".join(w.form for w in s.words), [], 0
+        for w in s.words:
+            spans.append((pos, pos + len(w.form)))
+            pos += len(w.form) + 1
+        enc = encode_examples(lm.tokenizer, [(text, None)], 128)[0]
+        M = word_piece_matrix(enc.offsets, enc.special, spans, text)
+        encs.append(enc)
+        ws.append([(np.flatnonzero(M[k]).tolist(), w.upos, w.deprel) for k, w in enumerate(s.words)])
+    examples = [(att.astype(np.float64), ws[i], 0) for i, _, att in iter_attention(lm, encs, 8, quiet=True)]
+    ref = _reference_means(examples)
+    with open_store(tmp_path / "d.h5") as st:
+        heads = {k: v.values for k, v in st.heads().items()}
+    for f, r in ref.items():
+        assert r is not None, f  # the demo treebank has every feature
+        np.testing.assert_allclose(heads[f"ling_{f}"], r[0], rtol=1e-5, atol=1e-6, err_msg=f)
+        np.testing.assert_allclose(heads[f"ling_cls_{f}"], r[1], rtol=1e-5, atol=1e-6, err_msg=f)
+
+
+@covers("classify run", "--spacy")
+def test_classify_spacy_pipeline_tags_the_texts_for_the_linguistic_features(demo_store: Path, tmp_path: Path) -> None:
+    spacy = pytest.importorskip("spacy")
+    from typer.testing import CliRunner
+
+    from bertsecrets_cli.cli.app import app
+    from bertsecrets_cli.store import open_store
+    from bertsecrets_cli.store.reader import iter_tokens
+
+    nlp = spacy.blank("en")  # a small pipeline built here: no model download
+    ruler = nlp.add_pipe("attribute_ruler")
+    ruler.add([[{"LOWER": {"IN": ["film", "movie", "story", "acting", "plot", "cast"]}}]], {"POS": "NOUN", "DEP": "nsubj"})
+    ruler.add([[{"LOWER": {"IN": ["is", "was", "loved", "hated", "feels", "makes"]}}]], {"POS": "VERB"})
+    ruler.add([[{"LOWER": {"IN": ["it", "i", "you", "we", "this"]}}]], {"POS": "PRON", "DEP": "dobj"})
+    pipe = tmp_path / "pipe"
+    nlp.to_disk(pipe)
+    out = tmp_path / "p.h5"
+    runner = CliRunner()
+    res = runner.invoke(app, ["classify", "run", str(demo_store), "-o", str(out), "--spacy", str(pipe), "--features", "-f", "json", "--table", "features"])
+    assert res.exit_code == 0, res.stderr
+    examples = []
+    with open_store(demo_store) as st:
+        texts = st.strings("examples/text_a")
+        toks = dict(iter_tokens(st))
+        for i, att in st.iter_attention():
+            tk, doc = toks[i], nlp(texts[i])
+            ok = tk.special == 0
+            ws = [(np.flatnonzero(ok & (tk.offsets[:, 0] < t.idx + len(t.text)) & (tk.offsets[:, 1] > t.idx)).tolist(), t.pos_, t.dep_) for t in doc]
+            examples.append((att.astype(np.float64), ws, int(np.flatnonzero(tk.special == 1)[0])))
+    ref = _reference_means(examples)
+    with open_store(out) as st:
+        heads = {k: v.values for k, v in st.heads().items()}
+        assert st.provenance()["spacy_pipeline"] == str(pipe)
+    for f, r in ref.items():
+        if r is None:
+            assert np.isnan(heads[f"ling_{f}"]).all(), f
+            continue
+        np.testing.assert_allclose(heads[f"ling_{f}"], r[0], rtol=1e-4, atol=1e-5, err_msg=f)
+        np.testing.assert_allclose(heads[f"ling_cls_{f}"], r[1], rtol=1e-4, atol=1e-5, err_msg=f)
+    assert ref["noun"] is not None and ref["verb"] is not None
+    bad = runner.invoke(app, ["classify", "run", str(demo_store), "--spacy", str(tmp_path / "nothing")])
+    assert bad.exit_code == 3 and "cannot load this spaCy pipeline" in bad.stderr

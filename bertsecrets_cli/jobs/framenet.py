@@ -269,6 +269,7 @@ def _mark(text: str, link: Any) -> str:
 
 FN_LINKS, FN_SELECTION, FN_READER, FN_SCORER, FN_STATE = "framenet/links", "framenet/selection", "framenet/reader", "framenet/scorer", "framenet/state"
 DEP_RELATIONS, DEP_STATE = "dependency/relations", "dependency/state"
+DEP_FEATURES = "dependency/features"  # sums and counts of analysis/linguistic.FeatureMeans (shards add them)
 ARROW = {"fe_to_target": "FE->target", "target_to_fe": "target->FE"}
 # terminal headers of the wide tables (10 and 8 columns): they fit 80 columns, a legend names them in full
 RANKING_SHORT = {"FE->target": "FE>T", "target->FE": "T>FE", "same-dist. baseline": "base", "baseline p99": "b.p99",
@@ -385,6 +386,14 @@ def _framenet_tables(res: Any, selection: list[dict[str, Any]], stopped: bool, n
             ex_t.add(head_name(layer, h), float(res.best_value[direction][layer, h]), lk.frame, lk.fe, _mark(texts[lk.sentence - text_base], lk))
         tables.append(ex_t)
     return tables
+
+
+def _put_features(w: Any, features: Any) -> None:
+    from bertsecrets_cli.jobs.linguistic import put_feature_heads
+
+    w.put_array(f"{DEP_FEATURES}/sums", features.sums)
+    w.put_array(f"{DEP_FEATURES}/counts", features.counts)
+    put_feature_heads(w, features, "sentences")
 
 
 def _put_state(w: Any, group: str, state: dict[str, Any]) -> None:
@@ -645,13 +654,21 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
         info(f"shard {shard} ({shard.origin}): sentences {s0}..{s1 - 1} of {len(kept)}")
     t_select = time.perf_counter()
 
+    from bertsecrets_cli.analysis.linguistic import FeatureMeans, feature_groups
+    from bertsecrets_cli.jobs.linguistic import feature_tables
+    from bertsecrets_cli.tokens import CLS
+
     H = _heads_of(lm, opts.quantity)
     scorer = DependencyScorer(lm.n_layers, H, base_relations=opts.base_relations, definition=opts.definition)
+    features = FeatureMeans(lm.n_layers, H)  # Kovaleva et al. sec. 4.4's nouns, verbs, ... from UPOS and DEPREL
     for i, enc, att in iter_attention(lm, encoded[s0:s1], opts.batch_size, description=f"dependencies {lm.name}", quiet=opts.quiet,
                                       quantity=opts.quantity):
         s = kept[s0 + i][0]
         M = matrices[s0 + i]
         scorer.add(word_attention(att, M), [wd.head for wd in s.words], [wd.deprel for wd in s.words], M.sum(1) > 0, [wd.form for wd in s.words])
+        cls = np.flatnonzero(enc.special == CLS)
+        features.add(att, feature_groups([np.flatnonzero(row).tolist() for row in M], [(wd.upos, wd.deprel) for wd in s.words]),
+                     int(cls[0]) if len(cls) else None)
     results = scorer.results()
     overall = scorer.overall()
     if overall is None:
@@ -682,10 +699,12 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
         w.put_array("examples/length", np.asarray([e.length for e in encoded[s0:s1]], dtype=np.int32))
         rel_rows = _dependency_outputs(w, overall, results)
         _put_state(w, DEP_STATE, scorer.state())
+        _put_features(w, features)
     t_write = time.perf_counter()
 
     timings = {"load_model_s": t_model - t0, "read_select_s": t_select - t_model, "forward_score_s": t_score - t_select, "write_s": t_write - t_score}
-    return RelationsJobResult(Path(out), "dependency", _on_quantity(_dependency_tables(rel_rows, overall, len(mine), opts.min_count, opts.top), opts.quantity),
+    return RelationsJobResult(Path(out), "dependency", _on_quantity(_dependency_tables(rel_rows, overall, len(mine), opts.min_count, opts.top)
+                                                                    + feature_tables(features, len(mine), f"UPOS/DEPREL of {Path(opts.conllu).name}", "sentences"), opts.quantity),
                               len(mine), overall.count, lm.n_layers, H, timings)
 
 
@@ -749,11 +768,19 @@ def combine_relations(paths: list[str], out: str | Path, *, top: int = 10, examp
                 overall = dep.overall()
                 rows = _dependency_outputs(w, overall, dep.results())
                 _put_state(w, DEP_STATE, dep.state())
+                from bertsecrets_cli.analysis.linguistic import FeatureMeans
+                from bertsecrets_cli.jobs.linguistic import feature_tables
+
+                features = FeatureMeans(L, H)
+                for st in ordered:
+                    if st.has(DEP_FEATURES):
+                        features.absorb(st.array(f"{DEP_FEATURES}/sums"), st.array(f"{DEP_FEATURES}/counts"))
+                _put_features(w, features)
                 notes = dependency_notes(overall, top)
                 for line in notes["notes"]:
                     note(line)
                 w.set_provenance(*merged_provenance(ordered, outp, command, n_sentences=n_sent, n_arcs=overall.count, **notes["attrs"]))
-                tables = _dependency_tables(rows, overall, n_sent, min_count, top)
+                tables = _dependency_tables(rows, overall, n_sent, min_count, top) + feature_tables(features, n_sent, f"UPOS/DEPREL of {Path(str(prov.get('data_source', ''))).name}", "sentences")
                 n_scored = overall.count
         tables = _on_quantity(tables, first.result_quantity())
     finally:
