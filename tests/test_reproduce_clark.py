@@ -66,7 +66,7 @@ def test_clark_steps_and_index_rows(demo_store: Path, tiny_model_factory, tmp_pa
     cmp = Table("paper vs this run", ["finding", "task", "paper (bert-base)", "this run", "setup"])
     body = index_section(out, cmp, "different model and data", _table_md, _fmt)
     text = "\n".join(body)
-    for section in ("heads clustered by behaviour", "coreference heads", "the attention probe"):
+    for section in ("heads clustered by behaviour", "coreference heads", "the attention probe", "attention to linguistic features"):
         assert section in text
     rows = {(r[0], r[1]): r for r in cmp.rows}
     assert rows[("best head vs best offset: det (%)", "Clark: dependencies")][2] == "94.3 vs 51.7"  # from reference/clark_numbers.json
@@ -91,6 +91,7 @@ def test_clark_steps_and_index_rows(demo_store: Path, tiny_model_factory, tmp_pa
     assert "head<-dep" in rows[("best head vs best offset: det (%)", "Clark: dependencies")][3] or "dep->head" in rows[("best head vs best offset: det (%)", "Clark: dependencies")][3]
     assert {r[1] for r in cmp.rows} == {"Clark: dependencies", "Clark: clustering", "Clark: coreference", "Clark: probe"}
     assert (out / "tables" / "coreference-0.md").exists() and (out / "tables" / "probe.md").exists()
+    assert "nouns" in (out / "tables" / "features-0.md").read_text()  # sec. 4.4's features from the treebank's tags
 
 
 @pytest.mark.parametrize("key", ["dependency_best_head_vs_best_offset_percent", "coreference_best_head_accuracy_percent", "_source",

@@ -83,9 +83,22 @@ def index_section(out: Path, cmp: Any, setup: str, table_md: Any, fmt: Any, *, m
     if dep.exists():
         from bertsecrets_cli.jobs.framenet import DEP_RELATIONS
 
+        from bertsecrets_cli.jobs.framenet import DEP_FEATURES
+
         with open_store(dep) as s:
             rows = {r["label"]: r for r in s.json(DEP_RELATIONS)}
             prov = s.provenance()
+            feats = (s.array(f"{DEP_FEATURES}/sums"), s.array(f"{DEP_FEATURES}/counts"), s.n_layers, s.n_heads) if s.has(DEP_FEATURES) else None
+        if feats is not None:  # Kovaleva et al. sec. 4.4's nouns, verbs, ... from the treebank's UPOS/DEPREL
+            from bertsecrets_cli.analysis.linguistic import FeatureMeans
+            from bertsecrets_cli.jobs.linguistic import feature_tables
+
+            fm = FeatureMeans(feats[2], feats[3])
+            fm.absorb(feats[0], feats[1])
+            body += ["## Kovaleva et al. 2019, sec. 4.4: attention to linguistic features", ""]
+            for i, tb in enumerate(feature_tables(fm, int(prov.get("n_sentences", 0)), f"UPOS/DEPREL of {Path(str(prov.get('data_source', ''))).name}",
+                                                  "sentences")):
+                body += table_md(out, f"features-{i}", tb)
         definition = str(prov.get("definition", "ours"))
         row_setup = clark_setup(model_same, str(prov.get("data_source", "")), "dependency", definition)
         for paper_label, ud in ref["dependency_ud_labels"].items():
