@@ -469,3 +469,23 @@ def test_classify_spacy_pipeline_tags_the_texts_for_the_linguistic_features(demo
     assert ref["noun"] is not None and ref["verb"] is not None
     bad = runner.invoke(app, ["classify", "run", str(demo_store), "--spacy", str(tmp_path / "nothing")])
     assert bad.exit_code == 3 and "cannot load this spaCy pipeline" in bad.stderr
+
+
+# ------------------------------------------------------------------ coverage notes
+
+
+def test_coref_counts_anaphoric_mentions_whose_antecedents_fall_outside_their_segment(treebank: Path) -> None:
+    from bertsecrets_cli.data.coref import read_coref
+    from bertsecrets_cli.jobs.coref import pack_segments
+
+    docs = read_coref(str(treebank))
+    whole, _ = pack_segments(docs, lambda text: len(text.split()), 10_000)  # one segment per document
+    assert sum(s.outside for s in whole) == 0
+    split, _ = pack_segments(docs, lambda text: 1, 1)  # one sentence per segment
+    want = 0
+    for doc in docs:  # a mention is anaphoric in its document but has no antecedent in its own sentence
+        seen: set[str] = set()
+        for s in doc.sentences:
+            want += sum(1 for m in s.mentions if m.entity in seen and not any(p.entity == m.entity and p.head < m.head for p in s.mentions))
+            seen.update(m.entity for m in s.mentions)
+    assert want > 0 and sum(s.outside for s in split) == want
