@@ -489,3 +489,26 @@ def test_coref_counts_anaphoric_mentions_whose_antecedents_fall_outside_their_se
             want += sum(1 for m in s.mentions if m.entity in seen and not any(p.entity == m.entity and p.head < m.head for p in s.mentions))
             seen.update(m.entity for m in s.mentions)
     assert want > 0 and sum(s.outside for s in split) == want
+
+
+@covers("framenet", "--framenet")
+def test_framenet_says_which_indexed_documents_it_read_and_shows_progress(tmp_path: Path, tiny_model_factory) -> None:
+    from typer.testing import CliRunner
+
+    from bertsecrets_cli.cli.app import app
+    from bertsecrets_cli.store import open_store
+    from test_framenet_cli import write_release
+
+    root = write_release(tmp_path)
+    ns = 'xmlns="http://framenet.icsi.berkeley.edu"'
+    (root / "fulltextIndex.xml").write_text(f'<?xml version="1.0"?><fulltextIndex {ns}><corpus name="ANC" ID="1"><document name="doc" ID="2"/>'
+                                            f'<document name="other" ID="3"/></corpus><corpus name="NTI" ID="4"><document name="x" ID="5"/></corpus>'
+                                            '</fulltextIndex>')
+    res = CliRunner().invoke(app, ["framenet", "--framenet", str(root), "--model", str(tiny_model_factory("bert")), "--device", "cpu",
+                                   "-o", str(tmp_path / "fn.h5"), "-f", "json", "--table", "selection"])
+    assert res.exit_code == 0, res.stderr
+    assert "read 1 of the 3 full-text documents fulltextIndex.xml lists; 2 are not in" in res.stderr
+    assert "reading FrameNet files:" in res.stderr  # progress while reading
+    with open_store(tmp_path / "fn.h5") as st:
+        prov = st.provenance()
+    assert (prov["fulltext_documents_listed"], prov["fulltext_documents_read"]) == (3, 1)

@@ -197,8 +197,7 @@ def _candidates(sent: Any, frames: dict[str, Any], definition: str, missing: set
 
 def _select_framenet(release: Any, frames: dict[str, Any], tokenizer: Any, opts: FrameNetOptions) -> tuple[list[_Selected], Any, bool]:
     """Stream the corpus through the filters; keep only the selected sentences (with their encodings)."""
-    from bertsecrets_cli.analysis.framenet import SelectionCounts, SelectionOptions, select_links
-    from bertsecrets_cli.model.tokenize import encode_examples
+    from bertsecrets_cli.analysis.framenet import SelectionCounts, SelectionOptions
 
     sel = SelectionOptions(opts.max_sentence_tokens or None, opts.max_fe_tokens or None, opts.min_distance, opts.core_only, opts.core_definition,
                            unit=opts.units)
@@ -207,32 +206,48 @@ def _select_framenet(release: Any, frames: dict[str, Any], tokenizer: Any, opts:
     by_text: dict[str, int] = {}
     missing: set[str] = set()
     stopped = False
-    for sent in release.sentences(SENTENCE_SOURCES[opts.sentences]):
-        cands = _candidates(sent, frames, opts.core_definition, missing)
-        if not cands:
-            continue
-        enc = encode_examples(tokenizer, [(sent.text, None)], opts.max_length)[0]
-        offsets, special, words = _link_space(enc, sent.text, opts.units)
-        links = select_links(cands, offsets, special, sent.text, sel, counts)
-        if not links:
-            continue
-        j = by_text.get(sent.text)
-        if j is None:
-            if opts.limit is not None and len(selected) >= opts.limit:
+    from bertsecrets_cli.render.progress import progress
+
+    sources = SENTENCE_SOURCES[opts.sentences]
+    n_files = (len(release.fulltext_files) if "fulltext" in sources else 0) + (len(release.lu_files) if "exemplars" in sources else 0)
+    with progress(n_files, "reading FrameNet files", quiet=opts.quiet) as advance:
+        for sent in release.sentences(sources, on_file=advance):
+            if _select_one(sent, frames, tokenizer, opts, sel, counts, selected, by_text, missing):
                 stopped = True
                 break
-            by_text[sent.text] = j = len(selected)
-            selected.append(_Selected(f"{sent.source}:{sent.id}", sent.text, enc, [], set(), words))
-        s = selected[j]
-        for lk in links:
-            if lk.key() not in s.keys:  # the same sentence annotated twice (e.g. in two files) counts once
-                s.keys.add(lk.key())
-                lk.sentence = j
-                s.links.append(lk)
     counts.set("distinct sentences and links", len(selected), sum(len(s.links) for s in selected))
     if missing:
         info(f"warning: {len(missing)} frame(s) named in annotations have no frame/*.xml file (their FEs count as non-core), e.g. {sorted(missing)[0]}")
     return selected, counts, stopped
+
+
+def _select_one(sent: Any, frames: dict[str, Any], tokenizer: Any, opts: FrameNetOptions, sel: Any, counts: Any, selected: list[_Selected],
+                by_text: dict[str, int], missing: set[str]) -> bool:
+    """One sentence through the filters into ``selected``; True when --limit stops the reading."""
+    from bertsecrets_cli.analysis.framenet import select_links
+    from bertsecrets_cli.model.tokenize import encode_examples
+
+    cands = _candidates(sent, frames, opts.core_definition, missing)
+    if not cands:
+        return False
+    enc = encode_examples(tokenizer, [(sent.text, None)], opts.max_length)[0]
+    offsets, special, words = _link_space(enc, sent.text, opts.units)
+    links = select_links(cands, offsets, special, sent.text, sel, counts)
+    if not links:
+        return False
+    j = by_text.get(sent.text)
+    if j is None:
+        if opts.limit is not None and len(selected) >= opts.limit:
+            return True
+        by_text[sent.text] = j = len(selected)
+        selected.append(_Selected(f"{sent.source}:{sent.id}", sent.text, enc, [], set(), words))
+    s = selected[j]
+    for lk in links:
+        if lk.key() not in s.keys:  # the same sentence annotated twice (e.g. in two files) counts once
+            s.keys.add(lk.key())
+            lk.sentence = j
+            s.links.append(lk)
+    return False
 
 
 def _sources_used(release: Any, sentences: str) -> tuple[str, dict[str, Any]]:
@@ -350,7 +365,10 @@ def _framenet_tables(res: Any, selection: list[dict[str, Any]], stopped: bool, n
     direction = rank_by.replace("-", "_")
     other = "target_to_fe" if direction == "fe_to_target" else "fe_to_target"
     sel_t = Table("FrameNet selection (sentences and links surviving each filter)", ["filter", "sentences", "links"], name="selection",
-                  caption=f"the paper kept {PAPER_SENTENCES} sentences (bert-base tokenizer, LU exemplars)"
+                  caption=f"the paper kept {PAPER_SENTENCES} sentences: bert-base's tokenizer, lexical-unit exemplars read by NLTK, one target per "
+                          "sentence, core FEs from the frames' FEcoreSets; its text does not say which exemplars it read, so a count from another "
+                          "tokenizer, release part (--sentences) or core definition (--core-definition) is not expected to match; "
+                          "'tokens' are this model's word pieces"
                   + ("; counts cover the corpus read until --limit was reached" if stopped else "")
                   + (f"; {sources_note}" if sources_note else ""))
     for row in selection:
@@ -363,7 +381,8 @@ def _framenet_tables(res: Any, selection: list[dict[str, Any]], stopped: bool, n
     summary = framenet_notes(res, rank_by, top, res.n_links)["summary"]
     rank_t = Table(f"heads ranked by {ARROW[direction]} mean max-attention over {res.n_links} links in {n_sentences} sentences"
                    + (" (first-pair variant)" if first_pair else ""), cols, name="heads",
-                   caption="scores are attention mass (0-1); '> p99 of heads': above the 99th percentile of all heads (the paper's flag); "
+                   caption="scores are attention mass (0-1); '> p99 of heads': above the 99th percentile of all heads (the paper's flag; with "
+                   f"{score.size} heads it can mark at most {max(1, int(np.ceil(0.01 * score.size)))}); "
                    "'> baseline p99': above the 99th percentile of the head's own same-distance baseline; "
                    f"'beats strongest baseline': above both that p99 and the best fixed offset. {summary}",
                    short=RANKING_SHORT)
@@ -438,6 +457,14 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
     sources_note, source_attrs = _sources_used(release, opts.sentences)
     if sources_note:
         note(f"note: {sources_note}")
+    index = release.fulltext_index() if "fulltext" in SENTENCE_SOURCES[opts.sentences] else None
+    if index is not None:  # coverage: documents the release's index lists that are not in fulltext/
+        present = {p.name for p in release.fulltext_files}
+        absent = [n for n in index if n not in present]
+        source_attrs = {**source_attrs, "fulltext_documents_listed": len(index), "fulltext_documents_read": len(index) - len(absent)}
+        if absent:
+            note(f"note: read {len(index) - len(absent)} of the {len(index)} full-text documents fulltextIndex.xml lists; "
+                 f"{len(absent)} are not in {Path(opts.framenet) / 'fulltext'} (e.g. {absent[0]})")
     links = [lk for s in selected for lk in s.links]
     if not links:
         raise InputError(f"{opts.framenet}: no link survived the selection (see the thresholds: --max-sentence-tokens, --max-fe-tokens, --min-distance, --all-fes)")
