@@ -512,3 +512,19 @@ def test_framenet_says_which_indexed_documents_it_read_and_shows_progress(tmp_pa
     with open_store(tmp_path / "fn.h5") as st:
         prov = st.provenance()
     assert (prov["fulltext_documents_listed"], prov["fulltext_documents_read"]) == (3, 1)
+
+
+def test_plot_of_one_relation_names_that_relations_arcs_not_all_arcs(treebank: Path, tiny_model_factory, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bertsecrets_cli.cli.app import app
+    from bertsecrets_cli.store import open_store
+
+    runner = CliRunner()
+    dep = tmp_path / "d.h5"
+    assert runner.invoke(app, ["framenet", "--conllu", str(treebank), "--model", str(tiny_model_factory("bert")), "--device", "cpu", "-o", str(dep), "-q"]).exit_code == 0
+    with open_store(dep) as st:
+        rows = {r["label"]: r for r in st.json("dependency/relations")}
+    res = runner.invoke(app, ["plot", str(dep), "--quantity", "dep_det_accuracy", "--width", "120"])
+    assert res.exit_code == 0, res.stderr
+    assert f"N={rows['det']['count']} 'det' arcs" in res.stdout and f"N={rows['all']['count']} " not in res.stdout

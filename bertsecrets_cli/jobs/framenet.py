@@ -552,8 +552,11 @@ def _dependency_outputs(w: Any | None, overall: Any, results: list[Any]) -> list
     for r in [overall, *results]:
         k = "all" if r is overall else keys[r.label]
         if w is not None:
-            w.put_head_quantity(f"dep_{k}_accuracy", r.accuracy, f"accuracy of the most-attended word as the governor of '{r.label}' dependents ({r.count} arcs)")
-            w.put_head_quantity(f"dep_{k}_reverse_accuracy", r.reverse_accuracy, f"accuracy of the governor's most-attended word as its '{r.label}' dependent ({r.count} arcs)")
+            # n: the arcs of this relation, what a figure of it must say (not all arcs of the store)
+            w.put_head_quantity(f"dep_{k}_accuracy", r.accuracy, f"accuracy of the most-attended word as the governor of '{r.label}' dependents ({r.count} arcs)",
+                                n=r.count, n_counts=f"'{r.label}' arcs" if r is not overall else "arcs")
+            w.put_head_quantity(f"dep_{k}_reverse_accuracy", r.reverse_accuracy, f"accuracy of the governor's most-attended word as its '{r.label}' dependent ({r.count} arcs)",
+                                n=r.count, n_counts=f"'{r.label}' arcs" if r is not overall else "arcs")
         (li, hi), (lr, hr) = rank_heads(r.accuracy)[0], rank_heads(r.reverse_accuracy)[0]
         row = {"label": r.label, "key": k, "count": r.count, "offset_k": r.offset_k, "offset_accuracy": r.offset_accuracy,
                "best_head": head_name(li, hi), "best_accuracy": float(r.accuracy[li, hi]),

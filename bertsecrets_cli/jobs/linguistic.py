@@ -22,9 +22,9 @@ def put_feature_heads(w: Any, features: Any, unit: str) -> None:
     for k, f in enumerate(LINGUISTIC_FEATURES):
         n = int(features.counts[k])
         w.put_head_quantity(f"ling_{f}", col[..., k], f"mean attention given to {LINGUISTIC_LABELS[f]} (the most attended per example; "
-                            f"{unit} without one skipped; {n} {unit})", n_examples=n)
+                            f"{unit} without one skipped; {n} {unit})", n=n, n_counts=f"{unit} with {LINGUISTIC_LABELS[f]}")
         w.put_head_quantity(f"ling_cls_{f}", row[..., k], f"attention of the [CLS] row to {LINGUISTIC_LABELS[f]} (the most attended per example; "
-                            f"{n} {unit})", n_examples=n)
+                            f"{n} {unit})", n=n, n_counts=f"{unit} with {LINGUISTIC_LABELS[f]}")
 
 
 def feature_tables(features: Any, n: int, tags: str, unit: str) -> list[Table]:

@@ -41,6 +41,8 @@ class HeadQuantity:
     name: str
     values: np.ndarray  # [layers, heads]
     description: str
+    n: int | None = None  # what its values average over, when it differs from the store's N (attribute n; e.g. one relation's arcs)
+    n_counts: str = ""  # what n counts ("arcs", "sentences", ...)
 
 
 @dataclass
@@ -353,7 +355,9 @@ class Store:
         if group in self.h5:
             for name, ds in self.h5[group].items():
                 if isinstance(ds, h5py.Dataset):
-                    out[name] = HeadQuantity(name, ds[...], _decode(ds.attrs.get("description", "")))
+                    n = ds.attrs.get("n")
+                    out[name] = HeadQuantity(name, ds[...], _decode(ds.attrs.get("description", "")), None if n is None else int(n),
+                                             _decode(ds.attrs.get("n_counts", "")))
         return out
 
 
