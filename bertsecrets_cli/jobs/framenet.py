@@ -291,7 +291,7 @@ RANKING_SHORT = {"FE->target": "FE>T", "target->FE": "T>FE", "same-dist. baselin
                  "best offset": "off", "offset k": "k", "> p99 of heads": ">p99", "> baseline p99": ">bp99", "beats strongest baseline": "ok"}
 DEPENDENCY_SHORT = {"dep->gov head": "d>g", "accuracy": "acc", "gov->dep head": "g>d", "reverse acc.": "r.acc",
                     "best offset": "offset", "offset acc.": "o.acc", "head beats offset": "beats", "best offset acc.": "o.acc", "beats offset": "beats",
-                    "best (both)": "both", "best acc.": "b.acc", "few arcs": "few"}
+                    "best (both)": "both", "dir.": "dir", "best acc.": "b.acc", "few arcs": "few", "95% +-": "+-"}
 # options that change no stored number: shards of one job may differ in them
 _NOT_IN_JOB = ("top", "examples", "rank_by", "min_count", "force", "quiet", "device", "batch_size", "shard")
 
@@ -601,11 +601,11 @@ DEFINITION_CAPTIONS = {
             "dependent; root words not scored; best offset over any governor - dependent offset",
     "authors": "Clark et al.'s rule: the word itself and [CLS]/[SEP] excluded; reverse: the map transposed (the word attending most to the "
                "dependent); root words scored (always missed); offsets -3..+2 clamped at the sentence ends; 'best (both)': one head over "
-               "both directions, ties to the higher layer and head",
+               "both directions (dir.: fwd dependent -> governor, rev transposed), ties to the higher layer and head",
 }
 
 
-def _dependency_tables(rows: list[dict[str, Any]], overall: Any, n_sentences: int, min_count: int, top: int) -> list[Table]:
+def _dependency_tables(rows: list[dict[str, Any]], overall: Any, n_sentences: int, min_count: int, top: int, data: str = "") -> list[Table]:
     from bertsecrets_cli.analysis.definitions import title_note
     from bertsecrets_cli.analysis.framenet import rank_heads
     from bertsecrets_cli.analysis.relations import MIN_ARCS
@@ -614,8 +614,9 @@ def _dependency_tables(rows: list[dict[str, Any]], overall: Any, n_sentences: in
     authors = definition == "authors"
     shown = [row for row in rows if row["label"] == "all" or row["count"] >= min_count]
     cols = ["relation", "arcs", "dep->gov head", "accuracy", "gov->dep head", "reverse acc."]
-    cols += ["best (both)", "best acc."] if authors else []
-    rel_t = Table(f"best head per dependency relation ({n_sentences} sentences, {overall.count} arcs; {title_note(definition, 'dependency')})",
+    cols += ["best (both)", "dir.", "best acc."] if authors else []
+    on = f"{data}, " if data else ""
+    rel_t = Table(f"best head per dependency relation ({on}{n_sentences} sentences, {overall.count} arcs; {title_note(definition, 'dependency')})",
                   [*cols, "best offset", "offset acc.", "head beats offset", "few arcs"],
                   name="relations", short=DEPENDENCY_SHORT,
                   caption=f"relations with at least {min_count} arcs (--min-count); accuracy = share of arcs (0-1); "
@@ -624,17 +625,21 @@ def _dependency_tables(rows: list[dict[str, Any]], overall: Any, n_sentences: in
                           f"Definition: {DEFINITION_CAPTIONS[definition]}")
     for row in shown:
         best = row["best_both_accuracy"] if authors else row["best_accuracy"]
-        extra = [f"{row['best_both_head']} {row['best_both_direction']}", row["best_both_accuracy"]] if authors else []
+        extra = [row["best_both_head"], "fwd" if row["best_both_direction"] == "dep->head" else "rev", row["best_both_accuracy"]] if authors else []
         rel_t.add(row["label"], row["count"], row["best_head"], row["best_accuracy"], row["best_reverse_head"], row["best_reverse_accuracy"], *extra,
                   f"{row['offset_k']:+d}", row["offset_accuracy"], "yes" if best > row["offset_accuracy"] else "no",
                   "yes" if row["count"] < MIN_ARCS else "no")
     notes = dependency_notes(overall, top)
-    rank_t = Table(f"heads ranked by accuracy over all relations (dependent -> governor; {title_note(definition, 'dependency')})",
-                   ["rank", "head", "accuracy", "reverse acc.", "best offset acc.", "beats offset"], name="heads", short=DEPENDENCY_SHORT,
-                   caption=f"accuracy = share of arcs (0-1) whose governor is the dependent's most-attended word. {notes['summary']}")
+    rank_t = Table(f"heads ranked by accuracy over all relations (dependent -> governor; {on}N={overall.count} arcs; {title_note(definition, 'dependency')})",
+                   ["rank", "head", "accuracy", "95% +-", "reverse acc.", "best offset acc.", "beats offset"], name="heads", short=DEPENDENCY_SHORT,
+                   caption=f"accuracy = share of arcs (0-1) whose governor is the dependent's most-attended word; '95% +-': half-width of its "
+                           "normal-approximation 95% interval over the arcs (heads within it of each other are not told apart; arcs of one "
+                           f"sentence are not independent, so it is a lower bound). {notes['summary']}")
+    n = max(1, overall.count)
     for rk, (layer, h) in enumerate(rank_heads(overall.accuracy)[:top], 1):
-        rank_t.add(rk, head_name(layer, h), float(overall.accuracy[layer, h]), float(overall.reverse_accuracy[layer, h]), overall.offset_accuracy,
-                   "yes" if notes["beats"][layer, h] else "no")
+        p = float(overall.accuracy[layer, h])
+        rank_t.add(rk, head_name(layer, h), p, 1.96 * float(np.sqrt(p * (1 - p) / n)), float(overall.reverse_accuracy[layer, h]),
+                   overall.offset_accuracy, "yes" if notes["beats"][layer, h] else "no")
     return [rel_t, rank_t]
 
 
@@ -733,7 +738,7 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
     t_write = time.perf_counter()
 
     timings = {"load_model_s": t_model - t0, "read_select_s": t_select - t_model, "forward_score_s": t_score - t_select, "write_s": t_write - t_score}
-    return RelationsJobResult(Path(out), "dependency", _on_quantity(_dependency_tables(rel_rows, overall, len(mine), opts.min_count, opts.top)
+    return RelationsJobResult(Path(out), "dependency", _on_quantity(_dependency_tables(rel_rows, overall, len(mine), opts.min_count, opts.top, Path(opts.conllu).name)
                                                                     + feature_tables(features, len(mine), f"UPOS/DEPREL of {Path(opts.conllu).name}", "sentences"), opts.quantity),
                               len(mine), overall.count, lm.n_layers, H, timings)
 
@@ -810,7 +815,7 @@ def combine_relations(paths: list[str], out: str | Path, *, top: int = 10, examp
                 for line in notes["notes"]:
                     note(line)
                 w.set_provenance(*merged_provenance(ordered, outp, command, n_sentences=n_sent, n_arcs=overall.count, **notes["attrs"]))
-                tables = _dependency_tables(rows, overall, n_sent, min_count, top) + feature_tables(features, n_sent, f"UPOS/DEPREL of {Path(str(prov.get('data_source', ''))).name}", "sentences")
+                tables = _dependency_tables(rows, overall, n_sent, min_count, top, Path(str(prov.get("data_source", ""))).name) + feature_tables(features, n_sent, f"UPOS/DEPREL of {Path(str(prov.get('data_source', ''))).name}", "sentences")
                 n_scored = overall.count
         tables = _on_quantity(tables, first.result_quantity())
     finally:

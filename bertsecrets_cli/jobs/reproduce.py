@@ -421,7 +421,10 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
                 fig_ab = paper["ablation_figure"].get(T)
                 ref = pa.get(T, 100 * (fig_ab["best_head"][1] - fig_ab["base"]) if fig_ab else None)
                 cmp.add("best single-head gain when disabled (points)", T, _fmt(ref, 1), _fmt(100 * best, 1), setup)
-                cmp.add("heads whose removal improves the score", T, "some, every task", f"{n_help} of {int(np.sum(heads))}", setup)
+                lo = getattr(r, "ci_low", None)
+                beyond = (f"; {int(np.sum(np.asarray(lo)[np.array(heads), m] > 0))} beyond their 95% interval" if lo is not None
+                          and not np.all(np.isnan(np.asarray(lo, dtype=float))) else "; no intervals (--bootstrap 0)")
+                cmp.add("heads whose removal improves the score", T, "some, every task", f"{n_help} of {int(np.sum(heads))}{beyond}", setup)
             if any(layers):
                 d = r.delta[np.array(layers), m]
                 names = [n for n, k in zip(r.names, r.kinds) if k == "layer"]
