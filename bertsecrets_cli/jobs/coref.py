@@ -230,7 +230,13 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
 def _put_results(w: Any, rows: list[Any]) -> None:
     w.put_json("coreference/summary", [_row_json(r) for r in rows])
     for r in rows:
-        w.put_head_quantity(f"coref_{r.type}", r.accuracy, f"antecedent selection accuracy, {r.type} mentions ({r.count})", count=r.count)
+        # the baselines in the description: a grid of the heads alone cannot say that none beats head-word match
+        base = ", ".join(f"{k} {float(v):.3f}" for k, v in r.baselines.items())
+        best = float(np.nanmax(r.accuracy)) if np.size(r.accuracy) else float("nan")
+        beaten = [k for k, v in r.baselines.items() if best > float(v)]
+        verdict = (f"the best head ({best:.3f}) beats {', '.join(beaten)}" if beaten else f"no head beats any baseline (best head {best:.3f})")
+        w.put_head_quantity(f"coref_{r.type}", r.accuracy, f"antecedent selection accuracy, {r.type} mentions ({r.count}); baselines: {base}; {verdict}",
+                            count=r.count, n=r.count, n_counts=f"{r.type} mentions")
 
 
 def combine_coref(paths: list[str], out: str | Path, *, top: int = 10, force: bool = False, locking: bool | None = None,

@@ -444,7 +444,15 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
             body += _table_md(out, f"framenet-{i}", tb, _plot(fn, out / "figures" / "framenet.png", quantities=("framenet_fe_to_target",)) if i == 0 else None)
         h = _heads(fn)["framenet_fe_to_target"]
         li, hi = np.unravel_index(np.nanargmax(h), h.shape)
-        cmp.add("top FrameNet head (mean max-attention)", "FrameNet", "L7H6 0.209, L1H2 0.201", f"L{li + 1}H{hi + 1} {float(h[li, hi]):.3f}", setup)
+        from bertsecrets_cli.store import open_store as _open
+
+        with _open(fn) as fst:
+            fprov = fst.provenance()
+        fn_setup = (f"{'same' if (opts.model or '').rstrip('/').endswith('bert-base-uncased') else 'different'} model; data: "
+                    f"{Path(str(fprov.get('data_source', ''))).name} ({fprov.get('sentences', '')}; paper: FrameNet 1.7 LU exemplars); definition: ours")
+        cmp.add("top FrameNet head (mean max-attention)", "FrameNet", "L7H6 0.209, L1H2 0.201", f"L{li + 1}H{hi + 1} {float(h[li, hi]):.3f}", fn_setup)
+        cmp.add("FrameNet sentences kept by the selection", "FrameNet", "473",
+                f"{fprov.get('n_sentences', '?')} (another tokenizer and release part count differently: see the selection table's caption)", fn_setup)
     from bertsecrets_cli.jobs.reproduce_clark import index_section
 
     body += index_section(out, cmp, setup, _table_md, _fmt, model_same=(opts.model or "").rstrip("/").endswith("bert-base-uncased"))
