@@ -167,6 +167,7 @@ def clark_examples(model_dir: Path, conllu: Path) -> list[dict]:
     return out
 
 
+@pytest.mark.slow
 @covers("framenet", "--definition")
 def test_framenet_conllu_definition_authors_stores_clarks_numbers(treebank: Path, tiny_model_factory, tmp_path: Path) -> None:
     from typer.testing import CliRunner
@@ -238,6 +239,7 @@ def test_authors_probe_features_and_uas_match_clarks_probe_on_the_same_maps() ->
     assert data.scored_mask().sum() == sum(r != "punct" for ex in exs for r in ex["relns"])  # root words scored, punct not
 
 
+@pytest.mark.slow
 @covers("probe", "--definition")
 def test_probe_definition_authors_scores_as_clarks_probe(treebank: Path, tiny_model_factory, tmp_path: Path) -> None:
     from typer.testing import CliRunner
@@ -286,6 +288,7 @@ def mds_stress(X: np.ndarray, D: np.ndarray) -> float:
     return float(((E - D) ** 2).sum() / 2)
 
 
+@pytest.mark.slow
 @covers("cluster", "--definition")
 def test_cluster_definition_authors_is_clarks_head_distances_and_metric_mds(demo_store: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
@@ -323,6 +326,7 @@ def test_cluster_definition_authors_is_clarks_head_distances_and_metric_mds(demo
 # ------------------------------------------------------------------ flow (samiraabnar/attention_flow, attention_graph_util.py line 84)
 
 
+@pytest.mark.slow
 def test_flow_is_stored_row_normalised_and_format_1_stores_are_read_so_with_a_note(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     import shutil
 
@@ -388,6 +392,7 @@ def _reference_means(examples: list[tuple[np.ndarray, list[tuple[list[int], str,
     return out
 
 
+@pytest.mark.slow
 def test_linguistic_features_from_conllu_match_the_papers_rule(treebank: Path, tiny_model_factory, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -427,6 +432,7 @@ def test_linguistic_features_from_conllu_match_the_papers_rule(treebank: Path, t
         np.testing.assert_allclose(heads[f"ling_cls_{f}"], r[1], rtol=1e-5, atol=1e-6, err_msg=f)
 
 
+@pytest.mark.slow
 @covers("classify run", "--spacy")
 def test_classify_spacy_pipeline_tags_the_texts_for_the_linguistic_features(demo_store: Path, tmp_path: Path) -> None:
     spacy = pytest.importorskip("spacy")
@@ -491,6 +497,7 @@ def test_coref_counts_anaphoric_mentions_whose_antecedents_fall_outside_their_se
     assert want > 0 and sum(s.outside for s in split) == want
 
 
+@pytest.mark.slow
 @covers("framenet", "--framenet")
 def test_framenet_says_which_indexed_documents_it_read_and_shows_progress(tmp_path: Path, tiny_model_factory) -> None:
     from typer.testing import CliRunner
@@ -514,6 +521,7 @@ def test_framenet_says_which_indexed_documents_it_read_and_shows_progress(tmp_pa
     assert (prov["fulltext_documents_listed"], prov["fulltext_documents_read"]) == (3, 1)
 
 
+@pytest.mark.slow
 def test_plot_of_one_relation_names_that_relations_arcs_not_all_arcs(treebank: Path, tiny_model_factory, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
