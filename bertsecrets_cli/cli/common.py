@@ -39,7 +39,8 @@ ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Do only shard 
                                                "Join the shard stores with 'bertsecrets merge'.")]
 PartSizeOpt = Annotated[int, typer.Option("--part-size", help="Examples per resumable part: a stopped run keeps its finished parts for --resume.")]
 QuantitiesOpt = Annotated[str, typer.Option("--quantities", help="Maps to store, comma-separated: weights (always), norms (||alpha f(x)||, Kobayashi et al. 2020), "
-                                           "norms_normalised (rows sum to 1), rollout (per layer, Abnar & Zuidema 2020), flow (per layer; costly: --max-length <= 64). "
+                                           "norms_normalised (rows sum to 1), rollout (per layer, Abnar & Zuidema 2020), flow (per layer, rows divided by their sums as Abnar's code; costly: --max-length <= 64), "
+                                           "flow_raw (the max-flow values before that division). "
                                            "All from the same forward pass.")]
 QuantityOpt = Annotated[str, typer.Option("--quantity", help="Which attention maps to analyse: weights (default), norms, norms_normalised, rollout, flow (rows normalised, as Abnar's code) or flow_raw "
                                           "(a store holds those given to extract --quantities; framenet computes them on the fly); tables name it.")]
