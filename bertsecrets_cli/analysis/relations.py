@@ -42,8 +42,6 @@ from bertsecrets_cli.analysis.wordlevel import word_attention, word_piece_matrix
 
 # Clark et al.'s offsets: Syntax_Analysis.ipynb cell 6, ``baseline_scores = {i: ... for i in range(-3, 3)}``
 AUTHORS_OFFSETS = tuple(range(-3, 3))
-DIRECTIONS = {"ours": ("dependent -> governor", "governor -> dependent"),
-              "authors": ("dependent -> governor", "transposed: the word attending most to the dependent")}
 
 
 def predictions(word_att: np.ndarray, has_pieces: np.ndarray, *, exclude_self: bool = False) -> np.ndarray:
