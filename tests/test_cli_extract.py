@@ -130,7 +130,7 @@ def test_bad_store_input_gives_one_line_and_exit_code(tmp_path: Path, demo_store
     elif case == "other schema":
         p = _write(tmp_path / "v2.h5", demo_store.read_bytes())
         with h5py.File(p, "r+") as f:
-            f.attrs["encoding-version"] = "2"
+            f.attrs["encoding-version"] = "99"
     else:
         p = tmp_path / "foreign.h5"
         with h5py.File(p, "w") as f:

@@ -87,7 +87,7 @@ def bad(tmp_path_factory: pytest.TempPathFactory, demo_store: Path) -> dict[str,
     (d / "truncated.h5").write_bytes(raw[: len(raw) // 2])
     out["truncated"] = d / "truncated.h5"
     _flip_attention_bytes(copy("flipped.h5"))
-    _set_root_attr(copy("v2.h5"), "encoding-version", "2")
+    _set_root_attr(copy("v2.h5"), "encoding-version", "99")
     _set_root_attr(copy("incomplete.h5"), "complete", 0)
     with h5py.File(copy("nan.h5"), "r+") as f:
         f["attention/maps"][100:400] = np.nan

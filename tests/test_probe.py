@@ -34,7 +34,7 @@ def _sentence(rng: np.random.Generator, W: int, planted: bool) -> tuple[np.ndarr
 def test_features_hold_both_directions_and_the_gold_row() -> None:
     rng = np.random.default_rng(0)
     att, heads = _sentence(rng, 5, planted=False)
-    f, dep, cand, counts, gold, right = pair_features(att, heads)
+    f, dep, cand, counts, gold, right, scored = pair_features(att, heads)
     assert f.shape == (4 * 4, 6) and counts.tolist() == [4, 4, 4, 4]  # 4 dependents (not the root) x 4 candidates
     i = 1
     rows = slice(int(counts[:0].sum()), int(counts[:1].sum()))
@@ -44,6 +44,7 @@ def test_features_hold_both_directions_and_the_gold_row() -> None:
     np.testing.assert_allclose(f[rows][gold[0], :3], att[0, :, i, j])  # dependent -> head
     np.testing.assert_allclose(f[rows][gold[0], 3:], att[0, :, j, i])  # head -> dependent
     assert right.tolist() == [heads[k] - 1 == (k + 1 if k + 1 < 5 else k - 1) for k in range(1, 5)]
+    assert scored.all()  # ours scores every dependent, punctuation included
 
 
 def test_probe_learns_a_planted_head_and_generalises() -> None:

@@ -14,7 +14,7 @@ from bertsecrets_cli.cli.app import app
 from bertsecrets_cli.store import open_store
 
 runner = CliRunner()
-ALL = "weights,norms,norms_normalised,rollout,flow"
+ALL = "weights,norms,norms_normalised,rollout,flow,flow_raw"
 
 
 def invoke(*args: str):  # noqa: ANN202
@@ -85,7 +85,10 @@ def test_stored_norms_and_rollout_match_the_model_and_analysis(qstore: Path) -> 
         np.testing.assert_allclose(st.select_quantity("norms").attention(i), norms[0].numpy(), rtol=2e-3, atol=2e-3)
         np.testing.assert_allclose(st.select_quantity("norms_normalised").attention(i), row_normalise(norms[0].numpy()), atol=2e-3)
         np.testing.assert_allclose(st.select_quantity("rollout").attention(i)[:, 0], rollout(w), atol=3e-3)
-        np.testing.assert_allclose(st.select_quantity("flow").attention(i)[:, 0], flow(w), atol=3e-3)
+        raw = flow(w)
+        np.testing.assert_allclose(st.select_quantity("flow_raw").attention(i)[:, 0], raw, atol=3e-3 * raw.max())
+        # flow: each row divided by its sum, as Abnar's compute_flows (flow_values[u] /= flow_values[u].sum())
+        np.testing.assert_allclose(st.select_quantity("flow").attention(i)[:, 0], raw / raw.sum(-1, keepdims=True), atol=3e-3)
 
 
 def test_shards_of_a_quantities_extract_merge_into_the_whole(tmp_path: Path) -> None:

@@ -38,7 +38,12 @@ def test_reduced_reproduce_writes_index_tables_figures_and_valid_stores(tmp_path
     comparison = json.loads(res.stdout)
     # the GLUE tasks, FrameNet (--framenet), Clark et al.'s dependency heads (--conllu) and head clustering (always)
     assert {r["task"] for r in comparison} == {"SST-2", "STS-B", "FrameNet", "Clark: dependencies", "Clark: clustering"}
-    assert all(r["setup"] == "different model and data" for r in comparison)
+    assert all(r["setup"] == "different model and data" for r in comparison if not r["task"].startswith("Clark") and r["task"] != "FrameNet")
+    assert all("; paper: FrameNet 1.7 LU exemplars); definition: ours" in r["setup"] for r in comparison if r["task"] == "FrameNet")
+    assert all(r["setup"] == "different model and data; definition: authors (Clark's code)" for r in comparison if r["task"] == "Clark: clustering")
+    # the treebank rows name their own data and the definition of Clark's code, which computed them
+    assert all(r["setup"].startswith("different model; data: ") and r["setup"].endswith("definition: authors (Clark's code)")
+               for r in comparison if r["task"] == "Clark: dependencies")
     for t in ("sst2", "stsb"):
         assert (out / "models" / t / "config.json").exists() and (out / "models" / t / "eval.h5").exists()
         for name in ("pre", "ft", "pre.pat", "ft.pat", "diff", "abl"):
@@ -79,7 +84,7 @@ def test_reduced_reproduce_writes_index_tables_figures_and_valid_stores(tmp_path
     assert "done already" in resumed.stderr
     quiet = runner.invoke(app, [*args, "--resume", "--quiet", "--format", "tsv", "--table", "comparison"])
     assert quiet.exit_code == 0 and quiet.stderr == ""
-    assert quiet.stdout.splitlines()[0].split("\t") == ["finding", "task", "paper (bert-base, GLUE)", "this run", "setup"]
+    assert quiet.stdout.splitlines()[0].split("\t") == ["finding", "task", "paper (bert-base)", "this run", "setup"]
 
 
 @covers("reproduce", "--data")

@@ -56,16 +56,17 @@ def test_clark_steps_and_index_rows(demo_store: Path, tiny_model_factory, tmp_pa
     run_classify(out / "stores" / "sst2-pre.h5", out / "stores" / "sst2-pre.pat.h5", ClassifyOptions(quiet=True))
     train, test = write_demo_treebank(tmp_path / "train.conllu", 10), write_demo_treebank(tmp_path / "test.conllu", 4, seed=1)
     model = str(tiny_model_factory("bert"))
-    run_relations(FrameNetOptions(conllu=str(train), model=model, device="cpu", quiet=True, min_count=1), out / "stores" / "dependency.h5")
+    run_relations(FrameNetOptions(conllu=str(train), model=model, device="cpu", quiet=True, min_count=1, definition="authors"),
+                  out / "stores" / "dependency.h5")
     opts = ReproduceOptions(model=model, conllu=str(train), coref=str(test), probe_test=str(test), device="cpu", quiet=True)
     run = _Run()
     run_steps(run, opts, out, "sst2", ["--model", model], ["--device", "cpu"])
     assert run.names == ["Clark: word-level attention", "Clark: head clustering", "Clark: coreference heads", "Clark: attention probe"]
     assert (out / "figures" / "clusters.png").exists()
-    cmp = Table("paper vs this run", ["finding", "task", "paper (bert-base, GLUE)", "this run", "setup"])
+    cmp = Table("paper vs this run", ["finding", "task", "paper (bert-base)", "this run", "setup"])
     body = index_section(out, cmp, "different model and data", _table_md, _fmt)
     text = "\n".join(body)
-    for section in ("heads clustered by behaviour", "coreference heads", "the attention probe"):
+    for section in ("heads clustered by behaviour", "coreference heads", "the attention probe", "attention to linguistic features"):
         assert section in text
     rows = {(r[0], r[1]): r for r in cmp.rows}
     assert rows[("best head vs best offset: det (%)", "Clark: dependencies")][2] == "94.3 vs 51.7"  # from reference/clark_numbers.json
@@ -76,8 +77,21 @@ def test_clark_steps_and_index_rows(demo_store: Path, tiny_model_factory, tmp_pa
     assert rows[("right-branching baseline UAS (%)", "Clark: probe")][2] == "26 (Table 3*)"
     assert "transcribed from two agreeing secondary notes" in text
     assert "offset" in rows[("best head vs best offset: det (%)", "Clark: dependencies")][3]
+    # the treebank rows say what differs: the model, their own data next to the paper's, and whose definition
+    det_setup = rows[("best head vs best offset: det (%)", "Clark: dependencies")][4]
+    assert det_setup == "different model; data: train.conllu (paper: WSJ dev, Stanford Dependencies); definition: authors (Clark's code)"
+    probe_setup = rows[("attention-only probe UAS (%)", "Clark: probe")][4]
+    assert "data: test.conllu" in probe_setup and "definition: authors (Clark's code)" in probe_setup  # run_steps asks for his probe
+    assert "definition: ours" in rows[("best coreference head, antecedent accuracy (%)", "Clark: coreference")][4]
+    assert rows[("heads of a layer behave alike (nearest head in the same layer)", "Clark: clustering")][4].endswith("definition: authors (Clark's code)")
+    from bertsecrets_cli.store import open_store
+
+    with open_store(out / "stores" / "sst2-pre.clusters.h5") as st:  # his setting: word pieces, smoothed JS, metric MDS
+        assert (st.provenance()["definition"], st.provenance()["level"], st.provenance()["measure"]) == ("authors", "word pieces", "js-smoothed")
+    assert "head<-dep" in rows[("best head vs best offset: det (%)", "Clark: dependencies")][3] or "dep->head" in rows[("best head vs best offset: det (%)", "Clark: dependencies")][3]
     assert {r[1] for r in cmp.rows} == {"Clark: dependencies", "Clark: clustering", "Clark: coreference", "Clark: probe"}
     assert (out / "tables" / "coreference-0.md").exists() and (out / "tables" / "probe.md").exists()
+    assert "nouns" in (out / "tables" / "features-0.md").read_text()  # sec. 4.4's features from the treebank's tags
 
 
 @pytest.mark.parametrize("key", ["dependency_best_head_vs_best_offset_percent", "coreference_best_head_accuracy_percent", "_source",

@@ -10,6 +10,12 @@ so memory is flat in the number of examples and shards add exactly.
 The 2-D embedding is classical (Torgerson) MDS: deterministic up to the sign of each axis, which is fixed
 (largest |coordinate| positive) so the same store always gives the same picture. Any number of layers and
 heads (the paper's code hard-coded 144).
+
+``measure="js-smoothed"`` is the measure of Clark et al.'s released code (clarkkev/attention-analysis,
+head_distances.py lines 29-38, commit b609cfc): each row is smoothed as ``0.001 / T + 0.999 a`` (T the map's
+length), the JS divergence is in natural log, and it is summed over the rows and over the examples (the total,
+not divided by anything: ``mean`` returns it as is). Its embedding is metric MDS (jobs/cluster.py ``metric_mds``:
+SMACOF from scikit-learn with General_Analysis.ipynb cell 18's settings, n_init=5, max_iter=1000, eps=1e-10, seeded).
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-MEASURES = ("js-distance", "js-divergence")
+MEASURES = ("js-distance", "js-divergence", "js-smoothed")
+SMOOTHING = 0.001  # head_distances.py line 31: 0.001 / T + 0.999 a
 
 
 def _plogp_ratio(p: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -28,11 +35,33 @@ def _plogp_ratio(p: np.ndarray, m: np.ndarray) -> np.ndarray:
     return t.sum(-1)
 
 
+def pairwise_js_smoothed(P: np.ndarray) -> np.ndarray:
+    """[K, T, T] maps of K heads -> [K, K] Clark's summed JS divergence: rows smoothed ``0.001 / T + 0.999 a``
+    (not renormalised, as in his code), natural log, summed over every cell."""
+    P = np.asarray(P, dtype=np.float64)
+    P = SMOOTHING / P.shape[1] + (1.0 - SMOOTHING) * P
+    logP = np.log(P)
+    K = P.shape[0]
+    out = np.zeros((K, K))
+    for i in range(K - 1):
+        Q, logQ = P[i + 1 :], logP[i + 1 :]
+        M = 0.5 * (P[i][None] + Q)
+        logM = np.log(M)
+        js = 0.5 * (P[i][None] * (logP[i][None] - logM) + Q * (logQ - logM))
+        v = js.sum((-1, -2))
+        out[i, i + 1 :] = v
+        out[i + 1 :, i] = v
+    return out
+
+
 def pairwise_js(P: np.ndarray, measure: str = "js-distance") -> np.ndarray:
     """[K, R, C] row distributions of K heads -> [K, K] sum over the R rows of each pair's per-row JS
-    divergence (base 2) or its square root. Rows are renormalised (float16 storage rounds them)."""
+    divergence (base 2) or its square root. Rows are renormalised (float16 storage rounds them).
+    ``js-smoothed``: Clark's (``pairwise_js_smoothed``)."""
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {MEASURES}, not {measure!r}")
+    if measure == "js-smoothed":
+        return pairwise_js_smoothed(P)
     P = np.clip(np.asarray(P, dtype=np.float64), 0.0, None)
     s = P.sum(-1, keepdims=True)
     P = np.divide(P, s, out=np.zeros_like(P), where=s > 0)
@@ -80,7 +109,10 @@ class HeadDistanceAccumulator:
         self.examples += int(examples)
 
     def mean(self) -> np.ndarray:
-        return self.total / self.rows if self.rows else np.full_like(self.total, np.nan)
+        """The distance matrix: the mean over rows; for ``js-smoothed`` Clark's total (summed, never divided)."""
+        if not self.rows:
+            return np.full_like(self.total, np.nan)
+        return self.total.copy() if self.measure == "js-smoothed" else self.total / self.rows
 
 
 def classical_mds(D: np.ndarray, dims: int = 2) -> tuple[np.ndarray, np.ndarray]:

@@ -12,8 +12,19 @@ problem for the attention-only probe, so the result does not depend on a seed. M
 of every (dependent, candidate) pair once, as float32: 4 bytes x 2 x layers x heads x sum of W (W - 1) over
 sentences (bert-base, 3,000 sentences of 20 words: 1.3 GB); training makes no copy of it (the word-dependent
 weights enter as ``(X @ a) . e``, never as a pairs x features product).
-Root words have no head word and are neither trained on nor scored; scores are unlabeled attachment
-scores (UAS) over all other words, punctuation included.
+Two definitions (``--definition``, analysis/definitions.py):
+
+``ours``: root words have no head word and are neither trained on nor scored; a word's candidates are the
+sentence's other words; scores are unlabeled attachment scores (UAS) over all other words, punctuation included.
+
+``authors`` follows Clark et al.'s released probe (clarkkev/attention-analysis, Syntax_Analysis.ipynb cell 14,
+commit b609cfc): the maps span [CLS] + words + [SEP]; every word is trained on and its candidates are ROOT and
+every word of the sentence, itself included (``attn_maps[:, 1:-1, 1:-1]`` keeps the diagonal); ROOT's feature
+is each map's attention to [CLS] and to [SEP] (``root_features``), in both directions (the transposed maps give
+attention from [CLS]/[SEP] to the word); UAS skips words whose relation is ``punct`` ("it is standard to
+ignore punct"). One difference stays, and the README says so: Clark learns two scalars ``ROOT_start`` and
+``ROOT_end`` that weigh [CLS] against [SEP]; here ROOT's feature is their sum with both fixed at 1, so training
+stays convex (and full-batch L-BFGS, where he ran one epoch of Adam with batch size 1).
 """
 
 from __future__ import annotations
@@ -34,42 +45,68 @@ class ProbeData:
     offsets: np.ndarray  # int64 [Q + 1] candidate rows per scored dependent
     gold: np.ndarray  # int64 [Q] index of the gold head's row, within its dependent's rows
     right: np.ndarray  # bool [Q] the right-branching baseline is right (head = next word; the last word: previous)
+    scored: np.ndarray | None = None  # bool [Q] dependents UAS counts (None: all; authors: not punct)
+
+    def scored_mask(self) -> np.ndarray:
+        return np.ones(len(self.gold), bool) if self.scored is None else self.scored
 
 
-def pair_features(word_att: np.ndarray, heads: list[int | None]) -> tuple[np.ndarray, ...]:
-    """One sentence: word attention [L, H, W, W] and 1-based governors -> (features [P, F], dependent word
-    [P], candidate word [P], rows per dependent [Q], gold row [Q], right-branching hit [Q])."""
-    L, H, W, _ = word_att.shape
-    A = np.nan_to_num(word_att.reshape(L * H, W, W), nan=0.0)
-    feats, dep, cand, counts, gold, right = [], [], [], [], [], []
+ROOT = -1  # the candidate index of ROOT (authors' definition); its embedding is zeros, as Clark's dummy
+
+
+def pair_features(word_att: np.ndarray, heads: list[int | None], deprels: list[str] | None = None, *,
+                  definition: str = "ours") -> tuple[np.ndarray, ...]:
+    """One sentence: word attention and 1-based governors -> (features [P, F], dependent word [P], candidate
+    word [P] (ROOT = -1), rows per dependent [Q], gold row [Q], right-branching hit [Q], scored [Q]).
+
+    ``ours``: ``word_att`` is [L, H, W, W] over the words. ``authors``: [L, H, W + 2, W + 2] over [CLS], the
+    words and [SEP] (Clark's word-level maps); ``deprels`` then decide which dependents UAS counts."""
+    L, H, N, _ = word_att.shape
+    authors = definition == "authors"
+    W = N - 2 if authors else N
+    A = np.nan_to_num(word_att.reshape(L * H, N, N), nan=0.0)
+    if authors:
+        root = np.concatenate([A[:, 1:-1, 0] + A[:, 1:-1, -1], A[:, 0, 1:-1] + A[:, -1, 1:-1]], axis=0)  # [2K, W]
+        A = A[:, 1:-1, 1:-1]
+    feats, dep, cand, counts, gold, right, scored = [], [], [], [], [], [], []
     for i, g in enumerate(heads):
-        if g is None or g == 0 or W < 2:
+        if g is None or (not authors and (g == 0 or W < 2)):
             continue
-        cands = np.array([j for j in range(W) if j != i])
-        feats.append(np.concatenate([A[:, i, cands], A[:, cands, i]], axis=0).T)  # [W-1, 2K]
+        if authors:  # ROOT first, then every word, the word itself included
+            cands = np.concatenate([[ROOT], np.arange(W)])
+            f = np.concatenate([root[:, i : i + 1], np.concatenate([A[:, i, :], A[:, :, i]], axis=0)], axis=1).T
+            gold.append(0 if g == 0 else g)
+            scored.append(deprels is None or deprels[i] != "punct")
+        else:
+            cands = np.array([j for j in range(W) if j != i])
+            f = np.concatenate([A[:, i, cands], A[:, cands, i]], axis=0).T  # [W-1, 2K]
+            gold.append(int(np.nonzero(cands == g - 1)[0][0]))
+            scored.append(True)
+        feats.append(f)
         dep.append(np.full(len(cands), i))
         cand.append(cands)
         counts.append(len(cands))
-        gold.append(int(np.nonzero(cands == g - 1)[0][0]))
         rb = i + 1 if i + 1 < W else i - 1
         right.append(rb == g - 1)
     F = 2 * L * H
     ints = (lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64))
     return (np.concatenate(feats).astype(np.float32) if feats else np.zeros((0, F), np.float32), ints(dep), ints(cand),
-            np.asarray(counts, np.int64), np.asarray(gold, np.int64), np.asarray(right, bool))
+            np.asarray(counts, np.int64), np.asarray(gold, np.int64), np.asarray(right, bool), np.asarray(scored, bool))
 
 
 def stack(parts: list[tuple[np.ndarray, ...]], n_words: list[int], emb: np.ndarray | None = None) -> ProbeData:
     """Many sentences' ``pair_features`` (with each sentence's word count) -> one ProbeData; ``emb``
-    [sum of words, d] are the words' reduced embeddings, in sentence order (None: no embeddings)."""
+    [sum of words, d] are the words' reduced embeddings, in sentence order (None: no embeddings); ROOT's is 0."""
     starts = np.concatenate([[0], np.cumsum(n_words)[:-1]]).astype(np.int64)
+    total = int(sum(n_words))
     counts = np.concatenate([p[3] for p in parts])
     dep = np.concatenate([p[1] + s0 for p, s0 in zip(parts, starts)])
-    cand = np.concatenate([p[2] + s0 for p, s0 in zip(parts, starts)])
-    e = emb if emb is not None else np.zeros((int(sum(n_words)), 0), np.float32)
+    cand = np.concatenate([np.where(p[2] == ROOT, total, p[2] + s0) for p, s0 in zip(parts, starts)])
+    e = emb if emb is not None else np.zeros((total, 0), np.float32)
+    e = np.concatenate([e, np.zeros((1, e.shape[1]), e.dtype)])  # row ``total``: ROOT
     return ProbeData(np.concatenate([p[0] for p in parts]), e[dep].astype(np.float32), e[cand].astype(np.float32),
                      np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), np.concatenate([p[4] for p in parts]),
-                     np.concatenate([p[5] for p in parts]))
+                     np.concatenate([p[5] for p in parts]), np.concatenate([p[6] for p in parts]))
 
 
 def reduce_embeddings(train: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
@@ -158,7 +195,8 @@ def train_probe(data: ProbeData, *, embeddings: bool, l2: float = 1e-3, max_iter
 
 def uas(probe: Probe, data: ProbeData) -> float:
     """Share of dependents whose highest-scoring candidate is the gold head."""
-    if not len(data.gold):
+    mask = data.scored_mask()
+    if not mask.any():
         return float("nan")
     s = probe.scores(data)
     seg = np.repeat(np.arange(len(data.gold)), np.diff(data.offsets))
@@ -167,7 +205,7 @@ def uas(probe: Probe, data: ProbeData) -> float:
     gold_s = s[data.offsets[:-1] + data.gold]
     # ties count against the probe: the gold head must be the unique maximum (a zero probe scores 0)
     ties = np.bincount(seg, weights=(s >= best[seg]).astype(float), minlength=len(data.gold))
-    return float(np.mean((gold_s >= best) & (ties == 1)))
+    return float(np.mean(((gold_s >= best) & (ties == 1))[mask]))
 
 
 def single_feature_uas(data: ProbeData) -> np.ndarray:

@@ -7,7 +7,9 @@ A_l = 0.5 * W_l + 0.5 * I (rows renormalised), and
 * rollout_l = A_l @ A_{l-1} @ ... @ A_1: how much of input token k reaches position i after layer l;
 * flow_l[i, k] = the maximum flow from node i of layer l to input token k in the layered graph whose
   edges (l, i) -> (l-1, j) have capacity A_l[i, j]. It solves L * T * T max-flow problems per example,
-  which is why ``extract`` offers it only for short inputs.
+  which is why ``extract`` offers it only for short inputs. ``flow`` returns the raw values (rows sum to
+  more than 1); stores keep them row-normalised under ``flow``, as the authors' ``compute_flows`` divides
+  each row by its sum (samiraabnar/attention_flow, attention_graph_util.py line 84), and raw as ``flow_raw``.
 
 Pure numpy/scipy: no torch, no HDF5.
 """

@@ -58,6 +58,8 @@ def run(
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Patterns store to write (.h5); '-' writes it to stdout. Without it, only the tables are printed.")] = None,
     classifier: Annotated[Optional[str], typer.Option("--classifier", help="A CNN file from 'classify train' instead of the default rules.")] = None,
     features: Annotated[bool, typer.Option("--features", help="Also print attention to [CLS], [SEP], punctuation and negation words per layer and head (paper sec. 4.4).")] = False,
+    spacy: Annotated[Optional[str], typer.Option("--spacy", help="A spaCy pipeline (package name or folder; optional extra 'spacy') that tags the store's texts: "
+                                                 "also attention to nouns, verbs, pronouns, subjects and objects, and the last layer's [CLS] attention to each (paper sec. 4.4; tables with --features, /heads/ling_*). One pass, no --shard.")] = None,
     quantity: c.QuantityOpt = "weights",
     device: c.DeviceOpt = "auto",
     shard: c.ShardOpt = None,
@@ -84,7 +86,7 @@ def run(
 
         opts = ClassifyOptions(classifier=classifier, device=device, force=force or output == "-",
                                locking=False if no_locking else None, quiet=quiet, shard=shard, quantity=quantity,
-                               part_size=0 if output == "-" else part_size, resume=resume)
+                               part_size=0 if output == "-" else part_size, resume=resume, spacy=spacy)
         with input_path(store) as src:
             name = "stdin" if store == "-" else store
             if output is None:

@@ -10,9 +10,11 @@ from bertsecrets_cli.cli import common as c
 
 
 def cluster(
-    store: Annotated[str, typer.Argument(help="Attention store (extract) or words store (words: the paper's word level); '-' reads stdin.")],
+    store: Annotated[str, typer.Argument(help="Attention store (extract: word pieces, as Clark et al.'s released code) or words store (words: word level); '-' reads stdin.")],
     output: Annotated[str, typer.Option("--output", "-o", help="Clusters store to write (.h5); '-' writes it to stdout.")],
-    measure: Annotated[str, typer.Option("--measure", help="js-distance (square root of each row's Jensen-Shannon divergence, a metric) or js-divergence (the paper's).")] = "js-distance",
+    measure: Annotated[Optional[str], typer.Option("--measure", help="js-distance (square root of each row's Jensen-Shannon divergence, base 2, a metric; the default), js-divergence "
+                                                   "(base 2), or js-smoothed (Clark's code: rows smoothed 0.001/T + 0.999a, natural log, summed; the default of --definition authors).")] = None,
+    definition: c.DefinitionOpt = "ours",
     top: Annotated[int, typer.Option("--top", "-k", help="Nearest heads listed per head.")] = 3,
     patterns: Annotated[Optional[str], typer.Option("--patterns", help="A patterns store of the same model (classify run): colour the heads by majority pattern type.")] = None,
     figure: Annotated[Optional[str], typer.Option("--figure", help="Also draw the embedding to this file (.png, .svg or .pdf).")] = None,
@@ -30,7 +32,8 @@ def cluster(
 
     Jensen-Shannon distance between every pair of heads, row by row, pooled over every token of every example
     (one pass, memory flat in the number of examples); a deterministic classical-MDS embedding in
-    2-D; each head's nearest heads; how much closer heads of one layer are to each other than to other layers.
+    2-D (--definition authors: Clark's released setting instead: word pieces, smoothed JS divergence summed
+    over rows and examples, seeded metric MDS from scikit-learn); each head's nearest heads; how much closer heads of one layer are to each other than to other layers.
     Prints the tables and a terminal scatter (coloured by layer, or by pattern type with --patterns) and writes
     the distances, the embedding and /heads/cluster_* to the store.
     """
@@ -46,7 +49,7 @@ def cluster(
 
         stream = c.table_stream(output)
         cols = width or (shutil.get_terminal_size().columns if stream.isatty() else 80)
-        opts = ClusterOptions(measure=measure, top=top, patterns=patterns, figure=figure, width=cols, force=force or output == "-",
+        opts = ClusterOptions(measure=measure, definition=definition, top=top, patterns=patterns, figure=figure, width=cols, force=force or output == "-",
                               locking=False if no_locking else None, quiet=quiet, shard=shard)
         with input_path(store) as src, output_path(output) as path:
             res = run_cluster(src, path, opts, name=store)

@@ -39,10 +39,14 @@ ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Do only shard 
                                                "Join the shard stores with 'bertsecrets merge'.")]
 PartSizeOpt = Annotated[int, typer.Option("--part-size", help="Examples per resumable part: a stopped run keeps its finished parts for --resume.")]
 QuantitiesOpt = Annotated[str, typer.Option("--quantities", help="Maps to store, comma-separated: weights (always), norms (||alpha f(x)||, Kobayashi et al. 2020), "
-                                           "norms_normalised (rows sum to 1), rollout (per layer, Abnar & Zuidema 2020), flow (per layer; costly: --max-length <= 64). "
+                                           "norms_normalised (rows sum to 1), rollout (per layer, Abnar & Zuidema 2020), flow (per layer, rows divided by their sums as Abnar's code; costly: --max-length <= 64), "
+                                           "flow_raw (the max-flow values before that division). "
                                            "All from the same forward pass.")]
-QuantityOpt = Annotated[str, typer.Option("--quantity", help="Which attention maps to analyse: weights (default), norms, norms_normalised, rollout or flow "
+QuantityOpt = Annotated[str, typer.Option("--quantity", help="Which attention maps to analyse: weights (default), norms, norms_normalised, rollout, flow (rows normalised, as Abnar's code) or flow_raw "
                                           "(a store holds those given to extract --quantities; framenet computes them on the fly); tables name it.")]
+# one vocabulary for every command where ours and the authors' definitions differ (analysis/definitions.py)
+DefinitionOpt = Annotated[str, typer.Option("--definition", help="Whose definition to follow where they differ: ours (default) or authors "
+                                            "(the released code behind the paper's number; README: Whose definition). Stored and named in every table title.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same options.")]
 NoValidateOpt = Annotated[bool, typer.Option("--no-validate", help="Trust the input stores: skip the check that they hold every part their kind needs and that attention is finite, in [0, 1] and sums to 1 per row (check always does it).",
                                              envvar="BERTSECRETS_NO_VALIDATE", show_envvar=False)]

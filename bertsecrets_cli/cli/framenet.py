@@ -32,6 +32,7 @@ def framenet(
     max_offset: Annotated[int, typer.Option("--max-offset", help="Fixed-offset baseline: the target assumed at 1..N pieces either side of the frame element (at least --min-distance away).")] = 5,
     base_relations: Annotated[bool, typer.Option("--base-relations", help="CoNLL-U: count subtyped relations under their base label (nsubj:pass as nsubj).")] = False,
     min_count: Annotated[int, typer.Option("--min-count", help="CoNLL-U: table relations with at least this many arcs (all are stored).")] = 10,
+    definition: c.DefinitionOpt = "ours",
     top: Annotated[int, typer.Option("--top", "-k", help="Heads shown in the ranking.")] = 10,
     examples: Annotated[int, typer.Option("--examples", help="FrameNet: show the strongest link of this many top heads.")] = 3,
     seed: c.SeedOpt = 0,
@@ -51,7 +52,8 @@ def framenet(
     a head's score is its max attention over the link's word-piece pairs, averaged over links, in both
     directions, against random links at the same distance and fixed positional offsets.
     CoNLL-U (Clark et al. 2019): per relation, how often each head's most-attended word is the governor
-    (and the reverse), against the best fixed offset. Prints the ranked heads and writes every per-head
+    (and the reverse), against the best fixed offset; --definition authors applies Clark's released rule
+    (the word itself and [CLS]/[SEP] excluded, reverse by transpose, offsets -3..+2, one best head). Prints the ranked heads and writes every per-head
     array to the store (/heads/framenet_* or /heads/dep_*) for plot, show and diff.
     """
     out_fmt = c.check_format(fmt, table)
@@ -67,7 +69,7 @@ def framenet(
             sentences=sentences, max_sentence_tokens=max_sentence_tokens, max_fe_tokens=max_fe_tokens, min_distance=min_distance,
             core_only=core_only, core_definition=core_definition, first_pair=first_pair, limit=limit, baseline_samples=baseline_samples,
             max_offset=max_offset, seed=seed, top=top, examples=examples, rank_by=rank_by, base_relations=base_relations,
-            min_count=min_count, units=units, force=force or output == "-", quiet=quiet, shard=shard, quantity=quantity, locking=False if no_locking else None,
+            min_count=min_count, definition=definition, units=units, force=force or output == "-", quiet=quiet, shard=shard, quantity=quantity, locking=False if no_locking else None,
         )
         with output_path(output) as path:
             res = run_relations(opts, path)

@@ -21,6 +21,7 @@ def probe(
     embedding_dims: Annotated[int, typer.Option("--embedding-dims", help="Principal components of the input embeddings for the attention + words probe (0: train the attention-only probe alone).")] = 8,
     l2: Annotated[float, typer.Option("--l2", help="L2 penalty on the probe's weights.")] = 1e-3,
     max_iter: Annotated[int, typer.Option("--max-iter", help="L-BFGS iterations at most.")] = 300,
+    definition: c.DefinitionOpt = "ours",
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     fmt: c.FormatOpt = "table",
@@ -35,7 +36,8 @@ def probe(
     candidate, candidate -> dependent); the attention + words probe lets those weights depend on the two
     words' input embeddings. Trained on --train by L-BFGS on CPU, scored on --test by UAS next to the
     right-branching baseline and the best single head (chosen on --train). Learned weights go to
-    /heads/probe_* in the store.
+    /heads/probe_* in the store. --definition authors follows Clark's released probe: ROOT is a candidate
+    (attention to [CLS] and [SEP]), root words are trained and scored, punctuation is not scored.
     """
     out_fmt = c.check_format(fmt, table)
 
@@ -46,7 +48,7 @@ def probe(
         from bertsecrets_cli.cli.spool import output_path
 
         opts = ProbeOptions(train=train, test=test, model=model, device=device, batch_size=batch_size, max_length=max_length, limit=limit,
-                            embedding_dims=embedding_dims, l2=l2, max_iter=max_iter, force=force or output == "-", quiet=quiet, locking=False if no_locking else None)
+                            embedding_dims=embedding_dims, l2=l2, max_iter=max_iter, definition=definition, force=force or output == "-", quiet=quiet, locking=False if no_locking else None)
         with output_path(output) as path:
             res = run_probe(opts, path)
             emit(res.tables, out_fmt, c.table_stream(output))

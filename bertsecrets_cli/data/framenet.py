@@ -93,6 +93,10 @@ class ReadSummary:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
 
 
+def _nothing() -> None:
+    pass
+
+
 def _drop(line: str) -> None:
     """Where problems go when the caller gave no callback."""
 
@@ -237,9 +241,27 @@ class FrameNetRelease:
         self.summary.frames = len(out)
         return out
 
+    def fulltext_index(self) -> list[str] | None:
+        """The fulltext/*.xml file names that ``fulltextIndex.xml`` lists (``CORPUS__DOCUMENT.xml``), or None when
+        the release has no readable index: what a run can compare with the documents it read."""
+        index = self.root / "fulltextIndex.xml"
+        if not index.is_file():
+            return None
+        try:
+            root = ET.parse(index).getroot()
+        except ET.ParseError as e:
+            self._problem(index, f"malformed XML ({e}); the index is not used")
+            return None
+        names = []
+        for corpus in (el for el in root.iter() if _local(el.tag) == "corpus"):
+            for doc in (el for el in corpus.iter() if _local(el.tag) == "document"):
+                names.append(f"{corpus.get('name', '')}__{doc.get('name', '')}.xml")
+        return names
+
     # -- sentences ------------------------------------------------------------------------
-    def sentences(self, sources: tuple[str, ...] = SOURCES) -> Iterator[FNSentence]:
-        """Sentences with their frame annotations: full text first, then lexical-unit exemplars, by file name."""
+    def sentences(self, sources: tuple[str, ...] = SOURCES, on_file: Callable[[], None] | None = None) -> Iterator[FNSentence]:
+        """Sentences with their frame annotations: full text first, then lexical-unit exemplars, by file name;
+        ``on_file`` is called after each file (a caller's progress)."""
         for s in sources:
             if s not in SOURCES:
                 raise InputError(f"unknown FrameNet sentence source {s!r}; choose from {', '.join(SOURCES)}")
@@ -248,11 +270,13 @@ class FrameNetRelease:
                 raise InputError(f"{self.root}: has no fulltext/*.xml files")
             for file in self.fulltext_files:
                 yield from self._file_sentences(file, "fulltext")
+                (on_file or _nothing)()
         if "exemplars" in sources:
             if not self.lu_files and sources == ("exemplars",):
                 raise InputError(f"{self.root}: has no lu/*.xml files")
             for file in self.lu_files:
                 yield from self._file_sentences(file, "exemplars")
+                (on_file or _nothing)()
 
     def _file_sentences(self, file: Path, source: str) -> Iterator[FNSentence]:
         root_name = "fullTextAnnotation" if source == "fulltext" else "lexUnit"

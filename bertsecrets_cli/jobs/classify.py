@@ -35,6 +35,7 @@ class ClassifyOptions:
     quantity: str = "weights"  # which stored maps to label (schema.QUANTITIES): weights, norms_normalised, rollout, ...
     part_size: int = 4096  # examples per resumable part (jobs/classify_parts.py; 0: one pass, nothing kept if stopped)
     resume: bool = False  # continue an interrupted run from its finished parts
+    spacy: str | None = None  # a spaCy pipeline (name or folder) tagging the texts: attention to nouns, verbs, ... (jobs/linguistic.py)
 
 
 @dataclass
@@ -51,6 +52,8 @@ class ClassifyResult:
     tables: list[Table] = field(default_factory=list)
     feature_tables: list[Table] = field(default_factory=list)
     quantity: str = "weights"  # the maps that were labelled
+    linguistic: Any = None  # analysis.linguistic.FeatureMeans with --spacy
+    spacy: str = ""
 
     @property
     def head_shares(self) -> np.ndarray:
@@ -88,6 +91,13 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
     from bertsecrets_cli.model.device import check_device_spec
 
     check_device_spec(opts.device)  # the rules need no device, but a mistyped one is still refused
+    if opts.spacy and shard is not None:
+        raise InputError("--spacy: not with --shard (the linguistic features' sums are not merged); tag the whole store in one run")
+    nlp = None
+    if opts.spacy:
+        from bertsecrets_cli.jobs.linguistic import load_spacy
+
+        nlp = load_spacy(opts.spacy)
     cnn = load_classifier(opts.classifier, opts.device) if opts.classifier else None
     cinfo = cnn.info if cnn else rules_info()
     with open_store(store_path, kind="attention", locking=opts.locking, quantity=opts.quantity) as st:
@@ -102,6 +112,17 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
         tok_sum = np.zeros((L, H, K))
         tok_n = np.zeros(K, dtype=np.int64)
         two = 0
+        ling = tags = None
+        if nlp is not None:
+            from bertsecrets_cli.analysis.linguistic import FeatureMeans, feature_groups
+            from bertsecrets_cli.jobs.linguistic import piece_groups, spacy_tags
+            from bertsecrets_cli.tokens import CLS
+
+            ling = FeatureMeans(L, H)
+            texts = [st.strings("examples/text_a")[s0:s1]]
+            if st.has("examples/text_b"):
+                texts.append(st.strings("examples/text_b")[s0:s1])
+            tags = [spacy_tags(nlp, [t or "" for t in seg]) for seg in texts]  # [segment][example] -> words
         writer = StoreWriter(out, "patterns", force=opts.force, locking=opts.locking) if out is not None else None
         with writer if writer is not None else contextlib.nullcontext() as w, graceful_stop() as stop, \
                 progress(N, "classify", quiet=opts.quiet) as advance:
@@ -128,12 +149,22 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
                 present = ~np.isnan(tv[0, 0])
                 tok_sum[..., present] += tv[..., present]
                 tok_n += present
+                if ling is not None:
+                    pieces: list[list[int]] = []
+                    word_tags: list[tuple[str, str]] = []
+                    for seg, seg_tags in enumerate(tags):
+                        p_, t_ = piece_groups(tk.offsets, tk.special, tk.type_ids, seg, seg_tags[i - s0])
+                        pieces += p_
+                        word_tags += t_
+                    cls = np.flatnonzero(tk.special == CLS)
+                    ling.add(att, feature_groups(pieces, word_tags), int(cls[0]) if len(cls) else None)
                 if pw is not None:
                     pw.add(labels, feats, tv)
                 advance(1)
             with np.errstate(invalid="ignore", divide="ignore"):
                 token_means = tok_sum / np.where(tok_n > 0, tok_n, np.nan)
-            res = ClassifyResult(Path(out) if out is not None else None, N, L, H, cinfo, counts, token_means, tok_n, two, quantity=st.quantity)
+            res = ClassifyResult(Path(out) if out is not None else None, N, L, H, cinfo, counts, token_means, tok_n, two, quantity=st.quantity,
+                                 linguistic=ling, spacy=opts.spacy or "")
             if w is not None:
                 copy_model_from(w, st)
                 w.copy_examples_from(st, s0, s1)
@@ -147,7 +178,7 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
                 provenance = {
                     **tool_attrs(), "input_store": source or str(store_path), **{k: in_prov.get(k, "") for k in ("model", "model_fingerprint", "task", "data_source", "split", "is_demo_data")},
                     **cinfo.attrs(), "n_examples": N, "two_sentence_examples": two, "job_fingerprint": job, **shard_attrs,
-                    "quantity": st.quantity,
+                    "quantity": st.quantity, **({"spacy_pipeline": opts.spacy} if opts.spacy else {}),
                 }
                 w.set_provenance(provenance, provenance_texts({"classify": asdict(opts), "thresholds": thresholds,
                                                                "input_provenance": in_prov}, command))
@@ -169,6 +200,10 @@ def put_heads(w: Any, res: ClassifyResult) -> None:
     w.put_head_quantity("pattern_majority_share", maj_share, "share of the examples with the head's majority type (a confidence)", classifier=res.classifier.name)
     for k, name in enumerate(TOKEN_FEATURES):
         w.put_head_quantity(f"token_{name}", res.token_means[..., k], TOKEN_FEATURE_DESCRIPTIONS[name], n_examples=int(res.token_examples[k]))
+    if res.linguistic is not None:
+        from bertsecrets_cli.jobs.linguistic import put_feature_heads
+
+        put_feature_heads(w, res.linguistic, "examples")
 
 
 def majority_letter(cls: int, share: float) -> str:
@@ -223,4 +258,8 @@ def token_tables(res: ClassifyResult) -> list[Table]:
     for layer in range(res.n_layers):
         for head in range(res.n_heads):
             h.add(head_name(layer, head), *(float(x) for x in res.token_means[layer, head]))
-    return [t, h]
+    if res.linguistic is None:
+        return [t, h]
+    from bertsecrets_cli.jobs.linguistic import feature_tables
+
+    return [t, h, *feature_tables(res.linguistic, res.n_examples, f"spaCy pipeline {res.spacy}", "examples")]

@@ -17,7 +17,7 @@ def run_classify_resumable(store_path: str | Path, out: str | Path | None, opts:
     """:func:`run_classify`, in resumable parts when it writes ``out`` and the store holds more than one part."""
     if opts.part_size < 0:
         raise InputError(f"--part-size {opts.part_size}: must be 0 (one pass) or more")
-    if out is not None and not opts.shard and opts.part_size:
+    if out is not None and not opts.shard and opts.part_size and not opts.spacy:  # --spacy: one pass (its sums are not merged)
         parted = _in_parts(store_path, out, opts, command=command, source=source)
         if parted is not None:
             return parted

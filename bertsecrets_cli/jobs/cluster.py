@@ -1,7 +1,7 @@
 """``cluster``: heads clustered by how alike their attention is (Clark et al. 2019, Figure 6).
 
-One streaming pass over an attention store (word pieces) or a words store (word level, the paper's
-setting): every example's maps add to a [K, K] sum of per-row Jensen-Shannon distances (analysis/clustering.py),
+One streaming pass over an attention store (word pieces, as Clark et al.'s released pipeline) or a words
+store (word level): every example's maps add to a [K, K] sum of per-row Jensen-Shannon distances (analysis/clustering.py),
 so memory is flat in the number of examples. The mean distances, a 2-D classical-MDS embedding and each
 head's nearest heads go to a ``clusters`` store; its /heads/cluster_* arrays are read by plot, show and diff.
 Shards (``--shard``) keep the sum and row count, which ``merge`` adds exactly.
@@ -31,7 +31,8 @@ LEVELS = {"attention": "word pieces", "words": "words"}
 
 @dataclass
 class ClusterOptions:
-    measure: str = "js-distance"
+    measure: str | None = None  # None: js-distance (ours) or js-smoothed (authors)
+    definition: str = "ours"  # "authors": Clark's setting (word pieces, js-smoothed summed, metric MDS)
     top: int = 3  # nearest heads listed per head
     patterns: str | None = None  # a patterns store (classify run): colour by majority pattern type
     figure: str | None = None  # .png, .svg or .pdf
@@ -52,8 +53,12 @@ class ClusterResult:
     level: str
     distance: np.ndarray  # [K, K]
     embedding: np.ndarray  # [K, 2]
-    explained: np.ndarray  # [2]
+    explained: np.ndarray  # [2] (classical MDS; NaN for metric MDS)
     pattern: np.ndarray | None = None  # [L, H] majority pattern index
+    stress: float = float("nan")  # metric MDS (authors' definition)
+    definition: str = "ours"
+    measure_name: str = ""
+    model_data: str = ""  # "MODEL on DATA, " for captions
     tables: list[Table] = field(default_factory=list)
     lines: list[Any] = field(default_factory=list)  # the terminal scatter
     figure: Path | None = None
@@ -62,7 +67,14 @@ class ClusterResult:
 
 def _check(opts: ClusterOptions) -> None:
     from bertsecrets_cli.analysis.clustering import MEASURES
+    from bertsecrets_cli.analysis.definitions import DEFINITIONS
 
+    if opts.definition not in DEFINITIONS:
+        raise InputError(f"--definition {opts.definition}: choose one of {', '.join(DEFINITIONS)}")
+    if opts.definition == "authors" and opts.measure not in (None, "js-smoothed"):
+        raise InputError(f"--measure {opts.measure}: --definition authors uses Clark's measure (js-smoothed); leave --measure out")
+    if opts.measure is None:
+        opts.measure = "js-smoothed" if opts.definition == "authors" else "js-distance"
     if opts.measure not in MEASURES:
         raise InputError(f"--measure {opts.measure}: choose one of {', '.join(MEASURES)}")
     if opts.top < 1:
@@ -113,6 +125,9 @@ def run_cluster(store_path: str | Path, out: str | Path, opts: ClusterOptions, *
         pattern = _read_patterns(opts.patterns, L, H, str(prov.get("model_fingerprint", "")), opts.locking) if opts.patterns else None
         if N == 0:
             raise InputError(f"{name or store_path}: holds no examples")
+        if opts.definition == "authors" and st.kind != "attention":
+            raise InputError(f"{name or store_path}: a words store; --definition authors clusters word-piece maps as Clark's code did: "
+                             "give the attention store (extract)")
         s0, s1 = shard_slice(shard, N, "examples")
         if shard is not None:
             info(f"shard {shard} ({shard.origin}): examples {s0}..{s1 - 1} of {N}")
@@ -123,8 +138,8 @@ def run_cluster(store_path: str | Path, out: str | Path, opts: ClusterOptions, *
                 acc.add(att)
                 advance(1)
         t_pass = time.perf_counter()
-        res = _results(acc, L, H, st.kind, pattern)
-        job = fingerprint({"input": input_identity(st), "level": st.kind, "measure": opts.measure})
+        res = _results(acc, L, H, st.kind, pattern, opts.definition)
+        job = fingerprint({"input": input_identity(st), "level": st.kind, "measure": opts.measure, "definition": opts.definition})
         shard_attrs = shard_provenance(shard, s0, s1, N) if shard is not None else inherited_shard(prov)
         keep = {k: prov[k] for k in ("model", "model_path", "model_revision", "model_fingerprint", "tokenizer", "task", "data_source", "split",
                                      "is_demo_data", "max_length", "attn_implementation", "word_boundaries") if k in prov}
@@ -133,22 +148,49 @@ def run_cluster(store_path: str | Path, out: str | Path, opts: ClusterOptions, *
             copy_model_from(w, st)
             w.copy_examples_from(st, s0, s1) if (s0, s1) != (0, N) else w.copy_examples_from(st)
             w.set_provenance({**tool_attrs(), **keep, "source_store": str(Path(store_path).expanduser()), "level": LEVELS[st.kind],
-                              "measure": opts.measure, "n_examples": s1 - s0, "n_rows": acc.rows, "job_fingerprint": job,
+                              "measure": opts.measure, "definition": opts.definition, "n_examples": s1 - s0, "n_rows": acc.rows, "job_fingerprint": job,
                               "patterns_store": str(opts.patterns or ""), **shard_attrs},
                              provenance_texts({"cluster": config}, command))
             _write(w, acc, res)
     res.path, res.n_examples = outp, s1 - s0
+    res.measure_name, res.model_data = opts.measure, _model_data(prov)
     res.timings = {"pass_s": t_pass - t0, "total_s": time.perf_counter() - t0}
     _present(res, opts)
     return res
 
 
-def _results(acc: Any, L: int, H: int, level_kind: str, pattern: np.ndarray | None) -> ClusterResult:
+def metric_mds(D: np.ndarray, dims: int = 2, seed: int = 0) -> tuple[np.ndarray, float]:
+    """Metric MDS of a dissimilarity matrix by SMACOF (scikit-learn, the optional extra ``sklearn``) with the
+    settings of Clark et al.'s General_Analysis.ipynb cell 18: ([K, dims] coordinates, stress). Seeded, so the
+    same store gives the same picture (his call was not seeded)."""
+    from sklearn.manifold import smacof
+
+    X, stress = smacof(np.asarray(D, dtype=np.float64), metric=True, n_components=dims, n_init=5, max_iter=1000, eps=1e-10, random_state=seed)
+    return X, float(stress)
+
+
+def _model_data(prov: dict[str, Any]) -> str:
+    """'MODEL on DATA, ' from a store's provenance, for titles; '' when it names neither."""
+    model = Path(str(prov.get("model", "") or "")).name
+    data = str(prov.get("task", "") or "") or Path(str(prov.get("data_source", "") or "")).name
+    if int(prov.get("is_demo_data", 0) or 0):
+        data += " (demo data)"
+    return (f"{model or 'model?'} on {data or 'data?'}, ") if (model or data) else ""
+
+
+def _results(acc: Any, L: int, H: int, level_kind: str, pattern: np.ndarray | None, definition: str = "ours") -> ClusterResult:
     from bertsecrets_cli.analysis.clustering import classical_mds
 
     if not acc.rows:
         raise InputError("no attention rows to compare (every example is empty)")
     D = acc.mean()
+    if definition == "authors":  # General_Analysis.ipynb cell 18: metric MDS on the precomputed divergences
+        try:
+            X, stress = metric_mds(D, 2)
+        except ImportError as e:
+            raise InputError("--definition authors: metric MDS needs scikit-learn (pip install 'bertsecrets[sklearn]')") from e
+        return ClusterResult(Path(), acc.examples, acc.rows, L, H, LEVELS.get(level_kind, level_kind), D, X, np.full(2, np.nan), pattern,
+                             stress=stress, definition=definition)
     X, explained = classical_mds(D, 2)
     return ClusterResult(Path(), acc.examples, acc.rows, L, H, LEVELS.get(level_kind, level_kind), D, X, explained, pattern)
 
@@ -158,14 +200,18 @@ def _write(w: Any, acc: Any, res: ClusterResult) -> None:
 
     L, H = res.n_layers, res.n_heads
     w.put_array(DISTANCE, res.distance, attrs={"measure": acc.measure, "level": res.level, "order": "head index = layer * n_heads + head (0-based)"})
-    w.put_array(EMBEDDING, res.embedding, attrs={"method": "classical MDS", "explained": json.dumps([float(x) for x in res.explained])})
+    method = ("metric MDS (SMACOF, scikit-learn; n_init=5, max_iter=1000, eps=1e-10, random_state=0)" if res.definition == "authors"
+              else "classical MDS")
+    w.put_array(EMBEDDING, res.embedding, attrs={"method": method, "explained": json.dumps([float(x) for x in res.explained]),
+                                                 "stress": float(res.stress)})
     w.put_array(STATE_SUM, acc.total, attrs={"rows": int(acc.rows), "examples": int(acc.examples), "measure": acc.measure})
     _, nd = nearest_heads(res.distance, 1)
     D = res.distance
     mean_other = (D.sum(1) / max(1, D.shape[0] - 1))
     what = f"{acc.measure.replace('-', ' ')} over {res.level}"
-    w.put_head_quantity("cluster_x", res.embedding[:, 0].reshape(L, H), "first coordinate of the heads' 2-D classical MDS embedding")
-    w.put_head_quantity("cluster_y", res.embedding[:, 1].reshape(L, H), "second coordinate of the heads' 2-D classical MDS embedding")
+    mds = "metric" if res.definition == "authors" else "classical"
+    w.put_head_quantity("cluster_x", res.embedding[:, 0].reshape(L, H), f"first coordinate of the heads' 2-D {mds} MDS embedding")
+    w.put_head_quantity("cluster_y", res.embedding[:, 1].reshape(L, H), f"second coordinate of the heads' 2-D {mds} MDS embedding")
     w.put_head_quantity("cluster_nearest", nd[:, 0].reshape(L, H), f"{what} to the most similar other head")
     w.put_head_quantity("cluster_mean", mean_other.reshape(L, H), f"mean {what} to every other head (low: a typical head)")
 
@@ -177,21 +223,27 @@ def _present(res: ClusterResult, opts: ClusterOptions) -> None:
     D = res.distance
     idx, dist = nearest_heads(D, opts.top)
     names = [head_name(k // H, k % H) for k in range(L * H)]
-    t = Table(f"nearest heads ({opts.measure} over {res.level}, {res.n_examples} examples, {res.n_rows} rows)",
+    from bertsecrets_cli.analysis.definitions import title_note
+
+    defn = title_note(res.definition, "cluster")
+    t = Table(f"nearest heads ({res.measure_name} over {res.level}, {res.n_examples} examples, {res.n_rows} rows; {defn})",
               ["head", "x", "y", *[c for j in range(idx.shape[1]) for c in (f"#{j + 1}", f"d{j + 1}")]], name="nearest")
     for k in range(L * H):
         t.add(names[k], float(res.embedding[k, 0]), float(res.embedding[k, 1]),
               *[v for j in range(idx.shape[1]) for v in (names[int(idx[k, j])], float(dist[k, j]))])
     within, between = layer_cohesion(D, L, H)
-    c = Table("layer cohesion (heads of a layer behave alike when within < between)", ["layer", "within layer", "to other layers", "ratio"],
+    c = Table(f"layer cohesion (heads of a layer behave alike when within < between; {defn})", ["layer", "within layer", "to other layers", "ratio"],
               name="cohesion")
     for ly in range(L):
         c.add(layer_name(ly), float(within[ly]), float(between[ly]), float(within[ly] / between[ly]) if between[ly] else float("nan"))
     same = float(np.mean(idx[:, 0] // H == np.arange(L * H) // H))
-    s = Table("summary", ["quantity", "value"], name="summary")
+    s = Table(f"summary ({res.model_data}{res.n_examples} examples; {defn})", ["quantity", "value"], name="summary")
     s.add("heads whose nearest head is in the same layer", same)
     s.add("chance of that", (H - 1) / (L * H - 1) if L * H > 1 else float("nan"))
-    s.add("MDS variance explained (x, y)", f"{res.explained[0]:.3f}, {res.explained[1]:.3f}")
+    if res.definition == "authors":
+        s.add("metric MDS stress", f"{res.stress:.4g}")
+    else:
+        s.add("MDS variance explained (x, y)", f"{res.explained[0]:.3f}, {res.explained[1]:.3f}")
     res.tables = [s, c, t]
     from bertsecrets_cli.render.terminal_scatter import scatter_lines
 
@@ -201,7 +253,8 @@ def _present(res: ClusterResult, opts: ClusterOptions) -> None:
         from bertsecrets_cli.render.scatter_figures import head_embedding_figure
 
         res.figure = head_embedding_figure(res.embedding, np.arange(L * H) // H, res.pattern.reshape(-1) if res.pattern is not None else None,
-                                           opts.figure, names=names, title=f"Heads by attention behaviour ({opts.measure}, {res.level})")
+                                           opts.figure, names=names,
+                                           title=f"Heads by attention behaviour ({res.measure_name}, {res.level}; {res.model_data}N = {res.n_examples} examples)")
 
 
 def _categories(res: ClusterResult) -> tuple[np.ndarray, list[tuple[str, str]]]:
@@ -237,7 +290,8 @@ def combine_clusters(paths: list[str], out: str | Path, *, top: int = 3, force: 
         for st in ordered:
             a = st.h5[STATE_SUM].attrs
             acc.absorb(st.array(STATE_SUM), int(a["rows"]), int(a["examples"]))
-        res = _results(acc, L, H, "words" if prov.get("level") == "words" else "attention", None)
+        definition = str(prov.get("definition", "ours"))
+        res = _results(acc, L, H, "words" if prov.get("level") == "words" else "attention", None, definition)
         n = int(sum(st.n_examples for st in ordered))
         with StoreWriter(outp, KIND, force=force, locking=locking) as w:
             copy_model_from(w, first)
@@ -249,5 +303,6 @@ def combine_clusters(paths: list[str], out: str | Path, *, top: int = 3, force: 
         for st in stores:
             st.close()
     res.path, res.n_examples = outp, n
-    _present(res, ClusterOptions(measure=acc.measure, top=top))
+    res.measure_name, res.model_data = acc.measure, _model_data(prov)
+    _present(res, ClusterOptions(measure=acc.measure, top=top, definition=definition))
     return res

@@ -78,6 +78,7 @@ class _Segment:
     id: str
     words: list[str]
     mentions: list[Any]
+    outside: int = 0  # anaphoric mentions whose antecedents all lie in earlier segments of the document (not scored)
 
 
 def pack_segments(docs: list[Any], piece_count: Any, budget: int) -> tuple[list[_Segment], int]:
@@ -90,6 +91,7 @@ def pack_segments(docs: list[Any], piece_count: Any, budget: int) -> tuple[list[
     for doc in docs:
         cur: list[Any] = []
         used = 0
+        seen: set[str] = set()  # entities mentioned in the document's earlier segments
 
         def flush() -> None:
             if not cur:
@@ -101,7 +103,9 @@ def pack_segments(docs: list[Any], piece_count: Any, budget: int) -> tuple[list[
                 words += s.words
                 ments += [SegmentMention(m.head + off, m.entity, m.type) for m in s.mentions]
             first = cur[0].id or str(len(out))
-            out.append(_Segment(f"{doc.id}/{first}" if first != doc.id else doc.id, words, ments))
+            outside = sum(1 for m in ments if m.entity in seen and not any(p.entity == m.entity and p.head < m.head for p in ments))
+            seen.update(m.entity for m in ments)
+            out.append(_Segment(f"{doc.id}/{first}" if first != doc.id else doc.id, words, ments, outside))
 
         for s in doc.sentences:
             if not s.words:
@@ -192,6 +196,10 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
         info(f"shard {shard}: no mention with an antecedent here; the store is kept for merge")
     if scorer.skipped_unmapped:
         info(f"skipped {scorer.skipped_unmapped} mention(s) whose head word or antecedent has no word piece")
+    outside = sum(s.outside for s in segments)
+    if outside:  # coverage: these anaphoric mentions are not in any row below
+        info(f"skipped {outside} of {outside + scorer.n + scorer.skipped_unmapped} anaphoric mention(s) whose antecedents all lie "
+             f"outside their {opts.max_length}-piece segment (earlier segments of the document)")
     hits, base, types = scorer.arrays()
     rows = summarize(hits, base, types, samples=opts.bootstrap, seed=opts.seed) if scorer.n else []
     t_score = time.perf_counter()
@@ -204,7 +212,8 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
         w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.data).expanduser()), "n_segments": len(segments), "n_mentions": scorer.n,
                                           "max_length": opts.max_length, "bootstrap": opts.bootstrap, "seed": opts.seed, "job_fingerprint": job,
                                           "word_attention": "mean over the attending word's pieces, sum over the attended word's pieces",
-                                          "skipped_unmapped": scorer.skipped_unmapped, **shard_attrs, "quantity": opts.quantity}),
+                                          "skipped_unmapped": scorer.skipped_unmapped, "skipped_antecedent_outside_segment": outside,
+                                          **shard_attrs, "quantity": opts.quantity}),
                          provenance_texts({"coref": config}, command))
         w.put_strings("examples/id", [s.id for s in segments])
         w.put_strings("examples/text_a", [" ".join(s.words) for s in segments])
@@ -221,7 +230,13 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
 def _put_results(w: Any, rows: list[Any]) -> None:
     w.put_json("coreference/summary", [_row_json(r) for r in rows])
     for r in rows:
-        w.put_head_quantity(f"coref_{r.type}", r.accuracy, f"antecedent selection accuracy, {r.type} mentions ({r.count})", count=r.count)
+        # the baselines in the description: a grid of the heads alone cannot say that none beats head-word match
+        base = ", ".join(f"{k} {float(v):.3f}" for k, v in r.baselines.items())
+        best = float(np.nanmax(r.accuracy)) if np.size(r.accuracy) else float("nan")
+        beaten = [k for k, v in r.baselines.items() if best > float(v)]
+        verdict = (f"the best head ({best:.3f}) beats {', '.join(beaten)}" if beaten else f"no head beats any baseline (best head {best:.3f})")
+        w.put_head_quantity(f"coref_{r.type}", r.accuracy, f"antecedent selection accuracy, {r.type} mentions ({r.count}); baselines: {base}; {verdict}",
+                            count=r.count, n=r.count, n_counts=f"{r.type} mentions")
 
 
 def combine_coref(paths: list[str], out: str | Path, *, top: int = 10, force: bool = False, locking: bool | None = None,
@@ -251,7 +266,9 @@ def combine_coref(paths: list[str], out: str | Path, *, top: int = 10, force: bo
             for name in (HITS, BASELINE_HITS, MENTION_TYPES):
                 w.concat_from(name, ordered)
             w.set_provenance(*merged_provenance(ordered, outp, command, n_segments=n_seg, n_mentions=len(types),
-                                                skipped_unmapped=sum(int(st.provenance().get("skipped_unmapped", 0)) for st in ordered)))
+                                                skipped_unmapped=sum(int(st.provenance().get("skipped_unmapped", 0)) for st in ordered),
+                                                skipped_antecedent_outside_segment=sum(int(st.provenance().get("skipped_antecedent_outside_segment", 0))
+                                                                                       for st in ordered)))
             _put_results(w, rows)
     finally:
         for st in stores:

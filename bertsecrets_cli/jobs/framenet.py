@@ -53,6 +53,7 @@ class FrameNetOptions:
     rank_by: str = "fe-to-target"
     base_relations: bool = False  # CoNLL-U: 'nsubj:pass' counts as 'nsubj'
     min_count: int = 10  # CoNLL-U: relations with fewer instances are stored but not tabled
+    definition: str = "ours"  # CoNLL-U: "authors" scores heads by Clark et al.'s released rule (analysis/relations.py)
     force: bool = False
     quiet: bool = False
     locking: bool | None = None  # False: --no-locking (NFS/Lustre)
@@ -90,6 +91,13 @@ def _check(opts: FrameNetOptions) -> None:
         raise InputError(f"--core-definition {opts.core_definition}: choose coretype or coreset")
     if opts.units not in UNITS:
         raise InputError(f"--units {opts.units}: choose one of {', '.join(UNITS)}")
+    from bertsecrets_cli.analysis.definitions import DEFINITIONS
+
+    if opts.definition not in DEFINITIONS:
+        raise InputError(f"--definition {opts.definition}: choose one of {', '.join(DEFINITIONS)}")
+    if opts.framenet is not None and opts.definition != "ours":
+        raise InputError(f"--definition {opts.definition}: applies to dependency heads (--conllu); the FrameNet choices of "
+                         "Kovaleva et al.'s code are --core-definition coreset and --first-pair")
     if opts.conllu is not None and opts.units != "tokens":
         raise InputError(f"--units {opts.units}: dependency relations (--conllu) are always scored on the treebank's words; --units is for --framenet")
     if opts.rank_by not in RANK_BY:
@@ -189,8 +197,7 @@ def _candidates(sent: Any, frames: dict[str, Any], definition: str, missing: set
 
 def _select_framenet(release: Any, frames: dict[str, Any], tokenizer: Any, opts: FrameNetOptions) -> tuple[list[_Selected], Any, bool]:
     """Stream the corpus through the filters; keep only the selected sentences (with their encodings)."""
-    from bertsecrets_cli.analysis.framenet import SelectionCounts, SelectionOptions, select_links
-    from bertsecrets_cli.model.tokenize import encode_examples
+    from bertsecrets_cli.analysis.framenet import SelectionCounts, SelectionOptions
 
     sel = SelectionOptions(opts.max_sentence_tokens or None, opts.max_fe_tokens or None, opts.min_distance, opts.core_only, opts.core_definition,
                            unit=opts.units)
@@ -199,32 +206,48 @@ def _select_framenet(release: Any, frames: dict[str, Any], tokenizer: Any, opts:
     by_text: dict[str, int] = {}
     missing: set[str] = set()
     stopped = False
-    for sent in release.sentences(SENTENCE_SOURCES[opts.sentences]):
-        cands = _candidates(sent, frames, opts.core_definition, missing)
-        if not cands:
-            continue
-        enc = encode_examples(tokenizer, [(sent.text, None)], opts.max_length)[0]
-        offsets, special, words = _link_space(enc, sent.text, opts.units)
-        links = select_links(cands, offsets, special, sent.text, sel, counts)
-        if not links:
-            continue
-        j = by_text.get(sent.text)
-        if j is None:
-            if opts.limit is not None and len(selected) >= opts.limit:
+    from bertsecrets_cli.render.progress import progress
+
+    sources = SENTENCE_SOURCES[opts.sentences]
+    n_files = (len(release.fulltext_files) if "fulltext" in sources else 0) + (len(release.lu_files) if "exemplars" in sources else 0)
+    with progress(n_files, "reading FrameNet files", quiet=opts.quiet) as advance:
+        for sent in release.sentences(sources, on_file=advance):
+            if _select_one(sent, frames, tokenizer, opts, sel, counts, selected, by_text, missing):
                 stopped = True
                 break
-            by_text[sent.text] = j = len(selected)
-            selected.append(_Selected(f"{sent.source}:{sent.id}", sent.text, enc, [], set(), words))
-        s = selected[j]
-        for lk in links:
-            if lk.key() not in s.keys:  # the same sentence annotated twice (e.g. in two files) counts once
-                s.keys.add(lk.key())
-                lk.sentence = j
-                s.links.append(lk)
     counts.set("distinct sentences and links", len(selected), sum(len(s.links) for s in selected))
     if missing:
         info(f"warning: {len(missing)} frame(s) named in annotations have no frame/*.xml file (their FEs count as non-core), e.g. {sorted(missing)[0]}")
     return selected, counts, stopped
+
+
+def _select_one(sent: Any, frames: dict[str, Any], tokenizer: Any, opts: FrameNetOptions, sel: Any, counts: Any, selected: list[_Selected],
+                by_text: dict[str, int], missing: set[str]) -> bool:
+    """One sentence through the filters into ``selected``; True when --limit stops the reading."""
+    from bertsecrets_cli.analysis.framenet import select_links
+    from bertsecrets_cli.model.tokenize import encode_examples
+
+    cands = _candidates(sent, frames, opts.core_definition, missing)
+    if not cands:
+        return False
+    enc = encode_examples(tokenizer, [(sent.text, None)], opts.max_length)[0]
+    offsets, special, words = _link_space(enc, sent.text, opts.units)
+    links = select_links(cands, offsets, special, sent.text, sel, counts)
+    if not links:
+        return False
+    j = by_text.get(sent.text)
+    if j is None:
+        if opts.limit is not None and len(selected) >= opts.limit:
+            return True
+        by_text[sent.text] = j = len(selected)
+        selected.append(_Selected(f"{sent.source}:{sent.id}", sent.text, enc, [], set(), words))
+    s = selected[j]
+    for lk in links:
+        if lk.key() not in s.keys:  # the same sentence annotated twice (e.g. in two files) counts once
+            s.keys.add(lk.key())
+            lk.sentence = j
+            s.links.append(lk)
+    return False
 
 
 def _sources_used(release: Any, sentences: str) -> tuple[str, dict[str, Any]]:
@@ -261,12 +284,14 @@ def _mark(text: str, link: Any) -> str:
 
 FN_LINKS, FN_SELECTION, FN_READER, FN_SCORER, FN_STATE = "framenet/links", "framenet/selection", "framenet/reader", "framenet/scorer", "framenet/state"
 DEP_RELATIONS, DEP_STATE = "dependency/relations", "dependency/state"
+DEP_FEATURES = "dependency/features"  # sums and counts of analysis/linguistic.FeatureMeans (shards add them)
 ARROW = {"fe_to_target": "FE->target", "target_to_fe": "target->FE"}
 # terminal headers of the wide tables (10 and 8 columns): they fit 80 columns, a legend names them in full
 RANKING_SHORT = {"FE->target": "FE>T", "target->FE": "T>FE", "same-dist. baseline": "base", "baseline p99": "b.p99",
                  "best offset": "off", "offset k": "k", "> p99 of heads": ">p99", "> baseline p99": ">bp99", "beats strongest baseline": "ok"}
 DEPENDENCY_SHORT = {"dep->gov head": "d>g", "accuracy": "acc", "gov->dep head": "g>d", "reverse acc.": "r.acc",
-                    "best offset": "offset", "offset acc.": "o.acc", "head beats offset": "beats", "best offset acc.": "o.acc", "beats offset": "beats"}
+                    "best offset": "offset", "offset acc.": "o.acc", "head beats offset": "beats", "best offset acc.": "o.acc", "beats offset": "beats",
+                    "best (both)": "both", "dir.": "dir", "best acc.": "b.acc", "few arcs": "few", "95% +-": "+-"}
 # options that change no stored number: shards of one job may differ in them
 _NOT_IN_JOB = ("top", "examples", "rank_by", "min_count", "force", "quiet", "device", "batch_size", "shard")
 
@@ -340,7 +365,10 @@ def _framenet_tables(res: Any, selection: list[dict[str, Any]], stopped: bool, n
     direction = rank_by.replace("-", "_")
     other = "target_to_fe" if direction == "fe_to_target" else "fe_to_target"
     sel_t = Table("FrameNet selection (sentences and links surviving each filter)", ["filter", "sentences", "links"], name="selection",
-                  caption=f"the paper kept {PAPER_SENTENCES} sentences (bert-base tokenizer, LU exemplars)"
+                  caption=f"the paper kept {PAPER_SENTENCES} sentences: bert-base's tokenizer, lexical-unit exemplars read by NLTK, one target per "
+                          "sentence, core FEs from the frames' FEcoreSets; its text does not say which exemplars it read, so a count from another "
+                          "tokenizer, release part (--sentences) or core definition (--core-definition) is not expected to match; "
+                          "'tokens' are this model's word pieces"
                   + ("; counts cover the corpus read until --limit was reached" if stopped else "")
                   + (f"; {sources_note}" if sources_note else ""))
     for row in selection:
@@ -353,7 +381,8 @@ def _framenet_tables(res: Any, selection: list[dict[str, Any]], stopped: bool, n
     summary = framenet_notes(res, rank_by, top, res.n_links)["summary"]
     rank_t = Table(f"heads ranked by {ARROW[direction]} mean max-attention over {res.n_links} links in {n_sentences} sentences"
                    + (" (first-pair variant)" if first_pair else ""), cols, name="heads",
-                   caption="scores are attention mass (0-1); '> p99 of heads': above the 99th percentile of all heads (the paper's flag); "
+                   caption="scores are attention mass (0-1); '> p99 of heads': above the 99th percentile of all heads (the paper's flag; with "
+                   f"{score.size} heads it can mark at most {max(1, int(np.ceil(0.01 * score.size)))}); "
                    "'> baseline p99': above the 99th percentile of the head's own same-distance baseline; "
                    f"'beats strongest baseline': above both that p99 and the best fixed offset. {summary}",
                    short=RANKING_SHORT)
@@ -376,6 +405,14 @@ def _framenet_tables(res: Any, selection: list[dict[str, Any]], stopped: bool, n
             ex_t.add(head_name(layer, h), float(res.best_value[direction][layer, h]), lk.frame, lk.fe, _mark(texts[lk.sentence - text_base], lk))
         tables.append(ex_t)
     return tables
+
+
+def _put_features(w: Any, features: Any) -> None:
+    from bertsecrets_cli.jobs.linguistic import put_feature_heads
+
+    w.put_array(f"{DEP_FEATURES}/sums", features.sums)
+    w.put_array(f"{DEP_FEATURES}/counts", features.counts)
+    put_feature_heads(w, features, "sentences")
 
 
 def _put_state(w: Any, group: str, state: dict[str, Any]) -> None:
@@ -420,6 +457,14 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
     sources_note, source_attrs = _sources_used(release, opts.sentences)
     if sources_note:
         note(f"note: {sources_note}")
+    index = release.fulltext_index() if "fulltext" in SENTENCE_SOURCES[opts.sentences] else None
+    if index is not None:  # coverage: documents the release's index lists that are not in fulltext/
+        present = {p.name for p in release.fulltext_files}
+        absent = [n for n in index if n not in present]
+        source_attrs = {**source_attrs, "fulltext_documents_listed": len(index), "fulltext_documents_read": len(index) - len(absent)}
+        if absent:
+            note(f"note: read {len(index) - len(absent)} of the {len(index)} full-text documents fulltextIndex.xml lists; "
+                 f"{len(absent)} are not in {Path(opts.framenet) / 'fulltext'} (e.g. {absent[0]})")
     links = [lk for s in selected for lk in s.links]
     if not links:
         raise InputError(f"{opts.framenet}: no link survived the selection (see the thresholds: --max-sentence-tokens, --max-fe-tokens, --min-distance, --all-fes)")
@@ -495,7 +540,7 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
 def _dependency_outputs(w: Any | None, overall: Any, results: list[Any]) -> list[dict[str, Any]]:
     """Per-relation rows (best heads, offset baseline); with a writer, also every per-head array and the rows."""
     from bertsecrets_cli.analysis.framenet import rank_heads
-    from bertsecrets_cli.analysis.relations import relation_key
+    from bertsecrets_cli.analysis.relations import authors_best_head, relation_key
 
     keys: dict[str, str] = {}
     for r in results:
@@ -507,12 +552,21 @@ def _dependency_outputs(w: Any | None, overall: Any, results: list[Any]) -> list
     for r in [overall, *results]:
         k = "all" if r is overall else keys[r.label]
         if w is not None:
-            w.put_head_quantity(f"dep_{k}_accuracy", r.accuracy, f"accuracy of the most-attended word as the governor of '{r.label}' dependents ({r.count} arcs)")
-            w.put_head_quantity(f"dep_{k}_reverse_accuracy", r.reverse_accuracy, f"accuracy of the governor's most-attended word as its '{r.label}' dependent ({r.count} arcs)")
+            # n: the arcs of this relation, what a figure of it must say (not all arcs of the store)
+            w.put_head_quantity(f"dep_{k}_accuracy", r.accuracy, f"accuracy of the most-attended word as the governor of '{r.label}' dependents ({r.count} arcs)",
+                                n=r.count, n_counts=f"'{r.label}' arcs" if r is not overall else "arcs")
+            w.put_head_quantity(f"dep_{k}_reverse_accuracy", r.reverse_accuracy, f"accuracy of the governor's most-attended word as its '{r.label}' dependent ({r.count} arcs)",
+                                n=r.count, n_counts=f"'{r.label}' arcs" if r is not overall else "arcs")
         (li, hi), (lr, hr) = rank_heads(r.accuracy)[0], rank_heads(r.reverse_accuracy)[0]
-        rows.append({"label": r.label, "key": k, "count": r.count, "offset_k": r.offset_k, "offset_accuracy": r.offset_accuracy,
-                     "best_head": head_name(li, hi), "best_accuracy": float(r.accuracy[li, hi]),
-                     "best_reverse_head": head_name(lr, hr), "best_reverse_accuracy": float(r.reverse_accuracy[lr, hr])})
+        row = {"label": r.label, "key": k, "count": r.count, "offset_k": r.offset_k, "offset_accuracy": r.offset_accuracy,
+               "best_head": head_name(li, hi), "best_accuracy": float(r.accuracy[li, hi]),
+               "best_reverse_head": head_name(lr, hr), "best_reverse_accuracy": float(r.reverse_accuracy[lr, hr]),
+               "definition": r.definition}
+        if r.definition == "authors":  # Clark's Table 1 cell: one head over both directions, his tie-break
+            bl, bh, bd = authors_best_head(r.accuracy, r.reverse_accuracy)
+            row |= {"best_both_head": head_name(bl, bh), "best_both_direction": ("dep->head", "head<-dep")[bd],
+                    "best_both_accuracy": float((r.accuracy, r.reverse_accuracy)[bd][bl, bh])}
+        rows.append(row)
     if w is not None:
         w.put_json(DEP_RELATIONS, rows)
     return rows
@@ -542,25 +596,50 @@ def dependency_notes(overall: Any, top: int) -> dict[str, Any]:
                       "below_min_arcs": int(overall.count < MIN_ARCS)}}
 
 
-def _dependency_tables(rows: list[dict[str, Any]], overall: Any, n_sentences: int, min_count: int, top: int) -> list[Table]:
-    from bertsecrets_cli.analysis.framenet import rank_heads
+DEFINITION_CAPTIONS = {
+    "ours": "the most-attended word over the whole row (the word itself included); reverse: the governor's most-attended word is the "
+            "dependent; root words not scored; best offset over any governor - dependent offset",
+    "authors": "Clark et al.'s rule: the word itself and [CLS]/[SEP] excluded; reverse: the map transposed (the word attending most to the "
+               "dependent); root words scored (always missed); offsets -3..+2 clamped at the sentence ends; 'best (both)': one head over "
+               "both directions (dir.: fwd dependent -> governor, rev transposed), ties to the higher layer and head",
+}
 
+
+def _dependency_tables(rows: list[dict[str, Any]], overall: Any, n_sentences: int, min_count: int, top: int, data: str = "") -> list[Table]:
+    from bertsecrets_cli.analysis.definitions import title_note
+    from bertsecrets_cli.analysis.framenet import rank_heads
+    from bertsecrets_cli.analysis.relations import MIN_ARCS
+
+    definition = getattr(overall, "definition", "ours")
+    authors = definition == "authors"
     shown = [row for row in rows if row["label"] == "all" or row["count"] >= min_count]
-    rel_t = Table(f"best head per dependency relation ({n_sentences} sentences, {overall.count} arcs)",
-                  ["relation", "arcs", "dep->gov head", "accuracy", "gov->dep head", "reverse acc.", "best offset", "offset acc.", "head beats offset"],
+    cols = ["relation", "arcs", "dep->gov head", "accuracy", "gov->dep head", "reverse acc."]
+    cols += ["best (both)", "dir.", "best acc."] if authors else []
+    on = f"{data}, " if data else ""
+    rel_t = Table(f"best head per dependency relation ({on}{n_sentences} sentences, {overall.count} arcs; {title_note(definition, 'dependency')})",
+                  [*cols, "best offset", "offset acc.", "head beats offset", "few arcs"],
                   name="relations", short=DEPENDENCY_SHORT,
                   caption=f"relations with at least {min_count} arcs (--min-count); accuracy = share of arcs (0-1); "
-                          "offset = governor position - dependent position; 'head beats offset': the best head's accuracy exceeds the offset's")
+                          "offset = governor position - dependent position; 'head beats offset': the best head's accuracy exceeds the offset's; "
+                          f"'few arcs': fewer than {MIN_ARCS}, one arc moves the accuracy by more than 0.01 and the ranking is not stable. "
+                          f"Definition: {DEFINITION_CAPTIONS[definition]}")
     for row in shown:
-        rel_t.add(row["label"], row["count"], row["best_head"], row["best_accuracy"], row["best_reverse_head"], row["best_reverse_accuracy"],
-                  f"{row['offset_k']:+d}", row["offset_accuracy"], "yes" if row["best_accuracy"] > row["offset_accuracy"] else "no")
+        best = row["best_both_accuracy"] if authors else row["best_accuracy"]
+        extra = [row["best_both_head"], "fwd" if row["best_both_direction"] == "dep->head" else "rev", row["best_both_accuracy"]] if authors else []
+        rel_t.add(row["label"], row["count"], row["best_head"], row["best_accuracy"], row["best_reverse_head"], row["best_reverse_accuracy"], *extra,
+                  f"{row['offset_k']:+d}", row["offset_accuracy"], "yes" if best > row["offset_accuracy"] else "no",
+                  "yes" if row["count"] < MIN_ARCS else "no")
     notes = dependency_notes(overall, top)
-    rank_t = Table("heads ranked by accuracy over all relations (dependent -> governor)",
-                   ["rank", "head", "accuracy", "reverse acc.", "best offset acc.", "beats offset"], name="heads", short=DEPENDENCY_SHORT,
-                   caption=f"accuracy = share of arcs (0-1) whose governor is the dependent's most-attended word. {notes['summary']}")
+    rank_t = Table(f"heads ranked by accuracy over all relations (dependent -> governor; {on}N={overall.count} arcs; {title_note(definition, 'dependency')})",
+                   ["rank", "head", "accuracy", "95% +-", "reverse acc.", "best offset acc.", "beats offset"], name="heads", short=DEPENDENCY_SHORT,
+                   caption=f"accuracy = share of arcs (0-1) whose governor is the dependent's most-attended word; '95% +-': half-width of its "
+                           "normal-approximation 95% interval over the arcs (heads within it of each other are not told apart; arcs of one "
+                           f"sentence are not independent, so it is a lower bound). {notes['summary']}")
+    n = max(1, overall.count)
     for rk, (layer, h) in enumerate(rank_heads(overall.accuracy)[:top], 1):
-        rank_t.add(rk, head_name(layer, h), float(overall.accuracy[layer, h]), float(overall.reverse_accuracy[layer, h]), overall.offset_accuracy,
-                   "yes" if notes["beats"][layer, h] else "no")
+        p = float(overall.accuracy[layer, h])
+        rank_t.add(rk, head_name(layer, h), p, 1.96 * float(np.sqrt(p * (1 - p) / n)), float(overall.reverse_accuracy[layer, h]),
+                   overall.offset_accuracy, "yes" if notes["beats"][layer, h] else "no")
     return [rel_t, rank_t]
 
 
@@ -610,13 +689,21 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
         info(f"shard {shard} ({shard.origin}): sentences {s0}..{s1 - 1} of {len(kept)}")
     t_select = time.perf_counter()
 
+    from bertsecrets_cli.analysis.linguistic import FeatureMeans, feature_groups
+    from bertsecrets_cli.jobs.linguistic import feature_tables
+    from bertsecrets_cli.tokens import CLS
+
     H = _heads_of(lm, opts.quantity)
-    scorer = DependencyScorer(lm.n_layers, H, base_relations=opts.base_relations)
+    scorer = DependencyScorer(lm.n_layers, H, base_relations=opts.base_relations, definition=opts.definition)
+    features = FeatureMeans(lm.n_layers, H)  # Kovaleva et al. sec. 4.4's nouns, verbs, ... from UPOS and DEPREL
     for i, enc, att in iter_attention(lm, encoded[s0:s1], opts.batch_size, description=f"dependencies {lm.name}", quiet=opts.quiet,
                                       quantity=opts.quantity):
         s = kept[s0 + i][0]
         M = matrices[s0 + i]
-        scorer.add(word_attention(att, M), [wd.head for wd in s.words], [wd.deprel for wd in s.words], M.sum(1) > 0)
+        scorer.add(word_attention(att, M), [wd.head for wd in s.words], [wd.deprel for wd in s.words], M.sum(1) > 0, [wd.form for wd in s.words])
+        cls = np.flatnonzero(enc.special == CLS)
+        features.add(att, feature_groups([np.flatnonzero(row).tolist() for row in M], [(wd.upos, wd.deprel) for wd in s.words]),
+                     int(cls[0]) if len(cls) else None)
     results = scorer.results()
     overall = scorer.overall()
     if overall is None:
@@ -638,6 +725,7 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
         w.set_model(n_layers=lm.n_layers, n_heads=H, **_model_attrs(lm))
         w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.conllu).expanduser()), "n_sentences": len(mine), "n_arcs": overall.count,
                                           "base_relations": int(opts.base_relations), "max_length": opts.max_length,
+                                          "definition": opts.definition,
                                           "word_attention": WORD_RULE,
                                           "job_fingerprint": job, **notes["attrs"], **shard_attrs, "quantity": opts.quantity}),
                          provenance_texts({"framenet": config}, command))
@@ -646,10 +734,12 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
         w.put_array("examples/length", np.asarray([e.length for e in encoded[s0:s1]], dtype=np.int32))
         rel_rows = _dependency_outputs(w, overall, results)
         _put_state(w, DEP_STATE, scorer.state())
+        _put_features(w, features)
     t_write = time.perf_counter()
 
     timings = {"load_model_s": t_model - t0, "read_select_s": t_select - t_model, "forward_score_s": t_score - t_select, "write_s": t_write - t_score}
-    return RelationsJobResult(Path(out), "dependency", _on_quantity(_dependency_tables(rel_rows, overall, len(mine), opts.min_count, opts.top), opts.quantity),
+    return RelationsJobResult(Path(out), "dependency", _on_quantity(_dependency_tables(rel_rows, overall, len(mine), opts.min_count, opts.top, Path(opts.conllu).name)
+                                                                    + feature_tables(features, len(mine), f"UPOS/DEPREL of {Path(opts.conllu).name}", "sentences"), opts.quantity),
                               len(mine), overall.count, lm.n_layers, H, timings)
 
 
@@ -707,17 +797,25 @@ def combine_relations(paths: list[str], out: str | Path, *, top: int = 10, examp
                                           bool(params["first_pair"]), top, examples, link_rows, 0, texts, 0, sources_note)
                 n_scored = len(link_rows)
             else:
-                dep = DependencyScorer(L, H, base_relations=bool(int(prov.get("base_relations", 0))))
+                dep = DependencyScorer(L, H, base_relations=bool(int(prov.get("base_relations", 0))), definition=str(prov.get("definition", "ours")))
                 for st in ordered:
                     dep.absorb(_read_state(st, DEP_STATE))
                 overall = dep.overall()
                 rows = _dependency_outputs(w, overall, dep.results())
                 _put_state(w, DEP_STATE, dep.state())
+                from bertsecrets_cli.analysis.linguistic import FeatureMeans
+                from bertsecrets_cli.jobs.linguistic import feature_tables
+
+                features = FeatureMeans(L, H)
+                for st in ordered:
+                    if st.has(DEP_FEATURES):
+                        features.absorb(st.array(f"{DEP_FEATURES}/sums"), st.array(f"{DEP_FEATURES}/counts"))
+                _put_features(w, features)
                 notes = dependency_notes(overall, top)
                 for line in notes["notes"]:
                     note(line)
                 w.set_provenance(*merged_provenance(ordered, outp, command, n_sentences=n_sent, n_arcs=overall.count, **notes["attrs"]))
-                tables = _dependency_tables(rows, overall, n_sent, min_count, top)
+                tables = _dependency_tables(rows, overall, n_sent, min_count, top, Path(str(prov.get("data_source", ""))).name) + feature_tables(features, n_sent, f"UPOS/DEPREL of {Path(str(prov.get('data_source', ''))).name}", "sentences")
                 n_scored = overall.count
         tables = _on_quantity(tables, first.result_quantity())
     finally:

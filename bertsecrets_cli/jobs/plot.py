@@ -271,6 +271,8 @@ def run_plot(store: str | Path, opts: PlotOptions, *, name: str | None = None) -
         require_quantity(heads, q, name)
         lab = quantity_label_of(st, heads, q)
         values = np.asarray(heads[q].values, dtype=float) * lab.scale
+        if heads[q].n is not None:  # the quantity averages over its own subset (one relation's arcs), not the store's N
+            n, counts = heads[q].n, heads[q].n_counts or counts
         title = opts.title or titled(f"{q}: {lab.words} per head", model, data, n, counts=counts)
         desc = f"{q}: {lab.axis()}" + (f"; {heads[q].description}" if heads[q].description else "") + f"; {name}"
         marks, mark_note = uncertain_cells(heads, q)

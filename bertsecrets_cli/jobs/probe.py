@@ -23,6 +23,10 @@ from bertsecrets_cli.render.tables import Table
 
 KIND = "probe"
 RESULTS = "probe/results"
+SCORED = {"ours": "every word with a head word (root words excluded, punctuation included); candidates: the other words",
+          "authors": "every word but punctuation (root words included, ROOT = attention to [CLS] and [SEP]); candidates: ROOT and every word"}
+TIMING_LABELS = {"load_and_features_s": "load the model, read both files, attention features", "train_attention_only_s": "train the attention-only probe",
+                 "train_attention_words_s": "train the attention + words probe"}
 
 
 @dataclass
@@ -40,6 +44,7 @@ class ProbeOptions:
     force: bool = False
     quiet: bool = False
     locking: bool | None = None  # False: --no-locking (NFS/Lustre)
+    definition: str = "ours"  # "authors": Clark et al.'s ROOT candidates and UAS without punct (analysis/probe.py)
 
 
 @dataclass
@@ -72,6 +77,10 @@ def _check(opts: ProbeOptions) -> None:
         raise InputError(f"--max-iter {opts.max_iter}: must be at least 1")
     if opts.limit is not None and opts.limit < 1:
         raise InputError(f"--limit {opts.limit}: must be at least 1")
+    from bertsecrets_cli.analysis.definitions import DEFINITIONS
+
+    if opts.definition not in DEFINITIONS:
+        raise InputError(f"--definition {opts.definition}: choose one of {', '.join(DEFINITIONS)}")
 
 
 def _features(lm: Any, path: str, opts: ProbeOptions, limit: int | None, with_emb: bool) -> tuple[list[tuple], list[int], list[np.ndarray], int]:
@@ -98,6 +107,11 @@ def _features(lm: Any, path: str, opts: ProbeOptions, limit: int | None, with_em
         if not (M.sum(1) > 0).all():
             skipped += 1  # truncated, or a word the tokenizer dropped: its head could not be predicted
             continue
+        if opts.definition == "authors":  # Clark's word-level maps keep [CLS] and [SEP] as units: first and last row
+            specials = np.nonzero(enc.special)[0]
+            ends = np.zeros((2, M.shape[1]))
+            ends[0, specials[0]] = ends[1, specials[-1]] = 1.0
+            M = np.concatenate([ends[:1], M, ends[1:]])
         kept.append(s)
         encoded.append(enc)
         matrices.append(M)
@@ -106,9 +120,10 @@ def _features(lm: Any, path: str, opts: ProbeOptions, limit: int | None, with_em
     parts: list[tuple] = [()] * len(kept)
     embs: list[np.ndarray] = [np.zeros((0, 0))] * len(kept)
     for i, enc, att in iter_attention(lm, encoded, opts.batch_size, description=f"probe {Path(path).name}", quiet=opts.quiet):
-        parts[i] = pair_features(word_attention(att, matrices[i]), [wd.head for wd in kept[i].words])
+        parts[i] = pair_features(word_attention(att, matrices[i]), [wd.head for wd in kept[i].words], [wd.deprel for wd in kept[i].words],
+                                 definition=opts.definition)
         if with_emb:
-            embs[i] = word_embeddings(lm, enc.ids, matrices[i])
+            embs[i] = word_embeddings(lm, enc.ids, matrices[i][1:-1] if opts.definition == "authors" else matrices[i])
     return parts, [len(s.words) for s in kept], embs, skipped
 
 
@@ -142,7 +157,7 @@ def run_probe(opts: ProbeOptions, out: str | Path, *, command: str | None = None
     train, test = stack(tr_parts, tr_n), stack(te_parts, te_n)
     if not len(train.gold) or not len(test.gold):
         raise InputError(f"{opts.train if not len(train.gold) else opts.test}: no word with a HEAD to predict")
-    results: dict[str, float] = {"right-branching": float(test.right.mean())}
+    results: dict[str, float] = {"right-branching": float(test.right[test.scored_mask()].mean())}
     single_train = single_feature_uas(train)
     best_f = int(np.argmax(single_train))
     K = lm.n_layers * lm.n_heads
@@ -176,7 +191,8 @@ def run_probe(opts: ProbeOptions, out: str | Path, *, command: str | None = None
                                            "n_train_sentences": len(tr_n), "n_test_sentences": len(te_n), "n_train_words": int(len(train.gold)),
                                            "n_test_words": int(len(test.gold)), "max_length": opts.max_length, "l2": opts.l2,
                                            "max_iter": opts.max_iter, "embedding_dims": opts.embedding_dims, "job_fingerprint": job,
-                                           "attention_only_iterations": attn.iterations}),
+                                           "attention_only_iterations": attn.iterations, "definition": opts.definition,
+                                           "n_test_scored": int(test.scored_mask().sum()), "scored_words": SCORED[opts.definition]}),
                           provenance_texts({"probe": config}, command))
         L, H = lm.n_layers, lm.n_heads
         wr.put_head_quantity("probe_weight_dep_to_head", attn.w[:K].reshape(L, H), "attention-only probe: weight of the head's attention from the dependent to a candidate head")
@@ -184,11 +200,15 @@ def run_probe(opts: ProbeOptions, out: str | Path, *, command: str | None = None
         wr.put_head_quantity("probe_single_uas_dep_to_head", single_train[:K].reshape(L, H), "UAS on the training file of taking the word this head attends to most from the dependent")
         wr.put_head_quantity("probe_single_uas_head_to_dep", single_train[K:].reshape(L, H), "UAS on the training file of taking the word that attends most to the dependent in this head")
         wr.put_json(RESULTS, {"uas": results, "timings": timings})
-    t = Table(f"unlabeled attachment score on {Path(opts.test).name} ({len(test.gold)} words; trained on {len(train.gold)} words of {Path(opts.train).name})",
-              ["model", "UAS"], name="uas")
+    from bertsecrets_cli.analysis.definitions import title_note
+
+    n_scored = int(test.scored_mask().sum())
+    t = Table(f"unlabeled attachment score on {Path(opts.test).name} ({n_scored} scored words of {len(te_n)} sentences; trained on "
+              f"{len(train.gold)} words of {Path(opts.train).name}; {title_note(opts.definition, 'probe')})",
+              ["model", "UAS"], name="uas", caption=f"scored words: {SCORED[opts.definition]}")
     for k, v in results.items():
         t.add(k, v)
     ts = Table("training time (CPU)", ["step", "seconds"], name="timings")
     for k, v in timings.items():
-        ts.add(k, v)
+        ts.add(TIMING_LABELS.get(k, k), v)
     return ProbeResult(outp, len(tr_n), len(te_n), lm.n_layers, lm.n_heads, results, [t, ts], timings)

@@ -41,7 +41,7 @@ def check_quantity(name: str | None) -> str:
 
 
 def check_flow_length(quantities: Sequence[str], max_length: int) -> None:
-    if "flow" in quantities and max_length > FLOW_MAX_LENGTH:
+    if any(q in ("flow", "flow_raw") for q in quantities) and max_length > FLOW_MAX_LENGTH:
         raise InputError(f"--quantities flow: attention flow solves layers x T^2 max-flow problems per example; "
                          f"use --max-length {FLOW_MAX_LENGTH} or less (got {max_length}), or rollout")
 
@@ -88,14 +88,16 @@ def batch_extras(probs: Any, norms: Any, encoded: Sequence[Any], quantities: Seq
             for j, e in enumerate(encoded):
                 T = e.length
                 out[j][q] = (host[j, :, :, :T, :T], None if norm_stats is None else norm_stats[j])
-    per_layer = [q for q in extras if q in ("rollout", "flow")]
+    per_layer = [q for q in extras if q in ("rollout", "flow", "flow_raw")]
     if per_layer:
         host_w = probs.float().cpu().numpy()
         for j, e in enumerate(encoded):
             T = e.length
             w = host_w[j, :, :, :T, :T]
+            raw_flow = flow(w)[:, None] if any(q.startswith("flow") for q in per_layer) else None  # solved once for both names
             for q in per_layer:
-                maps = (rollout(w) if q == "rollout" else flow(w))[:, None]  # [L, 1, T, T]
+                # flow: rows divided by their sums, as Abnar's compute_flows (attention_graph_util.py line 84); flow_raw: as solved
+                maps = rollout(w)[:, None] if q == "rollout" else (row_normalise(raw_flow) if q == "flow" else raw_flow)  # [L, 1, T, T]
                 st = head_stats(row_normalise(maps), e.special, e.punct) if stats else None
                 out[j][q] = (maps, st)
     return out

@@ -210,10 +210,13 @@ def run_reproduce(opts: ReproduceOptions, out: str | Path) -> ReproduceResult:
             if not src:
                 continue
             path = out / "stores" / f"{kind}.h5"
+            # the number set beside Clark's Table 1 is computed by the rule of his code (README: Whose definition)
+            definition = "authors" if kind == "dependency" else "ours"
             fo = FrameNetOptions(framenet=src if kind == "framenet" else None, conllu=src if kind == "dependency" else None,
-                                 model=opts.model, device=opts.device, force=force, quiet=opts.quiet)
+                                 model=opts.model, device=opts.device, force=force, quiet=opts.quiet, definition=definition)
             flag = "--framenet" if kind == "framenet" else "--conllu"
-            run.step(kind, path, ["framenet", flag, src, *model_arg, "-o", str(path), *dev], lambda fo=fo, path=path: run_relations(fo, path))
+            run.step(kind, path, ["framenet", flag, src, *model_arg, *(["--definition", definition] if kind == "dependency" else []), "-o", str(path), *dev],
+                     lambda fo=fo, path=path: run_relations(fo, path))
 
     reproduce_clark.run_steps(run, opts, out, tasks[0].name, model_arg, dev)
 
@@ -304,7 +307,9 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
     setup = _same_setup(opts)
     model_name = opts.model or "embedded all-MiniLM-L6-v2 (6 layers x 12 heads)"
     data_name = opts.data or "shipped demo data (synthetic, not GLUE)"
-    cmp = Table("paper vs this run", ["finding", "task", "paper (bert-base, GLUE)", "this run", "setup"], name="comparison")
+    cmp = Table("paper vs this run", ["finding", "task", "paper (bert-base)", "this run", "setup"], name="comparison",
+                caption="setup: what differs from the paper's run (model, data) and whose definition computed this run's number "
+                        "(authors: the code behind the paper's number; README: Whose definition)")
     md: list[str] = [
         "# Revealing the Dark Secrets of BERT: reproduction",
         "",
@@ -416,7 +421,10 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
                 fig_ab = paper["ablation_figure"].get(T)
                 ref = pa.get(T, 100 * (fig_ab["best_head"][1] - fig_ab["base"]) if fig_ab else None)
                 cmp.add("best single-head gain when disabled (points)", T, _fmt(ref, 1), _fmt(100 * best, 1), setup)
-                cmp.add("heads whose removal improves the score", T, "some, every task", f"{n_help} of {int(np.sum(heads))}", setup)
+                lo = getattr(r, "ci_low", None)
+                beyond = (f"; {int(np.sum(np.asarray(lo)[np.array(heads), m] > 0))} beyond their 95% interval" if lo is not None
+                          and not np.all(np.isnan(np.asarray(lo, dtype=float))) else "; no intervals (--bootstrap 0)")
+                cmp.add("heads whose removal improves the score", T, "some, every task", f"{n_help} of {int(np.sum(heads))}{beyond}", setup)
             if any(layers):
                 d = r.delta[np.array(layers), m]
                 names = [n for n, k in zip(r.names, r.kinds) if k == "layer"]
@@ -436,10 +444,18 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
             body += _table_md(out, f"framenet-{i}", tb, _plot(fn, out / "figures" / "framenet.png", quantities=("framenet_fe_to_target",)) if i == 0 else None)
         h = _heads(fn)["framenet_fe_to_target"]
         li, hi = np.unravel_index(np.nanargmax(h), h.shape)
-        cmp.add("top FrameNet head (mean max-attention)", "FrameNet", "L7H6 0.209, L1H2 0.201", f"L{li + 1}H{hi + 1} {float(h[li, hi]):.3f}", setup)
+        from bertsecrets_cli.store import open_store as _open
+
+        with _open(fn) as fst:
+            fprov = fst.provenance()
+        fn_setup = (f"{'same' if (opts.model or '').rstrip('/').endswith('bert-base-uncased') else 'different'} model; data: "
+                    f"{Path(str(fprov.get('data_source', ''))).name} ({fprov.get('sentences', '')}; paper: FrameNet 1.7 LU exemplars); definition: ours")
+        cmp.add("top FrameNet head (mean max-attention)", "FrameNet", "L7H6 0.209, L1H2 0.201", f"L{li + 1}H{hi + 1} {float(h[li, hi]):.3f}", fn_setup)
+        cmp.add("FrameNet sentences kept by the selection", "FrameNet", "473",
+                f"{fprov.get('n_sentences', '?')} (another tokenizer and release part count differently: see the selection table's caption)", fn_setup)
     from bertsecrets_cli.jobs.reproduce_clark import index_section
 
-    body += index_section(out, cmp, setup, _table_md, _fmt)
+    body += index_section(out, cmp, setup, _table_md, _fmt, model_same=(opts.model or "").rstrip("/").endswith("bert-base-uncased"))
     md += ["## The paper's headline numbers next to ours", ""] + _md_lines(cmp) + [""]
     md += body
     md += ["## Steps", "", "Each step is a subcommand; rerun any of them alone.", "", "| step | command | seconds |", "|---|---|---|"]

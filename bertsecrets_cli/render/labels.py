@@ -37,6 +37,10 @@ _FIXED: dict[str, tuple[str, str, float]] = {
     "token_sep": ("attention to the most-attended [SEP]", MASS, 1.0),
     "token_punct": ("attention to the most-attended punctuation token", MASS, 1.0),
     "token_negation": ("attention to the most-attended negation word", MASS, 1.0),
+    **{f"ling_{f}": (f"attention to the most-attended {w}", MASS, 1.0) for f, w in
+       (("noun", "noun"), ("verb", "verb"), ("pronoun", "pronoun"), ("subject", "subject"), ("object", "object"))},
+    **{f"ling_cls_{f}": (f"[CLS] row's attention to the most-attended {w}", MASS, 1.0) for f, w in
+       (("noun", "noun"), ("verb", "verb"), ("pronoun", "pronoun"), ("subject", "subject"), ("object", "object"))},
     "ablation_delta": ("change of {metric} when the head alone is disabled", "{metric} points", 100.0),
     "ablation_score": ("{metric} with the head alone disabled", "{metric} points", 100.0),
     "ablation_ci_low": ("lower end of the 95% interval of the change of {metric}", "{metric} points", 100.0),

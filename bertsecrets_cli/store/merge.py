@@ -117,6 +117,14 @@ def open_shards(paths: list[str | Path], out: str | Path, kind: str | tuple[str,
         for s in stores:
             s.close()
         raise
+    # a format-1 store's flow maps are raw values, a format-2 store's row-normalised: they must not be copied together
+    raw = [s for s in stores if s.version.split(".")[0] in S.RAW_FLOW_VERSIONS and S.quantity("flow").maps in s.h5]
+    if raw:
+        names = ", ".join(s.name for s in raw)
+        for s in stores:
+            s.close()
+        raise InputError(f"{names}: format-1 store(s) with raw flow maps; re-extract them with this version before merging "
+                         "(format 2 stores flow row-normalised)")
     return out, stores
 
 

@@ -41,6 +41,8 @@ class HeadQuantity:
     name: str
     values: np.ndarray  # [layers, heads]
     description: str
+    n: int | None = None  # what its values average over, when it differs from the store's N (attribute n; e.g. one relation's arcs)
+    n_counts: str = ""  # what n counts ("arcs", "sentences", ...)
 
 
 @dataclass
@@ -108,7 +110,25 @@ class Store:
             raise StoreError(f"{self.name}: holds no {name} maps (it has {', '.join(self.quantities())}); extract with --quantities weights,{name}")
         self.quantity = name
         self._encoding = None
+        if self.legacy_raw_flow and S.ATTENTION_MAPS in self.h5:
+            from bertsecrets_cli.render.console import note
+
+            note(f"note: {self.name} is a format-{self.version} store: its flow maps are raw max-flow values; they are read with each row "
+                 "divided by its sum, as format 2 stores them (Abnar's definition); re-extract for flow_raw")
         return self
+
+    @property
+    def legacy_raw_flow(self) -> bool:
+        """The selected quantity is the flow of a store written before flow was row-normalised (format 1)."""
+        return self.quantity == "flow" and self.version.split(".")[0] in S.RAW_FLOW_VERSIONS
+
+    def _finish(self, att: np.ndarray) -> np.ndarray:
+        """Decoded maps as the current format defines them: a format-1 store's raw flow rows divided by their sums."""
+        if not self.legacy_raw_flow:
+            return att
+        total = att.sum(-1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, att / np.where(total > 0, total, 1), 0).astype(np.float32)
 
     @property
     def _q(self) -> S.Quantity:
@@ -251,7 +271,7 @@ class Store:
         T = int(self.h5["examples/length"][i])
         off = int(self.h5[self._q.offset][i])
         raw = self._read(self._q.maps, slice(off, off + L * H * T * T))
-        return self._checked(i, self._decode_values(raw).reshape(L, H, T, T))
+        return self._checked(i, self._finish(self._decode_values(raw).reshape(L, H, T, T)))
 
     def iter_attention(self, indices: list[int] | None = None, block_values: int = 1 << 23) -> Iterator[tuple[int, np.ndarray]]:
         """Stream (index, attention [L, H, T, T]) in store order, reading contiguous blocks.
@@ -275,13 +295,13 @@ class Store:
                 end = offsets[order[j]] + sizes[order[j]]
             raw = self._read(self._q.maps, slice(offsets[start], end))
             # one pass for the whole block: values in [0, 1] (only distributions' rows are bounded so)
-            values_ok = not self.validate or (self._q.distribution and validation.raw_values_ok(raw, self.encoding))
+            values_ok = not self.validate or (self._q.distribution and not self.legacy_raw_flow and validation.raw_values_ok(raw, self.encoding))
             for idx in order[k : j + 1]:
                 T = int(lengths[idx])
                 o = offsets[idx] - offsets[start]
                 # decoded one example at a time: it stays in cache for the check and for the caller
                 # (measured: 27 ms instead of 38 ms to stream 200 pair examples, and the check 3x cheaper)
-                att = self._decode_values(raw[o : o + sizes[idx]]).reshape(L, H, T, T)
+                att = self._finish(self._decode_values(raw[o : o + sizes[idx]]).reshape(L, H, T, T))
                 if self.validate:
                     problem = (validation.rows_problem(att, self.encoding, zero_rows=self.quantity == "norms_normalised") if values_ok
                                else validation.quantity_problem(att, self.encoding, self.quantity))
@@ -335,7 +355,9 @@ class Store:
         if group in self.h5:
             for name, ds in self.h5[group].items():
                 if isinstance(ds, h5py.Dataset):
-                    out[name] = HeadQuantity(name, ds[...], _decode(ds.attrs.get("description", "")))
+                    n = ds.attrs.get("n")
+                    out[name] = HeadQuantity(name, ds[...], _decode(ds.attrs.get("description", "")), None if n is None else int(n),
+                                             _decode(ds.attrs.get("n_counts", "")))
         return out
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 FORMAT = "bertsecrets.store"
-VERSION = "1"
+# 2: ``flow`` maps are row-normalised (Abnar's code), the raw max-flow values are ``flow_raw``.
+# A version-1 store's ``flow`` maps are the raw values: the reader divides their rows by their sums (with a note).
+VERSION = "2"
 # readers accept these major versions
-READABLE_VERSIONS = ("1",)
+READABLE_VERSIONS = ("1", "2")
+RAW_FLOW_VERSIONS = ("1",)
 
 # root attributes
 A_FORMAT = "encoding-type"
@@ -32,7 +35,7 @@ STATS_PER_EXAMPLE = "stats/per_example"
 # datasets with one row per example (first axis), whatever kind holds them: `check` verifies their lengths
 PER_EXAMPLE_DATASETS = ("stats/per_example", "patterns/labels", "patterns/features", "patterns/token_attention",
                         "per_example/cosine", "per_example/js_divergence",
-                        *(f"{q}/{d}" for q in ("norms", "norms_normalised", "rollout", "flow") for d in ("per_example", "offset")))
+                        *(f"{q}/{d}" for q in ("norms", "norms_normalised", "rollout", "flow", "flow_raw") for d in ("per_example", "offset")))
 
 # per-example per-head summaries written by extract, in this order (stats/per_example's last axis)
 STAT_NAMES = ("entropy", "cls", "sep", "punct", "self", "prev", "next")
@@ -92,7 +95,10 @@ QUANTITIES: dict[str, Quantity] = {q.name: q for q in (
     Quantity("norms", True, False, "norm-based attention ||alpha_ij f_h(x_j)|| (Kobayashi et al. 2020), f_h = value times the head's slice of W_O, no output bias"),
     Quantity("norms_normalised", True, True, "norm-based attention with each row divided by its sum (all-zero rows stay zero)"),
     Quantity("rollout", False, True, "attention rollout after each layer (Abnar and Zuidema 2020): product of 0.5 * head-mean weights + 0.5 * I"),
-    Quantity("flow", False, False, "attention flow after each layer (Abnar and Zuidema 2020): max flow to each input token", costly=True),
+    # Abnar's compute_flows divides each row by its sum (samiraabnar/attention_flow, attention_graph_util.py line 84)
+    Quantity("flow", False, True, "attention flow after each layer (Abnar and Zuidema 2020): max flow to each input token, each row divided "
+                                  "by its sum as in the authors' code", costly=True),
+    Quantity("flow_raw", False, False, "attention flow after each layer, raw max-flow values (rows sum to more than 1)", costly=True),
 )}
 DISTRIBUTION_QUANTITIES = tuple(q for q, v in QUANTITIES.items() if v.distribution)
 
