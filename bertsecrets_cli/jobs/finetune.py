@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from bertsecrets_cli import outputs
 from bertsecrets_cli.errors import InputError, Interrupted, ModelError, OutputError
 from bertsecrets_cli.render.console import info
 from bertsecrets_cli.render.progress import reporter
@@ -242,8 +243,8 @@ def _prepare_partial(partial: Path, key: str, *, resume: bool, force: bool) -> N
         if force:
             shutil.rmtree(partial)
     try:
-        partial.mkdir(parents=True, exist_ok=True)
-        job.write_text(json.dumps({"key": key}))
+        outputs.private_folder(partial, parents=True)
+        outputs.write_text(job, json.dumps({"key": key}), mode="replace")
     except OSError as e:
         raise OutputError(f"{partial}: cannot write: {e.strerror or e}") from e
 
@@ -500,7 +501,7 @@ def run_finetune(opts: FinetuneOptions, out: str | Path, *, command: str | None 
               "eval_data_source": eval_ds.source, "command": texts["command"], "job_key": key, **extra}
     remove_checkpoints(partial)
     (partial / JOB_FILE).unlink(missing_ok=True)
-    (partial / RECORD).write_text(json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
+    outputs.write_text(partial / RECORD, json.dumps(record, indent=1, sort_keys=True, default=str) + "\n", mode="replace")
     _publish(partial, out)
     table = metrics_table(task, eval_ds.split, len(res.ids), eval_ds.source, rows,
                           note=f"fine-tuned with {preset_label(opts.preset, opts.overrides)}"

@@ -11,7 +11,6 @@ HDF5 writer leaves an unreadable file, so nothing is ever resumed from inside on
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import hashlib
 import json
 import os
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bertsecrets_cli import __version__
+from bertsecrets_cli import __version__, outputs
 from bertsecrets_cli.errors import OutputError, StoreError
 from bertsecrets_cli.store import schema as S
 
@@ -45,25 +44,8 @@ def _str_dtype() -> Any:
     return _STR
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _os_error(path: Path | str, e: OSError) -> OutputError:
-    if e.errno == errno.ENOSPC:
-        return OutputError(f"{path}: no space left on the device; nothing was written")
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError(f"{path}: cannot write here (permission denied or read-only)")
-    return OutputError(f"{path}: cannot write: {e.strerror or e}")
+    return outputs.os_error(path, e)
 
 
 # HDF5 handles whose writes failed (disk full, I/O error): closing or even freeing them makes
@@ -91,18 +73,9 @@ def _write_error(path: Path | str, e: BaseException) -> OutputError:
 
 
 def check_output_path(path: str | Path, *, force: bool = False, what: str = "output") -> Path:
-    """Refuse an existing output without ``force`` and a missing or unwritable folder, before any work."""
-    p = Path(path)
-    if p.is_dir():
-        raise OutputError(f"{p}: is a folder; give a file name for the {what}")
-    if p.exists() and not force:
-        raise OutputError(f"{p}: exists; pass --force to replace it (it is replaced only when the new one is complete)")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"{p}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"{p}: cannot write in folder {parent} (permission denied or read-only)")
-    return p
+    """Refuse an existing output without ``force``, a missing or unwritable folder, or a destination that is not
+    a regular file, before any work (bertsecrets_cli.outputs.check_output)."""
+    return outputs.check_output(path, force=force, what=what)
 
 
 def created_timestamp() -> str:
@@ -125,7 +98,8 @@ class StoreWriter:
             raise ValueError(f"unknown store kind {kind!r}")
         self.path = check_output_path(path, force=force) if final else Path(path)
         self.kind = kind
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.tmp: Path = self.path  # set by __enter__: an exclusive temporary next to the output (bertsecrets_cli.outputs)
+        self._fd: int | None = None
         self._locking = locking
         self._file: Any = None
         self._appenders: list[Appender] = []
@@ -139,11 +113,19 @@ class StoreWriter:
         h5py = _h5py()
         if self._final:
             remove_stale_temporaries(self.path)  # a SIGKILLed earlier writer of this output could not remove its own
+        self._fd, self.tmp = outputs.create_temporary(self.path)
         try:
             if self._adopt is not None:
-                os.replace(self._adopt, self.tmp)
-            self._file = h5py.File(self.tmp, "r+" if self._adopt is not None else "w", libver=S.LIBVER, locking=self._locking)
+                os.replace(self._adopt, self.tmp)  # over our own temporary: the name stays exclusive
+                os.close(self._fd)
+                self._fd = os.open(self.tmp, os.O_RDWR | os.O_NOFOLLOW)
+            # HDF5 opens by name (with O_CREAT, following links): give it the inode we created exclusively, never a
+            # name someone could swap for a symlink meanwhile
+            by_fd = f"/proc/self/fd/{self._fd}"
+            name = by_fd if os.path.exists(by_fd) else str(self.tmp)
+            self._file = h5py.File(name, "r+" if self._adopt is not None else "w", libver=S.LIBVER, locking=self._locking)
         except OSError as e:
+            self.abort()
             raise _os_error(self.path, e) from e
         root = self._file.attrs
         root[S.A_FORMAT] = S.FORMAT
@@ -170,7 +152,8 @@ class StoreWriter:
     def _abandon(self) -> None:
         """After a failed HDF5 write: remove the temporary file but never close its handle (see _FAILED_HANDLES)."""
         _FAILED_HANDLES.append(self)
-        self.tmp.unlink(missing_ok=True)
+        if self.tmp != self.path:
+            self.tmp.unlink(missing_ok=True)
 
     @staticmethod
     @contextmanager
@@ -204,13 +187,17 @@ class StoreWriter:
             try:
                 self._file.close()
                 self._file = None
-                with open(self.tmp, "rb+") as fh:
-                    os.fsync(fh.fileno())
-                os.replace(self.tmp, self.path)
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = None
             except OSError as e:
                 self.abort()
                 raise _os_error(self.path, e) from e
-            _fsync_dir(self.path.parent)
+            try:
+                outputs.commit(self.tmp, self.path, mode=None if self._final else "replace")
+            except OutputError:
+                self.abort()
+                raise
             self.committed = True
         return self.path
 
@@ -221,7 +208,11 @@ class StoreWriter:
         except Exception:  # noqa: BLE001 - closing a broken file must not hide the first error
             pass
         self._file = None
-        self.tmp.unlink(missing_ok=True)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self.tmp != self.path:
+            self.tmp.unlink(missing_ok=True)
 
     @property
     def h5(self) -> Any:
@@ -460,29 +451,13 @@ def quantity_encoding(encoding: str, name: str) -> str:
     return "float16" if encoding == "uint8" and not S.quantity(name).distribution else encoding
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Delete ``.<name>.<pid>.tmp`` files left by writers of ``path`` that were SIGKILLed (their pid is gone).
+    """Delete the temporaries of ``path`` left by writers that were SIGKILLed (their pid is gone).
 
     Every store writer calls it before writing ``path`` (a SIGKILL leaves the temporary behind, e.g. an
     extract killed while assembling its store: it holds part 0, which --resume redoes).
     """
-    removed = []
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2 : -4]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
+    return outputs.remove_stale_temporaries(path)
 
 
 class AttentionPartWriter:
@@ -605,8 +580,8 @@ class AttentionStoreWriter:
                 if old.get("key") != self.key:
                     raise OutputError(f"{self.path}: the interrupted run in {self.parts_dir} used other options, model or data; rerun it with the same ones, or use --force to start over")
         try:
-            self.parts_dir.mkdir(exist_ok=True)
-            manifest.write_text(json.dumps({"key": self.key, "n_examples": self.n_examples, "part_size": self.part_size}))
+            outputs.private_folder(self.parts_dir)
+            outputs.write_text(manifest, json.dumps({"key": self.key, "n_examples": self.n_examples, "part_size": self.part_size}), mode="replace")
         except OSError as e:
             raise _os_error(self.parts_dir, e) from e
 
@@ -735,9 +710,8 @@ class AttentionStoreWriter:
             # from here the store is whole: if the rename below happens and the rmtree after it does not, the
             # next run on this output knows the parts for a leftover (_remove_assembled_parts)
             manifest = self.parts_dir / "manifest.json"
-            marked = manifest.with_name("manifest.json.new")
-            marked.write_text(json.dumps({**json.loads(manifest.read_text()), "committing": True}))
-            os.replace(marked, manifest)  # atomic: the manifest is always the old one or the marked one
+            # atomic: the manifest is always the old one or the marked one
+            outputs.write_text(manifest, json.dumps({**json.loads(manifest.read_text()), "committing": True}), mode="replace")
         self._remove_parts()
         return self.path
 
