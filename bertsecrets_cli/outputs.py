@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import io
 import os
 import shutil
 import stat
@@ -264,6 +265,20 @@ def commit(tmp: str | Path, dest: str | Path, *, mode: str | None = None) -> Pat
 # ------------------------------------------------------------------------------------------ whole files
 
 
+class _TrackedFile(io.FileIO):
+    """Remembers a failed write: torch.save and others turn ENOSPC into their own RuntimeError, which must
+    still end as the one 'no space left' line."""
+
+    error: OSError | None = None
+
+    def write(self, b: Any) -> int:  # type: ignore[override]
+        try:
+            return super().write(b)
+        except OSError as e:
+            self.error = e
+            raise
+
+
 @contextmanager
 def writing(dest: str | Path, *, text: bool = False, mode: str | None = None) -> Iterator[IO[Any]]:
     """A file object on an exclusive temporary; on leaving the block without an exception it is fsynced and
@@ -272,21 +287,25 @@ def writing(dest: str | Path, *, text: bool = False, mode: str | None = None) ->
     remove_stale_temporaries(d)
     fd, tmp = create_temporary(d)
     try:
-        fh = os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8", "newline": ""} if text else {}))
+        raw = _TrackedFile(fd, "wb")
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
+    buffered = io.BufferedWriter(raw, 1 << 16)
+    fh: IO[Any] = io.TextIOWrapper(buffered, encoding="utf-8", newline="") if text else buffered
     try:
         with fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            os.fsync(raw.fileno())
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise os_error(d, e) from e
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if raw.error is not None and not isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise os_error(d, raw.error) from e
         raise
     commit(tmp, d, mode=mode)
 

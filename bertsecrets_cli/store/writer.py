@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,8 +61,43 @@ def _hdf5_write_failure(e: BaseException) -> bool:
     return isinstance(e, (OSError, RuntimeError)) and "file write failed" in str(e)
 
 
+# Failed writes that HDF5 met while h5py freed an object (a dataset's metadata flushed as it is closed): h5py
+# cannot raise them, it prints an 'Exception ignored' traceback per failure. They are recorded here instead
+# (a full disk shows up first this way), and the writer treats its file as failed.
+_SEEN_FAILURES: list[BaseException] = []
+_previous_hook: Any = None
+
+
+def _record_failed_writes(unraisable: Any) -> None:
+    if _hdf5_write_failure(unraisable.exc_value):
+        _SEEN_FAILURES.append(unraisable.exc_value)
+        return
+    (_previous_hook or sys.__unraisablehook__)(unraisable)
+
+
+def _record_printed_failures(exc_type: Any, exc: BaseException, tb: Any) -> None:
+    """Cython prints an error in __dealloc__ with sys.excepthook before it reports it as unraisable."""
+    if _hdf5_write_failure(exc):
+        _SEEN_FAILURES.append(exc)
+        return
+    (_previous_excepthook or sys.__excepthook__)(exc_type, exc, tb)
+
+
+_previous_excepthook: Any = None
+
+
+def _watch_failed_writes() -> None:
+    global _previous_hook, _previous_excepthook
+    if sys.unraisablehook is not _record_failed_writes:
+        _previous_hook = sys.unraisablehook
+        sys.unraisablehook = _record_failed_writes
+    if sys.excepthook is not _record_printed_failures:
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _record_printed_failures
+
+
 def has_failed_handles() -> bool:
-    return bool(_FAILED_HANDLES)
+    return bool(_FAILED_HANDLES or _SEEN_FAILURES)
 
 
 def _write_error(path: Path | str, e: BaseException) -> OutputError:
@@ -113,6 +149,7 @@ class StoreWriter:
         h5py = _h5py()
         if self._final:
             remove_stale_temporaries(self.path)  # a SIGKILLed earlier writer of this output could not remove its own
+        _watch_failed_writes()
         self._fd, self.tmp = outputs.create_temporary(self.path)
         try:
             if self._adopt is not None:
@@ -142,9 +179,10 @@ class StoreWriter:
         except (OSError, RuntimeError) as e:
             exc = e
         if not self.committed:
-            if exc is not None and _hdf5_write_failure(exc):
+            failure = exc if exc is not None and _hdf5_write_failure(exc) else (_SEEN_FAILURES[0] if _SEEN_FAILURES else None)
+            if failure is not None:
                 self._abandon()
-                raise _write_error(self.path, exc) from None
+                raise _write_error(self.path, failure) from None
             self.abort()
         if exc is not None and exc_type is None:
             raise exc
@@ -169,12 +207,14 @@ class StoreWriter:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def commit(self) -> Path:
-        for a in self._appenders:
-            a.flush()
-        self._file.attrs[S.A_CREATED] = created_timestamp()
-        self._file.attrs[S.A_COMPLETE] = 1
         try:
+            for a in self._appenders:
+                a.flush()
+            self._file.attrs[S.A_CREATED] = created_timestamp()
+            self._file.attrs[S.A_COMPLETE] = 1
             self._file.flush()
+            if _SEEN_FAILURES:
+                raise _SEEN_FAILURES[0]
         except (OSError, RuntimeError) as e:
             if _hdf5_write_failure(e):
                 self._abandon()
@@ -187,6 +227,9 @@ class StoreWriter:
             try:
                 self._file.close()
                 self._file = None
+                if _SEEN_FAILURES:  # met while closing: the file is not whole
+                    self._abandon()
+                    raise _write_error(self.path, _SEEN_FAILURES[0])
                 os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = None
@@ -202,6 +245,9 @@ class StoreWriter:
         return self.path
 
     def abort(self) -> None:
+        if _SEEN_FAILURES and self._file is not None:  # closing it would retry the failed writes (see _FAILED_HANDLES)
+            self._abandon()
+            return
         try:
             if self._file is not None:
                 self._file.close()
@@ -216,11 +262,18 @@ class StoreWriter:
 
     @property
     def h5(self) -> Any:
+        return self._live()
+
+    def _live(self) -> Any:
+        """The open file, unless a write already failed (a full disk): then stop before HDF5 goes on in a broken
+        state (it crashed the process, measured on a full tmpfs)."""
+        if _SEEN_FAILURES:
+            raise _SEEN_FAILURES[0]
         return self._file
 
     # -- content ---------------------------------------------------------------------------
     def set_model(self, *, n_layers: int, n_heads: int, **attrs: Any) -> None:
-        g = self._file.require_group(S.G_MODEL)
+        g = self._live().require_group(S.G_MODEL)
         g.attrs["n_layers"] = int(n_layers)
         g.attrs["n_heads"] = int(n_heads)
         for k, v in attrs.items():
@@ -228,7 +281,7 @@ class StoreWriter:
 
     def set_provenance(self, attrs: dict[str, Any], texts: dict[str, str] | None = None) -> None:
         """Short values as attributes; long text (command, config, environment) as string datasets."""
-        g = self._file.require_group(S.G_PROVENANCE)
+        g = self._live().require_group(S.G_PROVENANCE)
         for k, v in attrs.items():
             if isinstance(v, (dict, list, tuple)):
                 v = json.dumps(v, sort_keys=True)
@@ -241,18 +294,18 @@ class StoreWriter:
     def put_array(self, name: str, data: Any, *, attrs: dict[str, Any] | None = None, compression: str | None = None) -> None:
         arr = np.asarray(data)
         if arr.dtype.kind in ("U", "O"):
-            ds = self._file.create_dataset(name, data=[str(x) for x in arr.reshape(-1)], dtype=_str_dtype())
+            ds = self._live().create_dataset(name, data=[str(x) for x in arr.reshape(-1)], dtype=_str_dtype())
         else:
-            ds = self._file.create_dataset(name, data=arr, compression=compression if arr.size > 1024 else None)
+            ds = self._live().create_dataset(name, data=arr, compression=compression if arr.size > 1024 else None)
         for k, v in (attrs or {}).items():
             ds.attrs[k] = v
         return ds
 
     def put_strings(self, name: str, values: list[str]) -> None:
-        self._file.create_dataset(name, data=[str(v) for v in values], dtype=_str_dtype())
+        self._live().create_dataset(name, data=[str(v) for v in values], dtype=_str_dtype())
 
     def put_json(self, name: str, obj: Any) -> None:
-        self._file.create_dataset(name, data=json.dumps(obj, sort_keys=True), dtype=_str_dtype())
+        self._live().create_dataset(name, data=json.dumps(obj, sort_keys=True), dtype=_str_dtype())
 
     def put_head_quantity(self, name: str, values: np.ndarray, description: str, **attrs: Any) -> None:
         """A per-head [layers, heads] quantity that plot, show and diff find by itself."""
@@ -272,15 +325,15 @@ class StoreWriter:
         whole = start == 0 and (end is None or end >= store.n_examples)
         for name in src:
             if whole:
-                self._file.copy(src[name], f"{S.G_EXAMPLES}/{name}")
+                self._live().copy(src[name], f"{S.G_EXAMPLES}/{name}")
             else:
-                ds = self._file.create_dataset(f"{S.G_EXAMPLES}/{name}", data=src[name][start:end], dtype=src[name].dtype)
+                ds = self._live().create_dataset(f"{S.G_EXAMPLES}/{name}", data=src[name][start:end], dtype=src[name].dtype)
                 for k, v in src[name].attrs.items():
                     ds.attrs[k] = v
 
     def copy_group_attrs(self, name: str, store: Any) -> None:
         """The attributes of group ``name`` of an input store (e.g. a patterns store's classifier), unchanged."""
-        g = self._file.require_group(name)
+        g = self._live().require_group(name)
         for k, v in store.h5[name].attrs.items():
             g.attrs[k] = v
 
@@ -288,7 +341,7 @@ class StoreWriter:
         """Write dataset ``name`` as the concatenation of the same dataset in ``stores`` (a merge), in blocks."""
         first = stores[0].h5[name]
         total = sum(s.h5[name].shape[0] for s in stores)
-        ds = self._file.create_dataset(name, shape=(total, *first.shape[1:]), dtype=first.dtype,
+        ds = self._live().create_dataset(name, shape=(total, *first.shape[1:]), dtype=first.dtype,
                                        chunks=True if total and first.chunks else None)
         for k, v in first.attrs.items():
             ds.attrs[k] = v
@@ -306,7 +359,7 @@ class StoreWriter:
 
         ``writeback``: after each write, start the kernel writing the file to disk (for the large map arrays),
         so the fsync at commit finds little left to wait for."""
-        a = Appender(self._file, name, dtype, tail, chunk_rows=chunk_rows, compression=compression, fletcher32=fletcher32,
+        a = Appender(self._live(), name, dtype, tail, chunk_rows=chunk_rows, compression=compression, fletcher32=fletcher32,
                      writeback=writeback, queue=self._writes)
         self._appenders.append(a)
         return a
@@ -718,6 +771,17 @@ class AttentionStoreWriter:
     def discard(self) -> None:
         """Forget every part (used by --force)."""
         shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+    @contextmanager
+    def removed_unless_a_part_is_done(self) -> Iterator[None]:
+        """A run that fails or stops before finishing any part (a full disk, a bad text) leaves no parts folder:
+        there is nothing to resume, and the folder would only block the next run."""
+        try:
+            yield
+        except BaseException:
+            if not any(self.parts_dir.glob("part-*.h5")):
+                self._remove_parts()
+            raise
 
 
 # ----------------------------------------------------------------------------------------------
