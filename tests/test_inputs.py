@@ -149,3 +149,25 @@ def test_coref_refuses_a_fifo_on_the_command_line(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     res = runner.invoke(app, ["coref", str(fifo), "-o", str(tmp_path / "c.h5")])
     one_line_error(res, EXIT_INPUT, "FIFO", "not a regular file")
+
+
+def test_classify_train_refuses_a_labels_file_with_a_bad_byte(tmp_path: Path) -> None:
+    f = tmp_path / "l.tsv"
+    f.write_bytes(b"store\texample\tlayer\thead\tlabel\nx.h5\t0\t1\t1\tvertical\t\xe9t\xe9\n")
+    res = runner.invoke(app, ["classify", "train", str(f), "-o", str(tmp_path / "c.pt")])
+    one_line_error(res, EXIT_INPUT, "l.tsv:2:21: byte 0xe9 is not UTF-8")
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_framenet_refuses_a_conllu_with_a_bom_and_a_cycle_at_the_cycle_not_the_bom(tmp_path: Path) -> None:
+    f = tmp_path / "fn.conllu"
+    f.write_bytes(b"\xef\xbb\xbf" + _conllu([0, 3, 2]).encode())
+    res = runner.invoke(app, ["framenet", "--conllu", str(f), "-o", str(tmp_path / "f.h5")])
+    one_line_error(res, EXIT_INPUT, "fn.conllu:2: HEAD values form a cycle (2 -> 3 -> 2)")
+
+
+def test_show_refuses_random_bytes_as_a_store_with_one_line(tmp_path: Path) -> None:
+    f = tmp_path / "s.h5"
+    f.write_bytes(os.urandom(4096))
+    res = runner.invoke(app, ["show", str(f)])
+    one_line_error(res, 4, "not an HDF5 file")
