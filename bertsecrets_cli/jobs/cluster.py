@@ -67,6 +67,8 @@ def _check(opts: ClusterOptions) -> None:
         raise InputError(f"--measure {opts.measure}: choose one of {', '.join(MEASURES)}")
     if opts.top < 1:
         raise InputError(f"--top {opts.top}: must be at least 1")
+    if opts.width < 20:
+        raise InputError(f"--width {opts.width}: must be at least 20 terminal columns (leave it out for the terminal's width)")
     if opts.figure is not None:
         from bertsecrets_cli.render.figures import figure_format
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -135,12 +136,12 @@ def resolve_hyper(preset: str, overrides: dict[str, Any]) -> Hyper:
         raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}")
     h = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
     checks = [
-        (h.lr > 0, f"--lr {h.lr}: must be positive"),
-        (h.epochs > 0, f"--epochs {h.epochs}: must be positive"),
+        (math.isfinite(h.lr) and h.lr > 0, f"--lr {h.lr}: must be a positive finite number"),
+        (math.isfinite(h.epochs) and h.epochs > 0, f"--epochs {h.epochs}: must be a positive finite number"),
         (h.batch_size >= 1, f"--batch-size {h.batch_size}: must be at least 1"),
         (2 <= h.max_length <= 4096, f"--max-length {h.max_length}: must be between 2 and 4096"),
-        (h.warmup >= 0, f"--warmup {h.warmup}: must be a fraction (0-1) or a number of steps"),
-        (h.weight_decay >= 0, f"--weight-decay {h.weight_decay}: must not be negative"),
+        (math.isfinite(h.warmup) and h.warmup >= 0, f"--warmup {h.warmup}: must be a fraction (0-1) or a number of steps"),
+        (math.isfinite(h.weight_decay) and h.weight_decay >= 0, f"--weight-decay {h.weight_decay}: must be a finite number, not negative"),
         (h.max_steps is None or h.max_steps >= 1, f"--max-steps {h.max_steps}: must be at least 1"),
         (h.grad_accum >= 1, f"--grad-accum {h.grad_accum}: must be at least 1"),
         (h.seed >= 0, f"--seed {h.seed}: must not be negative"),

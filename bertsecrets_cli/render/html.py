@@ -30,10 +30,20 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
+# inside <script>, the HTML parser looks for "</script", "<!--" and "<script"; JSON's own \u escapes hide every
+# "<" (and ">", "&") from it and stay valid JSON. U+2028/2029 are escaped too: older JavaScript parsers end a
+# line there. (The escape "<\!--" once used here is not valid JSON: JSON.parse failed on a blank page.)
+_SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def script_json(value: Any) -> str:
+    """``value`` as JSON that is safe inside an HTML <script> element and parses back to the same value."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False).translate(_SCRIPT_ESCAPES)
+
+
 def page(payload: dict[str, Any]) -> str:
     """The whole page as text, with SIZE_MARK where its size goes."""
-    data = json.dumps({**payload, "size": SIZE_MARK}, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-    data = data.replace("</", "<\\/").replace("<!--", "<\\!--")  # cannot end the script element early
+    data = script_json({**payload, "size": SIZE_MARK})
     title = html.escape(str(payload.get("title", "bertsecrets view")))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
