@@ -162,6 +162,28 @@ def remove_stale_temporaries(dest: str | Path) -> list[Path]:
     return removed
 
 
+def remove_dead_spools(folder: str | Path, prefix: str, suffix: str) -> list[Path]:
+    """Delete ``<prefix><random>.<pid><suffix>`` files and folders in ``folder`` whose process is gone: the
+    standard-input and standard-output spools of a run that was SIGKILLed (it could not remove its own)."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(suffix)):
+            continue
+        pid = name[len(prefix):len(name) - len(suffix)].rpartition(".")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            p = Path(folder) / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 # ------------------------------------------------------------------------------------------ commit
 
 _RENAME_NOREPLACE = 1

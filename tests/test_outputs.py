@@ -209,3 +209,27 @@ def test_cluster_finds_a_missing_figure_folder_before_writing_the_store(demo_sto
     res = runner.invoke(app, ["cluster", str(demo_store), "-o", str(out), "--figure", str(tmp_path / "no" / "f.png")])
     one_line_error(res, EXIT_OUTPUT, "does not exist")
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []
+
+
+# ------------------------------------------------------------------------------------------ spools of '-'
+
+
+def test_the_next_run_removes_the_stdin_and_stdout_spools_a_killed_run_left(demo_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale_in = tmp_path / f"bertsecrets-stdin-k3j4l5m6.{dead.pid}.h5"
+    stale_in.write_bytes(b"half a store")
+    stale_out = tmp_path / f"bertsecrets-stdout-a1b2c3d4.{dead.pid}"
+    stale_out.mkdir()
+    (stale_out / "store.h5").write_bytes(b"x")
+    live = tmp_path / f"bertsecrets-stdin-zzzzzzzz.{os.getpid()}.h5"
+    live.write_bytes(b"a running reader's")
+    res = runner.invoke(app, ["show", "-"], input=demo_store.read_bytes())
+    assert res.exit_code == 0, res.stderr
+    assert not stale_in.exists() and live.exists()
+    res = runner.invoke(app, ["words", str(demo_store), "-o", "-"])
+    assert res.exit_code == 0 and not stale_out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]  # this run's own spools are gone too
