@@ -21,9 +21,8 @@ import numpy as np
 from bertsecrets_cli.errors import InputError, OutputError
 
 # A page above this many bytes opens slowly: Chromium took 61 s and 2.1 GB for a 169 MB page (view -n 2000),
-# about 2.8 MB a second; 20 MB is some 7 s.
-SLOW_PAGE_BYTES = 20_000_000
-BROWSER_BYTES_PER_S = 2_800_000
+# while 50 MB (one 512-token example) still opened in 1.4 s (README, benchmarks/view_size.py).
+SLOW_PAGE_BYTES = 50_000_000
 from bertsecrets_cli.store import schema as S
 
 DEFAULT_EXAMPLES = 8
@@ -196,8 +195,8 @@ def _warn_if_slow_to_open(size: int, n_examples: int, encoding: str) -> None:
 
     fits = max(1, int(n_examples * SLOW_PAGE_BYTES / size))
     smaller = f"-n {fits} (or --examples with the ones you want)" + ("" if encoding == "uint8" else ", or --encoding uint8 (half the size)")
-    info(f"warning: the page is {human_size(size)}: a browser needs some {size / BROWSER_BYTES_PER_S:.0f} s and much memory to open it; "
-         f"for a quick page pass {smaller}")
+    info(f"warning: the page is {human_size(size)}: a browser opens it slowly and needs much memory (a 169 MB page took "
+         f"Chromium 61 s and 2.1 GB); for a quick page pass {smaller}")
 
 
 def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str | None = None) -> ViewResult:
