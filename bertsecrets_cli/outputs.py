@@ -213,6 +213,19 @@ def _renameat2(src: str, dst: str) -> bool:
     raise OSError(e, os.strerror(e), dst)
 
 
+def rename_noreplace(src: str | Path, dest: str | Path) -> None:
+    """Rename ``src`` (a file or a folder) to ``dest`` unless ``dest`` exists: OutputError (exit 6) if it does."""
+    try:
+        if not _renameat2(str(src), str(dest)):
+            if os.path.lexists(dest):  # no renameat2 here (NFS): the last check, then rename
+                raise FileExistsError(errno.EEXIST, "exists", str(dest))
+            os.rename(src, dest)
+    except OSError as e:
+        if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            raise appeared(dest) from None
+        raise os_error(dest, e) from e
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)

@@ -233,3 +233,32 @@ def test_the_next_run_removes_the_stdin_and_stdout_spools_a_killed_run_left(demo
     res = runner.invoke(app, ["words", str(demo_store), "-o", "-"])
     assert res.exit_code == 0 and not stale_out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]  # this run's own spools are gone too
+
+
+def test_a_finished_model_folder_never_replaces_one_that_appeared_meanwhile_without_force(tmp_path: Path) -> None:
+    from bertsecrets_cli.jobs.finetune import _publish
+
+    out = tmp_path / "model"
+    partial = tmp_path / ".model.partial"
+    partial.mkdir()
+    (partial / "config.json").write_text("{}")
+    out.mkdir()
+    (out / "theirs.txt").write_text("another run's model")
+    with pytest.raises(OutputError, match="created by someone else while this command ran"):
+        _publish(partial, out, force=False)
+    assert (out / "theirs.txt").exists() and (partial / "config.json").exists()
+    _publish(partial, out, force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"] and not partial.exists()
+    other = tmp_path / ".other.partial"
+    other.mkdir()
+    _publish(other, tmp_path / "fresh", force=False)
+    assert (tmp_path / "fresh").is_dir()
+
+
+def test_annotate_refuses_a_labels_file_that_is_not_a_regular_file(demo_store: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "labels.tsv"
+    os.mkfifo(fifo)
+    res = runner.invoke(app, ["classify", "annotate", str(demo_store), "--labels", str(fifo), "--limit", "1"], input="v\n")
+    one_line_error(res, EXIT_OUTPUT, "not a regular file")
+    res = runner.invoke(app, ["classify", "annotate", str(demo_store), "--labels", os.devnull, "--limit", "1"], input="v\n")
+    one_line_error(res, EXIT_OUTPUT, "not a regular file")

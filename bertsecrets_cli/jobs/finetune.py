@@ -250,13 +250,16 @@ def _prepare_partial(partial: Path, key: str, *, resume: bool, force: bool) -> N
         raise OutputError(f"{partial}: cannot write: {e.strerror or e}") from e
 
 
-def _publish(partial: Path, out: Path) -> None:
-    """Move the finished folder into place; an old one (--force) is removed only after the swap."""
+def _publish(partial: Path, out: Path, *, force: bool = True) -> None:
+    """Move the finished folder into place; an old one (--force) is removed only after the swap. Without
+    --force, a folder that appeared while this run trained (another run of the same -o) is never replaced."""
     old = None
-    if out.exists():
+    if os.path.lexists(out):
+        if not force:
+            raise outputs.appeared(out)
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, old)
-    os.replace(partial, out)
+    outputs.rename_noreplace(partial, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -503,7 +506,7 @@ def run_finetune(opts: FinetuneOptions, out: str | Path, *, command: str | None 
     remove_checkpoints(partial)
     (partial / JOB_FILE).unlink(missing_ok=True)
     outputs.write_text(partial / RECORD, json.dumps(record, indent=1, sort_keys=True, default=str) + "\n", mode="replace")
-    _publish(partial, out)
+    _publish(partial, out, force=opts.force)
     table = metrics_table(task, eval_ds.split, len(res.ids), eval_ds.source, rows,
                           note=f"fine-tuned with {preset_label(opts.preset, opts.overrides)}"
                           + ("; a constant prediction has no correlation (nan)" if task.is_regression else ""))
