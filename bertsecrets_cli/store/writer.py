@@ -97,7 +97,7 @@ def _watch_failed_writes() -> None:
 
 
 def has_failed_handles() -> bool:
-    return bool(_FAILED_HANDLES or _SEEN_FAILURES)
+    return bool(_FAILED_HANDLES)
 
 
 def _write_error(path: Path | str, e: BaseException) -> OutputError:
@@ -136,6 +136,8 @@ class StoreWriter:
         self.kind = kind
         self.tmp: Path = self.path  # set by __enter__: an exclusive temporary next to the output (bertsecrets_cli.outputs)
         self._fd: int | None = None
+        self._seen_from = 0
+        self._h5name = ""
         self._locking = locking
         self._file: Any = None
         self._appenders: list[Appender] = []
@@ -150,6 +152,7 @@ class StoreWriter:
         if self._final:
             remove_stale_temporaries(self.path)  # a SIGKILLed earlier writer of this output could not remove its own
         _watch_failed_writes()
+        self._seen_from = len(_SEEN_FAILURES)
         self._fd, self.tmp = outputs.create_temporary(self.path)
         try:
             if self._adopt is not None:
@@ -159,7 +162,7 @@ class StoreWriter:
             # HDF5 opens by name (with O_CREAT, following links): give it the inode we created exclusively, never a
             # name someone could swap for a symlink meanwhile
             by_fd = f"/proc/self/fd/{self._fd}"
-            name = by_fd if os.path.exists(by_fd) else str(self.tmp)
+            name = self._h5name = by_fd if os.path.exists(by_fd) else str(self.tmp)
             self._file = h5py.File(name, "r+" if self._adopt is not None else "w", libver=S.LIBVER, locking=self._locking)
         except OSError as e:
             self.abort()
@@ -179,7 +182,7 @@ class StoreWriter:
         except (OSError, RuntimeError) as e:
             exc = e
         if not self.committed:
-            failure = exc if exc is not None and _hdf5_write_failure(exc) else (_SEEN_FAILURES[0] if _SEEN_FAILURES else None)
+            failure = exc if exc is not None and _hdf5_write_failure(exc) else self._failure()
             if failure is not None:
                 self._abandon()
                 raise _write_error(self.path, failure) from None
@@ -213,8 +216,8 @@ class StoreWriter:
             self._file.attrs[S.A_CREATED] = created_timestamp()
             self._file.attrs[S.A_COMPLETE] = 1
             self._file.flush()
-            if _SEEN_FAILURES:
-                raise _SEEN_FAILURES[0]
+            if self._failure() is not None:
+                raise self._failure()
         except (OSError, RuntimeError) as e:
             if _hdf5_write_failure(e):
                 self._abandon()
@@ -227,9 +230,9 @@ class StoreWriter:
             try:
                 self._file.close()
                 self._file = None
-                if _SEEN_FAILURES:  # met while closing: the file is not whole
+                if self._failure() is not None:  # met while closing: the file is not whole
                     self._abandon()
-                    raise _write_error(self.path, _SEEN_FAILURES[0])
+                    raise _write_error(self.path, self._failure())
                 os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = None
@@ -245,7 +248,7 @@ class StoreWriter:
         return self.path
 
     def abort(self) -> None:
-        if _SEEN_FAILURES and self._file is not None:  # closing it would retry the failed writes (see _FAILED_HANDLES)
+        if self._file is not None and self._failure() is not None:  # closing it would retry the failed writes (see _FAILED_HANDLES)
             self._abandon()
             return
         try:
@@ -267,9 +270,18 @@ class StoreWriter:
     def _live(self) -> Any:
         """The open file, unless a write already failed (a full disk): then stop before HDF5 goes on in a broken
         state (it crashed the process, measured on a full tmpfs)."""
-        if _SEEN_FAILURES:
-            raise _SEEN_FAILURES[0]
+        failure = self._failure()
+        if failure is not None:
+            raise failure
         return self._file
+
+    def _failure(self) -> BaseException | None:
+        """The first failed write h5py met on this writer's file while freeing an object (see _SEEN_FAILURES)."""
+        for e in _SEEN_FAILURES[self._seen_from:]:
+            text = str(e)
+            if "filename = '" not in text or f"filename = '{self._h5name}'" in text:
+                return e
+        return None
 
     # -- content ---------------------------------------------------------------------------
     def set_model(self, *, n_layers: int, n_heads: int, **attrs: Any) -> None:
