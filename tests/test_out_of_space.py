@@ -117,3 +117,19 @@ def test_every_writer_into_a_read_only_folder_exits_6_before_any_work(inputs: di
         pytest.skip(reason)
     results = _run_on_tmpfs(tmp_path, "ro,size=4k", [("view", _cases(inputs)[1][1]), ("words", ["words", str(inputs["a"]), "-o", "@MNT@/w.h5"])])
     _assert_clean(results, "read-only")
+
+
+def test_a_failed_write_of_another_file_never_fails_this_writer(tmp_path: Path) -> None:
+    """h5py reports failed writes while freeing objects without raising; each writer counts only its own file's."""
+    from bertsecrets_cli.store import writer as W
+
+    other = RuntimeError("Can't decrement id ref count (file write failed: filename = '/proc/self/fd/99999', errno = 28, "
+                         "error message = 'No space left on device')")
+    before = len(W._SEEN_FAILURES)
+    try:
+        with W.StoreWriter(tmp_path / "a.h5", "ablation") as w:
+            W._SEEN_FAILURES.append(other)
+            w.put_json("x", {"a": 1})
+    finally:
+        del W._SEEN_FAILURES[before:]
+    assert (tmp_path / "a.h5").exists() and not W.has_failed_handles()
