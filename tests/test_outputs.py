@@ -144,11 +144,12 @@ def test_two_concurrent_view_runs_of_one_output_one_exits_0_the_other_6_with_one
 # ------------------------------------------------------------------------------------------ what the output is
 
 
-def test_a_device_is_never_replaced_even_with_force(demo_store: Path, tmp_path: Path) -> None:
-    link = tmp_path / "null-link.html"
+@pytest.mark.parametrize("command", [["view", "-n", "1"], ["words"], ["plot", "--quantity", "stat_cls"]], ids=["view", "words", "plot"])
+def test_a_device_is_never_replaced_even_with_force(demo_store: Path, tmp_path: Path, command: list[str]) -> None:
+    link = tmp_path / "null-link.png"
     link.symlink_to(os.devnull)
-    for out in (os.devnull, str(link)):
-        res = runner.invoke(app, ["view", str(demo_store), "-n", "1", "-o", out, "--force"])
+    for out in (os.devnull, str(link)) if command[0] != "plot" else (str(link),):  # plot needs the .png name
+        res = runner.invoke(app, [command[0], str(demo_store), *command[1:], "-o", out, "--force"])
         one_line_error(res, EXIT_OUTPUT, "character device", "not a regular file")
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode) and link.is_symlink()
 
