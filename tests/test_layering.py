@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent / PKG
 #   errors  - the error classes that are the exit codes
 #   heads   - L<layer>H<head> names, 1-based for users
 #   tokens  - the token kinds of the store's tokens/special array (model/ writes them, analysis/ reads them)
-NEUTRAL = {f"{PKG}.errors", f"{PKG}.heads", f"{PKG}.tokens"}
+#   outputs - every file written (exclusive temporaries, no-replace commits); inputs - every text file read
+NEUTRAL = {f"{PKG}.errors", f"{PKG}.heads", f"{PKG}.tokens", f"{PKG}.outputs", f"{PKG}.inputs"}
 
 # What cli/ may import besides jobs/, its own modules and the neutral ones, and why:
 #   bertsecrets_cli         - __version__ for --version

@@ -325,3 +325,33 @@ def test_a_512_token_input_renders_on_canvas(browser: Any, tmp_path: Path) -> No
         assert v.errors == [], v.errors
     finally:
         v.close()
+
+
+HOSTILE_TEXTS = ["a <!-- comment opener and </script><script>window.pwned=1</script> end",
+                 "\u05e9\u05dc\u05d5\u05dd \u202eevil\u202c and \u200fRTL\u200e marks & <b>tags</b>",
+                 "line\u2028separator\u2029and ]]> --> done"]
+
+
+def test_texts_that_could_end_the_script_element_or_comment_it_out_are_shown_verbatim(browser: Any, tmp_path: Path) -> None:
+    """Any text or --title with <!--, </script>, RTL marks or U+2028 opens as the same text (no blank page, no script run)."""
+    import json
+
+    from bertsecrets_cli.jobs.extract import DataOptions, ExtractOptions, run_extract
+
+    data = tmp_path / "hostile.jsonl"
+    data.write_text("".join(json.dumps({"id": f"h{i}", "text_a": t, "label": 1}) + "\n" for i, t in enumerate(HOSTILE_TEXTS)))
+    store = tmp_path / "hostile.h5"
+    run_extract(ExtractOptions(data=DataOptions(task="sst2", data=str(data)), device="cpu", quiet=True), store, command="test")
+    title = "<!-- title </script> \u202e"
+    out = write_view(store, tmp_path / "hostile.html", "--title", title)
+    assert payload(out)["title"] == title  # the data element is valid JSON
+    v = Opened(browser, out)
+    try:
+        assert v.page.locator("h1").first.text_content() == title and v.page.title() == title
+        for i, text in enumerate(HOSTILE_TEXTS):
+            v.page.evaluate(f"window.bertsecretsView.select({{ex: {i}}})") if i else None
+            shown = v.page.locator("#sentence").text_content()
+            assert text in shown, (text, shown)
+        assert v.page.evaluate("window.pwned === undefined") and v.errors == [], v.errors
+    finally:
+        v.close()

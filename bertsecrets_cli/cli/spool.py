@@ -11,6 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bertsecrets_cli.errors import InputError
+from bertsecrets_cli.outputs import remove_dead_spools
+
+# spools are named <prefix><random>.<pid>[.h5], so that the next run can remove those of a run that was killed
+STDIN_PREFIX = "bertsecrets-stdin-"
+STDOUT_PREFIX = "bertsecrets-stdout-"
 
 
 @contextmanager
@@ -21,7 +26,8 @@ def input_path(path: str) -> Iterator[str]:
         return
     if sys.stdin is None or sys.stdin.isatty():
         raise InputError("-: standard input is a terminal; pipe a store into it (… -o - | bertsecrets CMD -)")
-    fd, tmp = tempfile.mkstemp(prefix="bertsecrets-stdin-", suffix=".h5")
+    remove_dead_spools(tempfile.gettempdir(), STDIN_PREFIX, ".h5")  # a SIGKILLed run's spool: nobody else removes it
+    fd, tmp = tempfile.mkstemp(prefix=STDIN_PREFIX, suffix=f".{os.getpid()}.h5")
     try:
         with os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
@@ -41,7 +47,8 @@ def output_path(path: str) -> Iterator[str]:
     if path != "-":
         yield path
         return
-    tmpdir = tempfile.mkdtemp(prefix="bertsecrets-stdout-")
+    remove_dead_spools(tempfile.gettempdir(), STDOUT_PREFIX, "")
+    tmpdir = tempfile.mkdtemp(prefix=STDOUT_PREFIX, suffix=f".{os.getpid()}")
     tmp = os.path.join(tmpdir, "store.h5")
     try:
         yield tmp

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bertsecrets_cli.errors import InputError
+from bertsecrets_cli.inputs import check_input_file, text_lines
 
 _RANGE = re.compile(r"^\d+-\d+$")
 _EMPTY = re.compile(r"^\d+\.\d+$")
@@ -42,15 +43,8 @@ class ConlluSentence:
 
 def read_conllu(path: str | Path) -> Iterator[ConlluSentence]:
     """Yield the sentences of a CoNLL-U file in order; raises InputError on the first malformed line."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise InputError(f"{path}: no such file")
-    if p.is_dir():
-        raise InputError(f"{path}: is a folder; pass a .conllu file")
-    try:
-        fh = open(p, encoding="utf-8")  # noqa: SIM115 - closed in finally
-    except OSError as e:
-        raise InputError(f"{path}: cannot read: {e.strerror}") from e
+    p = check_input_file(path, what=".conllu file")
+    lines = text_lines(p, shown=str(path), what=".conllu file")
     words: list[Word] = []
     word_lines: list[int] = []
     meta: dict[str, str] = {}
@@ -64,11 +58,11 @@ def read_conllu(path: str | Path) -> Iterator[ConlluSentence]:
         for w, ln in zip(words, word_lines):
             if w.head is not None and w.head > len(words):
                 raise InputError(f"{path}:{ln}: HEAD {w.head} points past the sentence's {len(words)} words")
+        _check_tree(words, word_lines, path)
         return ConlluSentence(meta.get("sent_id", f"{p.name}:{first}"), list(words), first, meta.get("text"), list(empty), newdoc, list(comments))
 
     try:
-        for lineno, raw in enumerate(fh, 1):
-            line = raw.rstrip("\r\n")
+        for lineno, line in lines:
             if not line.strip():
                 if words:
                     yield finish()
@@ -116,7 +110,24 @@ def read_conllu(path: str | Path) -> Iterator[ConlluSentence]:
             word_lines.append(lineno)
         if words:
             yield finish()
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}:{lineno + 1}: not UTF-8 text ({e.reason})") from e
     finally:
-        fh.close()
+        lines.close()
+
+
+def _check_tree(words: list[Word], lines: list[int], path: str | Path) -> None:
+    """HEAD must form a tree: following governors from any word reaches the root (0) without a cycle."""
+    state = [0] * (len(words) + 1)  # 0 unseen, 1 on the current walk, 2 reaches the root
+    state[0] = 2
+    for start in range(1, len(words) + 1):
+        walk = []
+        k: int | None = start
+        while k is not None and state[k] == 0:
+            state[k] = 1
+            walk.append(k)
+            k = words[k - 1].head
+        if k is not None and state[k] == 1:
+            cycle = walk[walk.index(k):]
+            raise InputError(f"{path}:{lines[k - 1]}: HEAD values form a cycle ({' -> '.join(map(str, [*cycle, k]))}), "
+                             "not a tree; every word's chain of heads must reach 0")
+        for w in walk:
+            state[w] = 2

@@ -31,8 +31,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bertsecrets_cli.errors import InputError
+from bertsecrets_cli.inputs import check_input_file, text_lines
 
 TYPES = ("pronoun", "proper", "nominal")
 _BRACKET = re.compile(r"\(([^()]+)(\))?|([^()]+)\)")
@@ -202,49 +204,62 @@ def _finish(spans: list, parts: dict, pm: re.Match, ws: tuple[int, ...], head: s
     parts.setdefault((eid, n), []).append((k, ws, head, ln))
 
 
+def _short(v: Any, width: int = 60) -> str:
+    s = json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else repr(v)
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
 def read_coref_jsonl(path: str | Path, counts: ReadCounts | None = None) -> list[CorefDocument]:
     """The documents of a JSONL file of mention spans (see the module's docstring)."""
     counts = counts if counts is not None else ReadCounts()
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise InputError(f"{path}: no such file")
+    p = check_input_file(path, what="coreference file")
     docs: list[CorefDocument] = []
-    with open(p, encoding="utf-8") as fh:
-        for ln, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{ln}: not JSON ({e.msg})") from e
-            if not isinstance(obj, dict) or not isinstance(obj.get("sentences"), list):
-                raise InputError(f"{path}:{ln}: expected an object with a 'sentences' list of word lists")
-            sents = obj["sentences"]
-            if not all(isinstance(s, list) and all(isinstance(w, str) and w and not any(c.isspace() for c in w) for w in s) for s in sents):
-                raise InputError(f"{path}:{ln}: 'sentences' must be lists of words (non-empty strings without spaces)")
-            upos = obj.get("upos")
-            doc = CorefDocument(str(obj.get("id", f"{p.name}:{ln}")), [CorefSentence(list(s), [], f"{obj.get('id', ln)}:{k}") for k, s in enumerate(sents)])
-            for m in obj.get("mentions", []):
-                try:
-                    si, s0, s1, ent = int(m.get("sentence", 0)), int(m["start"]), int(m["end"]), str(m["entity"])
-                except (KeyError, TypeError, ValueError):
-                    raise InputError(f"{path}:{ln}: each mention needs integer 'start', 'end' (and 'sentence') and an 'entity'") from None
-                if not 0 <= si < len(sents) or not 0 <= s0 < s1 <= len(sents[si]):
-                    raise InputError(f"{path}:{ln}: mention {m!r} lies outside its sentence")
-                h = int(m["head"]) if m.get("head") is not None else s1 - 1
-                if not s0 <= h < s1:
-                    raise InputError(f"{path}:{ln}: mention {m!r}: head {h} outside [start, end)")
-                t = m.get("type")
-                if t is None:
-                    tag = upos[si][h] if isinstance(upos, list) and si < len(upos) and h < len(upos[si]) else "_"
-                    t = mention_type(tag, sents[si][h], h == 0)
-                if t not in TYPES:
-                    raise InputError(f"{path}:{ln}: mention type {t!r}: choose one of {', '.join(TYPES)}")
-                counts.mentions += 1
-                doc.sentences[si].mentions.append(Mention(tuple(range(s0, s1)), h, ent, t, ln))
-            for s in doc.sentences:
-                s.mentions.sort(key=lambda x: (x.words[0], -len(x.words)))
-            docs.append(doc)
+    # every text file is read through bertsecrets_cli.inputs (regular files, UTF-8, no NUL, capped lines)
+    for ln, raw in text_lines(p, shown=str(path), what="coreference file"):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}:{ln}: not JSON ({e.msg})") from e
+        if not isinstance(obj, dict) or not isinstance(obj.get("sentences"), list):
+            raise InputError(f"{path}:{ln}: expected an object with a 'sentences' list of word lists")
+        sents = obj["sentences"]
+        if not all(isinstance(s, list) and all(isinstance(w, str) and w and not any(c.isspace() for c in w) for w in s) for s in sents):
+            raise InputError(f"{path}:{ln}: 'sentences' must be lists of words (non-empty strings without spaces)")
+        upos = obj.get("upos")
+        doc = CorefDocument(str(obj.get("id", f"{p.name}:{ln}")), [CorefSentence(list(s), [], f"{obj.get('id', ln)}:{k}") for k, s in enumerate(sents)])
+        mentions = obj.get("mentions", [])
+        if not isinstance(mentions, list):
+            raise InputError(f"{path}:{ln}: 'mentions' must be a list of objects, found {type(mentions).__name__}")
+        for m in mentions:
+            if not isinstance(m, dict):
+                raise InputError(f"{path}:{ln}: each mention must be an object with 'start', 'end', 'entity'; found {_short(m)}")
+            si, s0, s1 = m.get("sentence", 0), m.get("start"), m.get("end")
+            h = m.get("head")
+            for key, v in (("sentence", si), ("start", s0), ("end", s1), ("head", h)):
+                if (v is not None or key in ("start", "end")) and (type(v) is not int):  # 0.7, true, "3" are no positions
+                    raise InputError(f"{path}:{ln}: mention {_short(m)}: '{key}' must be a whole number (a word position), found {_short(v)}")
+            if "entity" not in m or isinstance(m["entity"], (dict, list)) or m["entity"] is None:
+                raise InputError(f"{path}:{ln}: mention {_short(m)}: needs an 'entity' (a name or number)")
+            ent = str(m["entity"])
+            if not 0 <= si < len(sents) or not 0 <= s0 < s1 <= len(sents[si]):
+                raise InputError(f"{path}:{ln}: mention {_short(m)} lies outside its sentence")
+            h = h if h is not None else s1 - 1
+            if not s0 <= h < s1:
+                raise InputError(f"{path}:{ln}: mention {_short(m)}: head {h} outside [start, end)")
+            t = m.get("type")
+            if t is None:
+                tag = upos[si][h] if isinstance(upos, list) and si < len(upos) and isinstance(upos[si], list) and h < len(upos[si]) else "_"
+                tag = tag if isinstance(tag, str) else "_"
+                t = mention_type(tag, sents[si][h], h == 0)
+            if not isinstance(t, str) or t not in TYPES:
+                raise InputError(f"{path}:{ln}: mention type {t!r}: choose one of {', '.join(TYPES)}")
+            counts.mentions += 1
+            doc.sentences[si].mentions.append(Mention(tuple(range(s0, s1)), h, ent, t, ln))
+        for s in doc.sentences:
+            s.mentions.sort(key=lambda x: (x.words[0], -len(x.words)))
+        docs.append(doc)
     if not docs:
         raise InputError(f"{path}: no documents")
     return docs

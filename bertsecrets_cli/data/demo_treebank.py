@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bertsecrets_cli import outputs
+
 PEOPLE = [("farmer", "she"), ("teacher", "he"), ("doctor", "she"), ("baker", "he"), ("pilot", "she"), ("singer", "he"), ("writer", "she")]
 NAMES = [("Mary", "she"), ("John", "he"), ("Anna", "she"), ("Peter", "he"), ("Laura", "she"), ("David", "he")]
 THINGS = ["shop", "book", "car", "house", "letter", "garden", "boat", "song", "bike", "cake"]
@@ -105,7 +107,7 @@ def write_demo_treebank(path: str | Path, n_documents: int, seed: int = 0) -> Pa
                 lines.append("\t".join([str(i + 1), form, form.lower(), upos, "_", "_", str(gov), rel, "_", f"Entity={misc[i]}" if misc[i] else "_"]))
             lines.append("")
     p = Path(path)
-    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    outputs.write_text(p, "\n".join(lines) + "\n")
     return p
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bertsecrets_cli.errors import InputError
+from bertsecrets_cli.inputs import open_binary
 
 NS = "http://framenet.icsi.berkeley.edu"
 CORE_TYPES = ("Core", "Core-Unexpressed")
@@ -167,9 +168,16 @@ class FrameNetRelease:
         """
         self.summary.files += 1
         stack: list[ET.Element] = []
+        opened = open_binary(file, what="FrameNet file")  # a regular file only: a FIFO or device never blocks the read
         try:
-            it = ET.iterparse(file, events=("start", "end"))
+            fh = opened.__enter__()
+        except InputError as e:
+            self._problem(file, f"{e.message.partition(': ')[2]}; file skipped")
+            return
+        try:
+            it = ET.iterparse(fh, events=("start", "end"))
         except OSError as e:
+            opened.__exit__(None, None, None)
             self._problem(file, f"cannot read: {e.strerror or e}")
             return
         try:
@@ -203,6 +211,7 @@ class FrameNetRelease:
             close = getattr(it, "close", None)  # Python >= 3.13 closes the file early
             if close is not None:
                 close()
+            opened.__exit__(None, None, None)
 
     # -- frames ---------------------------------------------------------------------------
     def frames(self) -> dict[str, FrameInfo]:

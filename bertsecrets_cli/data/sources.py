@@ -255,16 +255,11 @@ def _load_file(task: TaskSpec, path: Path, split: str, columns: _Columns, file_f
 
 
 def _read_text(path: Path) -> str:
-    """The file as text; UTF-8 (a BOM, as in GLUE's MRPC files, is dropped)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise InputError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+    """The file as text; UTF-8 (a BOM, as in GLUE's MRPC files, is dropped); a regular file, no NUL byte
+    (bertsecrets_cli.inputs: a bad byte is reported as file:line:column)."""
+    from bertsecrets_cli.inputs import read_text
+
+    return read_text(path, what="data file")
 
 
 def _split_lines(text: str) -> list[tuple[int, str]]:

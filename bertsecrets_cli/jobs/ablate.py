@@ -10,7 +10,6 @@ output, saved on SIGTERM/SIGINT and every minute; ``--resume`` continues from th
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -426,13 +425,13 @@ class _Checkpoint:
     def save(self, state: Any) -> None:
         if not self.enabled:
             return
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp.npz")
+        from bertsecrets_cli import outputs
+
         try:
-            np.savez(tmp, key=np.array(self.key), engine=np.array(state.engine), units=np.array(state.units), done=np.array(state.done),
-                     base=state.base, variants=state.variants)
-            os.replace(tmp, self.path)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
+            with outputs.writing(self.path, mode="replace") as fh:
+                np.savez(fh, key=np.array(self.key), engine=np.array(state.engine), units=np.array(state.units), done=np.array(state.done),
+                         base=state.base, variants=state.variants)
+        except (OSError, OutputError) as e:
             info(f"warning: could not save the ablation checkpoint {self.path} ({e})")
             return
         self._saved_at = time.monotonic()

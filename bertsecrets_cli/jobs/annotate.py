@@ -97,6 +97,8 @@ def run_annotate(store_path: str | Path, labels_path: str | Path, opts: Annotate
         raise OutputError(f"{tsv}: is a folder; give a file name for the labels")
     if not tsv.parent.is_dir():
         raise OutputError(f"{tsv}: folder {tsv.parent} does not exist")
+    if tsv.exists() and not tsv.is_file():  # a FIFO would block, a device swallow the answers
+        raise OutputError(f"{tsv}: is not a regular file; the labels are appended to a file, give one")
     done = {(r.example, r.layer, r.head) for r in read_labels(tsv) if r.store == store.resolve()} if tsv.exists() else set()
     keys = keys if keys is not None else key_source()
     con = console if console is not None else err_console()

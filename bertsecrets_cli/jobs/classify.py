@@ -101,6 +101,7 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
     cnn = load_classifier(opts.classifier, opts.device) if opts.classifier else None
     cinfo = cnn.info if cnn else rules_info()
     with open_store(store_path, kind="attention", locking=opts.locking, quantity=opts.quantity) as st:
+        _check_distribution(st.quantity)
         L, H, n_total = st.n_layers, st.n_heads, st.n_examples
         if n_total == 0:
             raise StoreError(f"{store_path}: holds no examples; nothing to classify")
@@ -186,6 +187,19 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
     res.feature_tables = token_tables(res)
     return res
 
+
+
+def _check_distribution(name: str) -> None:
+    """The pattern rules and the CNN read shares of attention (rows summing to 1): other maps mean nothing to them."""
+    from bertsecrets_cli.store import schema as S
+
+    if S.quantity(name).distribution:
+        return
+    normalised = f"{name}_normalised"
+    use = f"--quantity {normalised}" if normalised in S.QUANTITIES else \
+        "--quantity " + " or ".join(q for q, spec in S.QUANTITIES.items() if spec.distribution)
+    raise InputError(f"--quantity {name}: its maps are not attention distributions (rows do not sum to 1), so the pattern "
+                     f"types' rules and thresholds do not apply to them; use {use}")
 
 
 def put_heads(w: Any, res: ClassifyResult) -> None:

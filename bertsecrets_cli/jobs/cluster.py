@@ -79,6 +79,8 @@ def _check(opts: ClusterOptions) -> None:
         raise InputError(f"--measure {opts.measure}: choose one of {', '.join(MEASURES)}")
     if opts.top < 1:
         raise InputError(f"--top {opts.top}: must be at least 1")
+    if opts.width < 20:
+        raise InputError(f"--width {opts.width}: must be at least 20 terminal columns (leave it out for the terminal's width)")
     if opts.figure is not None:
         from bertsecrets_cli.render.figures import figure_format
 
@@ -112,6 +114,10 @@ def run_cluster(store_path: str | Path, out: str | Path, opts: ClusterOptions, *
 
     _check(opts)
     outp = check_output_path(out, force=opts.force)
+    if opts.figure is not None:  # before any work: a bad --figure found after the store is written would block the rerun
+        if Path(opts.figure).resolve() == outp.resolve():
+            raise OutputError(f"{opts.figure}: is also the output store (-o); give another --figure")
+        check_output_path(opts.figure, force=opts.force, what="figure")
     inputs = [store_path] + ([opts.patterns] if opts.patterns else [])
     if any(outp.exists() and Path(p).exists() and outp.resolve() == Path(p).resolve() for p in inputs):
         raise OutputError(f"{out}: is an input store; input stores are never modified, give another -o")

@@ -216,7 +216,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     sink = _PartSink(writer)
     # tokenising and forward passes here; HDF5 writing on one thread behind a bounded queue (jobs.writer_thread)
-    with graceful_stop() as stop, progress(len(examples), f"extract {lm.name}", quiet=opts.quiet) as advance, \
+    with writer.removed_unless_a_part_is_done(), graceful_stop() as stop, progress(len(examples), f"extract {lm.name}", quiet=opts.quiet) as advance, \
             WriterThread(sink.handle, sink.close, maxsize=WRITE_QUEUE_BATCHES) as background:
         advance(done)
         for index, start, end in pending:

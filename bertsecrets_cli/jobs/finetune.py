@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from bertsecrets_cli import outputs
 from bertsecrets_cli.errors import InputError, Interrupted, ModelError, OutputError
 from bertsecrets_cli.render.console import info
 from bertsecrets_cli.render.progress import reporter
@@ -134,12 +136,12 @@ def resolve_hyper(preset: str, overrides: dict[str, Any]) -> Hyper:
         raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}")
     h = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
     checks = [
-        (h.lr > 0, f"--lr {h.lr}: must be positive"),
-        (h.epochs > 0, f"--epochs {h.epochs}: must be positive"),
+        (math.isfinite(h.lr) and h.lr > 0, f"--lr {h.lr}: must be a positive finite number"),
+        (math.isfinite(h.epochs) and h.epochs > 0, f"--epochs {h.epochs}: must be a positive finite number"),
         (h.batch_size >= 1, f"--batch-size {h.batch_size}: must be at least 1"),
         (2 <= h.max_length <= 4096, f"--max-length {h.max_length}: must be between 2 and 4096"),
-        (h.warmup >= 0, f"--warmup {h.warmup}: must be a fraction (0-1) or a number of steps"),
-        (h.weight_decay >= 0, f"--weight-decay {h.weight_decay}: must not be negative"),
+        (math.isfinite(h.warmup) and h.warmup >= 0, f"--warmup {h.warmup}: must be a fraction (0-1) or a number of steps"),
+        (math.isfinite(h.weight_decay) and h.weight_decay >= 0, f"--weight-decay {h.weight_decay}: must be a finite number, not negative"),
         (h.max_steps is None or h.max_steps >= 1, f"--max-steps {h.max_steps}: must be at least 1"),
         (h.grad_accum >= 1, f"--grad-accum {h.grad_accum}: must be at least 1"),
         (h.seed >= 0, f"--seed {h.seed}: must not be negative"),
@@ -242,19 +244,22 @@ def _prepare_partial(partial: Path, key: str, *, resume: bool, force: bool) -> N
         if force:
             shutil.rmtree(partial)
     try:
-        partial.mkdir(parents=True, exist_ok=True)
-        job.write_text(json.dumps({"key": key}))
+        outputs.private_folder(partial, parents=True)
+        outputs.write_text(job, json.dumps({"key": key}), mode="replace")
     except OSError as e:
         raise OutputError(f"{partial}: cannot write: {e.strerror or e}") from e
 
 
-def _publish(partial: Path, out: Path) -> None:
-    """Move the finished folder into place; an old one (--force) is removed only after the swap."""
+def _publish(partial: Path, out: Path, *, force: bool = True) -> None:
+    """Move the finished folder into place; an old one (--force) is removed only after the swap. Without
+    --force, a folder that appeared while this run trained (another run of the same -o) is never replaced."""
     old = None
-    if out.exists():
+    if os.path.lexists(out):
+        if not force:
+            raise outputs.appeared(out)
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, old)
-    os.replace(partial, out)
+    outputs.rename_noreplace(partial, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -500,8 +505,8 @@ def run_finetune(opts: FinetuneOptions, out: str | Path, *, command: str | None 
               "eval_data_source": eval_ds.source, "command": texts["command"], "job_key": key, **extra}
     remove_checkpoints(partial)
     (partial / JOB_FILE).unlink(missing_ok=True)
-    (partial / RECORD).write_text(json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
-    _publish(partial, out)
+    outputs.write_text(partial / RECORD, json.dumps(record, indent=1, sort_keys=True, default=str) + "\n", mode="replace")
+    _publish(partial, out, force=opts.force)
     table = metrics_table(task, eval_ds.split, len(res.ids), eval_ds.source, rows,
                           note=f"fine-tuned with {preset_label(opts.preset, opts.overrides)}"
                           + ("; a constant prediction has no correlation (nan)" if task.is_regression else ""))

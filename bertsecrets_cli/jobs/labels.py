@@ -29,36 +29,38 @@ class LabelRow:
 
 def read_labels(path: str | Path) -> list[LabelRow]:
     """Rows of an annotation TSV; store paths are relative to the TSV's folder. Bad lines are one InputError."""
+    from bertsecrets_cli.inputs import check_input_file, text_lines
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise InputError(f"{p}: no such labels file")
+    check_input_file(p, what="labels file")
     rows: list[LabelRow] = []
-    with open(p, newline="", encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip() or line.startswith("#"):
-                continue
-            cells = line.rstrip("\n").split("\t")
-            if cells[:2] == ["store", "example"]:
-                continue
-            where = f"{p}:{n}"
-            if len(cells) < 5:
-                raise InputError(f"{where}: expected tab-separated store, example, layer, head, label; got {len(cells)} field(s)")
-            try:
-                ex, layer, head = int(cells[1]), int(cells[2]), int(cells[3])
-            except ValueError:
-                raise InputError(f"{where}: example, layer and head must be whole numbers (layer and head 1-based)") from None
-            if ex < 0 or layer < 1 or head < 1:
-                raise InputError(f"{where}: example counts from 0, layer and head from 1")
-            label = cells[4].strip().lower()
-            if label != SKIP:
-                c = P.parse_class(label)
-                if c < 0:
-                    raise InputError(f"{where}: unknown label {cells[4]!r}; use one of {', '.join(P.CLASSES)} or skip")
-                label = P.CLASSES[c]
-            store = Path(cells[0])
-            if not store.is_absolute():
-                store = p.parent / store
-            rows.append(LabelRow(store.resolve(), ex, layer - 1, head - 1, label, cells[5] if len(cells) > 5 else "", where))
+    for n, line in text_lines(p, what="labels file"):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cells = line.rstrip("\n").split("\t")
+        if cells[:2] == ["store", "example"]:
+            continue
+        where = f"{p}:{n}"
+        if len(cells) < 5:
+            raise InputError(f"{where}: expected tab-separated store, example, layer, head, label; got {len(cells)} field(s)")
+        try:
+            ex, layer, head = int(cells[1]), int(cells[2]), int(cells[3])
+        except ValueError:
+            raise InputError(f"{where}: example, layer and head must be whole numbers (layer and head 1-based)") from None
+        if ex < 0 or layer < 1 or head < 1:
+            raise InputError(f"{where}: example counts from 0, layer and head from 1")
+        label = cells[4].strip().lower()
+        if label != SKIP:
+            c = P.parse_class(label)
+            if c < 0:
+                raise InputError(f"{where}: unknown label {cells[4]!r}; use one of {', '.join(P.CLASSES)} or skip")
+            label = P.CLASSES[c]
+        store = Path(cells[0])
+        if not store.is_absolute():
+            store = p.parent / store
+        rows.append(LabelRow(store.resolve(), ex, layer - 1, head - 1, label, cells[5] if len(cells) > 5 else "", where))
     return rows
 
 

@@ -8,6 +8,7 @@ writes per-head quantities is therefore plottable without touching this file.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,9 @@ def run_plot(store: str | Path, opts: PlotOptions, *, name: str | None = None) -
     from bertsecrets_cli.store.writer import check_output_path
 
     name = name or str(store)
+    for flag, v in (("--vmin", opts.vmin), ("--vmax", opts.vmax)):
+        if v is not None and not math.isfinite(v):
+            raise InputError(f"{flag} {v}: must be a finite number (leave it out for the data's own range)")
     if opts.vmin is not None and opts.vmax is not None and not opts.vmin < opts.vmax:
         raise InputError(f"--vmin {opts.vmin} --vmax {opts.vmax}: the lower end must be below the upper end")
     if opts.out is not None:

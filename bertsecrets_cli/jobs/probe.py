@@ -9,6 +9,7 @@ directions under /heads/probe_* (plot, show, diff read them) and the UAS table.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -71,8 +72,8 @@ def _check(opts: ProbeOptions) -> None:
         raise InputError(f"--max-length {opts.max_length}: must be between 4 and 4096")
     if opts.embedding_dims < 0:
         raise InputError(f"--embedding-dims {opts.embedding_dims}: must be at least 0")
-    if opts.l2 < 0:
-        raise InputError(f"--l2 {opts.l2}: must be at least 0")
+    if not math.isfinite(opts.l2) or opts.l2 < 0:
+        raise InputError(f"--l2 {opts.l2}: must be a finite number, at least 0 (the default is 1e-3; 0 turns the penalty off)")
     if opts.max_iter < 1:
         raise InputError(f"--max-iter {opts.max_iter}: must be at least 1")
     if opts.limit is not None and opts.limit < 1:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bertsecrets_cli import outputs
 from bertsecrets_cli.errors import InputError, OutputError
 from bertsecrets_cli.render.console import info
 from bertsecrets_cli.render.tables import Table, to_markdown
@@ -462,11 +463,11 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
     for s in steps:
         md.append(f"| {s.name} | `{s.command}` | {'done before' if s.skipped else f'{s.seconds:.0f}'} |")
     md.append("")
-    (out / "index.md").write_text("\n".join(md))
+    outputs.write_text(out / "index.md", "\n".join(md))
     from bertsecrets_cli.render.html import markdown_page, write_text_atomic
 
     write_text_atomic(out / "index.html", markdown_page("\n".join(md), "Revealing the Dark Secrets of BERT: reproduction", embeds))
-    (out / "tables" / "comparison.json").write_text(json.dumps(cmp.records(), indent=1))
+    outputs.write_text(out / "tables" / "comparison.json", json.dumps(cmp.records(), indent=1))
     return cmp
 
 
@@ -508,7 +509,7 @@ def _md_lines(t: Table) -> list[str]:
 
 def _table_md(out: Path, name: str, t: Table, fig: Path | None = None, caption: str | None = None) -> list[str]:
     text = to_markdown(t)
-    (out / "tables" / f"{name}.md").write_text(f"### {t.title}\n\n{text}\n")
+    outputs.write_text(out / "tables" / f"{name}.md", f"### {t.title}\n\n{text}\n")
     lines = [f"### {t.title}", ""]
     if caption:
         lines += [f"_{caption}_", ""]

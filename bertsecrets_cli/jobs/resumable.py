@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bertsecrets_cli import outputs
 from bertsecrets_cli.errors import InputError, Interrupted, OutputError
 from bertsecrets_cli.render.console import info
 
@@ -52,8 +53,8 @@ def run_in_parts(out: str | Path, *, n_items: int, part_size: int, key: dict[str
             raise InputError(f"{out}: --resume: the finished parts in {d.name}/ were made with other inputs or options; "
                              "rerun with those, or with --force to start over")
     else:
-        d.mkdir(parents=True)
-        keyfile.write_text(want)
+        outputs.private_folder(d, parents=True)
+        outputs.write_text(keyfile, want, mode="replace")
     paths = [d / f"part-{k:05d}.h5" for k in range(n)]
     done = sum(p.exists() for p in paths)
     if done:

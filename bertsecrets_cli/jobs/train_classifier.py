@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from bertsecrets_cli.analysis import patterns as P
-from bertsecrets_cli.errors import InputError, OutputError
+from bertsecrets_cli.errors import InputError
 from bertsecrets_cli.heads import head_name
 from bertsecrets_cli.jobs.classifiers import file_sha256
 from bertsecrets_cli.jobs.labels import SKIP, LabelRow, read_labels
@@ -160,13 +159,10 @@ def run_train(opts: TrainOptions, out: str | Path, *, command: str | None = None
         "history": [{k: float(v) for k, v in h.items()} for h in res.history],
     }
     payload = res.payload(meta)
-    tmp = out_p.with_name(f".{out_p.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, out_p)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{out_p}: cannot write: {e.strerror or e}") from e
+    from bertsecrets_cli import outputs
+
+    with outputs.writing(out_p) as fh:  # exclusive temporary; never replaces a file that appeared meanwhile unless --force
+        torch.save(payload, fh)
     return TrainResult(out_p, len(res.train_idx), len(val), res.scores, rules_scores, res.best_epoch, res.epochs_run,
                        train_tables(res.scores, rules_scores, len(res.train_idx), len(val), res.best_epoch, res.epochs_run, out_p, source))
 

@@ -19,6 +19,10 @@ from typing import Any
 import numpy as np
 
 from bertsecrets_cli.errors import InputError, OutputError
+
+# A page above this many bytes opens slowly: Chromium took 61 s and 2.1 GB for a 169 MB page (view -n 2000),
+# while 50 MB (one 512-token example) still opened in 1.4 s (README, benchmarks/view_size.py).
+SLOW_PAGE_BYTES = 50_000_000
 from bertsecrets_cli.store import schema as S
 
 DEFAULT_EXAMPLES = 8
@@ -182,6 +186,19 @@ def _side_store(path: str, kind: str, chosen_ids: list[str], L: int, H: int, loc
         return side
 
 
+def _warn_if_slow_to_open(size: int, n_examples: int, encoding: str) -> None:
+    """Say so when a browser will take long to open the page, and what to pass instead."""
+    if size <= SLOW_PAGE_BYTES:
+        return
+    from bertsecrets_cli.render.console import info
+    from bertsecrets_cli.render.html import human_size
+
+    fits = max(1, int(n_examples * SLOW_PAGE_BYTES / size))
+    smaller = f"-n {fits} (or --examples with the ones you want)" + ("" if encoding == "uint8" else ", or --encoding uint8 (half the size)")
+    info(f"warning: the page is {human_size(size)}: a browser opens it slowly and needs much memory (a 169 MB page took "
+         f"Chromium 61 s and 2.1 GB); for a quick page pass {smaller}")
+
+
 def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str | None = None) -> ViewResult:
     """Write the HTML view of ``store`` to ``out`` (atomically) and return its size."""
     from bertsecrets_cli import __version__
@@ -265,4 +282,5 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
         "tool": f"bertsecrets {__version__}",
     }
     size = render_view(payload, out)
+    _warn_if_slow_to_open(size, len(examples), opts.encoding)
     return ViewResult(out, size, len(examples), chosen, [f"{g['source']}:{g['name']}" for g in grids])

@@ -15,6 +15,8 @@ import os
 import time
 from pathlib import Path
 
+from bertsecrets_cli.errors import BertsecretsError
+
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 CACHE_NAME = "fingerprints.json"
 MAX_ENTRIES = 256
@@ -51,10 +53,10 @@ def _write_cache(file: Path, data: dict[str, dict]) -> None:
     """Atomic (temp + rename), so concurrent loads never read half a file; failures are ignored."""
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, sort_keys=True))
-        os.replace(tmp, file)
-    except OSError:
+        from bertsecrets_cli import outputs
+
+        outputs.write_text(file, json.dumps(data, sort_keys=True), mode="replace")
+    except (OSError, BertsecretsError):
         pass
 
 

@@ -1,20 +1,20 @@
 """Publication figures with matplotlib's Agg backend (no display): PNG, SVG or PDF, chosen by the file's extension.
 
-Each function draws one figure and writes it atomically (temporary name in the same folder, then
-``os.replace``), so a killed run never leaves half an image under the final name. Files are
+Each function draws one figure and writes it atomically (an exclusive temporary in the same folder, then
+a no-replace rename: bertsecrets_cli.outputs), so a killed run never leaves half an image under the final name. Files are
 reproducible: no creation date in PDF/SVG metadata and a fixed SVG id salt. Labels are 1-based.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bertsecrets_cli.errors import InputError, OutputError
+from bertsecrets_cli import outputs
+from bertsecrets_cli.errors import InputError
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
@@ -41,17 +41,14 @@ def _plt() -> Any:
 def _save(fig: Any, path: str | Path) -> Path:
     fmt = figure_format(path)
     p = Path(path)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     metadata: dict[str, Any] = {"png": {"Software": "bertsecrets"}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}[fmt]
     plt = _plt()
     try:
-        fig.savefig(tmp, format=fmt, dpi=150 if fmt == "png" else None, bbox_inches="tight", metadata=metadata)
-        os.replace(tmp, p)
-    except OSError as e:
-        raise OutputError(f"{p}: cannot write the figure: {e.strerror or e}") from e
+        # drawn into a file object on an exclusively created temporary (bertsecrets_cli.outputs), never by name
+        with outputs.writing(p) as fh:
+            fig.savefig(fh, format=fmt, dpi=150 if fmt == "png" else None, bbox_inches="tight", metadata=metadata)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return p
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from bertsecrets_cli import outputs
 
 SIZE_MARK = "@@BERTSECRETS_SIZE@@@@@@@@@@@@@@@@@@"  # 36 characters; replaced by the size padded to this width
 
@@ -29,10 +30,20 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
+# inside <script>, the HTML parser looks for "</script", "<!--" and "<script"; JSON's own \u escapes hide every
+# "<" (and ">", "&") from it and stay valid JSON. U+2028/2029 are escaped too: older JavaScript parsers end a
+# line there. (The escape "<\!--" once used here is not valid JSON: JSON.parse failed on a blank page.)
+_SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def script_json(value: Any) -> str:
+    """``value`` as JSON that is safe inside an HTML <script> element and parses back to the same value."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False).translate(_SCRIPT_ESCAPES)
+
+
 def page(payload: dict[str, Any]) -> str:
     """The whole page as text, with SIZE_MARK where its size goes."""
-    data = json.dumps({**payload, "size": SIZE_MARK}, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-    data = data.replace("</", "<\\/").replace("<!--", "<\\!--")  # cannot end the script element early
+    data = script_json({**payload, "size": SIZE_MARK})
     title = html.escape(str(payload.get("title", "bertsecrets view")))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -46,22 +57,13 @@ def page(payload: dict[str, Any]) -> str:
 
 
 def render_view(payload: dict[str, Any], out: str | Path) -> int:
-    """Write the page to ``out`` atomically (temporary name, then os.replace); returns its size in bytes."""
+    """Write the page to ``out`` atomically (bertsecrets_cli.outputs); returns its size in bytes."""
     text = page(payload).encode("utf-8")
     n = len(text)
     stated = f"{human_size(n)} ({n:,} bytes)".ljust(len(SIZE_MARK))
     assert len(stated) == len(SIZE_MARK)
     text = text.replace(SIZE_MARK.encode(), stated.encode(), 1)
-    p = Path(out)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
+    outputs.write_bytes(out, text)  # exclusive temporary, fsynced, committed without replacing unless --force
     return n
 
 
@@ -134,10 +136,4 @@ def markdown_page(md: str, title: str, embeds: dict[str, str] | None = None) -> 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     """A text file replaced only once it is complete."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
+    outputs.write_text(path, text)

@@ -11,12 +11,12 @@ HDF5 writer leaves an unreadable file, so nothing is ever resumed from inside on
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import hashlib
 import json
 import os
 import shutil
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bertsecrets_cli import __version__
+from bertsecrets_cli import __version__, outputs
 from bertsecrets_cli.errors import OutputError, StoreError
 from bertsecrets_cli.store import schema as S
 
@@ -45,25 +45,8 @@ def _str_dtype() -> Any:
     return _STR
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _os_error(path: Path | str, e: OSError) -> OutputError:
-    if e.errno == errno.ENOSPC:
-        return OutputError(f"{path}: no space left on the device; nothing was written")
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError(f"{path}: cannot write here (permission denied or read-only)")
-    return OutputError(f"{path}: cannot write: {e.strerror or e}")
+    return outputs.os_error(path, e)
 
 
 # HDF5 handles whose writes failed (disk full, I/O error): closing or even freeing them makes
@@ -76,6 +59,41 @@ _FAILED_HANDLES: list[Any] = []
 def _hdf5_write_failure(e: BaseException) -> bool:
     """An h5py error raised by a failed write of the HDF5 driver (ENOSPC, EIO, ...)."""
     return isinstance(e, (OSError, RuntimeError)) and "file write failed" in str(e)
+
+
+# Failed writes that HDF5 met while h5py freed an object (a dataset's metadata flushed as it is closed): h5py
+# cannot raise them, it prints an 'Exception ignored' traceback per failure. They are recorded here instead
+# (a full disk shows up first this way), and the writer treats its file as failed.
+_SEEN_FAILURES: list[BaseException] = []
+_previous_hook: Any = None
+
+
+def _record_failed_writes(unraisable: Any) -> None:
+    if _hdf5_write_failure(unraisable.exc_value):
+        _SEEN_FAILURES.append(unraisable.exc_value)
+        return
+    (_previous_hook or sys.__unraisablehook__)(unraisable)
+
+
+def _record_printed_failures(exc_type: Any, exc: BaseException, tb: Any) -> None:
+    """Cython prints an error in __dealloc__ with sys.excepthook before it reports it as unraisable."""
+    if _hdf5_write_failure(exc):
+        _SEEN_FAILURES.append(exc)
+        return
+    (_previous_excepthook or sys.__excepthook__)(exc_type, exc, tb)
+
+
+_previous_excepthook: Any = None
+
+
+def _watch_failed_writes() -> None:
+    global _previous_hook, _previous_excepthook
+    if sys.unraisablehook is not _record_failed_writes:
+        _previous_hook = sys.unraisablehook
+        sys.unraisablehook = _record_failed_writes
+    if sys.excepthook is not _record_printed_failures:
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _record_printed_failures
 
 
 def has_failed_handles() -> bool:
@@ -91,18 +109,9 @@ def _write_error(path: Path | str, e: BaseException) -> OutputError:
 
 
 def check_output_path(path: str | Path, *, force: bool = False, what: str = "output") -> Path:
-    """Refuse an existing output without ``force`` and a missing or unwritable folder, before any work."""
-    p = Path(path)
-    if p.is_dir():
-        raise OutputError(f"{p}: is a folder; give a file name for the {what}")
-    if p.exists() and not force:
-        raise OutputError(f"{p}: exists; pass --force to replace it (it is replaced only when the new one is complete)")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"{p}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"{p}: cannot write in folder {parent} (permission denied or read-only)")
-    return p
+    """Refuse an existing output without ``force``, a missing or unwritable folder, or a destination that is not
+    a regular file, before any work (bertsecrets_cli.outputs.check_output)."""
+    return outputs.check_output(path, force=force, what=what)
 
 
 def created_timestamp() -> str:
@@ -125,7 +134,10 @@ class StoreWriter:
             raise ValueError(f"unknown store kind {kind!r}")
         self.path = check_output_path(path, force=force) if final else Path(path)
         self.kind = kind
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.tmp: Path = self.path  # set by __enter__: an exclusive temporary next to the output (bertsecrets_cli.outputs)
+        self._fd: int | None = None
+        self._seen_from = 0
+        self._h5name = ""
         self._locking = locking
         self._file: Any = None
         self._appenders: list[Appender] = []
@@ -139,11 +151,21 @@ class StoreWriter:
         h5py = _h5py()
         if self._final:
             remove_stale_temporaries(self.path)  # a SIGKILLed earlier writer of this output could not remove its own
+        _watch_failed_writes()
+        self._seen_from = len(_SEEN_FAILURES)
+        self._fd, self.tmp = outputs.create_temporary(self.path)
         try:
             if self._adopt is not None:
-                os.replace(self._adopt, self.tmp)
-            self._file = h5py.File(self.tmp, "r+" if self._adopt is not None else "w", libver=S.LIBVER, locking=self._locking)
+                os.replace(self._adopt, self.tmp)  # over our own temporary: the name stays exclusive
+                os.close(self._fd)
+                self._fd = os.open(self.tmp, os.O_RDWR | os.O_NOFOLLOW)
+            # HDF5 opens by name (with O_CREAT, following links): give it the inode we created exclusively, never a
+            # name someone could swap for a symlink meanwhile
+            by_fd = f"/proc/self/fd/{self._fd}"
+            name = self._h5name = by_fd if os.path.exists(by_fd) else str(self.tmp)
+            self._file = h5py.File(name, "r+" if self._adopt is not None else "w", libver=S.LIBVER, locking=self._locking)
         except OSError as e:
+            self.abort()
             raise _os_error(self.path, e) from e
         root = self._file.attrs
         root[S.A_FORMAT] = S.FORMAT
@@ -160,9 +182,10 @@ class StoreWriter:
         except (OSError, RuntimeError) as e:
             exc = e
         if not self.committed:
-            if exc is not None and _hdf5_write_failure(exc):
+            failure = exc if exc is not None and _hdf5_write_failure(exc) else self._failure()
+            if failure is not None:
                 self._abandon()
-                raise _write_error(self.path, exc) from None
+                raise _write_error(self.path, failure) from None
             self.abort()
         if exc is not None and exc_type is None:
             raise exc
@@ -170,7 +193,8 @@ class StoreWriter:
     def _abandon(self) -> None:
         """After a failed HDF5 write: remove the temporary file but never close its handle (see _FAILED_HANDLES)."""
         _FAILED_HANDLES.append(self)
-        self.tmp.unlink(missing_ok=True)
+        if self.tmp != self.path:
+            self.tmp.unlink(missing_ok=True)
 
     @staticmethod
     @contextmanager
@@ -186,12 +210,14 @@ class StoreWriter:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def commit(self) -> Path:
-        for a in self._appenders:
-            a.flush()
-        self._file.attrs[S.A_CREATED] = created_timestamp()
-        self._file.attrs[S.A_COMPLETE] = 1
         try:
+            for a in self._appenders:
+                a.flush()
+            self._file.attrs[S.A_CREATED] = created_timestamp()
+            self._file.attrs[S.A_COMPLETE] = 1
             self._file.flush()
+            if self._failure() is not None:
+                raise self._failure()
         except (OSError, RuntimeError) as e:
             if _hdf5_write_failure(e):
                 self._abandon()
@@ -204,32 +230,62 @@ class StoreWriter:
             try:
                 self._file.close()
                 self._file = None
-                with open(self.tmp, "rb+") as fh:
-                    os.fsync(fh.fileno())
-                os.replace(self.tmp, self.path)
+                if self._failure() is not None:  # met while closing: the file is not whole
+                    self._abandon()
+                    raise _write_error(self.path, self._failure())
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = None
             except OSError as e:
                 self.abort()
                 raise _os_error(self.path, e) from e
-            _fsync_dir(self.path.parent)
+            try:
+                outputs.commit(self.tmp, self.path, mode=None if self._final else "replace")
+            except OutputError:
+                self.abort()
+                raise
             self.committed = True
         return self.path
 
     def abort(self) -> None:
+        if self._file is not None and self._failure() is not None:  # closing it would retry the failed writes (see _FAILED_HANDLES)
+            self._abandon()
+            return
         try:
             if self._file is not None:
                 self._file.close()
         except Exception:  # noqa: BLE001 - closing a broken file must not hide the first error
             pass
         self._file = None
-        self.tmp.unlink(missing_ok=True)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self.tmp != self.path:
+            self.tmp.unlink(missing_ok=True)
 
     @property
     def h5(self) -> Any:
+        return self._live()
+
+    def _live(self) -> Any:
+        """The open file, unless a write already failed (a full disk): then stop before HDF5 goes on in a broken
+        state (it crashed the process, measured on a full tmpfs)."""
+        failure = self._failure()
+        if failure is not None:
+            raise failure
         return self._file
+
+    def _failure(self) -> BaseException | None:
+        """The first failed write h5py met on this writer's file while freeing an object (see _SEEN_FAILURES)."""
+        for e in _SEEN_FAILURES[self._seen_from:]:
+            text = str(e)
+            if "filename = '" not in text or f"filename = '{self._h5name}'" in text:
+                return e
+        return None
 
     # -- content ---------------------------------------------------------------------------
     def set_model(self, *, n_layers: int, n_heads: int, **attrs: Any) -> None:
-        g = self._file.require_group(S.G_MODEL)
+        g = self._live().require_group(S.G_MODEL)
         g.attrs["n_layers"] = int(n_layers)
         g.attrs["n_heads"] = int(n_heads)
         for k, v in attrs.items():
@@ -237,7 +293,7 @@ class StoreWriter:
 
     def set_provenance(self, attrs: dict[str, Any], texts: dict[str, str] | None = None) -> None:
         """Short values as attributes; long text (command, config, environment) as string datasets."""
-        g = self._file.require_group(S.G_PROVENANCE)
+        g = self._live().require_group(S.G_PROVENANCE)
         for k, v in attrs.items():
             if isinstance(v, (dict, list, tuple)):
                 v = json.dumps(v, sort_keys=True)
@@ -250,18 +306,18 @@ class StoreWriter:
     def put_array(self, name: str, data: Any, *, attrs: dict[str, Any] | None = None, compression: str | None = None) -> None:
         arr = np.asarray(data)
         if arr.dtype.kind in ("U", "O"):
-            ds = self._file.create_dataset(name, data=[str(x) for x in arr.reshape(-1)], dtype=_str_dtype())
+            ds = self._live().create_dataset(name, data=[str(x) for x in arr.reshape(-1)], dtype=_str_dtype())
         else:
-            ds = self._file.create_dataset(name, data=arr, compression=compression if arr.size > 1024 else None)
+            ds = self._live().create_dataset(name, data=arr, compression=compression if arr.size > 1024 else None)
         for k, v in (attrs or {}).items():
             ds.attrs[k] = v
         return ds
 
     def put_strings(self, name: str, values: list[str]) -> None:
-        self._file.create_dataset(name, data=[str(v) for v in values], dtype=_str_dtype())
+        self._live().create_dataset(name, data=[str(v) for v in values], dtype=_str_dtype())
 
     def put_json(self, name: str, obj: Any) -> None:
-        self._file.create_dataset(name, data=json.dumps(obj, sort_keys=True), dtype=_str_dtype())
+        self._live().create_dataset(name, data=json.dumps(obj, sort_keys=True), dtype=_str_dtype())
 
     def put_head_quantity(self, name: str, values: np.ndarray, description: str, **attrs: Any) -> None:
         """A per-head [layers, heads] quantity that plot, show and diff find by itself."""
@@ -281,15 +337,15 @@ class StoreWriter:
         whole = start == 0 and (end is None or end >= store.n_examples)
         for name in src:
             if whole:
-                self._file.copy(src[name], f"{S.G_EXAMPLES}/{name}")
+                self._live().copy(src[name], f"{S.G_EXAMPLES}/{name}")
             else:
-                ds = self._file.create_dataset(f"{S.G_EXAMPLES}/{name}", data=src[name][start:end], dtype=src[name].dtype)
+                ds = self._live().create_dataset(f"{S.G_EXAMPLES}/{name}", data=src[name][start:end], dtype=src[name].dtype)
                 for k, v in src[name].attrs.items():
                     ds.attrs[k] = v
 
     def copy_group_attrs(self, name: str, store: Any) -> None:
         """The attributes of group ``name`` of an input store (e.g. a patterns store's classifier), unchanged."""
-        g = self._file.require_group(name)
+        g = self._live().require_group(name)
         for k, v in store.h5[name].attrs.items():
             g.attrs[k] = v
 
@@ -297,7 +353,7 @@ class StoreWriter:
         """Write dataset ``name`` as the concatenation of the same dataset in ``stores`` (a merge), in blocks."""
         first = stores[0].h5[name]
         total = sum(s.h5[name].shape[0] for s in stores)
-        ds = self._file.create_dataset(name, shape=(total, *first.shape[1:]), dtype=first.dtype,
+        ds = self._live().create_dataset(name, shape=(total, *first.shape[1:]), dtype=first.dtype,
                                        chunks=True if total and first.chunks else None)
         for k, v in first.attrs.items():
             ds.attrs[k] = v
@@ -315,7 +371,7 @@ class StoreWriter:
 
         ``writeback``: after each write, start the kernel writing the file to disk (for the large map arrays),
         so the fsync at commit finds little left to wait for."""
-        a = Appender(self._file, name, dtype, tail, chunk_rows=chunk_rows, compression=compression, fletcher32=fletcher32,
+        a = Appender(self._live(), name, dtype, tail, chunk_rows=chunk_rows, compression=compression, fletcher32=fletcher32,
                      writeback=writeback, queue=self._writes)
         self._appenders.append(a)
         return a
@@ -460,29 +516,13 @@ def quantity_encoding(encoding: str, name: str) -> str:
     return "float16" if encoding == "uint8" and not S.quantity(name).distribution else encoding
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Delete ``.<name>.<pid>.tmp`` files left by writers of ``path`` that were SIGKILLed (their pid is gone).
+    """Delete the temporaries of ``path`` left by writers that were SIGKILLed (their pid is gone).
 
     Every store writer calls it before writing ``path`` (a SIGKILL leaves the temporary behind, e.g. an
     extract killed while assembling its store: it holds part 0, which --resume redoes).
     """
-    removed = []
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2 : -4]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
+    return outputs.remove_stale_temporaries(path)
 
 
 class AttentionPartWriter:
@@ -605,8 +645,8 @@ class AttentionStoreWriter:
                 if old.get("key") != self.key:
                     raise OutputError(f"{self.path}: the interrupted run in {self.parts_dir} used other options, model or data; rerun it with the same ones, or use --force to start over")
         try:
-            self.parts_dir.mkdir(exist_ok=True)
-            manifest.write_text(json.dumps({"key": self.key, "n_examples": self.n_examples, "part_size": self.part_size}))
+            outputs.private_folder(self.parts_dir)
+            outputs.write_text(manifest, json.dumps({"key": self.key, "n_examples": self.n_examples, "part_size": self.part_size}), mode="replace")
         except OSError as e:
             raise _os_error(self.parts_dir, e) from e
 
@@ -735,15 +775,25 @@ class AttentionStoreWriter:
             # from here the store is whole: if the rename below happens and the rmtree after it does not, the
             # next run on this output knows the parts for a leftover (_remove_assembled_parts)
             manifest = self.parts_dir / "manifest.json"
-            marked = manifest.with_name("manifest.json.new")
-            marked.write_text(json.dumps({**json.loads(manifest.read_text()), "committing": True}))
-            os.replace(marked, manifest)  # atomic: the manifest is always the old one or the marked one
+            # atomic: the manifest is always the old one or the marked one
+            outputs.write_text(manifest, json.dumps({**json.loads(manifest.read_text()), "committing": True}), mode="replace")
         self._remove_parts()
         return self.path
 
     def discard(self) -> None:
         """Forget every part (used by --force)."""
         shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+    @contextmanager
+    def removed_unless_a_part_is_done(self) -> Iterator[None]:
+        """A run that fails or stops before finishing any part (a full disk, a bad text) leaves no parts folder:
+        there is nothing to resume, and the folder would only block the next run."""
+        try:
+            yield
+        except BaseException:
+            if not any(self.parts_dir.glob("part-*.h5")):
+                self._remove_parts()
+            raise
 
 
 # ----------------------------------------------------------------------------------------------
