@@ -181,3 +181,38 @@ def test_view_and_a_store_display_inline_the_page_the_command_writes(demo_store:
     with bs.open_store(demo_store) as st:
         assert _inline_page(st._repr_html_()) == written
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", written)  # nothing fetched from a network
+
+
+def test_the_inline_view_runs_in_a_browser_without_network(demo_store: Path, tmp_path: Path):
+    """What Jupyter shows: the store's HTML in a host page; the framed view starts, logs no error, fetches nothing."""
+    browser_tests = pytest.importorskip("test_view_browser")
+    if browser_tests.chromium_path() is None:
+        pytest.skip("no Chromium on this machine (the browser tests need it and never download one)")
+    from playwright.sync_api import sync_playwright
+
+    with bs.open_store(demo_store) as st:
+        host = tmp_path / "notebook.html"
+        host.write_text(f"<!doctype html><html><body><p>cell output:</p>{st._repr_html_()}</body></html>", encoding="utf-8")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=browser_tests.chromium_path(), headless=True, args=browser_tests.CHROMIUM_FLAGS)
+        try:
+            page = b.new_page()
+            errors: list[str] = []
+            requests: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.context.on("request", lambda r: requests.append(r.url))
+            page.goto(host.as_uri())
+            frame = page.locator("iframe").element_handle().content_frame()
+            frame.wait_for_function("window.bertsecretsView && window.bertsecretsView.ready", timeout=60_000)
+            state = frame.evaluate("window.bertsecretsView.state()")
+            assert state["n"] == len(st_tokens(demo_store)) and state["drawn"]["lines"] > 0
+            assert errors == []
+            assert [u for u in requests if not u.startswith(("file:", "about:", "data:", "blob:"))] == []
+        finally:
+            b.close()
+
+
+def st_tokens(path: Path) -> list[str]:
+    with bs.open_store(path) as st:
+        return st.tokens(0)
