@@ -216,3 +216,14 @@ def test_the_inline_view_runs_in_a_browser_without_network(demo_store: Path, tmp
 def st_tokens(path: Path) -> list[str]:
     with bs.open_store(path) as st:
         return st.tokens(0)
+
+
+def test_words_and_cluster_chain_through_the_api(demo_store: Path, tmp_path: Path):
+    """words' word-level maps are distributions over words, and cluster reads the words store it wrote."""
+    w = bs.words(demo_store, tmp_path / "w.h5")
+    assert w.path == tmp_path / "w.h5" and w.raw.max_row_error < 1e-3 and w.to_frame() is not None
+    with bs.open_store(w.path) as st:
+        assert st.kind == "words" and st.n_examples == 24
+    c = bs.cluster(w.path, tmp_path / "c.h5", top=2)
+    assert c.raw.distance.shape == (72, 72) and np.allclose(c.raw.distance, c.raw.distance.T)
+    assert c.table_keys and len(c.to_frame()) > 0
