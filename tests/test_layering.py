@@ -121,6 +121,18 @@ def test_cli_calls_only_jobs():
     assert _violations("cli", ok) == []
 
 
+def test_the_public_api_is_a_top_layer_nothing_else_imports():
+    """api.py wraps jobs/ and reads stores (store/) for notebooks; like cli/ it computes nothing itself, and no module
+    of the package may depend on it (the package's __init__ loads it by name, on first use, for the re-export)."""
+    api = f"{PKG}.api"
+
+    def ok(imp: str) -> bool:
+        return not _internal(imp) or any(_inside(imp, layer) for layer in ("jobs", "store", "render")) or imp in NEUTRAL
+
+    assert [f"{_where(api, line)} imports {imp}" for imp, line in IMPORTS[api] if not ok(imp)] == []
+    assert [_where(m, line) for m in MODULES for imp, line in IMPORTS[m] if imp == api] == []
+
+
 def _cycles() -> list[list[str]]:
     """Strongly connected components of more than one module (or a module importing itself), Tarjan's algorithm."""
     graph = {m: sorted({imp for imp, _ in IMPORTS[m] if imp in MODULES}) for m in MODULES}
@@ -178,3 +190,15 @@ def test_the_cycle_check_catches_a_planted_cycle(monkeypatch):
     a, b = f"{PKG}.entry", f"{PKG}.cli.app"
     monkeypatch.setitem(IMPORTS, b, [*IMPORTS[b], (a, 1)])  # the cycle this package once had
     assert any(a in c and b in c for c in _cycles())
+
+
+def test_the_api_rule_catches_a_planted_violation(monkeypatch):
+    api = f"{PKG}.api"
+    monkeypatch.setitem(IMPORTS, api, [*IMPORTS[api], (f"{PKG}.model.load", 1)])
+    with pytest.raises(AssertionError, match=r"imports bertsecrets_cli\.model\.load"):
+        test_the_public_api_is_a_top_layer_nothing_else_imports()
+    monkeypatch.setitem(IMPORTS, api, [imp for imp in IMPORTS[api] if imp[0] != f"{PKG}.model.load"])
+    victim = f"{PKG}.jobs.view"
+    monkeypatch.setitem(IMPORTS, victim, [*IMPORTS[victim], (api, 1)])
+    with pytest.raises(AssertionError, match=r"jobs/view\.py"):
+        test_the_public_api_is_a_top_layer_nothing_else_imports()

@@ -1,5 +1,6 @@
 """Every shell command in the README's fenced ```bash and ```console blocks that can run offline runs here, in README
-order, in one working folder, on the embedded model and small data: only sizes and paths are substituted.
+order, in one working folder, on the embedded model and small data: only sizes and paths are substituted. The
+pages of the documentation site (docs/**/*.md) get the same treatment, page by page, in the same folder.
 
 Commands that cannot run here are skipped for a reason listed in SKIP (a hub model, a GPU, a launcher, a data set
 we cannot ship); the test fails if a command matches no rule and does not run, or if a skip rule matches nothing
@@ -19,6 +20,7 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 
 # (pattern, reason): a command matching the pattern is not run.
 SKIP = [
@@ -45,10 +47,28 @@ REPRODUCE_SIZE = "--tasks sst2,mrpc --max-steps 2 --train-limit 16 --eval-limit 
 ABLATE_SIZE = "--limit 8 --bootstrap 10"
 
 
-def commands() -> list[tuple[int, str]]:
+def doc_pages() -> list[Path]:
+    """The site's Markdown pages in the order of mkdocs.yml's nav (a page may use what an earlier one wrote), then
+    any page the nav leaves out; the build hooks excluded."""
+    import yaml
+
+    def flat(nav) -> list[str]:  # noqa: ANN001 - mkdocs' nav: strings, lists and one-key mappings
+        if isinstance(nav, str):
+            return [nav]
+        if isinstance(nav, dict):
+            return [p for v in nav.values() for p in flat(v)]
+        return [p for item in nav for p in flat(item)]
+
+    cfg = ROOT / "mkdocs.yml"
+    order = flat(yaml.load(cfg.read_text(), Loader=yaml.BaseLoader).get("nav", [])) if cfg.exists() else []
+    pages = [DOCS / p for p in order if (DOCS / p).exists()]
+    return pages + sorted(p for p in DOCS.rglob("*.md") if "_hooks" not in p.parts and p not in pages)
+
+
+def commands(page: Path = README) -> list[tuple[int, str]]:
     """(line, command) for every command of the fenced bash/console blocks; continuation lines joined."""
     out: list[tuple[int, str]] = []
-    lines = README.read_text().splitlines()
+    lines = page.read_text().splitlines()
     lang = None
     cur, start = "", 0
     indent = 0
@@ -135,12 +155,12 @@ def _run(cmd: str, d: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=d, env=_env(), input=stdin, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.slow
-def test_every_offline_readme_command_runs(workdir):
-    d, fixtures = workdir
+def run_page(page: Path, d: Path, fixtures: dict[str, Path]) -> tuple[list, list, list[str], set[str]]:
+    """Run every command of ``page`` in ``d``: (ran, skipped, failures, skip reasons used)."""
     ran, skipped, failed, later = [], [], [], []
     used_rules = set()
-    for line, cmd in commands():
+    where = page.relative_to(ROOT)
+    for line, cmd in commands(page):
         if not re.match(r"(bertsecrets|python3? |torchrun|accelerate|srun|#)", cmd):
             continue  # shell glue inside a block (e.g. 'i=...')
         reason = skip_reason(cmd)
@@ -151,20 +171,46 @@ def test_every_offline_readme_command_runs(workdir):
         run = adapt(cmd, fixtures)
         res = _run(run, d)
         if res.returncode == 3 and "no such file" in res.stderr:
-            later.append((line, run))  # its input is made by a later section of the README
+            later.append((line, run))  # its input is made by a later section of the page
             continue
         ran.append((line, run))
         if res.returncode != 0:
-            failed.append(f"README line {line}: {run}\n  exit {res.returncode}: {res.stderr.strip().splitlines()[-1:] if res.stderr.strip() else ''}")
+            failed.append(f"{where} line {line}: {run}\n  exit {res.returncode}: {res.stderr.strip().splitlines()[-1:] if res.stderr.strip() else ''}")
     for line, run in later:
         res = _run(run, d)
         ran.append((line, run))
         if res.returncode != 0:
-            failed.append(f"README line {line}: {run}\n  exit {res.returncode}: {res.stderr.strip().splitlines()[-1:] if res.stderr.strip() else ''}")
-    print(f"\nREADME commands: {len(ran)} ran, {len(skipped)} skipped")
+            failed.append(f"{where} line {line}: {run}\n  exit {res.returncode}: {res.stderr.strip().splitlines()[-1:] if res.stderr.strip() else ''}")
+    if ran or skipped:
+        print(f"\n{where} commands: {len(ran)} ran, {len(skipped)} skipped")
     for line, cmd, reason in skipped:
         print(f"  skipped (line {line}): {cmd}\n      because: {reason}")
+    return ran, skipped, failed, used_rules
+
+
+@pytest.mark.slow
+def test_every_offline_readme_command_runs(workdir):
+    d, fixtures = workdir
+    ran, _, failed, _ = run_page(README, d, fixtures)
     assert not failed, "\n".join(failed)
     assert len(ran) >= 20
-    stale = [reason for _, reason in SKIP if reason not in used_rules]
-    assert not stale, f"skip rules that match no README command: {stale}"
+
+
+def test_every_skip_rule_matches_a_command_of_the_readme_or_the_site():
+    """A stale rule would hide nothing but could hide a future command: each must match some command."""
+    used = {skip_reason(cmd) for page in [README, *doc_pages()] for _, cmd in commands(page)}
+    stale = [reason for _, reason in SKIP if reason not in used]
+    assert not stale, f"skip rules that match no README or site command: {stale}"
+
+
+@pytest.mark.slow
+def test_every_offline_command_of_the_documentation_site_runs(workdir):
+    """The same rules for each page under docs/ (the site's guide): a command runs, or matches a listed skip reason."""
+    d, fixtures = workdir
+    ran, failed = [], []
+    for page in doc_pages():
+        r, _, f, _ = run_page(page, d, fixtures)
+        ran += r
+        failed += f
+    assert not failed, "\n".join(failed)
+    assert len(ran) >= 3  # the home page's tour and the scale-out page's merge and check
