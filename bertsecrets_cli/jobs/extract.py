@@ -233,7 +233,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
                         raise Interrupted(f"{out}: stopped by {stop.signal}; {start} of {len(examples)} examples are kept; rerun with --resume to finish")
                     idx = order[b : b + opts.batch_size]
                     batch_enc = [enc[i] for i in idx]
-                    batch = collate(batch_enc, pad, lm.device, lm.model_type)
+                    batch = collate(batch_enc, pad, lm.device, lm.token_types)
                     if weights_only:  # streamed: statistics and the stored copy as each layer is computed
                         capture = BatchCapture(batch_enc, lm.n_layers, lm.n_heads, opts.encoding, lm.device)
                         forward_streaming(lm.model, batch, lm.n_layers, capture)

@@ -91,8 +91,12 @@ def _encode_batch(tokenizer: Any, pairs: list[tuple[str, str | None]], is_pair: 
     return out
 
 
-def collate(encoded: list[Encoded], pad_id: int, device: Any, model_type: str) -> dict[str, Any]:
-    """Pad a batch to its longest member; token_type_ids only for families that take them."""
+def collate(encoded: list[Encoded], pad_id: int, device: Any, token_types: bool | str) -> dict[str, Any]:
+    """Pad a batch to its longest member; token_type_ids only for families that embed them.
+
+    ``token_types`` is ``LoadedModel.token_types`` (the config has more than one segment type); a model
+    type name is read as before (BERT and ELECTRA take them).
+    """
     import torch
 
     T = max(e.length for e in encoded)
@@ -104,7 +108,7 @@ def collate(encoded: list[Encoded], pad_id: int, device: Any, model_type: str) -
         mask[i, : e.length] = 1
         types[i, : e.length] = e.type_ids
     batch = {"input_ids": torch.from_numpy(ids).to(device), "attention_mask": torch.from_numpy(mask).to(device)}
-    if model_type in ("bert", "electra"):
+    if token_types is True or token_types in ("bert", "electra"):
         batch["token_type_ids"] = torch.from_numpy(types).to(device)
     return batch
 

@@ -1,0 +1,145 @@
+"""Every encoder family by capability: refusals, ALBERT's shared layers, DeBERTa/MPNet adapters, ModernBERT windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bertsecrets_cli.errors import ModelError
+from bertsecrets_cli.model.attention import Intervention, forward_with_attention, forward_with_norms, intervene
+from bertsecrets_cli.model.load import load_model
+from bertsecrets_cli.model.tokenize import collate, encode_examples
+
+from conftest import build_tiny_model
+
+PAIRS = [("The cat sat on the mat.", None), ("A much longer sentence, so that the first one is padded.", "And a pair.")]
+
+
+def _batch(lm, pairs=PAIRS):  # noqa: ANN001, ANN202
+    enc = encode_examples(lm.tokenizer, pairs, 64)
+    return enc, collate(enc, lm.tokenizer.pad_token_id, lm.device, lm.token_types)
+
+
+def _hidden(lm, batch, iv=None):  # noqa: ANN001, ANN202
+    with torch.inference_mode():
+        if iv is None:
+            return lm.model(**batch).last_hidden_state
+        with intervene(iv):
+            return lm.model(**batch).last_hidden_state
+
+
+@pytest.mark.parametrize(("family", "says"), [
+    ("megatron-bert", "compute attention themselves, not through transformers' attention interface"),
+    ("gpt2", "causal decoder models are not supported yet"),
+])
+def test_a_model_that_cannot_be_intercepted_is_refused_with_what_it_lacks(family, says, tmp_path) -> None:
+    folder = build_tiny_model(tmp_path / family, family)
+    with pytest.raises(ModelError, match=says) as err:
+        load_model(str(folder), device="cpu")
+    assert "\n" not in str(err.value) and repr(family) in str(err.value)
+
+
+def test_albert_shares_one_module_but_each_layer_is_ablated_alone(tiny_model_factory) -> None:
+    """ALBERT runs one attention module in every layer: zeroing head 2 of layer 0 must leave layer 1's head 2 alone.
+
+    The reference zeroes head 2's slice of the output projection's input in the first call only (a hook
+    counting calls on the shared ``dense``), which is what zeroing its probabilities in layer 0 means.
+    """
+    lm = load_model(str(tiny_model_factory("albert")), device="cpu")
+    shared = {id(m) for m in lm.model.modules() if type(m).__name__ == "AlbertAttention"}
+    assert len(shared) == 1 and lm.n_layers == 2  # one module, two layers
+    _, batch = _batch(lm)
+    d = lm.model.config.hidden_size // lm.n_heads
+    dense = next(m for m in lm.model.modules() if type(m).__name__ == "AlbertAttention").dense
+    calls = []
+
+    def zero_head_2_first_call(_mod, args):  # noqa: ANN001, ANN202
+        calls.append(1)
+        if len(calls) == 1:
+            x = args[0].clone()
+            x[..., 2 * d : 3 * d] = 0
+            return (x,)
+        return None
+
+    handle = dense.register_forward_pre_hook(zero_head_2_first_call)
+    try:
+        want = _hidden(lm, batch)
+    finally:
+        handle.remove()
+    assert len(calls) == 2
+    got = _hidden(lm, batch, Intervention().disable(0, 2, "zero"))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    both = _hidden(lm, batch, Intervention().disable(0, 2, "zero").disable(1, 2, "zero"))
+    assert float((both - got).abs().max()) > 1e-4  # disabling it in layer 1 too is another model
+    _, probs = forward_with_attention(lm.model, batch, lm.n_layers, Intervention().disable(0, 2, "zero"))
+    assert float(probs[:, 0, 2].abs().max()) == 0 and float(probs[0, 1, 2].sum()) > 0
+
+
+@pytest.mark.parametrize("family", ["deberta-v2", "mpnet"])
+def test_adapted_families_edit_heads_like_every_other(family, tiny_model_factory) -> None:
+    """Gates and modes reach DeBERTa's and MPNet's own attention modules; a zero gate equals the zero mode."""
+    lm = load_model(str(tiny_model_factory(family)), device="cpu")
+    enc, batch = _batch(lm)
+    base = _hidden(lm, batch)
+    ones = torch.ones(lm.n_layers, lm.n_heads)
+    assert torch.equal(_hidden(lm, batch, Intervention(gates=ones)), base)
+    gates = ones.clone()
+    gates[1, 3] = 0
+    zero_gate = _hidden(lm, batch, Intervention(gates=gates))
+    zero_mode = _hidden(lm, batch, Intervention().disable(1, 3, "zero"))
+    torch.testing.assert_close(zero_gate, zero_mode, rtol=0, atol=1e-6)
+    assert float((zero_mode - base).abs().max()) > 1e-4
+    _, probs = forward_with_attention(lm.model, batch, lm.n_layers, Intervention().disable(0, 1, "uniform"))
+    for j, e in enumerate(enc):
+        T = e.length
+        torch.testing.assert_close(probs[j, 0, 1, :T, :T], torch.full((T, T), 1 / T))
+    mean = {(0, 0): torch.arange(lm.model.config.hidden_size // lm.n_heads, dtype=torch.float32)}
+    seen = {}
+    iv = Intervention(head_modes={0: {0: "mean"}}, mean_outputs=mean, on_head_output=lambda layer, out, real: seen.setdefault(layer, out))
+    _hidden(lm, batch, iv)
+    assert torch.equal(seen[0][:, 0], mean[(0, 0)].expand_as(seen[0][:, 0])) and set(seen) == {0, 1}
+
+
+def _value_and_output(model, family: str, layer: int):  # noqa: ANN001, ANN202
+    blk = model.encoder.layer[layer].attention
+    if family == "deberta-v2":
+        return blk.self.value_proj, blk.output.dense
+    return blk.attn.v, blk.attn.o
+
+
+@pytest.mark.parametrize("family", ["deberta-v2", "mpnet"])
+def test_adapted_families_norms_equal_an_independent_computation(family, tiny_model_factory) -> None:
+    lm = load_model(str(tiny_model_factory(family)), device="cpu")
+    enc, batch = _batch(lm)
+    _, probs, norms = forward_with_norms(lm.model, batch, lm.n_layers)
+    with torch.no_grad():
+        hs = lm.model(**batch, output_hidden_states=True).hidden_states
+    H = lm.n_heads
+    for layer in range(lm.n_layers):
+        v_proj, o = _value_and_output(lm.model, family, layer)
+        with torch.no_grad():
+            v = v_proj(hs[layer])
+            B, T, D = v.shape
+            d = D // H
+            fx = torch.stack([v[..., h * d : (h + 1) * d] @ o.weight[:, h * d : (h + 1) * d].T for h in range(H)], 1)  # [B, H, T, D]
+            want = probs[:, layer] * fx.norm(dim=-1)[:, :, None, :]
+        for j, e in enumerate(enc):
+            n = e.length
+            np.testing.assert_allclose(norms[j, layer, :, :n, :n].numpy(), want[j, :, :n, :n].numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_modernbert_local_layer_window_is_found_and_disabling_stays_inside_it(tiny_model_factory) -> None:
+    lm = load_model(str(tiny_model_factory("modernbert")), device="cpu")
+    assert lm.windows == (-1, 2)  # layer 0 global, layer 1 local with |i - j| <= 2 (local_attention 4)
+    enc, batch = _batch(lm)
+    _, probs = forward_with_attention(lm.model, batch, lm.n_layers, Intervention().disable(1, 0, "uniform"))
+    for j, e in enumerate(enc):
+        T = e.length
+        i, k = np.meshgrid(np.arange(T), np.arange(T), indexing="ij")
+        inside = np.abs(i - k) <= 2
+        p = probs[j, 1, :, :T, :T].numpy()
+        assert np.all(p[:, ~inside] == 0)  # every head: nothing outside the window
+        want = inside / inside.sum(-1, keepdims=True)
+        np.testing.assert_allclose(p[0], want, atol=1e-7)  # the disabled head: uniform over its window
+        assert np.any(probs[j, 0, :, :T, :T].numpy()[:, ~inside] > 0)  # the global layer attends beyond it
