@@ -36,6 +36,58 @@ def tiny_config(family: str, vocab_size: int, pad_token_id: int, num_labels: int
     return AutoConfig.for_model(family, **dims, **extra, **common)
 
 
+# the tokenizer kind of each family's hub checkpoints (the families' own kinds, built offline by build_tokenizer)
+FAMILY_TOKENIZERS = {
+    "bert": ("wordpiece", "bert"), "electra": ("wordpiece", "bert"), "distilbert": ("wordpiece", "bert"), "ernie": ("wordpiece", "bert"),
+    "mpnet": ("wordpiece", "bert"), "roberta": ("bytelevel-bpe", "roberta"), "modernbert": ("bytelevel-bpe", "bert"),
+    "xlm-roberta": ("sentencepiece-unigram", "roberta"), "camembert": ("sentencepiece-bpe", "roberta"),
+    "albert": ("sentencepiece-unigram", "bert"), "deberta-v2": ("sentencepiece-bpe", "bert"),
+}
+
+
+def build_tokenizer(kind: str, style: str = "bert", vocab_size: int = 400):
+    """A fast tokenizer of ``kind`` trained on the shipped demo texts with the ``tokenizers`` library (no download).
+
+    kind: wordpiece (the embedded MiniLM's), bytelevel-bpe (RoBERTa/ModernBERT: 'Ġ' space marker),
+    sentencepiece-unigram / sentencepiece-bpe (XLM-R, ALBERT / CamemBERT, DeBERTa-v3: '▁' marker).
+    style: 'bert' ([CLS] a [SEP] b [SEP]) or 'roberta' (<s> a </s></s> b </s>).
+    """
+    import json as _json
+
+    from tokenizers import ByteLevelBPETokenizer, SentencePieceBPETokenizer, SentencePieceUnigramTokenizer, processors
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from bertsecrets_cli.model.load import embedded_model_dir
+
+    if kind == "wordpiece":
+        return AutoTokenizer.from_pretrained(embedded_model_dir())
+    demo = Path(__file__).resolve().parents[1] / "bertsecrets_cli" / "data" / "demo"
+    corpus = []
+    for name in ("single_train.jsonl", "pair_train.jsonl"):
+        for line in (demo / name).read_text(encoding="utf-8").splitlines():
+            row = _json.loads(line)
+            corpus += [row["text_a"]] + ([row["text_b"]] if row.get("text_b") else [])
+    cls, sep, pad, unk, mask = ("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]") if style == "bert" else ("<s>", "</s>", "<pad>", "<unk>", "<mask>")
+    specials = [pad, unk, cls, sep, mask]
+    if kind == "bytelevel-bpe":
+        raw = ByteLevelBPETokenizer(add_prefix_space=False, trim_offsets=True)
+        raw.train_from_iterator(corpus, vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+    elif kind == "sentencepiece-unigram":
+        raw = SentencePieceUnigramTokenizer()
+        raw.train_from_iterator(corpus, vocab_size=vocab_size, special_tokens=specials, unk_token=unk, show_progress=False)
+    elif kind == "sentencepiece-bpe":
+        raw = SentencePieceBPETokenizer(unk_token=unk)
+        raw.train_from_iterator(corpus, vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+    else:
+        raise ValueError(kind)
+    ids = {t: raw.token_to_id(t) for t in specials}
+    pair = f"{cls} $A {sep} $B:1 {sep}:1" if style == "bert" else f"{cls} $A {sep} {sep} $B:1 {sep}:1"
+    raw.post_processor = processors.TemplateProcessing(single=f"{cls} $A {sep}", pair=pair, special_tokens=[(cls, ids[cls]), (sep, ids[sep])])
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw._tokenizer, cls_token=cls, sep_token=sep, pad_token=pad, unk_token=unk, mask_token=mask,
+                                  **({"bos_token": cls, "eos_token": sep} if style == "roberta" else {}))
+    return tok
+
+
 def build_tiny_model(folder: Path, family: str = "bert", *, classifier: bool = False, num_labels: int = 2, seed: int = 0, tokenizer=None) -> Path:
     """Save a 2-layer, 4-head model of ``family`` with ``tokenizer`` (default: the embedded model's WordPiece)."""
     import torch

@@ -143,3 +143,38 @@ def test_modernbert_local_layer_window_is_found_and_disabling_stays_inside_it(ti
         want = inside / inside.sum(-1, keepdims=True)
         np.testing.assert_allclose(p[0], want, atol=1e-7)  # the disabled head: uniform over its window
         assert np.any(probs[j, 0, :, :T, :T].numpy()[:, ~inside] > 0)  # the global layer attends beyond it
+
+
+def _column_mass_by_rows(att, cols, window):  # noqa: ANN001, ANN202
+    """[H] mean over query rows that have a selected column within ``window`` (-1: all rows) of the mass on them."""
+    T = att.shape[-1]
+    picked = [i for i in range(T) if window < 0 or any(cols[j] and abs(i - j) <= window for j in range(T))]
+    if not picked or not cols.any():
+        return np.full(att.shape[0], np.nan)
+    return np.array([np.mean([att[h, i, cols].sum() for i in picked]) for h in range(att.shape[0])])
+
+
+@pytest.mark.parametrize("quantities", [("weights",), ("weights", "norms")])
+def test_modernbert_store_records_windows_and_local_column_means_skip_rows_out_of_reach(quantities, tiny_model_factory, tmp_path) -> None:
+    """The store says which layers are local; a local layer's [CLS]/[SEP]/punct means are over the rows that can reach them."""
+    from bertsecrets_cli.jobs.extract import DataOptions, ExtractOptions, run_extract
+    from bertsecrets_cli.store.reader import open_store
+    from bertsecrets_cli.tokens import CLS, NORMAL, SEP, is_punctuation_token
+
+    out = tmp_path / "mb.h5"
+    run_extract(ExtractOptions(model=str(tiny_model_factory("modernbert")), data=DataOptions(task="sst2", limit=6), device="cpu",
+                               quiet=True, quantities=quantities), out, command="test")
+    with open_store(out) as st:
+        assert st.attention_windows().tolist() == [-1, 2]
+        names, stats = st.stats()
+        far = 0
+        for i in range(st.n_examples):
+            att = st.attention(i).astype(np.float64)
+            tok = st.tokens(i)
+            punct = np.array([is_punctuation_token(t) for t in tok.text]) & (tok.special == NORMAL)
+            T = att.shape[-1]
+            far += T > 6
+            for k, cols in ((1, tok.special == CLS), (2, tok.special == SEP), (3, punct)):
+                for layer, w in enumerate((-1, 2)):
+                    np.testing.assert_allclose(stats[i, layer, :, k], _column_mass_by_rows(att[layer], cols, w), rtol=2e-3, atol=1e-3)
+        assert far and names[1:4] == ["cls", "sep", "punct"]  # some example has rows that cannot reach [CLS] in the local layer
