@@ -17,9 +17,9 @@ NEW_FAMILIES = ("xlm-roberta", "camembert", "albert", "modernbert", "deberta-v2"
 ALL_FAMILIES = FAMILIES + NEW_FAMILIES
 
 
-def tiny_config(family: str, vocab_size: int, pad_token_id: int, num_labels: int = 2, **special_ids: int):
+def tiny_config(family: str, vocab_size: int, pad_token_id: int, num_labels: int = 2, sizes: dict | None = None, **special_ids: int):
     """A 2-layer, 4-head, hidden-32 config of ``family`` (DeBERTa with both relative-position terms,
-    ModernBERT with one local sliding-window layer of half-width 2 and one global layer)."""
+    ModernBERT with one local sliding-window layer of half-width 2 and one global layer); ``sizes`` overrides."""
     from transformers import AutoConfig
 
     dims = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
@@ -32,8 +32,8 @@ def tiny_config(family: str, vocab_size: int, pad_token_id: int, num_labels: int
         "deberta-v2": dict(relative_attention=True, pos_att_type=["c2p", "p2c"], position_buckets=16, max_relative_positions=32, type_vocab_size=0),
     }.get(family, {})
     if family == "distilbert":
-        return AutoConfig.for_model(family, **extra, **common)
-    return AutoConfig.for_model(family, **dims, **extra, **common)
+        return AutoConfig.for_model(family, **{**extra, **(sizes or {})}, **common)
+    return AutoConfig.for_model(family, **{**dims, **extra, **(sizes or {})}, **common)
 
 
 # the tokenizer kind of each family's hub checkpoints (the families' own kinds, built offline by build_tokenizer)
