@@ -178,3 +178,31 @@ def test_modernbert_store_records_windows_and_local_column_means_skip_rows_out_o
                 for layer, w in enumerate((-1, 2)):
                     np.testing.assert_allclose(stats[i, layer, :, k], _column_mass_by_rows(att[layer], cols, w), rtol=2e-3, atol=1e-3)
         assert far and names[1:4] == ["cls", "sep", "punct"]  # some example has rows that cannot reach [CLS] in the local layer
+
+
+def test_pattern_features_of_a_local_layer_count_only_what_its_rows_can_see() -> None:
+    """A local head that puts all it can on [CLS]/[SEP] (the rows within reach) is vertical there, not diluted."""
+    from bertsecrets_cli.analysis.patterns import FEATURES, VERTICAL, classify_maps, map_features
+    from bertsecrets_cli.tokens import CLS, SEP
+
+    T, w = 16, 2
+    special = np.zeros(T, dtype=np.int8)
+    special[0], special[-1] = CLS, SEP
+    att = np.zeros((T, T), dtype=np.float32)
+    for i in range(T):
+        if i <= w:
+            att[i, 0] = 1.0  # can see [CLS]: all on it
+        elif i >= T - 1 - w:
+            att[i, T - 1] = 1.0  # can see [SEP]: all on it
+        else:
+            att[i, i - w] = att[i, i + w] = 0.5  # sees no special token: split between the window's two ends
+    maps = np.stack([att, att])  # as layer 0 (global) and layer 1 (local)
+    f = map_features(maps[:, None], special, np.zeros(T, dtype=np.int8), windows=[-1, w])
+    reach = [i for i in range(T) if i <= w or i >= T - 1 - w]
+    assert f[1, 0, FEATURES.index("special")] == pytest.approx(1.0)  # every row that can see one puts all on it
+    assert f[0, 0, FEATURES.index("special")] == pytest.approx(len(reach) / T)  # read as global: diluted by the others
+    # each row's entropy is scaled by the log of the keys it can see (5 in mid-sentence), not of all 16
+    rows = [-(att[i][att[i] > 0] * np.log(att[i][att[i] > 0])).sum() / np.log(min(T, i + w + 1) - max(0, i - w)) for i in range(T)]
+    assert f[1, 0, FEATURES.index("entropy")] == pytest.approx(np.mean(rows), rel=1e-5)
+    labels, _ = classify_maps(maps[:, None], special, np.zeros(T, dtype=np.int8), windows=[-1, w])
+    assert labels[1, 0] == VERTICAL and labels[0, 0] != VERTICAL
