@@ -4,14 +4,16 @@ For every family of tests/conftest.py (``ALL_FAMILIES``), a MiniLM-sized random 
 hidden 384, intermediate 1536; DeBERTa with both relative-position terms, ModernBERT with its local and
 global layers) with a tokenizer of the family's own kind trained on the shipped demo texts
 (``conftest.build_tokenizer``), then the two sides of ``extract_overhead.py`` over exactly the same
-batches, timed in wall clock, one warm-up each, then interleaved repeats in rotating order:
+batches, timed in wall clock and CPU time (this process, all threads), one warm-up each, then interleaved
+repeats in rotating order:
 
 * extract: ``run_extract`` (tokenise, forward with capture, statistics, float16 copy, write, assemble),
   with the model loaded once beforehand;
 * eager:   the family's own eager attention (``attn_implementation="eager"``, ``output_attentions=True``,
            maps dropped), the same weights: the physical limit of extract. Target extract <= 1.10x.
 
-Prints per family min and median of the per-repeat ratios. Usage:
+Prints per family min and median of the per-repeat ratios, wall and CPU (on a shared, loaded machine the CPU
+ratio is the steadier one). Usage:
   python benchmarks/family_overhead.py [--n 160] [--repeats 5] [--threads 1] [--families bert,albert,...]
 """
 
@@ -78,7 +80,8 @@ def main() -> None:
     print(f"{args.n} examples (demo {task}, --join {args.join}), batch {args.batch_size}, max length {args.max_length}, {args.device}, "
           f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}; {args.repeats} interleaved repeats; "
           "models: 6 layers x 12 heads, hidden 384, random weights")
-    print(f"{'family':<12} {'tokenizer':<28} {'tokens':>7} {'eager s':>8} {'extract s':>9}  extract / eager+attn: min  median  (target <= 1.10)")
+    print(f"{'family':<12} {'tokenizer':<30} {'tokens':>6} {'eager s':>7} {'extract s':>9}  extract / eager+attn, min median: wall     cpu"
+          "   (target <= 1.10)")
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)
         data, _ = make_data(task, None, args.n, folder, args.join)
@@ -97,18 +100,21 @@ def main() -> None:
             for k in names:
                 sides[k]()
             wall: dict[str, list[float]] = {k: [] for k in names}
+            cpu: dict[str, list[float]] = {k: [] for k in names}
             for rep in range(args.repeats):
                 for k in names[rep % 2 :] + names[: rep % 2]:
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     sides[k]()
                     wall[k].append(time.perf_counter() - t0)
+                    cpu[k].append(time.process_time() - c0)
             from bertsecrets_cli.store import open_store
 
             with open_store(out) as st:
                 tokens = int(st.lengths().sum())
             r = [a / b for a, b in zip(wall["extract"], wall["eager"])]
-            print(f"{family:<12} {'/'.join(kind):<28} {tokens:>7} {min(wall['eager']):>8.2f} {min(wall['extract']):>9.2f}  "
-                  f"{min(r):.3f}  {statistics.median(r):.3f}", flush=True)
+            c = [a / b for a, b in zip(cpu["extract"], cpu["eager"])]
+            print(f"{family:<12} {'/'.join(kind):<30} {tokens:>6} {min(wall['eager']):>7.2f} {min(wall['extract']):>9.2f}  "
+                  f"{'':<27}{min(r):.3f} {statistics.median(r):.3f}   {min(c):.3f} {statistics.median(c):.3f}", flush=True)
 
 
 if __name__ == "__main__":
