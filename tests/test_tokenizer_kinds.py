@@ -64,3 +64,20 @@ def test_an_unknown_token_typed_as_text_and_one_from_the_template_differ(tokeniz
     (e,) = encode_examples(wp, [("x \u2603 y", "z")], 64)
     kinds = dict(zip(range(len(e.tokens)), e.special.tolist()))
     assert [e.tokens[i] for i, k in kinds.items() if k != NORMAL] == ["[CLS]", "[SEP]", "[SEP]"]
+
+
+def test_an_unknown_word_keeps_its_piece_in_treebank_word_matrices(tokenizers) -> None:
+    """Dependency heads, coref and the probe score treebank words through word_piece_matrix: the [UNK] piece is its word's."""
+    from bertsecrets_cli.analysis.wordlevel import word_piece_matrix
+
+    words = ["I", "saw", "\u2603", "today", "."]
+    text = " ".join(words)
+    spans, pos = [], 0
+    for w in words:
+        spans.append((pos, pos + len(w)))
+        pos += len(w) + 1
+    (e,) = encode_examples(tokenizers[("wordpiece", "bert")], [(text, None)], 64)
+    M = word_piece_matrix(e.offsets, e.special, spans, text)
+    unk = e.tokens.index("[UNK]")
+    assert M[2, unk] == 1 and M[2].sum() == 1  # the snowman's row holds its one piece
+    assert np.all(M.sum(0)[e.special == NORMAL] == 1) and np.all(M.sum(0)[e.special != NORMAL] == 0)

@@ -304,6 +304,9 @@ def _probe(model: torch.nn.Module, length: int) -> list[_ProbeCall]:
     try:
         with torch.inference_mode():
             model(input_ids=input_ids, attention_mask=mask)
+    except Exception as e:  # noqa: BLE001 - an encoder-decoder, or a model needing other inputs
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise NotInterceptable(f"a forward pass on input ids and an attention mask alone failed ({first}): not an encoder bertsecrets can run") from e
     finally:
         _PROBE.reset(token)
     return calls
