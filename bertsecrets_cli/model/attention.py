@@ -1,9 +1,12 @@
 """The one interception point: a registered attention function that captures and edits head attention.
 
-transformers 5 dropped ``head_mask``; every encoder we support (BERT, RoBERTa, ELECTRA, DistilBERT)
-calls the function registered under its ``attn_implementation`` name with
-``(module, query, key, value, attention_mask, scaling=..., dropout=...)``. Ours computes eager
-attention and, while an :class:`Intervention` is active, can
+transformers 5 dropped ``head_mask``; an encoder that routes attention through transformers' attention
+interface (BERT, RoBERTa, ELECTRA, DistilBERT, XLM-R, CamemBERT, ALBERT, ModernBERT, ...) calls the
+function registered under its ``attn_implementation`` name with
+``(module, query, key, value, attention_mask, scaling=..., dropout=...)``; DeBERTa-v2 and MPNet reach
+:func:`edit_probs` / :func:`edit_outputs` through their adapters (``model.family_attention``). Whether a
+model qualifies is decided by :func:`install`'s probe forward pass, and layers are numbered by call
+order. Ours computes eager attention and, while an :class:`Intervention` is active, can
 
 * capture the post-softmax probabilities of every layer (``capture=True``),
 * replace a head's probabilities by a uniform distribution over the real (non-pad) keys
