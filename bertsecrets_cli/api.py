@@ -343,12 +343,15 @@ def words(store: str | Path, output: str | Path, *, word_boundaries: str = "punc
     return Result("words", Path(output), [word_level_summary(res)], res)
 
 
-def cluster(store: str | Path, output: str | Path, *, measure: str = "js-distance", top: int = 3, patterns: str | None = None,
-            figure: str | None = None, width: int = 80, shard: str | None = None, force: bool = False, quiet: bool = True) -> Result:
-    """``bertsecrets cluster``: distances between heads' behaviour and a 2-d MDS embedding (``raw.embedding``)."""
+def cluster(store: str | Path, output: str | Path, *, measure: str | None = None, definition: str = "ours", top: int = 3,
+            patterns: str | None = None, figure: str | None = None, width: int = 80, shard: str | None = None, force: bool = False,
+            quiet: bool = True) -> Result:
+    """``bertsecrets cluster``: distances between heads' behaviour and a 2-d MDS embedding (``raw.embedding``).
+
+    ``measure=None`` takes the definition's own (js-distance for "ours", Clark's js-smoothed for "authors")."""
     from bertsecrets_cli.jobs.cluster import ClusterOptions, run_cluster
 
-    opts = ClusterOptions(measure=measure, top=top, patterns=patterns, figure=figure, width=width, force=force, quiet=quiet, shard=shard)
+    opts = ClusterOptions(measure=measure, definition=definition, top=top, patterns=patterns, figure=figure, width=width, force=force, quiet=quiet, shard=shard)
     res = run_cluster(store, output, opts, command="api cluster")
     return Result("cluster", Path(output), res.tables, res)
 

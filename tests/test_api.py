@@ -18,6 +18,7 @@ import pytest
 
 import bertsecrets_cli as bs
 from bertsecrets_cli import api
+from bertsecrets_cli.store import schema
 
 # Removing or renaming any of these breaks users' notebooks: a major version change (docs/versioning.md).
 PUBLIC = ["__version__", "Store", "Result", "View", "open_store", "extract", "classify", "diff", "ablate", "words",
@@ -109,7 +110,7 @@ def test_import_and_name_lookup_load_no_heavy_library():
 def test_store_arrays_are_the_files_datasets(demo_store: Path):
     with bs.open_store(demo_store) as st, h5py.File(demo_store, "r") as f:
         assert (st.n_layers, st.n_heads, st.n_examples) == (6, 12, 24) and st.kind == "attention"
-        assert st.version == "1" == str(f.attrs["encoding-version"])  # store.schema.VERSION, recorded in the file
+        assert st.version == schema.VERSION == str(f.attrs["encoding-version"])  # recorded in the file
         n0 = int(f["examples/length"][0])
         assert st.tokens(0) == [t.decode() if isinstance(t, bytes) else t for t in f["tokens/text"][:n0]]
         maps = st.attention(3)
