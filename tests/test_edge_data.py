@@ -66,6 +66,7 @@ def one_example(tmp_path_factory: pytest.TempPathFactory, tiny_model_factory) ->
     return out
 
 
+@pytest.mark.slow
 def test_a_single_example_store_diffs_and_classifies(one_example: Path, tmp_path: Path) -> None:
     from bertsecrets_cli.jobs.classify import ClassifyOptions, run_classify
     from bertsecrets_cli.jobs.diff import DiffOptions, run_diff
@@ -85,6 +86,7 @@ def test_a_single_example_store_diffs_and_classifies(one_example: Path, tmp_path
     assert res.n_examples == 1 and np.isfinite(stat_cls).all()
 
 
+@pytest.mark.slow
 def test_two_one_example_shards_merge_into_their_mean(tiny_model_factory, tmp_path: Path) -> None:
     from bertsecrets_cli.jobs.extract import DataOptions, ExtractOptions, run_extract
     from bertsecrets_cli.store.merge import merge_attention_stores
@@ -142,6 +144,7 @@ def test_equal_ablation_deltas_rank_in_plan_order() -> None:
 # ablations where nothing moves (all noise), and heads that never win
 
 
+@pytest.mark.slow
 def test_an_ablation_that_changes_no_prediction_reports_no_change_and_greedy_takes_no_step(tiny_model_factory, tmp_path: Path) -> None:
     """An untrained tiny classifier (0.02 init): disabling a head moves the logits too little to flip a prediction,
     so every delta is exactly 0 with a zero-width interval, every row says so, and greedy stops before step 1."""
@@ -161,6 +164,7 @@ def test_an_ablation_that_changes_no_prediction_reports_no_change_and_greedy_tak
     assert r.greedy is not None and r.greedy.heads == [] and "no single further head improves" in r.greedy.stopped
 
 
+@pytest.mark.slow
 def test_a_pattern_type_no_map_takes_has_share_zero_on_every_head(demo_store: Path) -> None:
     """One-sentence inputs: block never wins, on any head; the summary says why."""
     from bertsecrets_cli.jobs.classify import ClassifyOptions, run_classify
@@ -175,6 +179,7 @@ def test_a_pattern_type_no_map_takes_has_share_zero_on_every_head(demo_store: Pa
 # pinned on a real store: the embedded all-MiniLM-L6-v2 on the 24 demo sentences
 
 
+@pytest.mark.slow
 def test_pattern_labels_and_shares_pinned_on_the_embedded_models_demo_store(demo_store: Path) -> None:
     """Three heads are vertical on all 24 sentences with a wide margin: their [CLS]/[SEP] mass read off the maps
     is >= 0.5 in every example and their diagonal mass small. Overall shares pinned as measured (2026-12)."""

@@ -192,6 +192,7 @@ def test_merged_punctuation_mass_skips_examples_without_punctuation(punct_shards
 # classify: each pattern_share_<type> grid is the share of that type, under that type's name
 
 
+@pytest.mark.slow
 def test_each_pattern_share_grid_holds_its_own_types_share(demo_store: Path, tmp_path: Path) -> None:
     """Mutation: the grids written under the next type's name. Reference: the rules applied here to each map."""
     from bertsecrets_cli.jobs.classify import ClassifyOptions, run_classify
@@ -314,6 +315,7 @@ def _predictions(r, logits: np.ndarray) -> np.ndarray:
     return logits[:, 0] if r.task == "stsb" else logits.argmax(-1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["mrpc", "cola", "stsb"])
 def test_per_head_grids_use_the_tasks_main_metric(task: str, classifiers: dict[int, Path], tmp_path: Path) -> None:
     """Mutation: grids of the last metric (accuracy, Spearman) instead of the main one (F1, MCC, Pearson)."""
@@ -344,6 +346,7 @@ def test_per_head_grids_use_the_tasks_main_metric(task: str, classifiers: dict[i
     assert not np.allclose(r.metrics[:, 0], r.metrics[:, -1])
 
 
+@pytest.mark.slow
 def test_greedy_search_scores_the_main_metric_from_the_baseline(classifiers: dict[int, Path], tmp_path: Path) -> None:
     """Mutations: greedy on the last metric; greedy's first step compared with 0 instead of the baseline."""
     from bertsecrets_cli.jobs.ablate import AblateOptions, read_ablation, run_ablate
