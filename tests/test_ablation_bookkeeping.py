@@ -67,6 +67,15 @@ def test_interval_edges_one_resample_none_and_undefined_deltas() -> None:
     g = np.array([1.0, 2.0, 3.0, 4.0])
     r = A.paired_bootstrap("pearson", pear, g, np.full((1, 4), 2.0), g, A.bootstrap_indices(4, 20, seed=0))
     assert r.low.dtype == np.float64 and np.isnan(r.low[0]) and np.isnan(r.high[0])
+    # 0.3 is not exact in binary: ten of them centred keep ~1e-16 residues, which must still read as constant
+    calls = []
+
+    def counted(p: np.ndarray, gg: np.ndarray) -> float:
+        calls.append(1)
+        return pear(p, gg)
+
+    flat = A.metric_on_resamples("pearson", counted, np.full(10, 0.3), np.arange(10.0), A.bootstrap_indices(10, 5, seed=0))
+    assert np.isnan(flat).all() and len(calls) == 1
     assert A.is_noise(float("nan"), 0.1) and A.is_noise(-0.1, float("nan"))
 
 
