@@ -38,6 +38,12 @@ def test_known_metrics_take_the_vectorised_path(name: str) -> None:
     calls.clear()
     A.paired_bootstrap(name, metric, pred, np.stack([gold, pred]), gold, idx)
     assert len(calls) == 1 + 2 + 1 + 2  # full-data metrics (baseline, 2 variants), then one identity check per call
+    if name in ("f1", "mcc"):
+        # hand-worked resamples of gold [1, 0], pred [1, 0]: both examples (F1 1, MCC 1 with a denominator of exactly 1),
+        # the negative twice (no positive anywhere: F1 0, MCC 0), the positive twice (F1 1; MCC's denominator is 0: 0)
+        calls.clear()
+        got = A.metric_on_resamples(name, metric, np.array([1, 0]), np.array([1, 0]), np.array([[0, 1], [1, 1], [0, 0]]))
+        assert got.tolist() == ([1.0, 0.0, 1.0] if name == "f1" else [1.0, 0.0, 0.0]) and len(calls) == 1
 
 
 def test_an_unknown_metric_uses_the_exact_loop() -> None:
