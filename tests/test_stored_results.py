@@ -366,3 +366,42 @@ def test_greedy_search_scores_the_main_metric_from_the_baseline(classifiers: dic
         assert np.all(np.diff(np.concatenate([[base], g.score])) > 0)
     else:  # no single head beats the baseline: greedy must stop before its first step
         assert not g.heads and f"<= {base:.4f}" in g.stopped
+
+
+def test_merged_statistic_sums_do_not_depend_on_the_block_size(punct_shards: tuple[Path, list[Path]]) -> None:
+    """The shards' per-example statistics are summed block by block: one row at a time gives the same sums and
+    counts as the whole array at once, NaN (no such token) left out, and appends every row in order."""
+    from bertsecrets_cli.store import schema as S
+    from bertsecrets_cli.store.merge import _concat_stats
+
+    _, parts = punct_shards
+    stores = [open_store(p) for p in parts]
+    try:
+        rows: list[np.ndarray] = []
+
+        class Appender:
+            def append(self, block: np.ndarray) -> None:
+                rows.extend(block)
+
+        sums, counts = _concat_stats(stores, S.STATS_PER_EXAMPLE, Appender(), block_rows=1)
+        every = np.concatenate([st.stats()[1] for st in stores]).astype(np.float64)
+    finally:
+        for st in stores:
+            st.close()
+    assert len(rows) == len(every) == 6
+    np.testing.assert_allclose(np.stack(rows), every, equal_nan=True)
+    np.testing.assert_array_equal(counts, np.isfinite(every).sum(0))
+    np.testing.assert_allclose(sums, np.nansum(every, axis=0), rtol=1e-6)
+    assert (counts[..., 3] == 3).all()  # punctuation: only the three sentences that have some
+
+
+def test_diff_table_of_a_quantity_no_example_has_is_blank_not_an_error() -> None:
+    """stat_punct of stores without punctuation is NaN everywhere: its means are NaN and no head is named."""
+    from bertsecrets_cli.jobs.diff import summary_tables
+
+    nan = np.full((2, 3), np.nan)
+    ok = np.arange(6.0).reshape(2, 3)
+    (t,) = summary_tables(None, None, {"stat_punct": (nan, nan, ""), "stat_cls": (ok, ok + 1, "")}, 5, "cosine")
+    rows = {r[0]: r for r in t.rows}
+    assert all(np.isnan(x) for x in rows["stat_punct"][1:4])
+    assert list(rows["stat_cls"][1:4]) == [2.5, 3.5, 1.0] and rows["stat_punct"][5] == ""
