@@ -405,3 +405,21 @@ def test_diff_table_of_a_quantity_no_example_has_is_blank_not_an_error() -> None
     rows = {r[0]: r for r in t.rows}
     assert all(np.isnan(x) for x in rows["stat_punct"][1:4])
     assert list(rows["stat_cls"][1:4]) == [2.5, 3.5, 1.0] and rows["stat_punct"][5] == ""
+
+
+def test_pairing_refuses_a_duplicate_id_and_compares_only_shared_quantities() -> None:
+    """Found by mutmut: a duplicate id in A went unnoticed when A and B hold different ids; a quantity only one
+    store holds must be left out of B - A, not looked up in the other."""
+    from types import SimpleNamespace
+
+    from bertsecrets_cli.errors import InputError
+    from bertsecrets_cli.jobs.diff import compare_quantities, pair_examples
+
+    assert pair_examples(["a", "b", "c"], ["c", "a"], "A", "B") == ([0, 2], [1, 0])
+    with pytest.raises(InputError, match="'a' occurs twice"):
+        pair_examples(["a", "b", "a"], ["a", "b"], "A", "B")
+    q = lambda v: SimpleNamespace(values=np.full((1, 2), v, np.float32), description="")  # noqa: E731
+    got = compare_quantities({"stat_cls": q(0.25), "only_a": q(1.0)}, {"stat_cls": q(0.75), "only_b": q(2.0)})
+    assert list(got) == ["stat_cls"]
+    a, b, _ = got["stat_cls"]
+    assert a.dtype == np.float64 and (b - a).tolist() == [[0.5, 0.5]]
