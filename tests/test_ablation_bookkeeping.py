@@ -54,8 +54,17 @@ def test_an_unknown_metric_uses_the_exact_loop() -> None:
         return float(np.mean(p == g))
 
     idx = A.bootstrap_indices(4, 7, seed=0)
-    A.metric_on_resamples("my-metric", metric, np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), idx)
+    pred, gold = np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0])
+    got = A.metric_on_resamples("my-metric", metric, pred, gold, idx)
     assert len(calls) == 7
+    np.testing.assert_allclose(got, [np.mean(pred[i] == gold[i]) for i in idx])
+    # the safety net: a function that disagrees with the vectorised formula of its name on the full data wins
+    half = lambda p, g: 0.5 * float(np.mean(p == g))  # noqa: E731
+    np.testing.assert_allclose(A.metric_on_resamples("accuracy", half, pred, gold, idx), [0.5 * np.mean(pred[i] == gold[i]) for i in idx])
+    # ... also where the vectorised value is undefined (NaN) and the function's is not
+    zero_if_flat = lambda p, g: 0.0 if np.std(p) == 0 else float(np.corrcoef(p, g)[0, 1])  # noqa: E731
+    flat = A.metric_on_resamples("pearson", zero_if_flat, np.full(4, 2.0), np.arange(4.0), idx)
+    assert flat.tolist() == [0.0] * 7
 
 
 def test_interval_edges_one_resample_none_and_undefined_deltas() -> None:
