@@ -233,3 +233,14 @@ def test_kovaleva_reference_numbers_agree_with_the_papers_own_statements() -> No
     assert min(shares, key=lambda t: shares[t][0]) == "MRPC" and max(shares, key=lambda t: shares[t][0]) in ("QQP", "MNLI")
     assert stated["heterogeneous_min_percent"] < stated["heterogeneous_max_percent"]
     assert json.dumps(ref)  # plain JSON, as the reproduce index reads it
+
+
+def test_merging_a_single_store_gives_its_own_means(one_example: Path, tmp_path: Path) -> None:
+    """One input is a legal merge (a 0/1 shard, or a store re-packed): the means are its own, to float32 rounding."""
+    from bertsecrets_cli.store.merge import merge_attention_stores
+
+    merge_attention_stores([one_example], tmp_path / "m.h5", copy=True)
+    with open_store(one_example) as a, open_store(tmp_path / "m.h5") as m:
+        for name in ("stat_cls", "stat_sep", "stat_entropy"):
+            np.testing.assert_allclose(m.heads()[name].values, a.heads()[name].values, rtol=1e-6)
+        assert m.n_examples == 1
