@@ -29,6 +29,14 @@ class LoadedModel:
     windows: tuple[int, ...] = ()
     token_types: bool = False  # the family embeds segment ids (token_type_ids)
     norms: bool = True  # every layer's output projection is known (norm-based quantities)
+    causal: bool = False  # a decoder language model: every query sees only earlier tokens and itself
+    kv_heads: int = 0  # key-value heads (grouped-query attention: fewer than the query heads); 0 = as many as heads
+
+    @property
+    def kv_group(self) -> tuple[int, ...]:
+        """Per query head, the key-value head it reads (h // (heads / kv_heads), as transformers' repeat_kv)."""
+        kv = self.kv_heads or self.n_heads
+        return tuple(h // (self.n_heads // kv) for h in range(self.n_heads))
 
     @property
     def config(self) -> Any:
@@ -111,8 +119,6 @@ def load_model(
             f"--model {spec}: cannot load it from the Hugging Face hub (offline, or no such model)",
             hint=f"download it where there is internet with `hf download {spec} --local-dir DIR` and pass --model DIR",
         ) from e
-    if getattr(config, "is_decoder", False) or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in (getattr(config, "architectures", None) or [])):
-        raise ModelError(f"--model {spec}: model type {config.model_type!r}: causal decoder models are not supported yet")
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError(f"--model {spec}: a fast tokenizer (tokenizer.json) is needed for offset mappings")
     kwargs: dict[str, Any] = {"attn_implementation": attention.ATTN_IMPLEMENTATION}
@@ -142,6 +148,9 @@ def load_model(
         installed = attention.install(model, n_layers)
     except attention.NotInterceptable as e:
         raise ModelError(f"--model {spec}: model type {config.model_type!r}: {e}") from e
+    if installed.causal:
+        # extract reads each example once, whole: a key-value cache would only hold memory
+        model.config.use_cache = False
     dev = resolve_device(device)
     model.to(dev)
     model.eval()
@@ -151,4 +160,5 @@ def load_model(
         fingerprint = "random-init"
     token_types = int(getattr(config, "type_vocab_size", 0) or 0) > 1
     return LoadedModel(model, tokenizer, name, path, revision, fingerprint, config.model_type, n_layers, n_heads, dev,
-                       installed.windows, token_types, installed.norms)
+                       installed.windows, token_types, installed.norms, installed.causal,
+                       int(getattr(model.config, "num_key_value_heads", 0) or 0) if installed.causal else 0)
