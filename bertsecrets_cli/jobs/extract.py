@@ -193,6 +193,10 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     task, ds = load_examples(opts.data)
     shard = resolve_shard(opts.shard)
     lm = load_model(opts.model, device=opts.device)
+    if lm.causal and "flow" in quantities:
+        from bertsecrets_cli.model.load import refuse_causal
+
+        refuse_causal(lm, "--quantities flow")
     examples = ds.examples
     n_total = len(examples)
     job = {"model": lm.fingerprint, "model_name": lm.path, "data": ds.source, "split": ds.split, "ids": [e.id for e in examples],
