@@ -94,8 +94,9 @@ def map_features(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t: 
     rows that can reach those columns, and a row's entropy is scaled by the log of the keys it can see.
 
     ``causal`` (a decoder's lower-triangular maps): the first position is the sink and counts as the [CLS]
-    column ('special' is then its mass plus any [SEP]'s: the head's sink share), a column's stripe is its mean
-    over the rows that can see it (i >= j), and a row's entropy is scaled by the log of its i + 1 keys.
+    column ('special' is then its mass plus any [SEP]'s: the head's sink share); the first row, which can see
+    only itself, is left out of every mean; a column's stripe is its mean over the other rows; and a row's
+    entropy is scaled by the log of its i + 1 keys.
     """
     import numpy as np
 
