@@ -10,6 +10,7 @@ from bertsecrets_cli.model.load import load_model
 from bertsecrets_cli.model.tokenize import collate, encode_examples
 
 from conftest import DECODER_FAMILIES, DECODER_TOKENIZERS, build_tiny_model, build_tokenizer
+from helpers import covers
 
 PAIRS = [("The cat sat on the mat.", None), ("A much longer sentence, so that the first one is padded at the end.", None)]
 
@@ -145,3 +146,40 @@ def test_decoder_store_through_the_command_line(family, decoder_models, tmp_path
         assert res.exit_code == 0, (args, res.stderr)
     one_line_error(runner.invoke(app, ["cluster", str(store), "-o", str(tmp_path / "c.h5")]), 5, "cluster is not yet verified on causal decoder models")
     assert not (tmp_path / "c.h5").exists()
+
+
+@pytest.mark.slow
+@covers("extract", "--stride")
+def test_a_corpus_is_cut_into_windows_whose_provenance_is_stored(decoder_models, tmp_path) -> None:
+    """Two JSONL documents, windows of 15 tokens (16 minus Llama's BOS) every 8: each example's text is its span."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from bertsecrets_cli.cli.app import app
+    from bertsecrets_cli.store.reader import open_store
+
+    from helpers import one_line_error
+
+    docs = {"d0": "The cat sat on the mat. " * 12, "d1": "A second document, shorter than the first but long enough for two windows."}
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in docs.items()), encoding="utf-8")
+    model, runner = str(decoder_models["llama"]), CliRunner()
+    res = runner.invoke(app, ["extract", "-m", model, "--data", str(corpus), "--max-length", "16", "--stride", "8", "--device", "cpu", "-q", "-o", str(tmp_path / "w.h5")])
+    assert res.exit_code == 0, res.stderr
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model)
+    n_tokens = {k: len(tok(v, add_special_tokens=False)["input_ids"]) for k, v in docs.items()}
+    # windows start at 0, 8, 16, ... while a full window fits, plus one ending at the document's end
+    want = sum(len(range(0, n - 15 + 1, 8)) + ((n - 15) % 8 != 0) for n in n_tokens.values())
+    with open_store(tmp_path / "w.h5") as st:
+        d, a, b = st.strings("examples/document"), st.h5["examples/char_start"][...], st.h5["examples/char_end"][...]
+        texts = st.strings("examples/text_a")
+        assert st.n_examples == want and sorted(set(d)) == ["d0", "d1"]
+        assert all(docs[x][s:e] == t for x, s, e, t in zip(d, a, b, texts))
+        last_token_end = tok(docs["d0"], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"][-1][1]
+        assert a[0] == 0 and max(e for x, e in zip(d, b) if x == "d0") == last_token_end  # every token is in a window
+        assert st.lengths().max() <= 16
+    one_line_error(runner.invoke(app, ["extract", "-m", model, "--data", str(corpus), "--max-length", "16", "--stride", "20", "-q", "-o", str(tmp_path / "x.h5")]),
+                   3, "--stride 20", "window")

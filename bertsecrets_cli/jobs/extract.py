@@ -53,6 +53,7 @@ class ExtractOptions:
     quiet: bool = False
     shard: str | None = None  # "i/n"; None: from RANK/WORLD_SIZE or Slurm array variables, else no split
     quantities: tuple[str, ...] = ("weights",)  # schema.QUANTITIES: weights always; norms, norms_normalised, rollout, flow
+    stride: int | None = None  # --data is a corpus cut into windows of --max-length tokens starting every stride tokens
 
 
 @dataclass
@@ -89,6 +90,14 @@ def check_common(max_length: int, batch_size: int) -> None:
         raise InputError(f"--max-length {max_length}: must be between 2 and {MAX_LENGTH_LIMIT}")
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
+
+
+def _window_provenance(windows: list, examples: list, all_examples: list) -> dict[str, Any]:
+    """examples/document, char_start, char_end: where each window (of this shard) came from."""
+    index = {id(e): i for i, e in enumerate(all_examples)}
+    mine = [windows[index[id(e)]] for e in examples]
+    return {"document": [w.document for w in mine], "char_start": np.asarray([w.start for w in mine], dtype=np.int64),
+            "char_end": np.asarray([w.end for w in mine], dtype=np.int64)}
 
 
 def summary_table(heads: dict[str, np.ndarray], n_layers: int, context: str = "", *, causal: bool = False) -> Table:
@@ -190,9 +199,19 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     check_flow_length(quantities, opts.max_length)
     weights_only = tuple(quantities) == (S.Q_WEIGHTS,)
     check_output_path(out, force=opts.force or opts.resume)
-    task, ds = load_examples(opts.data)
+    windows = None
+    if opts.stride is None:
+        task, ds = load_examples(opts.data)
+    elif not opts.data.data:
+        raise InputError("--stride: cuts the corpus given with --data into windows; pass --data FILE (.txt or .jsonl)")
     shard = resolve_shard(opts.shard)
     lm = load_model(opts.model, device=opts.device)
+    if opts.stride is not None:
+        from bertsecrets_cli.data.tasks import get_task
+        from bertsecrets_cli.data.windows import window_dataset
+
+        task = get_task(opts.data.task)
+        ds, windows = window_dataset(opts.data.data, lm.tokenizer, opts.max_length, opts.stride)
     if lm.causal and "flow" in quantities:
         from bertsecrets_cli.model.load import refuse_causal
 
@@ -280,7 +299,8 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
             provenance=provenance,
             texts=provenance_texts({"extract": asdict(opts)}, command),
             examples={"id": [e.id for e in examples], "text_a": [e.text_a for e in examples],
-                      "text_b": [e.text_b or "" for e in examples], "label": np.asarray(label, dtype=np.float64)},
+                      "text_b": [e.text_b or "" for e in examples], "label": np.asarray(label, dtype=np.float64),
+                      **(_window_provenance(windows, examples, ds.examples) if windows is not None else {})},
         )
     if late_stop.requested:
         info(f"{late_stop.signal} arrived while the store was being assembled; it is complete")
