@@ -183,3 +183,19 @@ def test_a_corpus_is_cut_into_windows_whose_provenance_is_stored(decoder_models,
         assert st.lengths().max() <= 16
     one_line_error(runner.invoke(app, ["extract", "-m", model, "--data", str(corpus), "--max-length", "16", "--stride", "20", "-q", "-o", str(tmp_path / "x.h5")]),
                    3, "--stride 20", "window")
+
+
+def test_analyses_not_verified_on_causal_maps_refuse_a_decoder_in_one_line(decoder_models, tmp_path) -> None:
+    """Dependency heads on a decoder: refused after loading, with what is verified, and no output written."""
+    from typer.testing import CliRunner
+
+    from bertsecrets_cli.cli.app import app
+
+    from helpers import one_line_error
+
+    conllu = tmp_path / "dev.conllu"
+    conllu.write_text("1\tthe\tthe\tDET\t_\t_\t2\tdet\t_\t_\n2\tcat\tcat\tNOUN\t_\t_\t3\tnsubj\t_\t_\n3\tsat\tsit\tVERB\t_\t_\t0\troot\t_\t_\n\n", encoding="utf-8")
+    out = tmp_path / "dep.h5"
+    res = CliRunner().invoke(app, ["framenet", "--conllu", str(conllu), "-o", str(out), "--model", str(decoder_models["gpt2"]), "--device", "cpu"])
+    one_line_error(res, 5, "'gpt2'", "not yet verified on causal decoder models", "what is: extract, classify")
+    assert not out.exists()
