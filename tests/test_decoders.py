@@ -144,6 +144,8 @@ def test_decoder_store_through_the_command_line(family, decoder_models, tmp_path
                  ["plot", str(store), "-o", str(tmp_path / "p.png")], ["show", str(store)], ["view", str(store), "-o", str(tmp_path / "v.html")]):
         res = runner.invoke(app, args)
         assert res.exit_code == 0, (args, res.stderr)
+    res = runner.invoke(app, ["show", str(store), "--quantity", "stat_cls", "-k", "1"])
+    assert res.exit_code == 0 and "first-token mass" in " ".join(res.stdout.split()), res.stdout
     one_line_error(runner.invoke(app, ["cluster", str(store), "-o", str(tmp_path / "c.h5")]), 5, "cluster is not yet verified on causal decoder models")
     assert not (tmp_path / "c.h5").exists()
 
