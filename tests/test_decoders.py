@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -201,3 +202,64 @@ def test_analyses_not_verified_on_causal_maps_refuse_a_decoder_in_one_line(decod
     res = CliRunner().invoke(app, ["framenet", "--conllu", str(conllu), "-o", str(out), "--model", str(decoder_models["gpt2"]), "--device", "cpu"])
     one_line_error(res, 5, "'gpt2'", "not yet verified on causal decoder models", "what is: extract, classify")
     assert not out.exists()
+
+
+@pytest.mark.slow
+@covers("ablate", "--metric")
+def test_ablate_metric_loss_equals_an_independent_next_token_loss(tmp_path) -> None:
+    """Baseline: the family's own LM loss per window, token-weighted; L1H2 zeroed: the same with head 2's slice of
+    o_proj's input set to 0 by a hook (what 'zero' means), so both sides are computed without bertsecrets."""
+    from transformers import AutoModelForCausalLM
+    from typer.testing import CliRunner
+
+    from bertsecrets_cli.cli.app import app
+    from bertsecrets_cli.jobs.ablate import read_ablation
+
+    from conftest import tiny_config
+
+    tok = build_tokenizer(*DECODER_TOKENIZERS["llama"])
+    cfg = tiny_config("llama", len(tok), tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    ref = AutoModelForCausalLM.from_config(cfg)
+    with torch.no_grad():  # a model whose heads matter: larger attention logits than the N(0, 0.02) init gives
+        for layer in ref.model.layers:
+            layer.self_attn.q_proj.weight.mul_(40)
+    folder = tmp_path / "lm"
+    ref.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("The cat sat on the mat, and the dog sat on the rug. " * 6, encoding="utf-8")
+    out = tmp_path / "abl.h5"
+    res = CliRunner().invoke(app, ["ablate", "-m", str(folder), "--metric", "loss", "--data", str(corpus), "--max-length", "24", "--heads", "L1H2",
+                                   "--no-sweep", "--mode", "zero", "--bootstrap", "100", "--device", "cpu", "-q", "-o", str(out)])
+    assert res.exit_code == 0, res.stderr
+    r = read_ablation(out)
+    ref = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
+
+    def corpus_loss(hook=None) -> float:  # noqa: ANN001
+        from bertsecrets_cli.data.windows import window_dataset
+
+        ds, _ = window_dataset(corpus, tok, 24, 23)
+        handle = ref.model.layers[0].self_attn.o_proj.register_forward_pre_hook(hook) if hook else None
+        total, count = 0.0, 0
+        with torch.inference_mode():
+            for e in ds.examples:
+                ids = tok(e.text_a, return_tensors="pt", truncation=True, max_length=24)["input_ids"]
+                total += float(ref(input_ids=ids, labels=ids).loss) * (ids.shape[1] - 1)
+                count += ids.shape[1] - 1
+        if handle:
+            handle.remove()
+        return total / count
+
+    def zero_head_2(_mod, args):  # noqa: ANN001, ANN202
+        x = args[0].clone()
+        x[..., 8:16] = 0.0  # head 2 of 4, head_dim 8
+        return (x,)
+
+    base, zeroed = corpus_loss(), corpus_loss(zero_head_2)
+    assert r.base_metrics[0] == pytest.approx(base, abs=1e-4) and r.base_metrics[1] == pytest.approx(np.exp(base), rel=1e-4)
+    assert r.metrics[0, 0] == pytest.approx(zeroed, abs=1e-4) and r.delta[0, 0] == pytest.approx(zeroed - base, abs=1e-4)
+    assert abs(zeroed - base) > 1e-3 and r.ci_low[0, 0] <= r.delta[0, 0] <= r.ci_high[0, 0]
+    n = len(tok(corpus.read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"])
+    # non-overlapping windows of 23 tokens (24 minus the BOS), the last one ending at the text's end
+    assert len(r.ids) == (n - 23) // 23 + 1 + ((n - 23) % 23 != 0) and all("#w" in i for i in r.ids)

@@ -107,6 +107,7 @@ def load_model(
     num_labels: int | None = None,
     label_names: tuple[str, ...] | None = None,
     random_init: bool = False,
+    causal_lm: bool = False,
 ) -> LoadedModel:
     """Load an encoder with our attention function; ``task_head`` loads a sequence classifier.
 
@@ -119,7 +120,7 @@ def load_model(
     name, path, is_local = _locate(spec)
     attention.register()
     import transformers
-    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # our own progress goes to stderr
@@ -136,7 +137,7 @@ def load_model(
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError(f"--model {spec}: a fast tokenizer (tokenizer.json) is needed for offset mappings")
     kwargs: dict[str, Any] = {"attn_implementation": attention.ATTN_IMPLEMENTATION}
-    cls = AutoModel
+    cls = AutoModelForCausalLM if causal_lm else AutoModel  # causal_lm: with the language-model head (ablate --metric loss)
     if task_head:
         cls = AutoModelForSequenceClassification
         if num_labels is not None:
