@@ -293,7 +293,7 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
     if cfg is not None:  # refuse a bare encoder before loading its weights
         _check_classifier(cfg, task, opts.model)
     lm = load_model(opts.model, device=opts.device, task_head=True)
-    refuse_causal(lm, "ablate")
+    refuse_causal(lm, "ablate --metric task")
     _check_classifier(lm.model.config, task, opts.model)
     L, H = lm.n_layers, lm.n_heads
     plan = plan_variants(opts, L, H)
