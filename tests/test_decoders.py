@@ -260,6 +260,24 @@ def test_ablate_metric_loss_equals_an_independent_next_token_loss(tmp_path) -> N
     assert r.base_metrics[0] == pytest.approx(base, abs=1e-4) and r.base_metrics[1] == pytest.approx(np.exp(base), rel=1e-4)
     assert r.metrics[0, 0] == pytest.approx(zeroed, abs=1e-4) and r.delta[0, 0] == pytest.approx(zeroed - base, abs=1e-4)
     assert abs(zeroed - base) > 1e-3 and r.ci_low[0, 0] <= r.delta[0, 0] <= r.ci_high[0, 0]
+    # mode mean: head 2's slice of o_proj's input replaced by its mean over every token of the windows
+    slices = []
+    handle = ref.model.layers[0].self_attn.o_proj.register_forward_pre_hook(lambda _m, a: slices.append(a[0][0, :, 8:16].clone()))
+    corpus_loss()
+    handle.remove()
+    mean = torch.cat(slices).double().mean(0).float()
+
+    def mean_head_2(_mod, args):  # noqa: ANN001, ANN202
+        x = args[0].clone()
+        x[..., 8:16] = mean
+        return (x,)
+
+    out2 = tmp_path / "abl-mean.h5"
+    res = CliRunner().invoke(app, ["ablate", "-m", str(folder), "--metric", "loss", "--data", str(corpus), "--max-length", "24", "--heads", "L1H2",
+                                   "--no-sweep", "--mode", "mean", "--bootstrap", "0", "--device", "cpu", "-q", "-o", str(out2)])
+    assert res.exit_code == 0, res.stderr
+    with_mean = corpus_loss(mean_head_2)
+    assert read_ablation(out2).metrics[0, 0] == pytest.approx(with_mean, abs=1e-4) and abs(with_mean - zeroed) > 1e-4
     n = len(tok(corpus.read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"])
     # non-overlapping windows of 23 tokens (24 minus the BOS), the last one ending at the text's end
     assert len(r.ids) == (n - 23) // 23 + 1 + ((n - 23) % 23 != 0) and all("#w" in i for i in r.ids)

@@ -2,7 +2,8 @@
 
 The corpus (``--data``: .txt or .jsonl, as ``extract --stride``) is cut into non-overlapping windows of
 --max-length tokens; per window the summed next-token cross-entropy (nats) and the number of predicted
-tokens are kept. loss = sum of cross-entropy / predicted tokens (per token, over the whole corpus),
+tokens are kept. Modes: uniform (over each query's causal prefix), zero, mean (the head's output averaged
+over every real token of the windows). loss = sum of cross-entropy / predicted tokens (per token, over the whole corpus),
 perplexity = exp(loss). A variant's delta is its loss minus the baseline's (positive: the heads helped the
 model), with a 95% paired bootstrap interval over windows (the same resampled windows for baseline and
 variant, the ratio recomputed on each resample).
@@ -35,6 +36,7 @@ def run_loss_ablation(opts, out: str | Path, *, command: str | None = None):  # 
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
     from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION, Intervention
     from bertsecrets_cli.model.lm_loss import window_losses
+    from bertsecrets_cli.model.sweep import collect_mean_outputs
     from bertsecrets_cli.model.load import load_model
     from bertsecrets_cli.model.tokenize import collate, encode_examples
     from bertsecrets_cli.render.progress import progress
@@ -47,8 +49,8 @@ def run_loss_ablation(opts, out: str | Path, *, command: str | None = None):  # 
     if opts.bootstrap < 0:
         raise InputError(f"--bootstrap {opts.bootstrap}: must be 0 (no intervals) or more resamples")
     _check_syntax(opts)
-    if opts.mode not in ("uniform", "zero"):
-        raise InputError(f"--mode {opts.mode} with --metric loss: not available yet; use uniform or zero")
+    if opts.mode not in ("uniform", "zero", "mean"):
+        raise InputError(f"--mode {opts.mode}: choose uniform, zero or mean")
     for flag, given in (("--greedy", opts.greedy), ("--importance", opts.importance), ("--shard", opts.shard is not None), ("--resume", opts.resume)):
         if given:
             raise InputError(f"{flag} with --metric loss: not available yet")
@@ -69,6 +71,8 @@ def run_loss_ablation(opts, out: str | Path, *, command: str | None = None):  # 
     L, H = lm.n_layers, lm.n_heads
     plan = plan_variants(opts, L, H)
     base_ce, count = window_losses(lm, batches, n)
+    # mode mean: each head's output vector averaged over every real token of the corpus' windows
+    means = collect_mean_outputs(lm, batches) if opts.mode == "mean" else {}
     base = _metrics(base_ce, count)
     idx = bootstrap_indices(n, opts.bootstrap, opts.bootstrap_seed) if opts.bootstrap > 0 else None
 
@@ -84,7 +88,7 @@ def run_loss_ablation(opts, out: str | Path, *, command: str | None = None):  # 
         for j, v in enumerate(plan):
             for l, h in v.heads:
                 masks[j, l, h] = True
-            ce, _ = window_losses(lm, batches, n, Intervention(head_modes=modes_of(v.heads, opts.mode)))
+            ce, _ = window_losses(lm, batches, n, Intervention(head_modes=modes_of(v.heads, opts.mode), mean_outputs=means))
             metrics[j] = _metrics(ce, count)
             delta[j] = metrics[j] - base
             if idx is not None:
