@@ -1,5 +1,8 @@
 """extract's cost over a bare eager forward with attention output, per encoder family, on the same batches.
 
+Decoders too (``--families gpt2,llama,qwen2,qwen3,mistral``: conftest.DECODER_FAMILIES, 12 query heads on 4
+key-value heads for the Llama architecture).
+
 For every family of tests/conftest.py (``ALL_FAMILIES``), a MiniLM-sized random model (6 layers, 12 heads,
 hidden 384, intermediate 1536; DeBERTa with both relative-position terms, ModernBERT with its local and
 global layers) with a tokenizer of the family's own kind trained on the shipped demo texts
@@ -47,6 +50,10 @@ def family_model(folder: Path, family: str, tokenizer) -> Path:  # noqa: ANN001
         dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
     if family == "modernbert":  # ModernBERT-base's pattern: a global layer every third, local windows elsewhere
         size.update(local_attention=16, global_attn_every_n_layers=3)
+    if family == "gpt2":
+        size.update(n_inner=1536)
+    if family in ("llama", "qwen2", "qwen3", "mistral"):  # grouped-query attention: 12 query heads on 4 key-value heads
+        size.update(num_key_value_heads=4, head_dim=32)
     cfg = tiny_config(family, len(tokenizer), tokenizer.pad_token_id, sizes=size, **ids)
     torch.manual_seed(0)
     model = AutoModel.from_config(cfg)
@@ -70,7 +77,7 @@ def main() -> None:
     from transformers import AutoModel
 
     from bertsecrets_cli.model.load import load_model
-    from conftest import ALL_FAMILIES, FAMILY_TOKENIZERS, build_tokenizer
+    from conftest import ALL_FAMILIES, DECODER_TOKENIZERS, FAMILY_TOKENIZERS, build_tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -86,13 +93,14 @@ def main() -> None:
         folder = Path(d)
         data, _ = make_data(task, None, args.n, folder, args.join)
         for family in families:
-            kind = FAMILY_TOKENIZERS[family]
+            kind = {**FAMILY_TOKENIZERS, **DECODER_TOKENIZERS}[family]
             if kind not in tokenizers:
                 tokenizers[kind] = build_tokenizer(*kind, vocab_size=2000)
             path = family_model(folder / family, family, tokenizers[kind])
             lm = load_model(str(path), device=args.device)
             preloaded(lm)
             eager = AutoModel.from_pretrained(str(path), attn_implementation="eager").to(lm.device).eval()
+            eager.config.use_cache = False  # as extract's decoders: no key-value cache for one whole pass
             out = folder / f"{family}.h5"
             sides = {"extract": lambda: extract_side(lm, data, task, out, args),
                      "eager": lambda: bare_side(lm, eager, data, task, args, True)}

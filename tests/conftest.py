@@ -15,6 +15,9 @@ FAMILIES = ("bert", "roberta", "distilbert", "electra")
 # attention goes through transformers' attention interface
 NEW_FAMILIES = ("xlm-roberta", "camembert", "albert", "modernbert", "deberta-v2", "mpnet", "ernie")
 ALL_FAMILIES = FAMILIES + NEW_FAMILIES
+# causal decoder language models (issue 30): GPT-2 (absolute positions, Conv1D projections) and the Llama
+# architecture (rotary positions, grouped-query attention: 4 query heads on 2 key-value heads)
+DECODER_FAMILIES = ("gpt2", "llama", "qwen2", "qwen3", "mistral")
 
 
 def tiny_config(family: str, vocab_size: int, pad_token_id: int, num_labels: int = 2, sizes: dict | None = None, **special_ids: int):
@@ -30,6 +33,9 @@ def tiny_config(family: str, vocab_size: int, pad_token_id: int, num_labels: int
         "distilbert": dict(dim=32, n_layers=2, n_heads=4, hidden_dim=64),
         "modernbert": dict(global_attn_every_n_layers=2, local_attention=4, layer_types=None),
         "deberta-v2": dict(relative_attention=True, pos_att_type=["c2p", "p2c"], position_buckets=16, max_relative_positions=32, type_vocab_size=0),
+        "gpt2": dict(n_inner=64),
+        "llama": dict(num_key_value_heads=2), "qwen2": dict(num_key_value_heads=2),
+        "qwen3": dict(num_key_value_heads=2, head_dim=8), "mistral": dict(num_key_value_heads=2, sliding_window=None),
     }.get(family, {})
     if family == "distilbert":
         return AutoConfig.for_model(family, **{**extra, **(sizes or {})}, **common)
@@ -43,6 +49,11 @@ FAMILY_TOKENIZERS = {
     "xlm-roberta": ("sentencepiece-unigram", "roberta"), "camembert": ("sentencepiece-bpe", "roberta"),
     "albert": ("sentencepiece-unigram", "bert"), "deberta-v2": ("sentencepiece-bpe", "bert"),
 }
+# decoders: GPT-2 and Qwen add no token (the first real token is the sink); Llama and Mistral add a BOS
+DECODER_TOKENIZERS = {
+    "gpt2": ("bytelevel-bpe", "gpt2"), "llama": ("bytelevel-bpe", "llama"), "qwen2": ("bytelevel-bpe", "gpt2"),
+    "qwen3": ("bytelevel-bpe", "gpt2"), "mistral": ("bytelevel-bpe", "llama"),
+}
 
 
 def build_tokenizer(kind: str, style: str = "bert", vocab_size: int = 400):
@@ -50,7 +61,8 @@ def build_tokenizer(kind: str, style: str = "bert", vocab_size: int = 400):
 
     kind: wordpiece (the embedded MiniLM's), bytelevel-bpe (RoBERTa/ModernBERT: 'Ġ' space marker),
     sentencepiece-unigram / sentencepiece-bpe (XLM-R, ALBERT / CamemBERT, DeBERTa-v3: '▁' marker).
-    style: 'bert' ([CLS] a [SEP] b [SEP]) or 'roberta' (<s> a </s></s> b </s>).
+    style: 'bert' ([CLS] a [SEP] b [SEP]) or 'roberta' (<s> a </s></s> b </s>); for decoders 'gpt2' (no
+    token added, <|endoftext|> as bos/eos, no pad token) or 'llama' (<s> a, <s> a <s> b).
     """
     import json as _json
 
@@ -67,6 +79,15 @@ def build_tokenizer(kind: str, style: str = "bert", vocab_size: int = 400):
         for line in (demo / name).read_text(encoding="utf-8").splitlines():
             row = _json.loads(line)
             corpus += [row["text_a"]] + ([row["text_b"]] if row.get("text_b") else [])
+    if style in ("gpt2", "llama"):
+        specials = ["<|endoftext|>"] if style == "gpt2" else ["<s>", "</s>"]
+        raw = ByteLevelBPETokenizer(add_prefix_space=False, trim_offsets=True)
+        raw.train_from_iterator(corpus, vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+        if style == "gpt2":
+            return PreTrainedTokenizerFast(tokenizer_object=raw._tokenizer, bos_token=specials[0], eos_token=specials[0], unk_token=specials[0])
+        bos = ("<s>", raw.token_to_id("<s>"))
+        raw.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s>:1 $B:1", special_tokens=[bos])
+        return PreTrainedTokenizerFast(tokenizer_object=raw._tokenizer, bos_token="<s>", eos_token="</s>")
     cls, sep, pad, unk, mask = ("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]") if style == "bert" else ("<s>", "</s>", "<pad>", "<unk>", "<mask>")
     specials = [pad, unk, cls, sep, mask]
     if kind == "bytelevel-bpe":

@@ -31,7 +31,6 @@ def _hidden(lm, batch, iv=None):  # noqa: ANN001, ANN202
 
 @pytest.mark.parametrize(("family", "says"), [
     ("megatron-bert", "compute attention themselves, not through transformers' attention interface"),
-    ("gpt2", "causal decoder models are not supported yet"),
 ])
 def test_a_model_that_cannot_be_intercepted_is_refused_with_what_it_lacks(family, says, tmp_path) -> None:
     folder = build_tiny_model(tmp_path / family, family)

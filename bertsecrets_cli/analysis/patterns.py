@@ -84,7 +84,7 @@ def thresholds_dict(t: Thresholds = THRESHOLDS) -> dict[str, Any]:
 
 
 def map_features(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t: Thresholds = THRESHOLDS,
-                 windows: Sequence[int] = ()) -> np.ndarray:
+                 windows: Sequence[int] = (), causal: bool = False) -> np.ndarray:
     """Features of every map of one example: att [..., T, T] (e.g. [L, H, T, T]) -> float32 [..., len(FEATURES)].
 
     ``special`` holds the store's token kinds (bertsecrets_cli.tokens: 1 = [CLS], 2 = [SEP]); ``type_ids`` the segments.
@@ -92,17 +92,28 @@ def map_features(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t: 
     ``windows`` (the store's attention windows, one per map of the first axis; -1 global): a local layer's
     query cannot see keys outside its window, so there the special mass and the stripe are means over the
     rows that can reach those columns, and a row's entropy is scaled by the log of the keys it can see.
+
+    ``causal`` (a decoder's lower-triangular maps): the first position is the sink and counts as the [CLS]
+    column ('special' is then its mass plus any [SEP]'s: the head's sink share); the first row, which can see
+    only itself, is left out of every mean; a column's stripe is its mean over the other rows; and a row's
+    entropy is scaled by the log of its i + 1 keys.
     """
+    import numpy as np
+
+    if causal:
+        special = np.asarray(special).copy()
+        if len(special):
+            special[0] = 1  # tokens.CLS: the sink, whatever the tokenizer put there
     if any(w >= 0 for w in windows):
-        out = _map_features(att, special, type_ids, t, -1)
+        out = _map_features(att, special, type_ids, t, -1, causal)
         for layer, w in enumerate(windows):
             if w >= 0:
-                out[layer] = _map_features(att[layer], special, type_ids, t, int(w))
+                out[layer] = _map_features(att[layer], special, type_ids, t, int(w), causal)
         return out
-    return _map_features(att, special, type_ids, t, -1)
+    return _map_features(att, special, type_ids, t, -1, causal)
 
 
-def _map_features(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t: Thresholds, window: int) -> np.ndarray:
+def _map_features(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t: Thresholds, window: int, causal: bool = False) -> np.ndarray:
     import numpy as np
 
     from bertsecrets_cli.tokens import CLS, SEP
@@ -117,11 +128,19 @@ def _map_features(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t:
     idx = np.arange(T)
     # which (query, key) pairs a query can see: all of them, or those within a local layer's window
     seen = np.abs(idx[:, None] - idx[None, :]) <= window if window >= 0 else np.ones((T, T), dtype=bool)
+    if causal:
+        seen &= idx[:, None] >= idx[None, :]
+    masked = window >= 0 or causal  # some (query, key) pairs cannot be seen: means over the rows that see a column
     reach = (seen & sp[None, :]).any(-1)  # [T] rows that can see a special column
+    if causal and T > 1:
+        reach[0] = False  # the first row of a causal map can see only itself: it chose nothing
     row_mass = att @ sp.astype(np.float32)
-    special_mass = row_mass.mean(-1) if window < 0 else (row_mass[..., reach].mean(-1) if reach.any() else np.zeros(lead, np.float32))
+    special_mass = row_mass.mean(-1) if not masked else (row_mass[..., reach].mean(-1) if reach.any() else np.zeros(lead, np.float32))
     # [..., T]: mean attention each key receives (in a local layer: from the rows that can see it)
-    col_mean = att.mean(-2) if window < 0 else (att.sum(-2) / seen.sum(0).astype(np.float32))
+    if causal:  # over the rows that chose (not the first): late columns, seen by few rows, are not inflated
+        col_mean = att[..., 1:, :].mean(-2) if T > 1 else np.zeros((*lead, T), np.float32)
+    else:
+        col_mean = att.mean(-2) if not masked else (att.sum(-2) / seen.sum(0).astype(np.float32))
     stripe = np.where(ordinary, col_mean, -np.inf).max(-1) if ordinary.any() else np.zeros(lead, np.float32)
     stripe = np.maximum(stripe, 0.0)
     vertical = special_mass + np.where(stripe >= t.stripe_min, stripe, 0.0)
@@ -131,7 +150,7 @@ def _map_features(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t:
         if T > abs(k):
             keys = ordinary[k:] if k >= 0 else ordinary[: T + k]  # key column of each entry of that diagonal
             diagonal += (np.diagonal(att, offset=k, axis1=-2, axis2=-1) * keys).sum(-1)
-    diagonal /= T
+    diagonal /= T - 1 if causal and T > 1 else T  # causal: the first row's only entry is the sink column, left out
 
     far = np.abs(idx[:, None] - idx[None, :]) > 1
     q = np.flatnonzero(ordinary)
@@ -150,13 +169,14 @@ def _map_features(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t:
         rest = np.zeros(lead, np.float32)
         block = np.full(lead, np.nan)
 
-    if window < 0:
+    if not masked:
         ent = -(att * np.log(np.maximum(att, 1e-12))).sum(-1).mean(-1)
         ent = ent / np.log(T) if T > 1 else np.zeros(lead, np.float32)
     else:  # each row scaled by the log of the keys it can see (1: uniform over its window)
         n_seen = seen.sum(-1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ent = np.where(n_seen > 1, -(att * np.log(np.maximum(att, 1e-12))).sum(-1) / np.log(np.maximum(n_seen, 2)), 0.0).mean(-1)
+            ent = np.where(n_seen > 1, -(att * np.log(np.maximum(att, 1e-12))).sum(-1) / np.log(np.maximum(n_seen, 2)), 0.0)
+        ent = ent[..., 1:].mean(-1) if causal and T > 1 else ent.mean(-1)
 
     for name, v in (("special", special_mass), ("stripe", stripe), ("vertical", vertical), ("diagonal", diagonal),
                     ("block", block), ("rest", rest), ("entropy", ent)):
@@ -181,9 +201,9 @@ def classify_features(features: np.ndarray, t: Thresholds = THRESHOLDS) -> np.nd
 
 
 def classify_maps(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t: Thresholds = THRESHOLDS,
-                  windows: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """-> (labels int8 [...], features float32 [..., F]) for the maps att [..., T, T] of one example (``windows``: map_features)."""
-    f = map_features(att, special, type_ids, t, windows)
+                  windows: Sequence[int] = (), causal: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """-> (labels int8 [...], features float32 [..., F]) for the maps att [..., T, T] of one example (``windows``, ``causal``: map_features)."""
+    f = map_features(att, special, type_ids, t, windows, causal)
     return classify_features(f, t), f
 
 

@@ -39,6 +39,7 @@ def ablate(
     combine: Annotated[bool, typer.Option("--combine", help="Join the shard stores given as arguments into -o, instead of evaluating.")] = False,
     engine: Annotated[str, typer.Option("--engine", help="auto: the fast sweep where the model family supports it; naive: one full evaluation per variant (the reference).")] = "auto",
     top: Annotated[int, typer.Option("--top", "-k", help="Rows in the helps/hurts-most tables.")] = 10,
+    metric: Annotated[str, typer.Option("--metric", help="task: the task score of a fine-tuned classifier (default); loss: a causal language model's next-token loss and perplexity on the corpus --data (.txt or .jsonl), cut into windows of --max-length tokens, intervals over windows.")] = "task",
     device: c.DeviceOpt = "auto",
     resume: c.ResumeOpt = False,
     force: c.ForceOpt = False,
@@ -76,9 +77,14 @@ def ablate(
                     mode=mode, heads=tuple(heads or ()), layers=tuple(layers or ()), sweep=sweep, greedy=greedy, greedy_steps=greedy_steps,
                     importance=importance, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed, shard=shard, engine=engine,
                     max_length=max_length, batch_size=batch_size, device=device, top=top, force=force or output == "-", quiet=quiet,
-                    resume=resume, checkpoint=output != "-", locking=False if no_locking else None,
+                    resume=resume, checkpoint=output != "-", locking=False if no_locking else None, metric=metric,
                 )
-                res = run_ablate(opts, path)
+                if metric == "loss":
+                    from bertsecrets_cli.jobs.ablate_loss import run_loss_ablation
+
+                    res = run_loss_ablation(opts, path)
+                else:
+                    res = run_ablate(opts, path)
             emit(ablation_tables(res, top), out_fmt, c.table_stream(output))
         info(f"wrote {len(res.names)} variants ({res.mode} mode) to {output if output != '-' else 'stdout'}")
 

@@ -55,6 +55,7 @@ class AblateOptions:
     resume: bool = False  # continue an interrupted sweep from its checkpoint
     locking: bool | None = None  # False: --no-locking (NFS/Lustre)
     checkpoint: bool = True  # keep a checkpoint while sweeping (off when the output is a stream)
+    metric: str = "task"  # task: the classifier's task score; loss: a causal LM's next-token loss (jobs.ablate_loss)
 
 
 CHECKPOINT_EVERY_S = 60.0  # besides on SIGTERM/SIGINT: what a SIGKILL can cost at most
@@ -257,12 +258,14 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
     from bertsecrets_cli.jobs.shard import fingerprint
     from bertsecrets_cli.jobs.signals import graceful_stop
     from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION
-    from bertsecrets_cli.model.load import load_model
+    from bertsecrets_cli.model.load import load_model, refuse_causal
     from bertsecrets_cli.model.sweep import collect_mean_outputs, sweep_logits
     from bertsecrets_cli.model.train import peek_config, recorded_task
     from bertsecrets_cli.store.writer import check_output_path
 
     check_common(opts.max_length, opts.batch_size)
+    if opts.metric != "task":  # "loss" is jobs.ablate_loss.run_loss_ablation
+        raise InputError(f"--metric {opts.metric}: choose task or loss")
     if opts.mode not in MODES:
         raise InputError(f"--mode {opts.mode}: choose one of {', '.join(MODES)}")
     if opts.engine not in ENGINES:
@@ -290,6 +293,7 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
     if cfg is not None:  # refuse a bare encoder before loading its weights
         _check_classifier(cfg, task, opts.model)
     lm = load_model(opts.model, device=opts.device, task_head=True)
+    refuse_causal(lm, "ablate --metric task")
     _check_classifier(lm.model.config, task, opts.model)
     L, H = lm.n_layers, lm.n_heads
     plan = plan_variants(opts, L, H)
@@ -658,17 +662,23 @@ def ablation_tables(r: AblationResult, top: int = 10) -> list[Table]:
     from bertsecrets_cli.heads import head_name
 
     m = r.main_metric
+    lower_better = m == "loss"  # ablate --metric loss: a head helps when its removal lowers the loss
+    sign = -1.0 if lower_better else 1.0
     cols = ["disabled", m, "delta", "ci95_low", "ci95_high", "noise?"]
     who = f"{r.model.get('name', '')} on {r.task}, N={int((~np.isnan(r.labels)).sum())} labelled examples"
     unit = f"{m} and delta as fractions (0.01 = 1 {m} point)"
+    if lower_better:
+        who = f"{r.model.get('name', '')} on {r.provenance.get('data_source', 'the corpus')}, N={len(r.ids)} windows"
+        unit = "loss: next-token cross-entropy in nats per predicted token; delta > 0: the model needed the heads"
     if r.bootstrap:
-        cap = (f"delta = {m} with the heads disabled ({r.mode} mode) - baseline; {unit}; 95% paired bootstrap interval over examples "
+        cap = (f"delta = {m} with the heads disabled ({r.mode} mode) - baseline; {unit}; 95% paired bootstrap interval over "
+               f"{'windows' if lower_better else 'examples'} "
                f"({r.bootstrap} resamples); 'noise?' = the interval covers 0; {who}")
     else:
         cap = f"delta = {m} disabled ({r.mode}) - baseline; {unit}; no intervals (--bootstrap 0); {who}"
     tables = []
     t = Table("baseline", ["metric", "value"], digits=4, name="baseline",
-              caption=f"{r.model.get('name', '')} on {r.task}, {int((~np.isnan(r.labels)).sum())} labelled examples")
+              caption=who if lower_better else f"{r.model.get('name', '')} on {r.task}, {int((~np.isnan(r.labels)).sum())} labelled examples")
     for k, name in enumerate(r.metric_names):
         t.add(name, float(r.base_metrics[k]))
     tables.append(t)
@@ -679,13 +689,13 @@ def ablation_tables(r: AblationResult, top: int = 10) -> list[Table]:
 
     heads = [j for j, k in enumerate(r.kinds) if k == "head"]
     if heads:
-        order = sorted(heads, key=lambda j: (-np.nan_to_num(r.delta[j, 0], nan=-np.inf), r.index[j]))
+        order = sorted(heads, key=lambda j: (-np.nan_to_num(sign * r.delta[j, 0], nan=-np.inf), r.index[j]))
         t = Table(f"single heads whose removal helps most (top {min(top, len(order))} of {len(order)})", cols, caption=cap, digits=4, name="helps")
         for j in order[:top]:
             row(t, j)
         tables.append(t)
         t = Table(f"single heads whose removal hurts most (top {min(top, len(order))} of {len(order)})", cols, caption=cap, digits=4, name="hurts")
-        for j in sorted(heads, key=lambda j: (np.nan_to_num(r.delta[j, 0], nan=np.inf), r.index[j]))[:top]:
+        for j in sorted(heads, key=lambda j: (np.nan_to_num(sign * r.delta[j, 0], nan=np.inf), r.index[j]))[:top]:
             row(t, j)
         tables.append(t)
     layers = [j for j, k in enumerate(r.kinds) if k == "layer"]

@@ -20,7 +20,7 @@ from bertsecrets_cli.errors import InputError, Interrupted, OutputError, StoreEr
 from bertsecrets_cli.heads import head_name, layer_name
 from bertsecrets_cli.jobs.classifiers import ClassifierInfo, load_classifier, rules_info
 from bertsecrets_cli.render.tables import Table
-from bertsecrets_cli.tokens import NORMAL
+from bertsecrets_cli.tokens import CLS as CLS_KIND, NORMAL, OTHER_SPECIAL as OTHER_KIND
 
 
 @dataclass
@@ -54,6 +54,7 @@ class ClassifyResult:
     quantity: str = "weights"  # the maps that were labelled
     linguistic: Any = None  # analysis.linguistic.FeatureMeans with --spacy
     spacy: str = ""
+    causal: bool = False  # a decoder's store: the [CLS] column is the first position (the sink)
 
     @property
     def head_shares(self) -> np.ndarray:
@@ -103,6 +104,10 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
     with open_store(store_path, kind="attention", locking=opts.locking, quantity=opts.quantity) as st:
         _check_distribution(st.quantity)
         L, H, n_total = st.n_layers, st.n_heads, st.n_examples
+        if cnn is not None and st.causal:
+            from bertsecrets_cli.model.load import refuse_causal
+
+            refuse_causal(None, "classify --classifier (a CNN trained on encoder maps)", causal=True, what=str(store_path))
         if n_total == 0:
             raise StoreError(f"{store_path}: holds no examples; nothing to classify")
         in_prov = st.provenance()
@@ -134,20 +139,25 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
                                     attrs={**cinfo.attrs(), "thresholds": P.thresholds_dict() if cnn is None else {}})
             tokens = iter_tokens(st, start=s0, end=s1)
             windows = st.attention_windows().tolist()  # local (sliding-window) layers: positions outside are masked
+            causal = st.causal  # a decoder's lower-triangular maps: the first position is the sink
             for i, att in st.iter_attention(list(range(s0, s1)) if shard is not None else None, block_values=opts.block_values):
                 if stop.requested:
                     raise Interrupted(f"{out or store_path}: stopped by {stop.signal} after {i - s0} of {N} examples; nothing was written (rerun the command)")
                 j, tk = next(tokens)
                 assert j == i, "attention and tokens are both read in store order"
                 T = att.shape[-1]
-                labels, feats = P.classify_maps(att, tk.special, tk.type_ids, windows=windows)
+                labels, feats = P.classify_maps(att, tk.special, tk.type_ids, windows=windows, causal=causal)
                 if cnn is not None:
                     labels = cnn.predict(list(att.reshape(L * H, T, T))).reshape(L, H).astype(np.int8)
                 for c in range(C):
                     counts[..., c] += labels == c
                 two += int(len(np.unique(tk.type_ids[tk.special == NORMAL])) > 1)
                 # float32, as stored: a merge of shards recomputes the means from exactly these values
-                tv = token_attention(att, token_groups(tk.text, tk.offsets, tk.special, tk.type_ids)).astype(np.float32, copy=False)
+                kinds = tk.special
+                if causal and len(kinds):  # the sink: the first position plays [CLS]'s part, a later BOS does not
+                    kinds = np.where(kinds == CLS_KIND, OTHER_KIND, kinds).astype(kinds.dtype)
+                    kinds[0] = CLS_KIND
+                tv = token_attention(att, token_groups(tk.text, tk.offsets, kinds, tk.type_ids)).astype(np.float32, copy=False)
                 present = ~np.isnan(tv[0, 0])
                 tok_sum[..., present] += tv[..., present]
                 tok_n += present
@@ -165,7 +175,7 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
                 advance(1)
             with np.errstate(invalid="ignore", divide="ignore"):
                 token_means = tok_sum / np.where(tok_n > 0, tok_n, np.nan)
-            res = ClassifyResult(Path(out) if out is not None else None, N, L, H, cinfo, counts, token_means, tok_n, two, quantity=st.quantity,
+            res = ClassifyResult(Path(out) if out is not None else None, N, L, H, cinfo, counts, token_means, tok_n, two, quantity=st.quantity, causal=causal,
                                  linguistic=ling, spacy=opts.spacy or "")
             if w is not None:
                 copy_model_from(w, st)
@@ -257,11 +267,14 @@ def token_tables(res: ClassifyResult) -> list[Table]:
     from bertsecrets_cli.render.labels import TOKEN_COLUMNS
 
     cols = [TOKEN_COLUMNS[k] for k in TOKEN_FEATURES]  # "max-": not extract's all-[SEP]/all-punct. mass (README glossary)
+    if res.causal:  # a decoder: the first position, the sink; its column mean is the head's first-token mass
+        cols = ["first (sink)" if k == "cls" else c for k, c in zip(TOKEN_FEATURES, cols)]
     n = ", ".join(f"{TOKEN_FEATURE_LABELS[k]} {int(res.token_examples[i])}" for i, k in enumerate(TOKEN_FEATURES))
     from bertsecrets_cli.store import schema as S
 
     mass = "attention mass (0-1)" if S.quantity(res.quantity).distribution else f"{res.quantity} value"
-    cap = (f"{mass} given to the most-attended such token of each example (column mean over query rows; "
+    cap = ("first (sink): the first position of a causal model (BOS, or the first real token), every query row sees it; " if res.causal else "") + (
+           f"{mass} given to the most-attended such token of each example (column mean over query rows; "
            f"max over the example's [SEP]s, punctuation tokens, negation words); examples with the token: {n}; maps: {res.quantity}")
     t = Table(f"attention to tokens per layer, mean over heads (N={res.n_examples} examples) on {res.quantity}", ["layer", *cols], caption=cap, name="token-layers")
     with warnings.catch_warnings():

@@ -19,6 +19,7 @@ import numpy as np
 
 from bertsecrets_cli.errors import InputError, OutputError
 from bertsecrets_cli.heads import head_name, layer_name
+from bertsecrets_cli.model.load import refuse_causal
 from bertsecrets_cli.render.console import info
 from bertsecrets_cli.render.tables import Table
 
@@ -127,6 +128,7 @@ def run_cluster(store_path: str | Path, out: str | Path, opts: ClusterOptions, *
     t0 = time.perf_counter()
     with open_store(store_path, kind=("attention", "words"), locking=opts.locking) as st:
         L, H, N = st.n_layers, st.n_heads, st.n_examples
+        refuse_causal(None, "cluster", causal=st.causal, what=str(name or store_path))
         prov = st.provenance()
         pattern = _read_patterns(opts.patterns, L, H, str(prov.get("model_fingerprint", "")), opts.locking) if opts.patterns else None
         if N == 0:

@@ -134,7 +134,7 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
     from bertsecrets_cli.jobs.framenet import _model_attrs, _provenance
     from bertsecrets_cli.jobs.provenance import provenance_texts
     from bertsecrets_cli.jobs.shard import fingerprint, resolve_shard, shard_provenance, shard_slice
-    from bertsecrets_cli.model.load import load_model
+    from bertsecrets_cli.model.load import load_model, refuse_causal
     from bertsecrets_cli.model.tokenize import encode_examples
     from bertsecrets_cli.store.writer import StoreWriter, check_output_path
 
@@ -156,6 +156,7 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
     if counts.zero_mentions:
         info(f"skipped {counts.zero_mentions} mention(s) on empty nodes only (no word to attend from)")
     lm = load_model(opts.model, device=opts.device)
+    refuse_causal(lm, "coref")
     t_model = time.perf_counter()
     tok = lm.tokenizer
     n_special = len(encode_examples(tok, [("", None)], opts.max_length)[0].ids)

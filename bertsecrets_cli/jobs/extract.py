@@ -53,6 +53,7 @@ class ExtractOptions:
     quiet: bool = False
     shard: str | None = None  # "i/n"; None: from RANK/WORLD_SIZE or Slurm array variables, else no split
     quantities: tuple[str, ...] = ("weights",)  # schema.QUANTITIES: weights always; norms, norms_normalised, rollout, flow
+    stride: int | None = None  # --data is a corpus cut into windows of --max-length tokens starting every stride tokens
 
 
 @dataclass
@@ -91,7 +92,15 @@ def check_common(max_length: int, batch_size: int) -> None:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
 
 
-def summary_table(heads: dict[str, np.ndarray], n_layers: int, context: str = "") -> Table:
+def _window_provenance(windows: list, examples: list, all_examples: list) -> dict[str, Any]:
+    """examples/document, char_start, char_end: where each window (of this shard) came from."""
+    index = {id(e): i for i, e in enumerate(all_examples)}
+    mine = [windows[index[id(e)]] for e in examples]
+    return {"document": [w.document for w in mine], "char_start": np.asarray([w.start for w in mine], dtype=np.int64),
+            "char_end": np.asarray([w.end for w in mine], dtype=np.int64)}
+
+
+def summary_table(heads: dict[str, np.ndarray], n_layers: int, context: str = "", *, causal: bool = False) -> Table:
     """Per layer: mean attention mass on [CLS], all [SEP]s, all punctuation, and mean entropy (means over heads).
 
     The [SEP] and punctuation columns are sums over every such token ('sum'), unlike classify --features's
@@ -100,16 +109,20 @@ def summary_table(heads: dict[str, np.ndarray], n_layers: int, context: str = ""
     from bertsecrets_cli.render.labels import STAT_COLUMNS
 
     names = ("cls", "sep", "punct", "self", "prev", "next", "entropy")
+    columns = {**STAT_COLUMNS, **({"cls": "first"} if causal else {})}
     t = Table("attention per layer, mean over heads and examples" + (f" ({context})" if context else ""),
-              ["layer", *(STAT_COLUMNS[k] for k in names)], name="layers",
+              ["layer", *(columns[k] for k in names)], name="layers",
               caption="attention mass (0-1) summed over every [CLS] / [SEP] / punctuation token, mean over query rows; "
                       "self/prev/next: attention to the token itself / the previous / the next token; entropy in nats")
+    if causal:
+        t.caption = ("first: first-token mass, the attention on the first position (the sink of a causal model: its BOS, or the "
+                     "first real token where the tokenizer adds none); " + t.caption.replace("every [CLS] / ", "every "))
     for layer in range(n_layers):
         t.add(f"L{layer + 1}", *(mean_of_finite(heads[f"stat_{k}"][layer]) for k in names))
     empty = [k for k in names if all(mean_of_finite(heads[f"stat_{k}"][layer]) is None for layer in range(n_layers))]
     if empty:
         why = {"punct": "no example has a punctuation token", "prev": "every example is one token long", "next": "every example is one token long"}
-        t.caption = f"{t.caption}; blank: " + "; ".join(f"{STAT_COLUMNS[k]}: {why.get(k, 'no example has one')}" for k in empty)
+        t.caption = f"{t.caption}; blank: " + "; ".join(f"{columns[k]}: {why.get(k, 'no example has one')}" for k in empty)
     return t
 
 
@@ -172,7 +185,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     from bertsecrets_cli.model.batch_stats import batch_head_stats
     from bertsecrets_cli.model.capture import BatchCapture
     from bertsecrets_cli.model.load import load_model
-    from bertsecrets_cli.model.tokenize import collate, encode_examples, token_masks
+    from bertsecrets_cli.model.tokenize import collate, encode_examples, sink_first, token_masks
     from bertsecrets_cli.store.writer import AttentionStoreWriter, check_output_path
 
     check_common(opts.max_length, opts.batch_size)
@@ -186,9 +199,23 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     check_flow_length(quantities, opts.max_length)
     weights_only = tuple(quantities) == (S.Q_WEIGHTS,)
     check_output_path(out, force=opts.force or opts.resume)
-    task, ds = load_examples(opts.data)
+    windows = None
+    if opts.stride is None:
+        task, ds = load_examples(opts.data)
+    elif not opts.data.data:
+        raise InputError("--stride: cuts the corpus given with --data into windows; pass --data FILE (.txt or .jsonl)")
     shard = resolve_shard(opts.shard)
     lm = load_model(opts.model, device=opts.device)
+    if opts.stride is not None:
+        from bertsecrets_cli.data.tasks import get_task
+        from bertsecrets_cli.data.windows import window_dataset
+
+        task = get_task(opts.data.task)
+        ds, windows = window_dataset(opts.data.data, lm.tokenizer, opts.max_length, opts.stride)
+    if lm.causal and "flow" in quantities:
+        from bertsecrets_cli.model.load import refuse_causal
+
+        refuse_causal(lm, "--quantities flow")
     examples = ds.examples
     n_total = len(examples)
     job = {"model": lm.fingerprint, "model_name": lm.path, "data": ds.source, "split": ds.split, "ids": [e.id for e in examples],
@@ -234,6 +261,8 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
                     idx = order[b : b + opts.batch_size]
                     batch_enc = [enc[i] for i in idx]
                     batch = collate(batch_enc, pad, lm.device, lm.token_types)
+                    if lm.causal:  # the statistics' [CLS] column is the first position, the sink (stored kinds unchanged)
+                        batch_enc = [sink_first(e) for e in batch_enc]
                     if weights_only:  # streamed: statistics and the stored copy as each layer is computed
                         capture = BatchCapture(batch_enc, lm.n_layers, lm.n_heads, opts.encoding, lm.device, lm.windows)
                         forward_streaming(lm.model, batch, lm.n_layers, capture)
@@ -265,11 +294,13 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
         path = writer.finish(
             model={"model_type": lm.model_type, "name": lm.name, "cls_token": lm.tokenizer.cls_token or lm.tokenizer.bos_token or "",
                    "sep_token": lm.tokenizer.sep_token or lm.tokenizer.eos_token or "", "label_names": list(task.label_names),
-                   "attention_windows": np.asarray(lm.windows, dtype=np.int64)},
+                   "attention_windows": np.asarray(lm.windows, dtype=np.int64),
+                   "causal": int(lm.causal), "kv_group": np.asarray(lm.kv_group, dtype=np.int64)},
             provenance=provenance,
             texts=provenance_texts({"extract": asdict(opts)}, command),
             examples={"id": [e.id for e in examples], "text_a": [e.text_a for e in examples],
-                      "text_b": [e.text_b or "" for e in examples], "label": np.asarray(label, dtype=np.float64)},
+                      "text_b": [e.text_b or "" for e in examples], "label": np.asarray(label, dtype=np.float64),
+                      **(_window_provenance(windows, examples, ds.examples) if windows is not None else {})},
         )
     if late_stop.requested:
         info(f"{late_stop.signal} arrived while the store was being assembled; it is complete")
@@ -281,4 +312,4 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
 
     where = f"{task.name} {ds.split}, {ds.source}"
     return ExtractResult(path, len(examples), lm.n_layers, lm.n_heads,
-                         summary_table(heads, lm.n_layers, context(lm.name, where, len(examples))))
+                         summary_table(heads, lm.n_layers, context(lm.name, where, len(examples)), causal=lm.causal))

@@ -438,7 +438,7 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
     from bertsecrets_cli.jobs.attention_batches import iter_attention
     from bertsecrets_cli.jobs.provenance import provenance_texts
     from bertsecrets_cli.jobs.shard import fingerprint, shard_provenance, shard_slice
-    from bertsecrets_cli.model.load import load_model
+    from bertsecrets_cli.model.load import load_model, refuse_causal
     from bertsecrets_cli.render.console import debug
     from bertsecrets_cli.store.writer import StoreWriter
 
@@ -449,6 +449,7 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
     if not frames:
         raise InputError(f"{opts.framenet}: no readable frame/*.xml file; core frame elements cannot be told apart")
     lm = load_model(opts.model, device=opts.device)
+    refuse_causal(lm, "dependency and relation heads")
     t_model = time.perf_counter()
     selected, counts, stopped = _select_framenet(release, frames, lm.tokenizer, opts)
     rs = release.summary
@@ -649,7 +650,7 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
     from bertsecrets_cli.jobs.attention_batches import iter_attention
     from bertsecrets_cli.jobs.provenance import provenance_texts
     from bertsecrets_cli.jobs.shard import fingerprint, shard_provenance, shard_slice
-    from bertsecrets_cli.model.load import load_model
+    from bertsecrets_cli.model.load import load_model, refuse_causal
     from bertsecrets_cli.model.tokenize import encode_examples
     from bertsecrets_cli.store.writer import StoreWriter
 
@@ -662,6 +663,7 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
     if opts.limit is not None:
         sentences = sentences[: opts.limit]
     lm = load_model(opts.model, device=opts.device)
+    refuse_causal(lm, "dependency and relation heads")
     t_model = time.perf_counter()
     kept, encoded, matrices, too_long = [], [], [], 0
     for s in sentences:

@@ -134,7 +134,7 @@ def run_probe(opts: ProbeOptions, out: str | Path, *, command: str | None = None
     from bertsecrets_cli.jobs.framenet import _model_attrs, _provenance
     from bertsecrets_cli.jobs.provenance import provenance_texts
     from bertsecrets_cli.jobs.shard import fingerprint
-    from bertsecrets_cli.model.load import load_model
+    from bertsecrets_cli.model.load import load_model, refuse_causal
     from bertsecrets_cli.store.writer import StoreWriter, check_output_path
 
     _check(opts)
@@ -149,6 +149,7 @@ def run_probe(opts: ProbeOptions, out: str | Path, *, command: str | None = None
             pass
     t0 = time.perf_counter()
     lm = load_model(opts.model, device=opts.device)
+    refuse_causal(lm, "probe")
     with_emb = opts.embedding_dims > 0
     tr_parts, tr_n, tr_emb, tr_skip = _features(lm, opts.train, opts, opts.limit, with_emb)
     te_parts, te_n, te_emb, te_skip = _features(lm, opts.test, opts, None, with_emb)

@@ -111,7 +111,12 @@ def quantity_label_of(st: Any, heads: dict[str, Any], q: str) -> Any:
     path = f"{S.G_HEADS}/{S.quantity(kind).head_name(q)}"
     attrs = st.attrs(path) if st.has(path) else {}
     metric = attrs.get("metric", "")
-    return quantity_label(q, metric=metric if isinstance(metric, str) else "", description=heads[q].description if q in heads else "")
+    label = quantity_label(q, metric=metric if isinstance(metric, str) else "", description=heads[q].description if q in heads else "")
+    if q.split("/")[-1] == "stat_cls" and bool(getattr(st, "causal", False)):  # a decoder: the first position is the sink
+        from dataclasses import replace
+
+        label = replace(label, words="first-token mass (the sink)")
+    return label
 
 
 def require_quantity(heads: dict[str, Any], q: str, name: str) -> None:

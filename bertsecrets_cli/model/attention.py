@@ -209,6 +209,7 @@ def attention_function(
     """Eager attention plus the active intervention; same contract as transformers' eager function."""
     if scaling is None:
         scaling = query.size(-1) ** -0.5
+    key, value = shared_kv(query, key), shared_kv(query, value)
     # in place on matmul's fresh output: the same values bit for bit as transformers' ``* scaling`` and
     # ``+ mask``, without two more [B, H, T, T] tensors per layer (autograd keeps query and key, not this)
     scores = torch.matmul(query, key.transpose(2, 3)).mul_(scaling)
@@ -227,6 +228,23 @@ def attention_function(
     return out.transpose(1, 2).contiguous(), probs
 
 
+def shared_kv(query: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+    """Keys or values [B, KVH, T, d] repeated for the query heads [B, H, T, d] (grouped-query attention).
+
+    Query head h reads key-value head h // (H / KVH), as transformers' ``repeat_kv``: expand, then reshape.
+    """
+    heads, kv_heads = query.shape[1], kv.shape[1]
+    if heads == kv_heads:
+        return kv
+    b, _, t, d = kv.shape
+    return kv[:, :, None].expand(b, kv_heads, heads // kv_heads, t, d).reshape(b, heads, t, d)
+
+
+def projection_weight(proj: torch.nn.Module) -> torch.Tensor:
+    """W_O as [hidden, heads * head_dim]: a Linear's weight, or GPT-2's Conv1D weight (stored [in, out]) transposed."""
+    return proj.weight if isinstance(proj, torch.nn.Linear) else proj.weight.T
+
+
 def transformed_value_norms(module: torch.nn.Module, value: torch.Tensor) -> torch.Tensor:
     """[B, H, T] norms ||v_j^h W_O[:, h]^T|| of every token's value vector through its head's slice of W_O.
 
@@ -238,7 +256,8 @@ def transformed_value_norms(module: torch.nn.Module, value: torch.Tensor) -> tor
 
         raise ModelError(f"norm-based attention needs each head's output projection W_O, and none was found on {type(module).__name__}")
     B, H, T, d = value.shape
-    w = proj.weight.view(proj.weight.shape[0], H, d).to(torch.float32)  # [D, H, d]
+    weight = projection_weight(proj)
+    w = weight.reshape(weight.shape[0], H, d).to(torch.float32)  # [D, H, d]
     # ||v W_h^T||^2 = v (W_h^T W_h) v^T: a d x d Gram matrix per head instead of the [B, H, T, D] product,
     # D/d (12x for BERT) fewer multiplications and no tensor larger than the values
     gram = torch.einsum("ehd,ehk->hdk", w, w)  # [H, d, d]
@@ -248,19 +267,25 @@ def transformed_value_norms(module: torch.nn.Module, value: torch.Tensor) -> tor
 
 
 # where families keep the linear layer W_O applied to the concatenated head outputs, on the attention module itself
-_OUT_NAMES = ("out_lin", "dense", "o", "Wo", "out_proj", "o_proj")
+_OUT_NAMES = ("out_lin", "dense", "o", "Wo", "out_proj", "o_proj", "c_proj")
 
 
-def output_projection(model: torch.nn.Module, attention: torch.nn.Module) -> torch.nn.Linear | None:
+def _is_projection(m: Any) -> bool:
+    from transformers.pytorch_utils import Conv1D
+
+    return isinstance(m, (torch.nn.Linear, Conv1D))
+
+
+def output_projection(model: torch.nn.Module, attention: torch.nn.Module) -> torch.nn.Module | None:
     """The linear layer W_O that maps the concatenated head outputs of ``attention`` back to the hidden size.
 
-    DistilBERT (``out_lin``), ALBERT (``dense``), MPNet (``o``) and ModernBERT (``Wo``) keep it on the
-    attention module; BERT, RoBERTa, ELECTRA and DeBERTa on the sibling ``output.dense`` of the parent
+    DistilBERT (``out_lin``), ALBERT (``dense``), MPNet (``o``), ModernBERT (``Wo``), the Llama family
+    (``o_proj``) and GPT-2 (``c_proj``, a Conv1D) keep it on the attention module; BERT, RoBERTa, ELECTRA and DeBERTa on the sibling ``output.dense`` of the parent
     module. None when neither is found: only the norm-based quantities need it.
     """
     for name in _OUT_NAMES:
         lin = getattr(attention, name, None)
-        if isinstance(lin, torch.nn.Linear):
+        if _is_projection(lin):
             return lin
     for parent in model.modules():
         if getattr(parent, "self", None) is attention and isinstance(getattr(getattr(parent, "output", None), "dense", None), torch.nn.Linear):
@@ -287,6 +312,7 @@ class Installed:
 
     windows: tuple[int, ...]  # per layer: the largest |query - key| a query may attend to, -1 for global attention
     norms: bool  # every layer's output projection W_O was found (norm-based quantities)
+    causal: bool = False  # every layer attends only to earlier tokens and itself (a decoder language model)
 
 
 def _probe(model: torch.nn.Module, length: int) -> list[_ProbeCall]:
@@ -315,10 +341,18 @@ def _probe(model: torch.nn.Module, length: int) -> list[_ProbeCall]:
     return calls
 
 
+def _is_causal(call: _ProbeCall, length: int) -> bool:
+    """The call's module says it is causal, or its mask lets no query of the all-real example see a later key."""
+    a = call.allowed[0].expand(length, length)
+    return call.causal or (not bool(torch.triu(a, diagonal=1).any()) and not bool(a.all()))
+
+
 def _window(allowed: torch.Tensor, length: int) -> int:
-    """The largest |i - j| the all-real first example may attend to; -1 when every key is allowed."""
+    """The largest |i - j| the all-real first example may attend to; -1 when every key is allowed
+    (every key for a bidirectional layer; every earlier key and itself for a causal one)."""
     a = allowed[0].expand(length, length)
-    if bool(a.all()):
+    full = torch.ones(length, length, dtype=torch.bool, device=a.device)
+    if bool(a.all()) or torch.equal(a, torch.tril(full)):
         return -1
     i, j = torch.nonzero(a, as_tuple=True)
     return int((i - j).abs().max())
@@ -333,8 +367,6 @@ def install(model: torch.nn.Module, n_layers: int) -> Installed:
     order within a forward pass, so a module shared by several layers (ALBERT) is a different layer at
     each call. Raises :class:`NotInterceptable` with what the model lacks.
     """
-    if getattr(model.config, "is_decoder", False) or getattr(model.config, "is_causal", False):
-        raise NotInterceptable("causal decoder models are not supported yet")
     length = 8
     calls = _probe(model, length)
     windows_asked = [getattr(c.module, "sliding_window", None) for c in calls]
@@ -348,9 +380,12 @@ def install(model: torch.nn.Module, n_layers: int) -> Installed:
     if len(calls) != n_layers:
         raise NotInterceptable(f"{len(calls)} attention calls per forward pass for {n_layers} layers: "
                                "some attention is computed outside transformers' attention interface (or is cross-attention)")
-    for c in calls:
-        if c.causal or (c.allowed.shape[1] == length and not torch.equal(c.allowed[0], c.allowed[0].T)):
-            raise NotInterceptable(f"causal decoder models are not supported yet ({type(c.module).__name__} attends only to earlier tokens)")
+    causal = [_is_causal(c, length) for c in calls]
+    if any(causal) and not all(causal):
+        raise NotInterceptable("some layers attend only to earlier tokens and others in both directions: mixed causal and bidirectional layers are not supported")
+    for c, is_causal in zip(calls, causal):
+        if not is_causal and c.allowed.shape[1] == length and not torch.equal(c.allowed[0], c.allowed[0].T):
+            raise NotInterceptable(f"{type(c.module).__name__}'s attention mask is neither bidirectional nor causal")
         if bool(c.allowed[1, :, length // 2 :].any()):
             raise NotInterceptable(f"the padding mask does not reach {type(c.module).__name__}: padded tokens would be attended to")
     counter = _Calls()
@@ -368,7 +403,7 @@ def install(model: torch.nn.Module, n_layers: int) -> Installed:
         proj = output_projection(model, c.module)
         norms = norms and proj is not None
         object.__setattr__(c.module, _OUT_ATTR, proj)
-    return Installed(tuple(_window(c.allowed, length) for c in calls), norms)
+    return Installed(tuple(_window(c.allowed, length) for c in calls), norms, all(causal) and bool(calls))
 
 
 def forward_with_attention(model: torch.nn.Module, batch: dict[str, torch.Tensor], n_layers: int, intervention: Intervention | None = None) -> tuple[Any, torch.Tensor]:

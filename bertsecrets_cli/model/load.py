@@ -29,10 +29,32 @@ class LoadedModel:
     windows: tuple[int, ...] = ()
     token_types: bool = False  # the family embeds segment ids (token_type_ids)
     norms: bool = True  # every layer's output projection is known (norm-based quantities)
+    causal: bool = False  # a decoder language model: every query sees only earlier tokens and itself
+    kv_heads: int = 0  # key-value heads (grouped-query attention: fewer than the query heads); 0 = as many as heads
+
+    @property
+    def kv_group(self) -> tuple[int, ...]:
+        """Per query head, the key-value head it reads (h // (heads / kv_heads), as transformers' repeat_kv)."""
+        kv = self.kv_heads or self.n_heads
+        return tuple(h // (self.n_heads // kv) for h in range(self.n_heads))
 
     @property
     def config(self) -> Any:
         return self.model.config
+
+
+# what has been verified on causal maps; every other analysis refuses a decoder with one line (issue 30)
+CAUSAL_VERIFIED = ("extract", "classify", "words", "diff", "plot", "show", "view", "ablate --metric loss")
+
+
+def refuse_causal(lm: LoadedModel | None, command: str, *, causal: bool | None = None, what: str = "") -> None:
+    """One clear line when ``command`` meets a causal decoder it has not been verified on."""
+    if causal is None:
+        causal = bool(lm is not None and lm.causal)
+    if causal:
+        name = what or (f"--model {lm.name}: model type {lm.model_type!r}" if lm is not None else "the store")
+        raise ModelError(f"{name}: {command} is not yet verified on causal decoder models (attention to earlier tokens only); "
+                         f"what is: {', '.join(CAUSAL_VERIFIED)}")
 
 
 def embedded_model_dir() -> Path:
@@ -85,6 +107,7 @@ def load_model(
     num_labels: int | None = None,
     label_names: tuple[str, ...] | None = None,
     random_init: bool = False,
+    causal_lm: bool = False,
 ) -> LoadedModel:
     """Load an encoder with our attention function; ``task_head`` loads a sequence classifier.
 
@@ -97,7 +120,7 @@ def load_model(
     name, path, is_local = _locate(spec)
     attention.register()
     import transformers
-    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # our own progress goes to stderr
@@ -111,12 +134,10 @@ def load_model(
             f"--model {spec}: cannot load it from the Hugging Face hub (offline, or no such model)",
             hint=f"download it where there is internet with `hf download {spec} --local-dir DIR` and pass --model DIR",
         ) from e
-    if getattr(config, "is_decoder", False) or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in (getattr(config, "architectures", None) or [])):
-        raise ModelError(f"--model {spec}: model type {config.model_type!r}: causal decoder models are not supported yet")
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError(f"--model {spec}: a fast tokenizer (tokenizer.json) is needed for offset mappings")
     kwargs: dict[str, Any] = {"attn_implementation": attention.ATTN_IMPLEMENTATION}
-    cls = AutoModel
+    cls = AutoModelForCausalLM if causal_lm else AutoModel  # causal_lm: with the language-model head (ablate --metric loss)
     if task_head:
         cls = AutoModelForSequenceClassification
         if num_labels is not None:
@@ -142,6 +163,9 @@ def load_model(
         installed = attention.install(model, n_layers)
     except attention.NotInterceptable as e:
         raise ModelError(f"--model {spec}: model type {config.model_type!r}: {e}") from e
+    if installed.causal:
+        # extract reads each example once, whole: a key-value cache would only hold memory
+        model.config.use_cache = False
     dev = resolve_device(device)
     model.to(dev)
     model.eval()
@@ -151,4 +175,5 @@ def load_model(
         fingerprint = "random-init"
     token_types = int(getattr(config, "type_vocab_size", 0) or 0) > 1
     return LoadedModel(model, tokenizer, name, path, revision, fingerprint, config.model_type, n_layers, n_heads, dev,
-                       installed.windows, token_types, installed.norms)
+                       installed.windows, token_types, installed.norms, installed.causal,
+                       int(getattr(model.config, "num_key_value_heads", 0) or 0) if installed.causal else 0)

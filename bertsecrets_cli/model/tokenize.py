@@ -93,6 +93,20 @@ def _encode_batch(tokenizer: Any, pairs: list[tuple[str, str | None]], is_pair: 
     return out
 
 
+def sink_first(e: Encoded) -> Encoded:
+    """A view of ``e`` for a causal model's statistics: the first position is the one [CLS]-kind token (the sink).
+
+    In a decoder every query sees the first position; it plays [CLS]'s part whether it is a BOS or, where the
+    tokenizer adds none (GPT-2, Qwen), the first real token. A later BOS (the second text of a pair) is another special.
+    """
+    from dataclasses import replace
+
+    special = np.where(e.special == CLS, OTHER_SPECIAL, e.special).astype(np.int8)
+    if len(special):
+        special[0] = CLS
+    return replace(e, special=special, punct_mask=e.punct)
+
+
 def collate(encoded: list[Encoded], pad_id: int, device: Any, token_types: bool | str) -> dict[str, Any]:
     """Pad a batch to its longest member; token_type_ids only for families that embed them.
 

@@ -64,6 +64,8 @@ def quantity_label(name: str, *, metric: str = "", description: str = "") -> Qua
     m = metric or "the task metric"
     if name in _FIXED:
         words, unit, scale = _FIXED[name]
+        if metric == "loss" and name.startswith("ablation_"):  # ablate --metric loss: nats per token, not fractions
+            return QuantityLabel(words.format(metric="language-model loss"), "nats per token", 1.0)
         return QuantityLabel(words.format(metric=m), unit.format(metric=m), scale)
     if name.startswith("pattern_share_"):
         return QuantityLabel(f"share of the head's maps classified {name.removeprefix('pattern_share_')}", "share of maps, 0-1")

@@ -182,6 +182,18 @@ class Store:
             return np.full(self.n_layers, -1, dtype=np.int64)
         return np.asarray(w, dtype=np.int64).reshape(-1)
 
+    @property
+    def causal(self) -> bool:
+        """The model is a causal decoder (issue 30): its maps are lower-triangular; older stores are encoders."""
+        return bool(int(self.h5[S.G_MODEL].attrs.get("causal", 0) or 0))
+
+    def kv_group(self) -> np.ndarray:
+        """int [heads]: the key-value head each query head reads (grouped-query attention); its own index otherwise."""
+        g = self.h5[S.G_MODEL].attrs.get("kv_group")
+        if g is None or np.size(g) != self.model_heads:
+            return np.arange(self.model_heads, dtype=np.int64)
+        return np.asarray(g, dtype=np.int64).reshape(-1)
+
     def model_attrs(self) -> dict[str, Any]:
         return {k: _attr(v) for k, v in self.h5[S.G_MODEL].attrs.items()}
 

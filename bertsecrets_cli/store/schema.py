@@ -39,6 +39,8 @@ PER_EXAMPLE_DATASETS = ("stats/per_example", "patterns/labels", "patterns/featur
 
 # per-example per-head summaries written by extract, in this order (stats/per_example's last axis)
 STAT_NAMES = ("entropy", "cls", "sep", "punct", "self", "prev", "next")
+# a causal decoder's stat_cls (issue 30): the first position plays [CLS]'s part
+SINK_DESCRIPTION = "first-token mass: mean attention on the first position, the sink (BOS, or the first real token)"
 STAT_DESCRIPTIONS = {
     "entropy": "mean entropy (nats) of the head's attention rows",
     "cls": "mean attention mass on the classification token ([CLS] or <s>)",

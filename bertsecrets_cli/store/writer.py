@@ -758,7 +758,8 @@ class AttentionStoreWriter:
                     qmeans = extra_sums[q][0] / extra_sums[q][1]
                 for k, name in enumerate(S.STAT_NAMES):
                     w.put_head_quantity(spec.head_name(f"stat_{name}"), qmeans[..., k],
-                                        f"{S.STAT_DESCRIPTIONS[name]} (mean over examples; {q}, rows normalised to sum 1)")
+                                        f"{S.SINK_DESCRIPTION if name == 'cls' and model.get('causal') else S.STAT_DESCRIPTIONS[name]} "
+                                        f"(mean over examples; {q}, rows normalised to sum 1)")
             f[S.G_ATTENTION].attrs["quantities"] = json.dumps([S.Q_WEIGHTS, *self.quantities])
             w.put_array("examples/token_offset", np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64) if len(length) else np.zeros(0, np.int64))
             for name, values in examples.items():
@@ -769,7 +770,8 @@ class AttentionStoreWriter:
             with np.errstate(invalid="ignore", divide="ignore"):
                 means = sums / counts
             for k, name in enumerate(S.STAT_NAMES):
-                w.put_head_quantity(f"stat_{name}", means[..., k], S.STAT_DESCRIPTIONS[name] + " (mean over examples)")
+                desc = S.SINK_DESCRIPTION if name == "cls" and model.get("causal") else S.STAT_DESCRIPTIONS[name]
+                w.put_head_quantity(f"stat_{name}", means[..., k], desc + " (mean over examples)")
             for name, (values, desc) in (extra_heads or {}).items():
                 w.put_head_quantity(name, values, desc)
             # from here the store is whole: if the rename below happens and the rmtree after it does not, the
