@@ -84,7 +84,7 @@ def batches(lm: Any, examples: list[Any], max_length: int, batch_size: int) -> t
     for w0 in range(0, len(enc), window):
         order = sorted(range(w0, min(w0 + window, len(enc))), key=lambda i: enc[i].length)
         for b in range(0, len(order), batch_size):
-            out.append(collate([enc[i] for i in order[b : b + batch_size]], pad, lm.device, lm.model_type))
+            out.append(collate([enc[i] for i in order[b : b + batch_size]], pad, lm.device, lm.token_types))
     return out, sum(e.length for e in enc)
 
 

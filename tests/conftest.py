@@ -11,27 +11,93 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 FAMILIES = ("bert", "roberta", "distilbert", "electra")
+# families added by capability (issue 25): "ernie" is named nowhere in bertsecrets_cli, and works because its
+# attention goes through transformers' attention interface
+NEW_FAMILIES = ("xlm-roberta", "camembert", "albert", "modernbert", "deberta-v2", "mpnet", "ernie")
+ALL_FAMILIES = FAMILIES + NEW_FAMILIES
 
 
-def build_tiny_model(folder: Path, family: str = "bert", *, classifier: bool = False, num_labels: int = 2, seed: int = 0) -> Path:
-    """Save a 2-layer, 4-head model of ``family`` with the embedded model's WordPiece tokenizer."""
-    import torch
-    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, BertConfig, DistilBertConfig, ElectraConfig, RobertaConfig
+def tiny_config(family: str, vocab_size: int, pad_token_id: int, num_labels: int = 2, sizes: dict | None = None, **special_ids: int):
+    """A 2-layer, 4-head, hidden-32 config of ``family`` (DeBERTa with both relative-position terms,
+    ModernBERT with one local sliding-window layer of half-width 2 and one global layer); ``sizes`` overrides."""
+    from transformers import AutoConfig
+
+    dims = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    common = dict(vocab_size=vocab_size, max_position_embeddings=256, num_labels=num_labels, pad_token_id=pad_token_id, **special_ids)
+    extra: dict = {
+        "roberta": dict(type_vocab_size=1), "xlm-roberta": dict(type_vocab_size=1), "camembert": dict(type_vocab_size=1),
+        "electra": dict(embedding_size=16), "albert": dict(embedding_size=16),
+        "distilbert": dict(dim=32, n_layers=2, n_heads=4, hidden_dim=64),
+        "modernbert": dict(global_attn_every_n_layers=2, local_attention=4, layer_types=None),
+        "deberta-v2": dict(relative_attention=True, pos_att_type=["c2p", "p2c"], position_buckets=16, max_relative_positions=32, type_vocab_size=0),
+    }.get(family, {})
+    if family == "distilbert":
+        return AutoConfig.for_model(family, **{**extra, **(sizes or {})}, **common)
+    return AutoConfig.for_model(family, **{**dims, **extra, **(sizes or {})}, **common)
+
+
+# the tokenizer kind of each family's hub checkpoints (the families' own kinds, built offline by build_tokenizer)
+FAMILY_TOKENIZERS = {
+    "bert": ("wordpiece", "bert"), "electra": ("wordpiece", "bert"), "distilbert": ("wordpiece", "bert"), "ernie": ("wordpiece", "bert"),
+    "mpnet": ("wordpiece", "bert"), "roberta": ("bytelevel-bpe", "roberta"), "modernbert": ("bytelevel-bpe", "bert"),
+    "xlm-roberta": ("sentencepiece-unigram", "roberta"), "camembert": ("sentencepiece-bpe", "roberta"),
+    "albert": ("sentencepiece-unigram", "bert"), "deberta-v2": ("sentencepiece-bpe", "bert"),
+}
+
+
+def build_tokenizer(kind: str, style: str = "bert", vocab_size: int = 400):
+    """A fast tokenizer of ``kind`` trained on the shipped demo texts with the ``tokenizers`` library (no download).
+
+    kind: wordpiece (the embedded MiniLM's), bytelevel-bpe (RoBERTa/ModernBERT: 'Ġ' space marker),
+    sentencepiece-unigram / sentencepiece-bpe (XLM-R, ALBERT / CamemBERT, DeBERTa-v3: '▁' marker).
+    style: 'bert' ([CLS] a [SEP] b [SEP]) or 'roberta' (<s> a </s></s> b </s>).
+    """
+    import json as _json
+
+    from tokenizers import ByteLevelBPETokenizer, SentencePieceBPETokenizer, SentencePieceUnigramTokenizer, processors
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     from bertsecrets_cli.model.load import embedded_model_dir
 
-    tok = AutoTokenizer.from_pretrained(embedded_model_dir())
-    common = dict(vocab_size=tok.vocab_size, max_position_embeddings=256, num_labels=num_labels)
-    if family == "bert":
-        cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, **common)
-    elif family == "roberta":
-        cfg = RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, pad_token_id=tok.pad_token_id, type_vocab_size=1, **common)
-    elif family == "electra":
-        cfg = ElectraConfig(embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, **common)
-    elif family == "distilbert":
-        cfg = DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64, pad_token_id=tok.pad_token_id, **common)
+    if kind == "wordpiece":
+        return AutoTokenizer.from_pretrained(embedded_model_dir())
+    demo = Path(__file__).resolve().parents[1] / "bertsecrets_cli" / "data" / "demo"
+    corpus = []
+    for name in ("single_train.jsonl", "pair_train.jsonl"):
+        for line in (demo / name).read_text(encoding="utf-8").splitlines():
+            row = _json.loads(line)
+            corpus += [row["text_a"]] + ([row["text_b"]] if row.get("text_b") else [])
+    cls, sep, pad, unk, mask = ("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]") if style == "bert" else ("<s>", "</s>", "<pad>", "<unk>", "<mask>")
+    specials = [pad, unk, cls, sep, mask]
+    if kind == "bytelevel-bpe":
+        raw = ByteLevelBPETokenizer(add_prefix_space=False, trim_offsets=True)
+        raw.train_from_iterator(corpus, vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+    elif kind == "sentencepiece-unigram":
+        raw = SentencePieceUnigramTokenizer()
+        raw.train_from_iterator(corpus, vocab_size=vocab_size, special_tokens=specials, unk_token=unk, show_progress=False)
+    elif kind == "sentencepiece-bpe":
+        raw = SentencePieceBPETokenizer(unk_token=unk)
+        raw.train_from_iterator(corpus, vocab_size=vocab_size, special_tokens=specials, show_progress=False)
     else:
-        raise ValueError(family)
+        raise ValueError(kind)
+    ids = {t: raw.token_to_id(t) for t in specials}
+    pair = f"{cls} $A {sep} $B:1 {sep}:1" if style == "bert" else f"{cls} $A {sep} {sep} $B:1 {sep}:1"
+    raw.post_processor = processors.TemplateProcessing(single=f"{cls} $A {sep}", pair=pair, special_tokens=[(cls, ids[cls]), (sep, ids[sep])])
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw._tokenizer, cls_token=cls, sep_token=sep, pad_token=pad, unk_token=unk, mask_token=mask,
+                                  **({"bos_token": cls, "eos_token": sep} if style == "roberta" else {}))
+    return tok
+
+
+def build_tiny_model(folder: Path, family: str = "bert", *, classifier: bool = False, num_labels: int = 2, seed: int = 0, tokenizer=None) -> Path:
+    """Save a 2-layer, 4-head model of ``family`` with ``tokenizer`` (default: the embedded model's WordPiece)."""
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertsecrets_cli.model.load import embedded_model_dir
+
+    tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(embedded_model_dir())
+    ids = {k: getattr(tok, k) for k in ("bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id") if getattr(tok, k, None) is not None}
+    cfg = tiny_config(family, len(tok), tok.pad_token_id, num_labels, **ids)
     torch.manual_seed(seed)
     model = (AutoModelForSequenceClassification if classifier else AutoModel).from_config(cfg)
     folder.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ def _all_variants(L: int, H: int, mode: str) -> list[dict]:
             + [{0: {1: mode}, L - 1: {0: mode}}, {}])
 
 
-@pytest.mark.parametrize("family", ["bert", "roberta", "electra", "distilbert"])
+@pytest.mark.parametrize("family", ["bert", "roberta", "electra", "distilbert", "xlm-roberta", "camembert", "ernie"])
 def test_fast_sweep_logits_equal_the_naive_loop_for_each_family(tiny_model_factory, family):
     from bertsecrets_cli.model.sweep import collect_mean_outputs, sweep_logits
 
@@ -72,11 +72,11 @@ def test_auto_engine_falls_back_to_the_naive_loop_with_a_note(tiny_model_factory
     out = sweep.sweep_logits(lm, batches, n, variants, engine="auto")
     assert out.engine == "naive" and "did not reproduce" in out.note
     np.testing.assert_array_equal(out.variants, ref.variants)
-    monkeypatch.setattr(lm, "model_type", "xlnet")
-    out = sweep.sweep_logits(lm, batches, n, variants, engine="auto")
+    albert, a_batches, a_n = _load(tiny_model_factory, "albert")  # one shared layer group: not BERT's layer stack
+    out = sweep.sweep_logits(albert, a_batches, a_n, variants, engine="auto")
     assert out.engine == "naive" and "no fast-sweep adapter" in out.note
     with pytest.raises(ValueError):
-        sweep.sweep_logits(lm, batches, n, variants, engine="fast")
+        sweep.sweep_logits(albert, a_batches, a_n, variants, engine="fast")
 
 
 def test_importance_is_the_gradient_of_the_loss_by_each_head_gate(tiny_model_factory):

@@ -12,12 +12,12 @@ from bertsecrets_cli.model.device import resolve_device
 from bertsecrets_cli.model.load import load_model
 from bertsecrets_cli.model.tokenize import collate, encode_examples, is_punctuation_token
 
-from conftest import FAMILIES
+from conftest import ALL_FAMILIES, FAMILIES
 
 
 def _attention(lm, pairs):
     enc = encode_examples(lm.tokenizer, pairs, 64)
-    batch = collate(enc, lm.tokenizer.pad_token_id, lm.device, lm.model_type)
+    batch = collate(enc, lm.tokenizer.pad_token_id, lm.device, lm.token_types)
     _, probs = forward_with_attention(lm.model, batch, lm.n_layers)
     return enc, probs
 
@@ -31,7 +31,7 @@ def test_each_family_gives_one_normalised_map_per_layer(family, tiny_model_facto
     torch.testing.assert_close(probs.sum(-1), torch.ones_like(probs.sum(-1)))
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_padding_never_leaks_into_attention(family, tiny_model_factory) -> None:
     lm = load_model(str(tiny_model_factory(family)), device="cpu")
     alone_enc, alone = _attention(lm, [("The cat sat on the mat.", None)])
@@ -53,7 +53,7 @@ def test_embedded_model_padding_invariance() -> None:
 def test_uniform_and_zero_modes_edit_only_the_chosen_head(tiny_model_factory) -> None:
     lm = load_model(str(tiny_model_factory("bert")), device="cpu")
     enc = encode_examples(lm.tokenizer, [("One two three.", None), ("One two three four five six seven.", None)], 64)
-    batch = collate(enc, lm.tokenizer.pad_token_id, lm.device, lm.model_type)
+    batch = collate(enc, lm.tokenizer.pad_token_id, lm.device, lm.token_types)
     _, base = forward_with_attention(lm.model, batch, lm.n_layers)
     iv = Intervention().disable(1, 2, "uniform").disable(0, 3, "zero")
     _, probs = forward_with_attention(lm.model, batch, lm.n_layers, iv)
@@ -89,7 +89,7 @@ def test_pair_segments_are_recorded(tiny_model_factory) -> None:
     assert np.count_nonzero(e.special) == 3
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_our_attention_is_transformers_eager_bit_for_bit(family, tiny_model_factory) -> None:
     """The in-place scaling and masking in attention_function must not move a single bit of the maps or outputs."""
     from transformers import AutoModel
@@ -97,9 +97,10 @@ def test_our_attention_is_transformers_eager_bit_for_bit(family, tiny_model_fact
     lm = load_model(str(tiny_model_factory(family)), device="cpu")
     ref = AutoModel.from_pretrained(str(tiny_model_factory(family)), attn_implementation="eager").eval()
     enc = encode_examples(lm.tokenizer, [("A short one.", None), ("A much longer sentence than the first one, padded less.", "With a pair.")], 64)
-    batch = collate(enc, lm.tokenizer.pad_token_id, lm.device, lm.model_type)
+    batch = collate(enc, lm.tokenizer.pad_token_id, lm.device, lm.token_types)
     out, probs = forward_with_attention(lm.model, batch, lm.n_layers)
     with torch.inference_mode():
         want = ref(**batch, output_attentions=True)
+    assert len(want.attentions) == lm.n_layers
     assert torch.equal(probs, torch.stack(want.attentions, dim=1))
     assert torch.equal(out.last_hidden_state, want.last_hidden_state)

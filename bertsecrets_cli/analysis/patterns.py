@@ -15,6 +15,7 @@ numpy is imported inside the functions: the CLI imports this module for its help
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -82,12 +83,28 @@ def thresholds_dict(t: Thresholds = THRESHOLDS) -> dict[str, Any]:
     return asdict(t)
 
 
-def map_features(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t: Thresholds = THRESHOLDS) -> np.ndarray:
+def map_features(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t: Thresholds = THRESHOLDS,
+                 windows: Sequence[int] = ()) -> np.ndarray:
     """Features of every map of one example: att [..., T, T] (e.g. [L, H, T, T]) -> float32 [..., len(FEATURES)].
 
     ``special`` holds the store's token kinds (bertsecrets_cli.tokens: 1 = [CLS], 2 = [SEP]); ``type_ids`` the segments.
     Vectorised over the leading axes: a few matrix-vector products and diagonal sums per example.
+    ``windows`` (the store's attention windows, one per map of the first axis; -1 global): a local layer's
+    query cannot see keys outside its window, so there the special mass and the stripe are means over the
+    rows that can reach those columns, and a row's entropy is scaled by the log of the keys it can see.
     """
+    import numpy as np
+
+    if any(w >= 0 for w in windows):
+        out = _map_features(att, special, type_ids, t, -1)
+        for layer, w in enumerate(windows):
+            if w >= 0:
+                out[layer] = _map_features(att[layer], special, type_ids, t, int(w))
+        return out
+    return _map_features(att, special, type_ids, t, -1)
+
+
+def _map_features(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t: Thresholds, window: int) -> np.ndarray:
     import numpy as np
 
     from bertsecrets_cli.tokens import CLS, SEP
@@ -99,8 +116,14 @@ def map_features(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t: 
     ordinary = ~sp
     out = np.empty((*lead, len(FEATURES)), dtype=np.float32)
 
-    special_mass = (att @ sp.astype(np.float32)).mean(-1)
-    col_mean = att.mean(-2)  # [..., T]: mean attention each key receives
+    idx = np.arange(T)
+    # which (query, key) pairs a query can see: all of them, or those within a local layer's window
+    seen = np.abs(idx[:, None] - idx[None, :]) <= window if window >= 0 else np.ones((T, T), dtype=bool)
+    reach = (seen & sp[None, :]).any(-1)  # [T] rows that can see a special column
+    row_mass = att @ sp.astype(np.float32)
+    special_mass = row_mass.mean(-1) if window < 0 else (row_mass[..., reach].mean(-1) if reach.any() else np.zeros(lead, np.float32))
+    # [..., T]: mean attention each key receives (in a local layer: from the rows that can see it)
+    col_mean = att.mean(-2) if window < 0 else (att.sum(-2) / seen.sum(0).astype(np.float32))
     stripe = np.where(ordinary, col_mean, -np.inf).max(-1) if ordinary.any() else np.zeros(lead, np.float32)
     stripe = np.maximum(stripe, 0.0)
     vertical = special_mass + np.where(stripe >= t.stripe_min, stripe, 0.0)
@@ -112,7 +135,6 @@ def map_features(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t: 
             diagonal += (np.diagonal(att, offset=k, axis1=-2, axis2=-1) * keys).sum(-1)
     diagonal /= T
 
-    idx = np.arange(T)
     far = np.abs(idx[:, None] - idx[None, :]) > 1
     q = np.flatnonzero(ordinary)
     seg = np.asarray(type_ids)
@@ -130,8 +152,13 @@ def map_features(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t: 
         rest = np.zeros(lead, np.float32)
         block = np.full(lead, np.nan)
 
-    ent = -(att * np.log(np.maximum(att, 1e-12))).sum(-1).mean(-1)
-    ent = ent / np.log(T) if T > 1 else np.zeros(lead, np.float32)
+    if window < 0:
+        ent = -(att * np.log(np.maximum(att, 1e-12))).sum(-1).mean(-1)
+        ent = ent / np.log(T) if T > 1 else np.zeros(lead, np.float32)
+    else:  # each row scaled by the log of the keys it can see (1: uniform over its window)
+        n_seen = seen.sum(-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ent = np.where(n_seen > 1, -(att * np.log(np.maximum(att, 1e-12))).sum(-1) / np.log(np.maximum(n_seen, 2)), 0.0).mean(-1)
 
     for name, v in (("special", special_mass), ("stripe", stripe), ("vertical", vertical), ("diagonal", diagonal),
                     ("block", block), ("rest", rest), ("entropy", ent)):
@@ -155,9 +182,10 @@ def classify_features(features: np.ndarray, t: Thresholds = THRESHOLDS) -> np.nd
     return lab
 
 
-def classify_maps(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t: Thresholds = THRESHOLDS) -> tuple[np.ndarray, np.ndarray]:
-    """-> (labels int8 [...], features float32 [..., F]) for the maps att [..., T, T] of one example."""
-    f = map_features(att, special, type_ids, t)
+def classify_maps(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t: Thresholds = THRESHOLDS,
+                  windows: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """-> (labels int8 [...], features float32 [..., F]) for the maps att [..., T, T] of one example (``windows``: map_features)."""
+    f = map_features(att, special, type_ids, t, windows)
     return classify_features(f, t), f
 
 

@@ -133,7 +133,7 @@ def run_annotate(store_path: str | Path, labels_path: str | Path, opts: Annotate
                     con.clear()  # one map at a time, always at the top of the screen
                 con.print(render_map(att, tk.text, title=title, max_tokens=opts.max_tokens))
                 if opts.hint:
-                    f = P.map_features(att, tk.special, tk.type_ids)
+                    f = P.map_features(att[None], tk.special, tk.type_ids, windows=[int(st.attention_windows()[layer])])[0]
                     guess = P.CLASSES[int(P.classify_features(f))]
                     con.print(f"hint ({P.RULES_NAME}): {guess}; " + ", ".join(f"{n} {v:.2f}" for n, v in zip(P.FEATURES, f)))
                 con.print(KEY_HELP)

@@ -42,7 +42,7 @@ def iter_attention(lm: Any, encoded: Sequence[Any], batch_size: int, *, descript
                 if stop.requested:
                     raise Interrupted(f"stopped by {stop.signal} after {w0 + b} of {len(encoded)} examples; nothing was written")
                 idx = order[b : b + batch_size]
-                batch = collate([encoded[i] for i in idx], pad, lm.device, lm.model_type)
+                batch = collate([encoded[i] for i in idx], pad, lm.device, lm.token_types)
                 if quantity != "weights":
                     _, probs, norms = attention.forward_with_norms(lm.model, batch, lm.n_layers, intervention, norms=needs_norms([quantity]))
                     extras = batch_extras(probs, norms, [encoded[i] for i in idx], [quantity], stats=False)

@@ -133,13 +133,14 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
                                     token_feature_names=list(TOKEN_FEATURES),
                                     attrs={**cinfo.attrs(), "thresholds": P.thresholds_dict() if cnn is None else {}})
             tokens = iter_tokens(st, start=s0, end=s1)
+            windows = st.attention_windows().tolist()  # local (sliding-window) layers: positions outside are masked
             for i, att in st.iter_attention(list(range(s0, s1)) if shard is not None else None, block_values=opts.block_values):
                 if stop.requested:
                     raise Interrupted(f"{out or store_path}: stopped by {stop.signal} after {i - s0} of {N} examples; nothing was written (rerun the command)")
                 j, tk = next(tokens)
                 assert j == i, "attention and tokens are both read in store order"
                 T = att.shape[-1]
-                labels, feats = P.classify_maps(att, tk.special, tk.type_ids)
+                labels, feats = P.classify_maps(att, tk.special, tk.type_ids, windows=windows)
                 if cnn is not None:
                     labels = cnn.predict(list(att.reshape(L * H, T, T))).reshape(L, H).astype(np.int8)
                 for c in range(C):

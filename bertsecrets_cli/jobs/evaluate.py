@@ -32,7 +32,7 @@ def batches_for(lm: Any, examples: list[Any], max_length: int, batch_size: int) 
     enc = encode_examples(lm.tokenizer, [(e.text_a, e.text_b) for e in examples], max_length)
     order = sorted(range(len(enc)), key=lambda i: enc[i].length)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    return [(idx, collate([enc[i] for i in idx], pad, lm.device, lm.model_type)) for idx in (order[b : b + batch_size] for b in range(0, len(order), batch_size))]
+    return [(idx, collate([enc[i] for i in idx], pad, lm.device, lm.token_types)) for idx in (order[b : b + batch_size] for b in range(0, len(order), batch_size))]
 
 
 def labels_of(task: Any, examples: list[Any]) -> np.ndarray:

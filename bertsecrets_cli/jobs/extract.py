@@ -233,14 +233,14 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
                         raise Interrupted(f"{out}: stopped by {stop.signal}; {start} of {len(examples)} examples are kept; rerun with --resume to finish")
                     idx = order[b : b + opts.batch_size]
                     batch_enc = [enc[i] for i in idx]
-                    batch = collate(batch_enc, pad, lm.device, lm.model_type)
+                    batch = collate(batch_enc, pad, lm.device, lm.token_types)
                     if weights_only:  # streamed: statistics and the stored copy as each layer is computed
-                        capture = BatchCapture(batch_enc, lm.n_layers, lm.n_heads, opts.encoding, lm.device)
+                        capture = BatchCapture(batch_enc, lm.n_layers, lm.n_heads, opts.encoding, lm.device, lm.windows)
                         forward_streaming(lm.model, batch, lm.n_layers, capture)
                         background.submit(("batch", idx, *capture.results()))
                     else:  # norms, rollout, flow need every layer's maps (and the value norms) of the batch at once
                         _, probs, norms = forward_with_norms(lm.model, batch, lm.n_layers, norms=needs_norms(quantities))
-                        stats = batch_head_stats(probs, *token_masks(batch_enc, lm.device))
+                        stats = batch_head_stats(probs, *token_masks(batch_enc, lm.device), windows=lm.windows)
                         host_dtype = torch.float16 if opts.encoding == "float16" else torch.float32
                         extras = batch_extras(probs, norms, batch_enc, quantities, dtype=host_dtype)
                         probs = probs.to(host_dtype).cpu().numpy()
@@ -264,7 +264,8 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     with graceful_stop() as late_stop:
         path = writer.finish(
             model={"model_type": lm.model_type, "name": lm.name, "cls_token": lm.tokenizer.cls_token or lm.tokenizer.bos_token or "",
-                   "sep_token": lm.tokenizer.sep_token or lm.tokenizer.eos_token or "", "label_names": list(task.label_names)},
+                   "sep_token": lm.tokenizer.sep_token or lm.tokenizer.eos_token or "", "label_names": list(task.label_names),
+                   "attention_windows": np.asarray(lm.windows, dtype=np.int64)},
             provenance=provenance,
             texts=provenance_texts({"extract": asdict(opts)}, command),
             examples={"id": [e.id for e in examples], "text_a": [e.text_a for e in examples],

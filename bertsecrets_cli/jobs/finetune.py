@@ -457,7 +457,7 @@ def run_finetune(opts: FinetuneOptions, out: str | Path, *, command: str | None 
                 baselines["untrained_head"] = before.metrics
                 rows.append((_row_name(lm, opts, trained=False), before.metrics))
 
-        train_set = encode_for_training(lm.tokenizer, lm.model_type, train_ds.examples, hyper.max_length, regression=task.is_regression)
+        train_set = encode_for_training(lm.tokenizer, lm.token_types, train_ds.examples, hyper.max_length, regression=task.is_regression)
         cfg = TrainConfig(output_dir=partial, batch_size=hyper.batch_size, epochs=hyper.epochs, lr=hyper.lr, warmup=hyper.warmup,
                           weight_decay=hyper.weight_decay, seed=hyper.seed, max_steps=hyper.max_steps, grad_accum=hyper.grad_accum,
                           precision=hyper.precision, save_steps=opts.save_steps, logging_steps=opts.logging_steps, device=opts.device, quiet=opts.quiet)

@@ -1,9 +1,12 @@
 """The one interception point: a registered attention function that captures and edits head attention.
 
-transformers 5 dropped ``head_mask``; every encoder we support (BERT, RoBERTa, ELECTRA, DistilBERT)
-calls the function registered under its ``attn_implementation`` name with
-``(module, query, key, value, attention_mask, scaling=..., dropout=...)``. Ours computes eager
-attention and, while an :class:`Intervention` is active, can
+transformers 5 dropped ``head_mask``; an encoder that routes attention through transformers' attention
+interface (BERT, RoBERTa, ELECTRA, DistilBERT, XLM-R, CamemBERT, ALBERT, ModernBERT, ...) calls the
+function registered under its ``attn_implementation`` name with
+``(module, query, key, value, attention_mask, scaling=..., dropout=...)``; DeBERTa-v2 and MPNet reach
+:func:`edit_probs` / :func:`edit_outputs` through their adapters (``model.family_attention``). Whether a
+model qualifies is decided by :func:`install`'s probe forward pass, and layers are numbered by call
+order. Ours computes eager attention and, while an :class:`Intervention` is active, can
 
 * capture the post-softmax probabilities of every layer (``capture=True``),
 * replace a head's probabilities by a uniform distribution over the real (non-pad) keys
@@ -40,8 +43,8 @@ ATTN_IMPLEMENTATION = "bertsecrets"
 MODES = ("uniform", "zero", "mean")
 
 _ACTIVE: contextvars.ContextVar[Intervention | None] = contextvars.ContextVar("bertsecrets_intervention", default=None)
-_LAYER_ATTR = "_bertsecrets_layer"
 _OUT_ATTR = "_bertsecrets_output_projection"
+_CALLS_ATTR = "_bertsecrets_calls"
 
 
 @dataclass
@@ -82,19 +85,115 @@ def intervene(intervention: Intervention) -> Iterator[Intervention]:
         _ACTIVE.reset(token)
 
 
-def key_is_real(attention_mask: torch.Tensor | None, batch: int, keys: int, device: torch.device) -> torch.Tensor:
-    """[B, T] bool: which keys are real tokens, read off the additive 4-D mask (0 = attend)."""
+def allowed_keys(attention_mask: torch.Tensor | None, batch: int, keys: int, device: torch.device) -> torch.Tensor:
+    """[B, 1 or Tq, Tk] bool: which keys each query may attend to, from an additive (0 = attend) or boolean 4-D mask."""
     if attention_mask is None:
-        return torch.ones(batch, keys, dtype=torch.bool, device=device)
-    # bidirectional masks are the same for every query row: use the first
-    return attention_mask[:, 0, 0, :] == 0
+        return torch.ones(batch, 1, keys, dtype=torch.bool, device=device)
+    m = attention_mask[:, 0]
+    return m if m.dtype == torch.bool else m == 0
 
 
-def uniform_probs(real: torch.Tensor, queries: int, dtype: torch.dtype) -> torch.Tensor:
-    """[B, Tq, Tk] uniform distribution over the real keys of each example."""
-    w = real.to(dtype)
+def key_is_real(attention_mask: torch.Tensor | None, batch: int, keys: int, device: torch.device) -> torch.Tensor:
+    """[B, T] bool: which keys are real tokens, read off the 4-D mask.
+
+    A padding mask is the same for every query row (or has one row); a sliding-window or pairwise mask
+    is not, but every real token may attend to itself: its diagonal says which keys are real.
+    """
+    allowed = allowed_keys(attention_mask, batch, keys, device)
+    if allowed.shape[1] == 1 or allowed.shape[1] != allowed.shape[2]:
+        return allowed[:, 0]
+    return torch.diagonal(allowed, dim1=1, dim2=2)
+
+
+def uniform_probs(allowed: torch.Tensor, queries: int, dtype: torch.dtype) -> torch.Tensor:
+    """[B, Tq, Tk] uniform distribution over the keys each query may attend to (real keys, inside its window).
+
+    ``allowed`` is [B, Tk] (the same keys for every query) or [B, 1 or Tq, Tk] (from :func:`allowed_keys`).
+    """
+    if allowed.dim() == 2:
+        allowed = allowed[:, None, :]
+    w = allowed.to(dtype)
     w = w / w.sum(-1, keepdim=True).clamp_min(1)
-    return w[:, None, :].expand(-1, queries, -1)
+    return w.expand(-1, queries, -1)
+
+
+class _Calls:
+    """How many attention calls the current forward pass of one model has made: the next call's layer.
+
+    Layers are numbered by call order, not by module: ALBERT calls one shared module in every layer.
+    A forward pre-hook on the model resets it.
+    """
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+@dataclass
+class _ProbeCall:
+    module: torch.nn.Module
+    allowed: torch.Tensor  # [B, 1 or Tq, Tk] bool
+    causal: bool
+
+
+_PROBE: contextvars.ContextVar[list[_ProbeCall] | None] = contextvars.ContextVar("bertsecrets_probe", default=None)
+
+
+def _next_layer(module: torch.nn.Module, attention_mask: torch.Tensor | None, batch: int, keys: int, device: torch.device) -> int | None:
+    """This call's layer index (None for a module :func:`install` did not find), recording it during the probe."""
+    probe = _PROBE.get()
+    if probe is not None:
+        probe.append(_ProbeCall(module, allowed_keys(attention_mask, batch, keys, device).clone(), bool(getattr(module, "is_causal", False))))
+    calls = getattr(module, _CALLS_ATTR, None)
+    if calls is None:
+        return None
+    layer = calls.n
+    calls.n += 1
+    return layer
+
+
+@dataclass
+class _Edit:
+    """What :func:`edit_probs` decided for one layer, for :func:`edit_outputs`."""
+
+    layer: int
+    real: torch.Tensor
+    modes: dict[int, str]
+    cloned: bool
+
+
+def edit_probs(iv: Intervention, module: torch.nn.Module, layer: int, probs: torch.Tensor, value: torch.Tensor,
+               attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, _Edit]:
+    """The intervention's edits and captures of one layer's probabilities [B, H, Tq, Tk] (values [B, H, Tk, d])."""
+    batch, _, queries, keys = probs.shape
+    real = key_is_real(attention_mask, batch, keys, probs.device)
+    modes = iv.head_modes.get(layer, {})
+    prob_edits = {h: m for h, m in modes.items() if m in ("uniform", "zero")}
+    if prob_edits:
+        probs = probs.clone()  # never edit softmax's saved output in place
+        for h, mode in prob_edits.items():
+            probs[:, h] = uniform_probs(allowed_keys(attention_mask, batch, keys, probs.device), queries, probs.dtype) if mode == "uniform" else 0.0
+    if iv.capture:
+        iv.captured[layer] = probs.detach()
+    if iv.capture_norms:
+        iv.captured_norms[layer] = (probs * transformed_value_norms(module, value)[:, :, None, :]).detach()
+    if iv.on_probs is not None:
+        iv.on_probs(layer, probs.detach(), real)
+    return probs, _Edit(layer, real, modes, bool(prob_edits))
+
+
+def edit_outputs(iv: Intervention, out: torch.Tensor, e: _Edit) -> torch.Tensor:
+    """The intervention's edits of one layer's head outputs [B, H, Tq, d] (mean vectors, gates, the callback)."""
+    for h, mode in e.modes.items():
+        if mode == "mean":
+            out = out.clone() if not e.cloned else out
+            out[:, h] = iv.mean_outputs[(e.layer, h)].to(out.dtype)
+    if iv.gates is not None:
+        out = out * iv.gates[e.layer].to(out.dtype).view(1, -1, 1, 1)
+    if iv.on_head_output is not None:
+        iv.on_head_output(e.layer, out.detach(), e.real)
+    return out
 
 
 def attention_function(
@@ -118,35 +217,13 @@ def attention_function(
     probs = torch.nn.functional.softmax(scores, dim=-1)
     probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
 
+    layer = _next_layer(module, attention_mask, probs.shape[0], probs.shape[-1], probs.device)
     iv = _ACTIVE.get()
-    layer = getattr(module, _LAYER_ATTR, None)
     if iv is None or layer is None:
         out = torch.matmul(probs, value)
         return out.transpose(1, 2).contiguous(), probs
-
-    batch, _, queries, keys = probs.shape
-    real = key_is_real(attention_mask, batch, keys, probs.device)
-    modes = iv.head_modes.get(layer, {})
-    prob_edits = {h: m for h, m in modes.items() if m in ("uniform", "zero")}
-    if prob_edits:
-        probs = probs.clone()  # never edit softmax's saved output in place
-        for h, mode in prob_edits.items():
-            probs[:, h] = uniform_probs(real, queries, probs.dtype) if mode == "uniform" else 0.0
-    if iv.capture:
-        iv.captured[layer] = probs.detach()
-    if iv.capture_norms:
-        iv.captured_norms[layer] = (probs * transformed_value_norms(module, value)[:, :, None, :]).detach()
-    if iv.on_probs is not None:
-        iv.on_probs(layer, probs.detach(), real)
-    out = torch.matmul(probs, value)  # [B, H, T, d]
-    for h, mode in modes.items():
-        if mode == "mean":
-            out = out.clone() if not prob_edits else out
-            out[:, h] = iv.mean_outputs[(layer, h)].to(out.dtype)
-    if iv.gates is not None:
-        out = out * iv.gates[layer].to(out.dtype).view(1, -1, 1, 1)
-    if iv.on_head_output is not None:
-        iv.on_head_output(layer, out.detach(), real)
+    probs, e = edit_probs(iv, module, layer, probs, value, attention_mask)
+    out = edit_outputs(iv, torch.matmul(probs, value), e)  # [B, H, T, d]
     return out.transpose(1, 2).contiguous(), probs
 
 
@@ -157,7 +234,9 @@ def transformed_value_norms(module: torch.nn.Module, value: torch.Tensor) -> tor
     """
     proj = getattr(module, _OUT_ATTR, None)
     if proj is None:
-        raise RuntimeError("norm-based attention needs the output projection: call model.attention.install first")
+        from bertsecrets_cli.errors import ModelError
+
+        raise ModelError(f"norm-based attention needs each head's output projection W_O, and none was found on {type(module).__name__}")
     B, H, T, d = value.shape
     w = proj.weight.view(proj.weight.shape[0], H, d).to(torch.float32)  # [D, H, d]
     # ||v W_h^T||^2 = v (W_h^T W_h) v^T: a d x d Gram matrix per head instead of the [B, H, T, D] product,
@@ -168,27 +247,25 @@ def transformed_value_norms(module: torch.nn.Module, value: torch.Tensor) -> tor
     return sq.clamp_min(0).sqrt().to(value.dtype)
 
 
-def output_projection(model: torch.nn.Module, self_attention: torch.nn.Module) -> torch.nn.Linear:
-    """The linear layer W_O that maps the concatenated head outputs of ``self_attention`` back to the hidden size.
+# where families keep the linear layer W_O applied to the concatenated head outputs, on the attention module itself
+_OUT_NAMES = ("out_lin", "dense", "o", "Wo", "out_proj", "o_proj")
 
-    DistilBERT keeps it on the attention module (``out_lin``); BERT, RoBERTa and ELECTRA on the sibling
-    ``output.dense`` of the parent ``*Attention`` module.
+
+def output_projection(model: torch.nn.Module, attention: torch.nn.Module) -> torch.nn.Linear | None:
+    """The linear layer W_O that maps the concatenated head outputs of ``attention`` back to the hidden size.
+
+    DistilBERT (``out_lin``), ALBERT (``dense``), MPNet (``o``) and ModernBERT (``Wo``) keep it on the
+    attention module; BERT, RoBERTa, ELECTRA and DeBERTa on the sibling ``output.dense`` of the parent
+    module. None when neither is found: only the norm-based quantities need it.
     """
-    if isinstance(getattr(self_attention, "out_lin", None), torch.nn.Linear):
-        return self_attention.out_lin
+    for name in _OUT_NAMES:
+        lin = getattr(attention, name, None)
+        if isinstance(lin, torch.nn.Linear):
+            return lin
     for parent in model.modules():
-        if getattr(parent, "self", None) is self_attention and isinstance(getattr(getattr(parent, "output", None), "dense", None), torch.nn.Linear):
+        if getattr(parent, "self", None) is attention and isinstance(getattr(getattr(parent, "output", None), "dense", None), torch.nn.Linear):
             return parent.output.dense
-    raise RuntimeError(f"no output projection found for {type(self_attention).__name__}")
-
-
-def self_attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The self-attention modules of an encoder, in layer order (cross-attention excluded)."""
-    return [
-        m
-        for m in model.modules()
-        if type(m).__name__.endswith("SelfAttention") and "Cross" not in type(m).__name__
-    ]
+    return None
 
 
 def register() -> None:
@@ -200,18 +277,98 @@ def register() -> None:
     AttentionMaskInterface.register(ATTN_IMPLEMENTATION, eager_mask)
 
 
-def install(model: torch.nn.Module, n_layers: int) -> None:
-    """Tag each self-attention module with its layer index so the function knows where it is.
+class NotInterceptable(Exception):
+    """The model's attention cannot be captured and edited by bertsecrets: the message says what it lacks."""
 
-    DistilBERT's attention has no ``layer_idx``; tagging by module order works for every family.
+
+@dataclass
+class Installed:
+    """What :func:`install` learnt from its probe forward pass."""
+
+    windows: tuple[int, ...]  # per layer: the largest |query - key| a query may attend to, -1 for global attention
+    norms: bool  # every layer's output projection W_O was found (norm-based quantities)
+
+
+def _probe(model: torch.nn.Module, length: int) -> list[_ProbeCall]:
+    """One forward pass on two examples (the second padded) recording every attention call."""
+    vocab = int(getattr(model.config, "vocab_size", 100) or 100)
+    special = {getattr(model.config, k, None) for k in ("pad_token_id", "bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id")}
+    ids = [i for i in range(min(vocab, 1000)) if i not in special][5 : 5 + length]
+    if len(ids) < length:
+        ids = (ids * length)[:length]
+    input_ids = torch.tensor([ids, ids])
+    mask = torch.ones_like(input_ids)
+    mask[1, length // 2 :] = 0
+    pad = getattr(model.config, "pad_token_id", None)
+    if pad is not None and 0 <= int(pad) < vocab:
+        input_ids[1, length // 2 :] = int(pad)
+    calls: list[_ProbeCall] = []
+    token = _PROBE.set(calls)
+    try:
+        with torch.inference_mode():
+            model(input_ids=input_ids, attention_mask=mask)
+    except Exception as e:  # noqa: BLE001 - an encoder-decoder, or a model needing other inputs
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise NotInterceptable(f"a forward pass on input ids and an attention mask alone failed ({first}): not an encoder bertsecrets can run") from e
+    finally:
+        _PROBE.reset(token)
+    return calls
+
+
+def _window(allowed: torch.Tensor, length: int) -> int:
+    """The largest |i - j| the all-real first example may attend to; -1 when every key is allowed."""
+    a = allowed[0].expand(length, length)
+    if bool(a.all()):
+        return -1
+    i, j = torch.nonzero(a, as_tuple=True)
+    return int((i - j).abs().max())
+
+
+def install(model: torch.nn.Module, n_layers: int) -> Installed:
+    """Find, by one probe forward pass, the modules whose attention bertsecrets computes, and number the calls.
+
+    Support is decided by capability, not by the family's name: every layer's attention must reach
+    :func:`attention_function` (through transformers' attention interface, or a family adapter that
+    ``model.family_attention.install_adapters`` put in first), bidirectionally and with the padding mask. Layers are numbered by call
+    order within a forward pass, so a module shared by several layers (ALBERT) is a different layer at
+    each call. Raises :class:`NotInterceptable` with what the model lacks.
     """
-    mods = self_attention_modules(model)
-    if len(mods) != n_layers:
-        raise RuntimeError(f"found {len(mods)} self-attention modules for {n_layers} layers")
-    for i, m in enumerate(mods):
-        setattr(m, _LAYER_ATTR, i)
+    if getattr(model.config, "is_decoder", False) or getattr(model.config, "is_causal", False):
+        raise NotInterceptable("causal decoder models are not supported yet")
+    length = 8
+    calls = _probe(model, length)
+    windows_asked = [getattr(c.module, "sliding_window", None) for c in calls]
+    if any(w for w in windows_asked):  # a longer probe, so that a local layer's window is seen whole
+        length = min(int(getattr(model.config, "max_position_embeddings", 512) or 512), 2 * max(int(w) for w in windows_asked if w) + 4)
+        calls = _probe(model, length)
+    if not calls:
+        names = sorted({type(m).__name__ for m in model.modules() if "Attention" in type(m).__name__}) or ["none found"]
+        raise NotInterceptable(f"its attention modules ({', '.join(names)}) compute attention themselves, not through "
+                               "transformers' attention interface, and bertsecrets has no adapter for them: their attention cannot be captured or edited")
+    if len(calls) != n_layers:
+        raise NotInterceptable(f"{len(calls)} attention calls per forward pass for {n_layers} layers: "
+                               "some attention is computed outside transformers' attention interface (or is cross-attention)")
+    for c in calls:
+        if c.causal or (c.allowed.shape[1] == length and not torch.equal(c.allowed[0], c.allowed[0].T)):
+            raise NotInterceptable(f"causal decoder models are not supported yet ({type(c.module).__name__} attends only to earlier tokens)")
+        if bool(c.allowed[1, :, length // 2 :].any()):
+            raise NotInterceptable(f"the padding mask does not reach {type(c.module).__name__}: padded tokens would be attended to")
+    counter = _Calls()
+
+    def reset(*_: Any) -> None:
+        counter.n = 0
+
+    roots = {id(model): model, id(getattr(model, "base_model", model)): getattr(model, "base_model", model)}
+    for root in roots.values():
+        root.register_forward_pre_hook(reset)
+    norms = True
+    for c in calls:
+        object.__setattr__(c.module, _CALLS_ATTR, counter)
         # a plain attribute, not a submodule: registering it would duplicate the parameters in state_dict
-        object.__setattr__(m, _OUT_ATTR, output_projection(model, m))
+        proj = output_projection(model, c.module)
+        norms = norms and proj is not None
+        object.__setattr__(c.module, _OUT_ATTR, proj)
+    return Installed(tuple(_window(c.allowed, length) for c in calls), norms)
 
 
 def forward_with_attention(model: torch.nn.Module, batch: dict[str, torch.Tensor], n_layers: int, intervention: Intervention | None = None) -> tuple[Any, torch.Tensor]:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from bertsecrets_cli.analysis.stats import EPS  # log(max(p, EPS)), as batch_stats
+from bertsecrets_cli.model.batch_stats import rows_in_reach
 from bertsecrets_cli.model.tokenize import CLS, SEP, Encoded
 
 STORED_DTYPES = {"float16": torch.float16, "float32": torch.float32, "uint8": torch.uint8}
@@ -33,7 +34,7 @@ def scratch(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
 class BatchCapture:
     """Call it with ``(layer, probs [B, H, T, T], key_is_real)`` for every layer, then take ``results()``."""
 
-    def __init__(self, encoded: Sequence[Encoded], n_layers: int, n_heads: int, encoding: str, device: Any) -> None:
+    def __init__(self, encoded: Sequence[Encoded], n_layers: int, n_heads: int, encoding: str, device: Any, windows: Sequence[int] = ()) -> None:
         if encoding not in STORED_DTYPES:
             raise ValueError(f"unknown encoding {encoding!r}")
         self.encoding = encoding
@@ -49,6 +50,8 @@ class BatchCapture:
             m[3, j, :n] = e.punct
         masks = torch.from_numpy(m).to(device)
         self.rows = masks[0].float()  # [B, T] real query rows
+        # local (sliding-window) layers: per kind, the real rows that can reach a cls/sep/punct column
+        self.reach = {layer: [rows_in_reach(masks[1 + k], masks[0], w) for k in range(3)] for layer, w in enumerate(windows) if w >= 0}
         self.n = self.rows.sum(-1).clamp_min(1)  # [B]
         # the mass on the cls/sep/punct key columns: where every example has at most two such columns
         # (cls and sep nearly always) the masked row sum is exactly the sum of those (at most two) values,
@@ -133,6 +136,11 @@ class BatchCapture:
         stats[..., :5] = (self.row_values * self.rows[:, None, None, None, :]).sum(-1) / self.n[:, None, None, None]
         nan = torch.tensor(float("nan"), device=stats.device)
         stats[..., 1:4] = torch.where(self.has_column[:, None, None, :], stats[..., 1:4], nan)
+        for layer, reach in self.reach.items():  # a local layer: rows out of a column's reach are masked there, not 0
+            for k, vis in enumerate(reach):
+                cnt = vis.sum(-1)  # [B]
+                m = (self.row_values[:, layer, :, 1 + k] * vis[:, None, :]).sum(-1) / cnt.clamp_min(1)[:, None]
+                stats[:, layer, :, 1 + k] = torch.where((cnt == 0)[:, None], nan, m)
         if self.neighbour_values.shape[-1]:
             count = self.w_prev.sum(-1)
             nb = (self.neighbour_values * self.w_prev[:, None, None, None, :]).sum(-1) / count.clamp_min(1)[:, None, None, None]

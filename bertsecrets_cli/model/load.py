@@ -11,7 +11,6 @@ from bertsecrets_cli.errors import InputError, ModelError
 from bertsecrets_cli.model.device import resolve_device
 
 DEFAULT_MODEL = "embedded"
-SUPPORTED_TYPES = ("bert", "roberta", "distilbert", "electra")
 
 
 @dataclass
@@ -26,6 +25,10 @@ class LoadedModel:
     n_layers: int
     n_heads: int
     device: Any  # torch.device
+    # per layer: the largest |query - key| a query may attend to (a local sliding-window layer), -1 for global
+    windows: tuple[int, ...] = ()
+    token_types: bool = False  # the family embeds segment ids (token_type_ids)
+    norms: bool = True  # every layer's output projection is known (norm-based quantities)
 
     @property
     def config(self) -> Any:
@@ -43,8 +46,10 @@ def embedded_model_dir() -> Path:
 
 def model_dims(config: Any) -> tuple[int, int]:
     """(layers, heads) of an encoder config, whatever the family calls them."""
-    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers")
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads")
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", None) or getattr(config, "n_layer", None)
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", None) or getattr(config, "n_head", None)
+    if layers is None or heads is None:
+        raise ModelError(f"model type {getattr(config, 'model_type', '?')!r}: its config names no number of layers and heads")
     return int(layers), int(heads)
 
 
@@ -87,6 +92,7 @@ def load_model(
     "randomly initialised BERT" baseline), keeping the tokenizer.
     """
     from bertsecrets_cli.model import attention
+    from bertsecrets_cli.model.family_attention import install_adapters
 
     name, path, is_local = _locate(spec)
     attention.register()
@@ -105,8 +111,8 @@ def load_model(
             f"--model {spec}: cannot load it from the Hugging Face hub (offline, or no such model)",
             hint=f"download it where there is internet with `hf download {spec} --local-dir DIR` and pass --model DIR",
         ) from e
-    if config.model_type not in SUPPORTED_TYPES:
-        raise ModelError(f"--model {spec}: model type {config.model_type!r} is not supported (supported: {', '.join(SUPPORTED_TYPES)})")
+    if getattr(config, "is_decoder", False) or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in (getattr(config, "architectures", None) or [])):
+        raise ModelError(f"--model {spec}: model type {config.model_type!r}: causal decoder models are not supported yet")
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError(f"--model {spec}: a fast tokenizer (tokenizer.json) is needed for offset mappings")
     kwargs: dict[str, Any] = {"attn_implementation": attention.ATTN_IMPLEMENTATION}
@@ -131,7 +137,11 @@ def load_model(
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"--model {spec}: cannot load the weights: {str(e).splitlines()[0]}") from e
     n_layers, n_heads = model_dims(model.config)
-    attention.install(model, n_layers)
+    try:
+        install_adapters(model)
+        installed = attention.install(model, n_layers)
+    except attention.NotInterceptable as e:
+        raise ModelError(f"--model {spec}: model type {config.model_type!r}: {e}") from e
     dev = resolve_device(device)
     model.to(dev)
     model.eval()
@@ -139,4 +149,6 @@ def load_model(
     fingerprint = _weights_fingerprint(Path(path)) if is_local else f"hub:{revision}"
     if random_init:
         fingerprint = "random-init"
-    return LoadedModel(model, tokenizer, name, path, revision, fingerprint, config.model_type, n_layers, n_heads, dev)
+    token_types = int(getattr(config, "type_vocab_size", 0) or 0) > 1
+    return LoadedModel(model, tokenizer, name, path, revision, fingerprint, config.model_type, n_layers, n_heads, dev,
+                       installed.windows, token_types, installed.norms)

@@ -14,8 +14,10 @@ evaluations. Three facts make most of that work redundant:
 The per-layer arithmetic below mirrors ``model.attention.attention_function`` (scores, additive
 mask, softmax, the same uniform/zero/mean edits) so results agree with the naive path to float
 rounding (measured max |logit difference| 2e-5 on MiniLM; the tests require <= 1e-4 for BERT,
-RoBERTa, ELECTRA and DistilBERT). Other families, and any model whose first batch the hand-run
-layers do not reproduce, fall back to the naive loop with a note.
+RoBERTa, ELECTRA, DistilBERT, XLM-R, CamemBERT and ERNIE). Which models it runs is decided by their
+structure (BERT's or DistilBERT's layer stack under a first-token classifier), not their name; other
+families (ALBERT, ModernBERT, DeBERTa, MPNet), and any model whose first batch the hand-run layers do
+not reproduce, fall back to the naive loop with a note.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from bertsecrets_cli.model.hooks import ProgressFactory, silent
 # layer -> {head -> mode}, 0-based: one variant's (or the base's) disabled heads
 Modes = dict[int, dict[int, str]]
 
-FAST_TYPES = ("bert", "roberta", "electra", "distilbert")
 # expanded rows x tokens per step; bounds the memory of the variant-fold batch
 DEFAULT_TOKEN_BUDGET = 1 << 16
 # the engine's first batch must reproduce the model's own logits this closely (relative to the
@@ -60,6 +61,23 @@ class _Adapter:
     scaling: list[float]
 
 
+def _bert_like_layers(base: Any) -> bool:
+    """The encoder is BERT's layer stack: ``encoder.layer[i]`` with ``attention.self.{query,key,value}``,
+    ``attention.output``, ``intermediate`` and ``output`` (BERT, RoBERTa, ELECTRA, XLM-R, CamemBERT, ERNIE, ...)."""
+    import torch
+
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if not layers:
+        return False
+    for layer in layers:
+        sa = getattr(getattr(layer, "attention", None), "self", None)
+        if sa is None or not all(isinstance(getattr(sa, n, None), torch.nn.Linear) for n in ("query", "key", "value")):
+            return False
+        if not all(hasattr(x, n) for x, n in ((layer.attention, "output"), (layer, "intermediate"), (layer, "output"), (sa, "scaling"))):
+            return False
+    return True
+
+
 def adapter_for(lm: Any) -> _Adapter | None:
     """A hand-run description of ``lm``'s classifier, or None when the fast path does not know it."""
     import torch
@@ -67,7 +85,7 @@ def adapter_for(lm: Any) -> _Adapter | None:
     model = lm.model
     cls = type(model).__name__
     base = getattr(model, "base_model", None)
-    if lm.model_type in ("bert", "roberta", "electra") and cls.endswith("ForSequenceClassification"):
+    if cls.endswith("ForSequenceClassification") and _bert_like_layers(base):
         layers = list(base.encoder.layer)
         sa = [layer.attention.self for layer in layers]
         if any(getattr(layer, "is_decoder", False) for layer in layers):
@@ -78,15 +96,16 @@ def adapter_for(lm: Any) -> _Adapter | None:
             a = layers[i].attention.output(ctx, x)
             return layers[i].output(layers[i].intermediate(a), a)
 
-        if lm.model_type == "bert":
-            if getattr(base, "pooler", None) is None or not hasattr(model, "classifier"):
-                return None
-            head = lambda h: model.classifier(model.dropout(base.pooler(h)))  # noqa: E731 - pooler reads h[:, 0]
+        clf = getattr(model, "classifier", None)
+        if getattr(base, "pooler", None) is not None and isinstance(clf, torch.nn.Linear) and hasattr(model, "dropout"):
+            head = lambda h: model.classifier(model.dropout(base.pooler(h)))  # noqa: E731 - BERT/ERNIE: the pooler reads h[:, 0]
+        elif clf is not None and isinstance(getattr(clf, "out_proj", None), torch.nn.Linear):
+            head = lambda h: model.classifier(h)  # noqa: E731 - RoBERTa/XLM-R/ELECTRA heads read h[:, 0]
         else:
-            head = lambda h: model.classifier(h)  # noqa: E731 - RoBERTa/ELECTRA heads read h[:, 0]
+            return None
         return _Adapter(layers, sa[0].num_attention_heads, sa[0].attention_head_size,
                         lambda i, n: getattr(sa[i], names[n]), post, head, [float(s.scaling) for s in sa])
-    if lm.model_type == "distilbert" and cls == "DistilBertForSequenceClassification":
+    if cls == "DistilBertForSequenceClassification":
         layers = list(base.transformer.layer)
         att = [layer.attention for layer in layers]
         names = {"q": "q_lin", "k": "k_lin", "v": "v_lin"}
@@ -258,11 +277,10 @@ class SweepState:
 
 
 def fast_supported(lm: Any) -> tuple[bool, str]:
-    """(usable, why not) for the fast engine on this model."""
-    if lm.model_type not in FAST_TYPES:
-        return False, f"model type {lm.model_type} has no fast-sweep adapter"
+    """(usable, why not) for the fast engine on this model: decided by its structure (:func:`adapter_for`)."""
     if adapter_for(lm) is None:
-        return False, f"{type(lm.model).__name__} is not a first-token sequence classifier the fast sweep knows"
+        return False, (f"model type {lm.model_type} has no fast-sweep adapter ({type(lm.model).__name__} is not a first-token "
+                       "sequence classifier over BERT's or DistilBERT's layer stack)")
     return True, ""
 
 

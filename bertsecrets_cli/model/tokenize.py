@@ -69,7 +69,8 @@ def encode_examples(tokenizer: Any, pairs: list[tuple[str, str | None]], max_len
 def _encode_batch(tokenizer: Any, pairs: list[tuple[str, str | None]], is_pair: bool, max_length: int, truncation: str) -> list[Encoded]:
     cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
     sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-    all_special = np.asarray(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
+    # the unknown token is not special: it stands for a word (or part of one) of the text, with that text's offsets
+    all_special = np.asarray(sorted(set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}), dtype=np.int64)
     punct_table = punctuation_table(tokenizer)
     a = [p[0] for p in pairs]
     b = [p[1] for p in pairs] if is_pair else None
@@ -78,21 +79,26 @@ def _encode_batch(tokenizer: Any, pairs: list[tuple[str, str | None]], is_pair: 
     out = []
     for j, e in enumerate(enc.encodings):
         ids = np.asarray(e.ids, dtype=np.int32)
+        offsets = np.asarray(e.offsets, dtype=np.int32).reshape(-1, 2)
         is_special = np.asarray(e.special_tokens_mask, dtype=bool) | np.isin(ids, all_special)
+        is_special &= ~((ids == tokenizer.unk_token_id) & (offsets[:, 1] > offsets[:, 0]))  # an unknown word of the text
         special = np.where(is_special, np.where(ids == cls_id, CLS, np.where(ids == sep_id, SEP, OTHER_SPECIAL)), NORMAL).astype(np.int8)
         if is_pair:
             # a special token belongs to the segment it closes: [SEP] after sentence B is segment 1
             type_ids = np.maximum.accumulate(np.asarray(e.sequence_ids, dtype=object) == 1).astype(np.int8)
         else:
             type_ids = np.zeros(len(ids), dtype=np.int8)
-        offsets = np.asarray(e.offsets, dtype=np.int32).reshape(-1, 2)
         punct = punct_table[ids] & (special == NORMAL)
         out.append(Encoded(ids, type_ids, special, offsets, list(e.tokens), punct))
     return out
 
 
-def collate(encoded: list[Encoded], pad_id: int, device: Any, model_type: str) -> dict[str, Any]:
-    """Pad a batch to its longest member; token_type_ids only for families that take them."""
+def collate(encoded: list[Encoded], pad_id: int, device: Any, token_types: bool | str) -> dict[str, Any]:
+    """Pad a batch to its longest member; token_type_ids only for families that embed them.
+
+    ``token_types`` is ``LoadedModel.token_types`` (the config has more than one segment type); a model
+    type name is read as before (BERT and ELECTRA take them).
+    """
     import torch
 
     T = max(e.length for e in encoded)
@@ -104,7 +110,7 @@ def collate(encoded: list[Encoded], pad_id: int, device: Any, model_type: str) -
         mask[i, : e.length] = 1
         types[i, : e.length] = e.type_ids
     batch = {"input_ids": torch.from_numpy(ids).to(device), "attention_mask": torch.from_numpy(mask).to(device)}
-    if model_type in ("bert", "electra"):
+    if token_types is True or token_types in ("bert", "electra"):
         batch["token_type_ids"] = torch.from_numpy(types).to(device)
     return batch
 

@@ -77,10 +77,10 @@ class EncodedDataset:
         return self.features[i]
 
 
-def encode_for_training(tokenizer: Any, model_type: str, examples: list[Any], max_length: int, *, regression: bool, chunk: int = 2048) -> EncodedDataset:
+def encode_for_training(tokenizer: Any, model_type: str | bool, examples: list[Any], max_length: int, *, regression: bool, chunk: int = 2048) -> EncodedDataset:
     """Tokenise in batches (fast); the same truncation and segment ids as ``model.tokenize.encode_examples``,
     so a model sees identical inputs in training and in every later evaluation or extraction."""
-    keep_types = model_type in ("bert", "electra")
+    keep_types = model_type is True or model_type in ("bert", "electra")  # LoadedModel.token_types, or a type name
     feats: list[dict[str, Any]] = []
     for s in range(0, len(examples), chunk):
         part = examples[s : s + chunk]

@@ -172,6 +172,16 @@ class Store:
     def model_heads(self) -> int:
         return int(self.h5[S.G_MODEL].attrs["n_heads"])
 
+    def attention_windows(self) -> np.ndarray:
+        """int [layers]: the largest |query - key| each layer's queries may attend to, -1 for global attention.
+
+        Recorded by extract since issue 25 (ModernBERT's local layers); older stores had only global layers.
+        """
+        w = self.h5[S.G_MODEL].attrs.get("attention_windows")
+        if w is None or np.size(w) != self.n_layers:
+            return np.full(self.n_layers, -1, dtype=np.int64)
+        return np.asarray(w, dtype=np.int64).reshape(-1)
+
     def model_attrs(self) -> dict[str, Any]:
         return {k: _attr(v) for k, v in self.h5[S.G_MODEL].attrs.items()}
 

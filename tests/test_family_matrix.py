@@ -1,0 +1,107 @@
+"""Every supported family through the real command line: extract -> classify -> words -> diff -> ablate -> view.
+
+One tiny classifier per family (2 layers, 4 heads, hidden 32) with a tokenizer of the family's own kind
+(conftest.FAMILY_TOKENIZERS, trained offline), built once per module. 'ernie' is named nowhere in
+bertsecrets_cli: it works because its attention goes through transformers' attention interface.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bertsecrets_cli.cli.app import app
+from bertsecrets_cli.store import open_store
+
+from conftest import ALL_FAMILIES, FAMILY_TOKENIZERS, build_tiny_model, build_tokenizer
+from helpers import one_line_error
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+N = 4
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def family_tokenizers():
+    return {k: build_tokenizer(*k) for k in set(FAMILY_TOKENIZERS.values())}
+
+
+@pytest.fixture(scope="module", params=ALL_FAMILIES)
+def family_run(request, family_tokenizers, tmp_path_factory):
+    """A tiny classifier of the family and its extracted store (the first step of the chain, shared by the others)."""
+    family = request.param
+    root = tmp_path_factory.mktemp(f"matrix-{family}")
+    model = build_tiny_model(root / "model", family, classifier=True, tokenizer=family_tokenizers[FAMILY_TOKENIZERS[family]])
+    store = root / "x.h5"
+    res = invoke("extract", "-m", str(model), "-n", str(N), "--device", "cpu", "-q", "-o", str(store))
+    assert res.exit_code == 0, (family, res.stderr)
+    return family, model, store, root
+
+
+def test_extract_stores_the_familys_own_eager_attention(family_run) -> None:
+    """The stored maps (float16) are the family's eager attention of the same tokens, cropped to the real tokens."""
+    from transformers import AutoModelForSequenceClassification
+
+    family, model, store, _ = family_run
+    ref = AutoModelForSequenceClassification.from_pretrained(str(model), attn_implementation="eager").eval()
+    with open_store(store) as st:
+        assert (st.n_examples, st.n_layers, st.model_heads) == (N, 2, 4)
+        assert st.model_attrs()["model_type"] == family
+        windows = st.attention_windows().tolist()
+        for i in range(N):
+            tok = st.tokens(i)
+            ids = torch.tensor(tok.ids, dtype=torch.long)[None]
+            kwargs = {"token_type_ids": torch.tensor(tok.type_ids, dtype=torch.long)[None]} if (getattr(ref.config, "type_vocab_size", 0) or 0) > 1 else {}
+            with torch.inference_mode():
+                want = torch.stack(ref(input_ids=ids, **kwargs, output_attentions=True).attentions, 1)[0].numpy()
+            np.testing.assert_allclose(st.attention(i).astype(np.float32), want, atol=1e-3)
+    assert windows == ([-1, 2] if family == "modernbert" else [-1, -1])
+
+
+def test_classify_words_diff_ablate_view_run_on_the_store(family_run) -> None:
+    family, model, store, root = family_run
+    res = invoke("classify", str(store), "-o", str(root / "cls.h5"), "-q")
+    assert res.exit_code == 0, res.stderr
+    with open_store(root / "cls.h5") as st:
+        assert st.n_layers == 2 and st.model_heads == 4
+    res = invoke("words", str(store), "-o", str(root / "words.h5"), "-q")
+    assert res.exit_code == 0, res.stderr
+    res = invoke("diff", str(store), str(store), "-o", str(root / "d.h5"), "-f", "json", "-q")
+    assert res.exit_code == 0, res.stderr
+    res = invoke("ablate", "-m", str(model), "-n", str(N), "--device", "cpu", "-q", "-o", str(root / "abl.h5"))
+    assert res.exit_code == 0, res.stderr
+    with open_store(root / "abl.h5") as st:
+        delta = st.heads()["ablation_delta"].values
+        assert delta.shape == (2, 4) and np.all(np.isfinite(delta))
+    res = invoke("view", str(store), "-o", str(root / "v.html"))
+    assert res.exit_code == 0, res.stderr
+    assert f"{N} example(s)" in res.stderr + res.stdout and (root / "v.html").stat().st_size > 10_000
+
+
+def test_diff_between_families_with_other_tokens_is_refused(tmp_path_factory, family_tokenizers) -> None:
+    """Same shape (2 x 4) but other tokens: a comparison of heads needs the same tokens, and says so in one line."""
+    stores = {}
+    for family in ("bert", "xlm-roberta"):
+        root = tmp_path_factory.mktemp(f"cross-{family}")
+        model = build_tiny_model(root / "m", family, tokenizer=family_tokenizers[FAMILY_TOKENIZERS[family]])
+        stores[family] = root / "x.h5"
+        assert invoke("extract", "-m", str(model), "-n", "2", "--device", "cpu", "-q", "-o", str(stores[family])).exit_code == 0
+    out = tmp_path_factory.mktemp("cross") / "never.h5"
+    one_line_error(invoke("diff", str(stores["bert"]), str(stores["xlm-roberta"]), "-o", str(out)), 3, "same tokenizer")
+    assert not out.exists()
+
+
+def test_unsupported_families_are_refused_on_the_command_line(tmp_path: Path) -> None:
+    for family, says in (("megatron-bert", "no adapter"), ("gpt2", "causal decoder models are not supported yet")):
+        model = build_tiny_model(tmp_path / family, family)
+        out = tmp_path / f"{family}.h5"
+        one_line_error(invoke("extract", "-m", str(model), "-n", "2", "--device", "cpu", "-q", "-o", str(out)), 5, family, says)
+        assert not out.exists()
