@@ -53,6 +53,7 @@ class ExtractOptions:
     quiet: bool = False
     shard: str | None = None  # "i/n"; None: from RANK/WORLD_SIZE or Slurm array variables, else no split
     quantities: tuple[str, ...] = ("weights",)  # schema.QUANTITIES: weights always; norms, norms_normalised, rollout, flow
+    maps: str = "full"  # full | topk:K | none (schema.parse_maps): what the store keeps of the weights' maps
 
 
 @dataclass
@@ -185,6 +186,13 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     quantities = parse_quantities(opts.quantities)
     check_flow_length(quantities, opts.max_length)
     weights_only = tuple(quantities) == (S.Q_WEIGHTS,)
+    try:
+        maps_mode, topk = S.parse_maps(opts.maps)
+    except ValueError as e:
+        raise InputError(f"--maps {e}") from None
+    if maps_mode != S.MAPS_FULL and not weights_only:
+        raise InputError(f"--maps {opts.maps} with --quantities {','.join(quantities)}: only full maps can be kept with other quantities; "
+                         "extract them in a run of their own")
     check_output_path(out, force=opts.force or opts.resume)
     task, ds = load_examples(opts.data)
     shard = resolve_shard(opts.shard)
@@ -193,7 +201,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     n_total = len(examples)
     job = {"model": lm.fingerprint, "model_name": lm.path, "data": ds.source, "split": ds.split, "ids": [e.id for e in examples],
            "options": {k: v for k, v in asdict(opts).items() if k not in ("resume", "force", "quiet", "locking", "device", "batch_size", "part_size", "shard")
-                       and not (k == "quantities" and tuple(quantities) == (S.Q_WEIGHTS,))}}  # weights only: the fingerprint of before quantities existed
+                       and not (k == "quantities" and tuple(quantities) == (S.Q_WEIGHTS,)) and not (k == "maps" and maps_mode == S.MAPS_FULL)}}  # weights only: the fingerprint of before quantities existed
     job_fingerprint = hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()
     shard_attrs: dict[str, Any] = {}
     if shard is not None:
@@ -206,7 +214,8 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     job_key = {"job": job_fingerprint, "shard": shard_attrs, "part_size": opts.part_size}
     writer = AttentionStoreWriter(out, job_key=job_key, n_examples=len(examples), part_size=opts.part_size, n_layers=lm.n_layers,
                                   n_heads=lm.n_heads, encoding=opts.encoding, compression=opts.compression, force=opts.force,
-                                  resume=opts.resume, locking=opts.locking, quantities=quantities)
+                                  resume=opts.resume, locking=opts.locking, quantities=quantities,
+                                  maps=maps_mode, topk=topk)
     if writer.removed_leftover is not None:
         info(f"removed {writer.removed_leftover}: the parts of {out}, left by a run stopped after its store was complete")
     pending = writer.pending()
@@ -235,7 +244,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
                     batch_enc = [enc[i] for i in idx]
                     batch = collate(batch_enc, pad, lm.device, lm.token_types)
                     if weights_only:  # streamed: statistics and the stored copy as each layer is computed
-                        capture = BatchCapture(batch_enc, lm.n_layers, lm.n_heads, opts.encoding, lm.device, lm.windows)
+                        capture = BatchCapture(batch_enc, lm.n_layers, lm.n_heads, opts.encoding, lm.device, lm.windows, maps_mode, topk)
                         forward_streaming(lm.model, batch, lm.n_layers, capture)
                         background.submit(("batch", idx, *capture.results()))
                     else:  # norms, rollout, flow need every layer's maps (and the value norms) of the batch at once
@@ -255,7 +264,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
         "selection": {"limit": opts.data.limit, "sample": opts.data.sample, "seed": opts.data.seed, "n": len(examples)},
         "attn_implementation": ATTN_IMPLEMENTATION, "max_length": opts.max_length, "truncation": opts.truncation,
         "encoding": opts.encoding, "compression": opts.compression, "job_fingerprint": job_fingerprint, "n_total": n_total,
-        "quantities": list(quantities),
+        "quantities": list(quantities), "maps": S.maps_label(maps_mode, topk),
         **shard_attrs,
     }
     label = [np.nan if e.label is None else float(e.label) for e in examples]
