@@ -61,7 +61,7 @@ def test_topk_rows_hold_the_full_maps_largest_weights_argmax_first(demo_store: P
 @covers("extract", "--maps")
 def test_analyses_needing_maps_refuse_a_store_without_them_naming_the_option(sparse_stores: dict[str, Path], tmp_path: Path) -> None:
     top, none = str(sparse_stores[f"topk:{K}"]), str(sparse_stores["none"])
-    for cmd in (["classify", top, "-o", str(tmp_path / "p.h5")], ["cluster", none, "-o", str(tmp_path / "c.h5")],
+    for cmd in (["cluster", none, "-o", str(tmp_path / "c.h5")],
                 ["words", top, "-o", str(tmp_path / "w.h5")], ["diff", top, top, "-o", str(tmp_path / "d.h5")]):
         one_line_error(invoke(*cmd), EXIT_STORE, "rerun extract with --maps full")
     one_line_error(invoke("view", none, "-o", str(tmp_path / "v.html")), EXIT_STORE, "--maps topk:K")
@@ -98,3 +98,24 @@ def test_check_and_merge_understand_topk_shards(tmp_path: Path) -> None:
     full = tmp_path / "f.h5"
     assert invoke("extract", "-o", str(full), "-n", "3", "--max-length", "16", "--device", "cpu", "-q").exit_code == 0
     one_line_error(invoke("merge", str(shards[0]), str(full), "-o", str(tmp_path / "x.h5")), EXIT_STORE)
+
+
+def test_classify_on_stores_without_maps_gives_the_full_maps_labels_and_shares(demo_store: Path, sparse_stores: dict[str, Path], tmp_path: Path) -> None:
+    """The rule classifier's features are computed during extraction from the values a full store holds."""
+    from bertsecrets_cli.store.reader import read_patterns
+
+    outs = {}
+    for name, src in (("full", demo_store), *sparse_stores.items()):
+        outs[name] = tmp_path / f"p-{name.replace(':', '')}.h5"
+        res = invoke("classify", str(src), "-o", str(outs[name]), "-q")
+        assert res.exit_code == 0, res.stderr
+    with open_store(outs["full"]) as f:
+        want = read_patterns(f)
+        want_shares = f.array("patterns/overall_shares"), f.array("patterns/layer_shares")
+    for name in sparse_stores:
+        with open_store(outs[name]) as g:
+            got = read_patterns(g)
+            np.testing.assert_array_equal(got.labels, want.labels)
+            np.testing.assert_array_equal(got.features, want.features)
+            np.testing.assert_array_equal(g.array("patterns/overall_shares"), want_shares[0])
+            np.testing.assert_array_equal(g.array("patterns/layer_shares"), want_shares[1])

@@ -117,11 +117,14 @@ def summary_table(heads: dict[str, np.ndarray], n_layers: int, context: str = ""
 class _PartSink:
     """The writer thread's side of extract: opens a part, puts each batch's examples back in example order, closes it.
 
-    Messages: ("begin", index, start, end, encoded), ("batch", positions, maps, stats[, extras]), ("end",).
+    Messages: ("begin", index, start, end, encoded), ("batch", positions, maps, stats[, extras[, stored maps]]), ("end",).
+    With stored maps (extract --maps topk/none), each example's rule-classifier features are computed from them here,
+    off the model's thread, exactly as classify computes them from a full store's maps.
     """
 
-    def __init__(self, writer: Any) -> None:
+    def __init__(self, writer: Any, encoding: str = "float16", windows: Any = ()) -> None:
         self.writer = writer
+        self.encoding, self.windows = encoding, list(windows)
         self._part: Any = None  # the open part's context manager
         self._pw: Any = None
 
@@ -133,12 +136,21 @@ class _PartSink:
             self._waiting: dict[int, tuple[Any, ...]] = {}
             self._next = 0
         elif msg[0] == "batch":
-            _, positions, maps, stats, *more = msg  # more: per example, the other quantities' (maps, stats)
+            _, positions, maps, stats, *more = msg  # more: per example, the other quantities' (maps, stats); the stored maps
             extras = more[0] if more else None
+            dense = more[1] if len(more) > 1 else None
             for j, i in enumerate(positions):
-                self._waiting[i] = (maps[j], stats[j], extras[j] if extras is not None else None)
+                feats = None
+                if dense is not None:
+                    from bertsecrets_cli.analysis.patterns import map_features
+
+                    enc = self._enc[i]
+                    values = dense[j].astype(np.float32) / (255.0 if self.encoding == "uint8" else 1.0)  # as Store reads them
+                    feats = map_features(values, enc.special, enc.type_ids, windows=self.windows)
+                self._waiting[i] = (maps[j], stats[j], extras[j] if extras is not None else None, feats)
             while self._next in self._waiting:
-                self._pw.add(self._enc[self._next], *self._waiting.pop(self._next))
+                m, s, x, feats = self._waiting.pop(self._next)
+                self._pw.add(self._enc[self._next], m, s, x, features=feats)
                 self._next += 1
         elif msg[0] == "end":
             if self._waiting:
@@ -223,7 +235,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     if opts.resume and done:
         info(f"resuming: {done} of {len(examples)} examples already extracted")
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    sink = _PartSink(writer)
+    sink = _PartSink(writer, opts.encoding, lm.windows)
     # tokenising and forward passes here; HDF5 writing on one thread behind a bounded queue (jobs.writer_thread)
     with writer.removed_unless_a_part_is_done(), graceful_stop() as stop, progress(len(examples), f"extract {lm.name}", quiet=opts.quiet) as advance, \
             WriterThread(sink.handle, sink.close, maxsize=WRITE_QUEUE_BATCHES) as background:
@@ -246,7 +258,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
                     if weights_only:  # streamed: statistics and the stored copy as each layer is computed
                         capture = BatchCapture(batch_enc, lm.n_layers, lm.n_heads, opts.encoding, lm.device, lm.windows, maps_mode, topk)
                         forward_streaming(lm.model, batch, lm.n_layers, capture)
-                        background.submit(("batch", idx, *capture.results()))
+                        background.submit(("batch", idx, *capture.results(), None, capture.stored_maps()))
                     else:  # norms, rollout, flow need every layer's maps (and the value norms) of the batch at once
                         _, probs, norms = forward_with_norms(lm.model, batch, lm.n_layers, norms=needs_norms(quantities))
                         stats = batch_head_stats(probs, *token_masks(batch_enc, lm.device), windows=lm.windows)

@@ -101,19 +101,28 @@ class BatchCapture:
             self.topk_views = [(self.index[int(self.offsets[j0]) : int(self.offsets[j1])].view(j1 - j0, n_layers, n_heads, t, min(topk, t)),
                                 self.rest[int(self.rest_offsets[j0]) : int(self.rest_offsets[j1])].view(j1 - j0, n_layers, n_heads, t))
                                for j0, j1, t, _ in self.runs]
+        # topk, none: each example's stored maps kept for this batch too, for the classifier's features (extract's writer)
+        self.dense: torch.Tensor | None = None
+        if maps != "full":
+            full_sizes = [n_layers * n_heads * t * t for t in self.lengths]
+            self.dense_offsets = np.concatenate([[0], np.cumsum(full_sizes)]).astype(np.int64)
+            self.dense = torch.empty(int(self.dense_offsets[-1]), dtype=STORED_DTYPES[encoding], device=device)
+            self.dense_views = [self.dense[int(self.dense_offsets[j0]) : int(self.dense_offsets[j1])].view(j1 - j0, n_layers, n_heads, t, t)
+                                for j0, j1, t, _ in self.runs]
         self.seen = 0
 
     def __call__(self, layer: int, probs: torch.Tensor, real: torch.Tensor) -> None:
         p = probs.float()  # no copy for a float32 model
         self._statistics(layer, p)
         for r, (j0, j1, t, view) in enumerate(self.runs):
-            if self.mode == "none":
-                break
             src = p[j0:j1, :, :t, :t]
             if self.encoding == "uint8":
                 src = torch.round(src.clamp(0.0, 1.0) * 255.0)  # as store.writer.encode_values: rint(clip(x) * 255)
             if self.mode == "full":
                 view[:, layer].copy_(src)
+                continue
+            self.dense_views[r][:, layer].copy_(src)
+            if self.mode == "none":
                 continue
             # top-k of the values as stored (so they equal a full store's values there), largest first and, among
             # equal values, the lower key position first: position 0 is then the full map's np.argmax
@@ -193,3 +202,10 @@ class BatchCapture:
             out.append((index[a:b].reshape(shape), host[a:b].reshape(shape),
                         rest[int(self.rest_offsets[j]) : int(self.rest_offsets[j + 1])].reshape(self.L, self.H, t)))
         return out, stats.cpu().numpy()
+
+    def stored_maps(self) -> list[np.ndarray] | None:
+        """topk, none: each example's maps [L, H, T, T] as a full store would hold them (encoded), for this batch only; full: None."""
+        if self.dense is None:
+            return None
+        host = self.dense.cpu().numpy()
+        return [host[int(self.dense_offsets[j]) : int(self.dense_offsets[j + 1])].reshape(self.L, self.H, t, t) for j, t in enumerate(self.lengths)]

@@ -195,6 +195,11 @@ def merge_attention_stores(paths: list[str | Path], out: str | Path, *, copy: bo
                 w.put_array("examples/attention_offset", np.concatenate([[0], np.cumsum(per_ex)[:-1]]).astype(np.int64))
             else:
                 w.put_array("examples/attention_offset", np.zeros(len(length), np.int64))
+            if mode != S.MAPS_FULL:  # the classifier's features of every map
+                feats = w.appender(S.MAP_FEATURES, np.float32, ordered[0].h5[S.MAP_FEATURES].shape[1:])
+                _concat_stats(ordered, S.MAP_FEATURES, feats)
+                feats.flush()
+                feats.ds.attrs["names"] = ordered[0].h5[S.MAP_FEATURES].attrs["names"]
             if mode.startswith("topk:"):  # the sparse maps are copied (they are small), their offsets rebuilt
                 t = length.astype(np.int64)
                 sizes = L * H * t * np.minimum(t, ordered[0].topk)

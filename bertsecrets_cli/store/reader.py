@@ -291,6 +291,18 @@ class Store:
             raise StoreError(f"{self.name}: example {i} has top-k key positions or weights out of range (damaged)")
         return index, values, rest
 
+    def has_map_features(self) -> bool:
+        """The rule classifier's features of every map were stored by extract (--maps topk or none)."""
+        return S.MAP_FEATURES in self.h5 and self.quantity == S.Q_WEIGHTS
+
+    def iter_map_features(self, start: int = 0, end: int | None = None, block: int = 1024) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, features float32 [L, H, F]) of examples [start, end) as extract stored them (names: the dataset's attribute)."""
+        end = self.n_examples if end is None else end
+        for b0 in range(start, end, block):
+            rows = self._read(S.MAP_FEATURES, slice(b0, min(b0 + block, end)))
+            for j, f in enumerate(rows):
+                yield b0 + j, f
+
     def sparse_attention(self, i: int) -> np.ndarray:
         """Example ``i``'s maps float32 [L, H, T, T]: every weight of a full store; of a top-k store, each row's top K at
         their positions and 0 elsewhere (those values equal a full store's there)."""

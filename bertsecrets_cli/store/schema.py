@@ -33,7 +33,7 @@ ATTENTION_MAPS = "attention/maps"
 STATS_PER_EXAMPLE = "stats/per_example"
 
 # datasets with one row per example (first axis), whatever kind holds them: `check` verifies their lengths
-PER_EXAMPLE_DATASETS = ("stats/per_example", "patterns/labels", "patterns/features", "patterns/token_attention",
+PER_EXAMPLE_DATASETS = ("stats/per_example", "stats/map_features", "patterns/labels", "patterns/features", "patterns/token_attention",
                         "per_example/cosine", "per_example/js_divergence",
                         *(f"{q}/{d}" for q in ("norms", "norms_normalised", "rollout", "flow", "flow_raw") for d in ("per_example", "offset")))
 
@@ -120,6 +120,9 @@ MAPS_FULL, MAPS_NONE = "full", "none"
 TOPK_INDEX = "attention/topk_index"  # uint16 key positions
 TOPK_VALUE = "attention/topk_value"  # the stored values (the store's encoding)
 TOPK_REST = "attention/topk_rest"  # float32 [layer, head, query] per example: 1 - the sum of the row's top K (float32 sums)
+# extract --maps topk/none: the rule classifier's features of every map (analysis.patterns.FEATURES, names attribute),
+# computed from the stored values during extraction, so classify needs no maps
+MAP_FEATURES = "stats/map_features"  # float32 [N, L, H, F]
 TOPK_OFFSET = "examples/topk_offset"  # int64 [N]: start of each example in topk_index / topk_value
 
 

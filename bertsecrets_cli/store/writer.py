@@ -551,14 +551,25 @@ class AttentionPartWriter:
         self.stats = w.appender(S.STATS_PER_EXAMPLE, np.float32, (n_layers, n_heads, len(S.STAT_NAMES)))
         self.text = w.appender("tokens/text", _str_dtype())
         self.length = w.appender("examples/length", np.int32)
+        if maps != S.MAPS_FULL:
+            from bertsecrets_cli.analysis.patterns import FEATURES
+
+            self.features = w.appender(S.MAP_FEATURES, np.float32, (n_layers, n_heads, len(FEATURES)))
+            self.features.ds.attrs["names"] = json.dumps(list(FEATURES))
         if maps == "topk":
             self.topk = (w.appender(S.TOPK_INDEX, np.uint16, chunk_rows=S.CHUNK_VALUES, compression=compression, fletcher32=True, writeback=True),
                          w.appender(S.TOPK_VALUE, _ENC_DTYPE[encoding], chunk_rows=S.CHUNK_VALUES, compression=compression, fletcher32=True, writeback=True),
                          w.appender(S.TOPK_REST, np.float32, chunk_rows=S.CHUNK_VALUES // 2, compression=compression, fletcher32=True))
         self.count = 0
 
-    def add(self, enc: Any, attention: np.ndarray, stats: np.ndarray, extra: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
-        """One example: its Encoded tokens, attention [L, H, T, T] and stats [L, H, K]; ``extra``: name -> (maps, stats) of the other quantities."""
+    def add(self, enc: Any, attention: Any, stats: np.ndarray, extra: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+            features: np.ndarray | None = None) -> None:
+        """One example: its Encoded tokens, attention [L, H, T, T] (topk: (positions, values, rest); none: None) and stats [L, H, K];
+        ``extra``: name -> (maps, stats) of the other quantities; ``features``: the classifier's [L, H, F] (topk, none)."""
+        if self.mode != S.MAPS_FULL:
+            if features is None:
+                raise ValueError("a part without full maps needs each example's classifier features")
+            self.features.append(np.asarray(features, np.float32)[None])
         given = set(extra or {})
         if given != set(self.extra):
             raise ValueError(f"part expects quantities {sorted(self.extra)}, got {sorted(given)}")
@@ -714,6 +725,8 @@ class AttentionStoreWriter:
             f[S.G_ATTENTION].attrs["layout"] = "flat, example-major; each example [layer, head, query, key] cropped to its length"
             f[S.G_ATTENTION].attrs["compression"] = self.compression
             names = ("tokens/ids", "tokens/type_ids", "tokens/special", "tokens/offsets", "tokens/text", "examples/length")
+            if self.maps_mode != S.MAPS_FULL:
+                names += (S.MAP_FEATURES,)
             if self.maps_mode == "topk":
                 names += (S.TOPK_INDEX, S.TOPK_VALUE, S.TOPK_REST)
             grow = {n: w.appender(n, None) for n in names}
