@@ -18,6 +18,51 @@ from bertsecrets_cli.store import schema as S
 
 MAX_LENGTH_LIMIT = 4096
 WRITE_QUEUE_BATCHES = 4  # batches waiting for the writer thread: bounds memory when the disk is slower than the model
+# A batch holds at most batch_size x BUDGET_LENGTH^2 attention values per map: --batch-size examples of up to 32 tokens,
+# fewer of longer ones. Without it a batch's maps grow with its longest example squared, and the longest example
+# grows with the corpus (a long tail): peak memory grew with N on real data (1.10x at 800 vs 100 SST-2 sentences).
+BUDGET_LENGTH = 32
+
+
+HEAP_MMAP_THRESHOLD = 1 << 17
+
+
+def bound_heap() -> None:
+    """Blocks of 1 MiB and more from mmap, returned to the system when freed (glibc only; elsewhere nothing).
+
+    glibc raises its mmap threshold each time a large block is freed, up to 32 MiB, so the maps of batches of
+    varying shapes end up on the heap, which fragments: peak RSS grew 8% from 80 to 800 long-tailed examples
+    (benchmarks/extract_overhead.py --mem-n). A fixed threshold (which also stops that adjustment) keeps it flat."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, HEAP_MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def batch_plan(lengths: list[int], batch_size: int, budget_length: int = BUDGET_LENGTH) -> list[list[int]]:
+    """Positions of each batch: sorted by length inside windows of 4 x batch_size (less padding), then cut so that a
+    batch has at most ``batch_size`` examples and ``batch_size * budget_length**2`` values per map (B x T^2)."""
+    budget = batch_size * budget_length**2
+    out: list[list[int]] = []
+    window = 4 * batch_size
+    for w0 in range(0, len(lengths), window):
+        cur: list[int] = []
+        for i in sorted(range(w0, min(w0 + window, len(lengths))), key=lambda i: lengths[i]):
+            t = lengths[i]  # the longest so far: sorted ascending
+            if cur and (len(cur) == batch_size or (len(cur) + 1) * t * t > budget):
+                out.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            out.append(cur)
+    return out
 
 
 @dataclass
@@ -189,6 +234,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     from bertsecrets_cli.store.writer import AttentionStoreWriter, check_output_path
 
     check_common(opts.max_length, opts.batch_size)
+    bound_heap()
     if opts.encoding not in S.ENCODINGS:
         raise InputError(f"--encoding {opts.encoding}: choose one of {', '.join(S.ENCODINGS)}")
     if opts.part_size < 1:
@@ -244,30 +290,26 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
             part_ex = examples[start:end]
             enc = encode_examples(lm.tokenizer, [(e.text_a, e.text_b) for e in part_ex], opts.max_length, opts.truncation)
             background.submit(("begin", index, start, end, enc))
-            # sort by length inside small windows (less padding); the writer puts examples back in order,
-            # and the window bounds memory whatever the part size
-            window = 4 * opts.batch_size
-            for w0 in range(0, len(enc), window):
-                order = sorted(range(w0, min(w0 + window, len(enc))), key=lambda i: enc[i].length)
-                for b in range(0, len(order), opts.batch_size):
-                    if stop.requested:
-                        raise Interrupted(f"{out}: stopped by {stop.signal}; {start} of {len(examples)} examples are kept; rerun with --resume to finish")
-                    idx = order[b : b + opts.batch_size]
-                    batch_enc = [enc[i] for i in idx]
-                    batch = collate(batch_enc, pad, lm.device, lm.token_types)
-                    if weights_only:  # streamed: statistics and the stored copy as each layer is computed
-                        capture = BatchCapture(batch_enc, lm.n_layers, lm.n_heads, opts.encoding, lm.device, lm.windows, maps_mode, topk)
-                        forward_streaming(lm.model, batch, lm.n_layers, capture)
-                        background.submit(("batch", idx, *capture.results(), None, capture.stored_maps()))
-                    else:  # norms, rollout, flow need every layer's maps (and the value norms) of the batch at once
-                        _, probs, norms = forward_with_norms(lm.model, batch, lm.n_layers, norms=needs_norms(quantities))
-                        stats = batch_head_stats(probs, *token_masks(batch_enc, lm.device), windows=lm.windows)
-                        host_dtype = torch.float16 if opts.encoding == "float16" else torch.float32
-                        extras = batch_extras(probs, norms, batch_enc, quantities, dtype=host_dtype)
-                        probs = probs.to(host_dtype).cpu().numpy()
-                        maps = [probs[j, :, :, : e.length, : e.length] for j, e in enumerate(batch_enc)]
-                        background.submit(("batch", idx, maps, stats, extras))
-                    advance(len(idx))
+            # sort by length inside small windows (less padding), at most a fixed number of attention values per
+            # batch (batch_plan); the writer puts examples back in order, and memory is bounded whatever the part size
+            for idx in batch_plan([e.length for e in enc], opts.batch_size):
+                if stop.requested:
+                    raise Interrupted(f"{out}: stopped by {stop.signal}; {start} of {len(examples)} examples are kept; rerun with --resume to finish")
+                batch_enc = [enc[i] for i in idx]
+                batch = collate(batch_enc, pad, lm.device, lm.token_types)
+                if weights_only:  # streamed: statistics and the stored copy as each layer is computed
+                    capture = BatchCapture(batch_enc, lm.n_layers, lm.n_heads, opts.encoding, lm.device, lm.windows, maps_mode, topk)
+                    forward_streaming(lm.model, batch, lm.n_layers, capture)
+                    background.submit(("batch", idx, *capture.results(), None, capture.stored_maps()))
+                else:  # norms, rollout, flow need every layer's maps (and the value norms) of the batch at once
+                    _, probs, norms = forward_with_norms(lm.model, batch, lm.n_layers, norms=needs_norms(quantities))
+                    stats = batch_head_stats(probs, *token_masks(batch_enc, lm.device), windows=lm.windows)
+                    host_dtype = torch.float16 if opts.encoding == "float16" else torch.float32
+                    extras = batch_extras(probs, norms, batch_enc, quantities, dtype=host_dtype)
+                    probs = probs.to(host_dtype).cpu().numpy()
+                    maps = [probs[j, :, :, : e.length, : e.length] for j, e in enumerate(batch_enc)]
+                    background.submit(("batch", idx, maps, stats, extras))
+                advance(len(idx))
             background.submit(("end",))
     provenance = {
         **tool_attrs(),
