@@ -154,7 +154,7 @@ def _column_mass_by_rows(att, cols, window):  # noqa: ANN001, ANN202
     return np.array([np.mean([att[h, i, cols].sum() for i in picked]) for h in range(att.shape[0])])
 
 
-@pytest.mark.parametrize("quantities", [("weights",), ("weights", "norms")])
+@pytest.mark.parametrize("quantities", [("weights",), ("weights", "norms_normalised")])
 def test_modernbert_store_records_windows_and_local_column_means_skip_rows_out_of_reach(quantities, tiny_model_factory, tmp_path) -> None:
     """The store says which layers are local; a local layer's [CLS]/[SEP]/punct means are over the rows that can reach them."""
     from bertsecrets_cli.jobs.extract import DataOptions, ExtractOptions, run_extract
@@ -178,6 +178,14 @@ def test_modernbert_store_records_windows_and_local_column_means_skip_rows_out_o
                 for layer, w in enumerate((-1, 2)):
                     np.testing.assert_allclose(stats[i, layer, :, k], _column_mass_by_rows(att[layer], cols, w), rtol=2e-3, atol=1e-3)
         assert far and names[1:4] == ["cls", "sep", "punct"]  # some example has rows that cannot reach [CLS] in the local layer
+        if "norms_normalised" in quantities:  # the norm-based maps are 0 outside the window too: the same reading
+            nq = st.select_quantity("norms_normalised")
+            _, nstats = nq.stats()
+            for i in range(st.n_examples):
+                att = nq.attention(i).astype(np.float64)
+                cls = st.tokens(i).special == CLS
+                for layer, w in enumerate((-1, 2)):
+                    np.testing.assert_allclose(nstats[i, layer, :, 1], _column_mass_by_rows(att[layer], cls, w), rtol=2e-3, atol=1e-3)
 
 
 def test_pattern_features_of_a_local_layer_count_only_what_its_rows_can_see() -> None:

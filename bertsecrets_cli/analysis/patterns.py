@@ -93,8 +93,6 @@ def map_features(att: np.ndarray, special: np.ndarray, type_ids: np.ndarray, t: 
     query cannot see keys outside its window, so there the special mass and the stripe are means over the
     rows that can reach those columns, and a row's entropy is scaled by the log of the keys it can see.
     """
-    import numpy as np
-
     if any(w >= 0 for w in windows):
         out = _map_features(att, special, type_ids, t, -1)
         for layer, w in enumerate(windows):

@@ -305,7 +305,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
                     _, probs, norms = forward_with_norms(lm.model, batch, lm.n_layers, norms=needs_norms(quantities))
                     stats = batch_head_stats(probs, *token_masks(batch_enc, lm.device), windows=lm.windows)
                     host_dtype = torch.float16 if opts.encoding == "float16" else torch.float32
-                    extras = batch_extras(probs, norms, batch_enc, quantities, dtype=host_dtype)
+                    extras = batch_extras(probs, norms, batch_enc, quantities, dtype=host_dtype, windows=lm.windows)
                     probs = probs.to(host_dtype).cpu().numpy()
                     maps = [probs[j, :, :, : e.length, : e.length] for j, e in enumerate(batch_enc)]
                     background.submit(("batch", idx, maps, stats, extras))

@@ -57,7 +57,7 @@ def normalise_rows(norms: Any) -> Any:
 
 
 def batch_extras(probs: Any, norms: Any, encoded: Sequence[Any], quantities: Sequence[str], *, stats: bool = True,
-                 dtype: Any = None) -> list[dict[str, tuple[np.ndarray, np.ndarray | None]]]:
+                 dtype: Any = None, windows: Sequence[int] = ()) -> list[dict[str, tuple[np.ndarray, np.ndarray | None]]]:
     """Per example of a padded batch: quantity -> (maps cropped to its length, stats [L, H', 7] or None).
 
     ``probs``/``norms`` are torch [B, L, H, T, T] (norms None when not asked for); weights themselves are
@@ -80,7 +80,7 @@ def batch_extras(probs: Any, norms: Any, encoded: Sequence[Any], quantities: Seq
             raise ValueError("norms were not captured")
         normalised = normalise_rows(norms.float())
         masks = token_masks(list(encoded), norms.device) if stats else None
-        norm_stats = batch_head_stats(normalised, *masks) if stats else None
+        norm_stats = batch_head_stats(normalised, *masks, windows=windows) if stats else None  # windows: local layers
         for q, maps in (("norms", norms), ("norms_normalised", normalised)):
             if q not in extras:
                 continue
