@@ -75,16 +75,14 @@ def make_data(task: str, data: str | None, n: int, folder: Path, join: int = 1) 
 
 
 def batches(lm: Any, examples: list[Any], max_length: int, batch_size: int) -> tuple[list[dict], int]:
-    """extract's batches: encode, sort by length inside windows of 4 batches, pad (see jobs.extract)."""
+    """extract's batches: encode, sort by length inside windows of 4 batches, cut by jobs.extract.batch_plan, pad."""
     from bertsecrets_cli.model.tokenize import collate, encode_examples
 
     enc = encode_examples(lm.tokenizer, [(e.text_a, e.text_b) for e in examples], max_length)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    out, window = [], 4 * batch_size
-    for w0 in range(0, len(enc), window):
-        order = sorted(range(w0, min(w0 + window, len(enc))), key=lambda i: enc[i].length)
-        for b in range(0, len(order), batch_size):
-            out.append(collate([enc[i] for i in order[b : b + batch_size]], pad, lm.device, lm.token_types))
+    from bertsecrets_cli.jobs.extract import batch_plan
+
+    out = [collate([enc[i] for i in idx], pad, lm.device, lm.token_types) for idx in batch_plan([e.length for e in enc], batch_size)]
     return out, sum(e.length for e in enc)
 
 
@@ -133,9 +131,41 @@ def preloaded(lm: Any) -> None:
     load.load_model = lambda *a, **k: lm
 
 
+def long_tail_file(out: Path, rows: int, seed: int = 0) -> str:
+    """A TSV (sentence, label) of ``rows`` examples, each 1..8 consecutive demo sentences (train+dev) joined, the count
+    drawn from a geometric distribution (p = 0.5): half are one sentence, a quarter two, ... a long tail to 8 sentences
+    (up to ~180 pieces, cut at --max-length), like reviews or paragraphs rather than SST-2's single phrases."""
+    import random
+
+    from bertsecrets_cli.data.sources import load_dataset
+    from bertsecrets_cli.data.tasks import get_task
+
+    spec = get_task("sst2")
+    pool = load_dataset(spec, None, "train").examples + load_dataset(spec, None, "dev").examples
+    rng = random.Random(seed)
+    with open(out, "w") as fh:
+        fh.write("sentence\tlabel\n")
+        for i in range(rows):
+            k = 1
+            while k < 8 and rng.random() < 0.5:
+                k += 1
+            start = rng.randrange(len(pool))
+            text = " ".join(pool[(start + j) % len(pool)].text_a for j in range(k)).replace("\t", " ")
+            fh.write(f"{text}\t{pool[start].label}\n")
+    return f"{out}: {rows} rows, 1-8 demo sentences joined per row (geometric, p = 0.5)"
+
+
 def child(args: argparse.Namespace) -> None:
     """Peak RSS (MiB) of one extract of --child examples, in this fresh process."""
     with tempfile.TemporaryDirectory() as d:
+        if args.mem_data:  # the first --child examples of the user's file, as they are
+            from bertsecrets_cli.jobs.extract import DataOptions, ExtractOptions, run_extract
+
+            run_extract(ExtractOptions(data=DataOptions(task=args.task, data=args.mem_data, limit=args.child), device=args.device,
+                                       batch_size=args.batch_size, max_length=args.max_length, quiet=True, force=True),
+                        Path(d) / "o.h5", command="benchmark")
+            print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            return
         data, _ = make_data(args.task, args.data, args.child, Path(d), args.join)
         extract_side(None, data, args.task, Path(d) / "o.h5", args)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -186,8 +216,19 @@ def main() -> None:
     ap.add_argument("--assembly", action="store_true", help="also the cost of assembling the store from one part vs four")
     ap.add_argument("--sizes", action="store_true", help="also bytes per value: float16, --compression lzf, --encoding uint8")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 keeps CPU time honest on a loaded machine")
+    ap.add_argument("--mem-data", help="memory mode over this data file (TSV/CSV/JSONL or GLUE folder, its dev split): its first "
+                    "--mem-n and 10x --mem-n examples, as they are (no joining, no repeats)")
+    ap.add_argument("--mem-only", action="store_true", help="only the peak RSS at --mem-n and 10x (no timing)")
+    ap.add_argument("--make-long-tail", metavar="OUT.tsv", help="write a long-tailed TSV from the demo data (--rows rows) and stop")
+    ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--child", type=int)
     args = ap.parse_args()
+    if args.make_long_tail:
+        print(long_tail_file(Path(args.make_long_tail), args.rows))
+        return
+    if args.mem_only:
+        memory(args)
+        return
     if args.threads:
         import torch
 
@@ -258,15 +299,25 @@ def main() -> None:
             print(f"with --compression lzf: {lzf.stat().st_size / values:.3f} bytes per value; --encoding uint8: "
                   f"{u8.stat().st_size / values:.3f}, max abs error {err:.4f}")
     if args.mem_n:
+        memory(args)
+
+
+def memory(args: argparse.Namespace) -> None:
+    """Peak RSS of extract at --mem-n and 10x --mem-n examples, each a fresh process."""
+    if args.mem_n:
         mem = {}
         for n in (args.mem_n, 10 * args.mem_n):
             cmd = [sys.executable, __file__, "--child", str(n), "--task", args.task, "--device", args.device,
                    "--batch-size", str(args.batch_size), "--max-length", str(args.max_length), "--join", str(args.join),
-                   *(["--data", args.data] if args.data else [])]
+                   *(["--data", args.data] if args.data else []), *(["--mem-data", args.mem_data] if args.mem_data else []),
+                   *(["--threads", str(args.threads)] if args.threads else [])]
             res = subprocess.run(cmd, capture_output=True, text=True, check=True)
             mem[n] = float(res.stdout.strip().splitlines()[-1])
-        with tempfile.TemporaryDirectory() as d:
-            _, note = make_data(args.task, args.data, 10 * args.mem_n, Path(d), args.join)
+        if args.mem_data:
+            note = f"the first examples of {args.mem_data}"
+        else:
+            with tempfile.TemporaryDirectory() as d:
+                _, note = make_data(args.task, args.data, 10 * args.mem_n, Path(d), args.join)
         a, b = args.mem_n, 10 * args.mem_n
         print(f"peak RSS of extract as a process: {mem[a]:.0f} MiB at {a} examples, {mem[b]:.0f} MiB at {b} ({note}); "
               f"ratio {mem[b] / mem[a]:.3f} (target <= 1.05)")

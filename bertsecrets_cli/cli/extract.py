@@ -28,6 +28,9 @@ def extract(
     part_size: c.PartSizeOpt = 4096,
     quantities: c.QuantitiesOpt = "weights",
     stride: Annotated[Optional[int], typer.Option("--stride", help="Read --data as a corpus (.txt: one document; .jsonl: 'text' per line) cut into windows of --max-length tokens starting every STRIDE tokens; each window is an example, its document and character span are stored.")] = None,
+    maps: Annotated[str, typer.Option("--maps", help="What to keep of the maps: full (default), topk:K (each row's K largest weights, "
+                                      "their key positions and the row's remaining mass; view and plot --example read it) or none "
+                                      "(statistics and classify's features only). See the README's 'Maps at scale'.")] = "full",
     shard: c.ShardOpt = None,
     device: c.DeviceOpt = "auto",
     resume: c.ResumeOpt = False,
@@ -58,7 +61,7 @@ def extract(
         opts = ExtractOptions(
             model=model, data=c.data_options(task, data, split, limit, sample, seed, text_columns, label_column, id_column),
             max_length=max_length, batch_size=batch_size, device=device, encoding=encoding, compression=compression,
-            part_size=part_size, shard=shard, quantities=tuple(quantities.split(",")), stride=stride, resume=resume, force=force or output == "-", locking=False if no_locking else None, quiet=quiet,
+            part_size=part_size, shard=shard, quantities=tuple(quantities.split(",")), stride=stride, maps=maps, resume=resume, force=force or output == "-", locking=False if no_locking else None, quiet=quiet,
         )
         with output_path(output) as path:
             res = run_extract(opts, path)

@@ -85,7 +85,9 @@ def _check_quantity(st: Any, name: str, q: str, rep: Any) -> None:
     spec = S.quantity(q)
     tag = "" if q == S.Q_WEIGHTS else f" ({q})"
     what = "attention" if q == S.Q_WEIGHTS else q
-    if st.has(spec.maps):
+    if q == S.Q_WEIGHTS and st.maps_mode != S.MAPS_FULL:
+        _check_sparse_maps(st, name, rep)
+    elif st.has(spec.maps):
         lengths = st.lengths().astype(np.int64)
         if (lengths < 1).any():
             raise StoreError(f"{name}: example {int(np.argmin(lengths))} has length {int(lengths.min())}")
@@ -117,3 +119,30 @@ def _check_quantity(st: Any, name: str, q: str, rep: Any) -> None:
         if hq.values.shape != (st.n_layers, st.n_heads):
             raise StoreError(f"{name}: per-head quantity {qname}{tag} has shape {hq.values.shape}, expected {(st.n_layers, st.n_heads)}")
     rep.checks.append((f"per-head quantities{tag}", f"{len(st.heads())} of shape {st.n_layers}x{st.n_heads}"))
+
+
+def _check_sparse_maps(st: Any, name: str, rep: Any) -> None:
+    """A store extracted with --maps topk:K or none: no map values; top-k offsets, sizes, positions and weights."""
+    L, H = st.n_layers, st.n_heads
+    lengths = st.lengths().astype(np.int64)
+    if st.h5[S.ATTENTION_MAPS].shape[0] != 0 or np.any(st.array("examples/attention_offset") != 0):
+        raise StoreError(f"{name}: extracted with --maps {st.maps_mode} but holds full map values")
+    if st.maps_mode == S.MAPS_NONE:
+        rep.checks.append(("maps", "none kept (extract --maps none): statistics only"))
+        return
+    k = np.minimum(lengths, st.topk)
+    per_ex = L * H * lengths * k
+    expect = np.concatenate([[0], np.cumsum(per_ex)[:-1]]) if len(lengths) else np.zeros(0, np.int64)
+    if not np.array_equal(st.array(S.TOPK_OFFSET), expect):
+        raise StoreError(f"{name}: top-k offsets are inconsistent with the example lengths")
+    for ds, n in ((S.TOPK_INDEX, int(per_ex.sum())), (S.TOPK_VALUE, int(per_ex.sum())), (S.TOPK_REST, int(L * H * lengths.sum()))):
+        if st.h5[ds].shape[0] != n:
+            raise StoreError(f"{name}: {ds} holds {st.h5[ds].shape[0]} values, the index says {n}")
+    worst = 0.0
+    for i in range(len(lengths)):
+        _, values, rest = st.topk_attention(i)  # positions in range, weights finite and not negative, checksums read
+        if values.size and (np.any(np.diff(values, axis=-1) > 0) or values.max() > 1 + 1e-3):
+            raise StoreError(f"{name}: example {i} has top-k weights out of order or above 1")
+        worst = max(worst, float(np.abs(values.sum(-1) + rest - 1).max()) if values.size else 0.0)
+    rep.checks.append(("maps", f"top {st.topk} per row (extract --maps {st.maps_mode}): {len(lengths)} examples, "
+                               f"rows' top-k plus remaining mass sum to 1 (max error {worst:.1e})"))

@@ -140,11 +140,34 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
             tokens = iter_tokens(st, start=s0, end=s1)
             windows = st.attention_windows().tolist()  # local (sliding-window) layers: positions outside are masked
             causal = st.causal  # a decoder's lower-triangular maps: the first position is the sink
-            for i, att in st.iter_attention(list(range(s0, s1)) if shard is not None else None, block_values=opts.block_values):
+            stored = st.maps_mode != "full" and st.has_map_features()
+            if stored:  # extract --maps topk/none kept every map's features: the rules need no maps
+                if cnn is not None or ling is not None:
+                    raise StoreError(f"{store_path}: holds no full maps (extract --maps {st.maps_mode}); --classifier and --spacy need them: "
+                                     "rerun extract with --maps full")
+                names = st.attrs("stats/map_features")["names"]
+                names = json.loads(names) if isinstance(names, str) else list(names)
+                if list(names) != list(P.FEATURES):
+                    raise StoreError(f"{store_path}: its stored classifier features ({', '.join(names)}) are not this version's; rerun extract")
+                source_iter = st.iter_map_features(s0, s1)
+            else:
+                source_iter = st.iter_attention(list(range(s0, s1)) if shard is not None else None, block_values=opts.block_values)
+            for i, att in source_iter:
                 if stop.requested:
                     raise Interrupted(f"{out or store_path}: stopped by {stop.signal} after {i - s0} of {N} examples; nothing was written (rerun the command)")
                 j, tk = next(tokens)
                 assert j == i, "attention and tokens are both read in store order"
+                if stored:  # att holds the features; no token attention without the maps
+                    feats = att
+                    labels = P.classify_features(feats)
+                    tv = np.full((L, H, K), np.nan, np.float32)
+                    for c in range(C):
+                        counts[..., c] += labels == c
+                    two += int(len(np.unique(tk.type_ids[tk.special == NORMAL])) > 1)
+                    if pw is not None:
+                        pw.add(labels, feats, tv)
+                    advance(1)
+                    continue
                 T = att.shape[-1]
                 labels, feats = P.classify_maps(att, tk.special, tk.type_ids, windows=windows, causal=causal)
                 if cnn is not None:

@@ -18,6 +18,51 @@ from bertsecrets_cli.store import schema as S
 
 MAX_LENGTH_LIMIT = 4096
 WRITE_QUEUE_BATCHES = 4  # batches waiting for the writer thread: bounds memory when the disk is slower than the model
+# A batch holds at most batch_size x BUDGET_LENGTH^2 attention values per map: --batch-size examples of up to 32 tokens,
+# fewer of longer ones. Without it a batch's maps grow with its longest example squared, and the longest example
+# grows with the corpus (a long tail): peak memory grew with N on real data (1.10x at 800 vs 100 SST-2 sentences).
+BUDGET_LENGTH = 32
+
+
+HEAP_MMAP_THRESHOLD = 1 << 17
+
+
+def bound_heap() -> None:
+    """Blocks of 1 MiB and more from mmap, returned to the system when freed (glibc only; elsewhere nothing).
+
+    glibc raises its mmap threshold each time a large block is freed, up to 32 MiB, so the maps of batches of
+    varying shapes end up on the heap, which fragments: peak RSS grew 8% from 80 to 800 long-tailed examples
+    (benchmarks/extract_overhead.py --mem-n). A fixed threshold (which also stops that adjustment) keeps it flat."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, HEAP_MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def batch_plan(lengths: list[int], batch_size: int, budget_length: int = BUDGET_LENGTH) -> list[list[int]]:
+    """Positions of each batch: sorted by length inside windows of 4 x batch_size (less padding), then cut so that a
+    batch has at most ``batch_size`` examples and ``batch_size * budget_length**2`` values per map (B x T^2)."""
+    budget = batch_size * budget_length**2
+    out: list[list[int]] = []
+    window = 4 * batch_size
+    for w0 in range(0, len(lengths), window):
+        cur: list[int] = []
+        for i in sorted(range(w0, min(w0 + window, len(lengths))), key=lambda i: lengths[i]):
+            t = lengths[i]  # the longest so far: sorted ascending
+            if cur and (len(cur) == batch_size or (len(cur) + 1) * t * t > budget):
+                out.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            out.append(cur)
+    return out
 
 
 @dataclass
@@ -54,6 +99,7 @@ class ExtractOptions:
     shard: str | None = None  # "i/n"; None: from RANK/WORLD_SIZE or Slurm array variables, else no split
     quantities: tuple[str, ...] = ("weights",)  # schema.QUANTITIES: weights always; norms, norms_normalised, rollout, flow
     stride: int | None = None  # --data is a corpus cut into windows of --max-length tokens starting every stride tokens
+    maps: str = "full"  # full | topk:K | none (schema.parse_maps): what the store keeps of the weights' maps
 
 
 @dataclass
@@ -129,11 +175,14 @@ def summary_table(heads: dict[str, np.ndarray], n_layers: int, context: str = ""
 class _PartSink:
     """The writer thread's side of extract: opens a part, puts each batch's examples back in example order, closes it.
 
-    Messages: ("begin", index, start, end, encoded), ("batch", positions, maps, stats[, extras]), ("end",).
+    Messages: ("begin", index, start, end, encoded), ("batch", positions, maps, stats[, extras[, stored maps]]), ("end",).
+    With stored maps (extract --maps topk/none), each example's rule-classifier features are computed from them here,
+    off the model's thread, exactly as classify computes them from a full store's maps.
     """
 
-    def __init__(self, writer: Any) -> None:
+    def __init__(self, writer: Any, encoding: str = "float16", windows: Any = (), causal: bool = False) -> None:
         self.writer = writer
+        self.encoding, self.windows, self.causal = encoding, list(windows), causal
         self._part: Any = None  # the open part's context manager
         self._pw: Any = None
 
@@ -145,12 +194,21 @@ class _PartSink:
             self._waiting: dict[int, tuple[Any, ...]] = {}
             self._next = 0
         elif msg[0] == "batch":
-            _, positions, maps, stats, *more = msg  # more: per example, the other quantities' (maps, stats)
+            _, positions, maps, stats, *more = msg  # more: per example, the other quantities' (maps, stats); the stored maps
             extras = more[0] if more else None
+            dense = more[1] if len(more) > 1 else None
             for j, i in enumerate(positions):
-                self._waiting[i] = (maps[j], stats[j], extras[j] if extras is not None else None)
+                feats = None
+                if dense is not None:
+                    from bertsecrets_cli.analysis.patterns import map_features
+
+                    enc = self._enc[i]
+                    values = dense[j].astype(np.float32) / (255.0 if self.encoding == "uint8" else 1.0)  # as Store reads them
+                    feats = map_features(values, enc.special, enc.type_ids, windows=self.windows, causal=self.causal)
+                self._waiting[i] = (maps[j], stats[j], extras[j] if extras is not None else None, feats)
             while self._next in self._waiting:
-                self._pw.add(self._enc[self._next], *self._waiting.pop(self._next))
+                m, s, x, feats = self._waiting.pop(self._next)
+                self._pw.add(self._enc[self._next], m, s, x, features=feats)
                 self._next += 1
         elif msg[0] == "end":
             if self._waiting:
@@ -189,6 +247,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     from bertsecrets_cli.store.writer import AttentionStoreWriter, check_output_path
 
     check_common(opts.max_length, opts.batch_size)
+    bound_heap()
     if opts.encoding not in S.ENCODINGS:
         raise InputError(f"--encoding {opts.encoding}: choose one of {', '.join(S.ENCODINGS)}")
     if opts.part_size < 1:
@@ -198,6 +257,13 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     quantities = parse_quantities(opts.quantities)
     check_flow_length(quantities, opts.max_length)
     weights_only = tuple(quantities) == (S.Q_WEIGHTS,)
+    try:
+        maps_mode, topk = S.parse_maps(opts.maps)
+    except ValueError as e:
+        raise InputError(f"--maps {e}") from None
+    if maps_mode != S.MAPS_FULL and not weights_only:
+        raise InputError(f"--maps {opts.maps} with --quantities {','.join(quantities)}: only full maps can be kept with other quantities; "
+                         "extract them in a run of their own")
     check_output_path(out, force=opts.force or opts.resume)
     windows = None
     if opts.stride is None:
@@ -220,7 +286,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     n_total = len(examples)
     job = {"model": lm.fingerprint, "model_name": lm.path, "data": ds.source, "split": ds.split, "ids": [e.id for e in examples],
            "options": {k: v for k, v in asdict(opts).items() if k not in ("resume", "force", "quiet", "locking", "device", "batch_size", "part_size", "shard")
-                       and not (k == "quantities" and tuple(quantities) == (S.Q_WEIGHTS,))}}  # weights only: the fingerprint of before quantities existed
+                       and not (k == "quantities" and tuple(quantities) == (S.Q_WEIGHTS,)) and not (k == "maps" and maps_mode == S.MAPS_FULL)}}  # weights only: the fingerprint of before quantities existed
     job_fingerprint = hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()
     shard_attrs: dict[str, Any] = {}
     if shard is not None:
@@ -233,7 +299,8 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     job_key = {"job": job_fingerprint, "shard": shard_attrs, "part_size": opts.part_size}
     writer = AttentionStoreWriter(out, job_key=job_key, n_examples=len(examples), part_size=opts.part_size, n_layers=lm.n_layers,
                                   n_heads=lm.n_heads, encoding=opts.encoding, compression=opts.compression, force=opts.force,
-                                  resume=opts.resume, locking=opts.locking, quantities=quantities)
+                                  resume=opts.resume, locking=opts.locking, quantities=quantities,
+                                  maps=maps_mode, topk=topk)
     if writer.removed_leftover is not None:
         info(f"removed {writer.removed_leftover}: the parts of {out}, left by a run stopped after its store was complete")
     pending = writer.pending()
@@ -241,7 +308,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     if opts.resume and done:
         info(f"resuming: {done} of {len(examples)} examples already extracted")
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    sink = _PartSink(writer)
+    sink = _PartSink(writer, opts.encoding, lm.windows, lm.causal)
     # tokenising and forward passes here; HDF5 writing on one thread behind a bounded queue (jobs.writer_thread)
     with writer.removed_unless_a_part_is_done(), graceful_stop() as stop, progress(len(examples), f"extract {lm.name}", quiet=opts.quiet) as advance, \
             WriterThread(sink.handle, sink.close, maxsize=WRITE_QUEUE_BATCHES) as background:
@@ -250,32 +317,28 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
             part_ex = examples[start:end]
             enc = encode_examples(lm.tokenizer, [(e.text_a, e.text_b) for e in part_ex], opts.max_length, opts.truncation)
             background.submit(("begin", index, start, end, enc))
-            # sort by length inside small windows (less padding); the writer puts examples back in order,
-            # and the window bounds memory whatever the part size
-            window = 4 * opts.batch_size
-            for w0 in range(0, len(enc), window):
-                order = sorted(range(w0, min(w0 + window, len(enc))), key=lambda i: enc[i].length)
-                for b in range(0, len(order), opts.batch_size):
-                    if stop.requested:
-                        raise Interrupted(f"{out}: stopped by {stop.signal}; {start} of {len(examples)} examples are kept; rerun with --resume to finish")
-                    idx = order[b : b + opts.batch_size]
-                    batch_enc = [enc[i] for i in idx]
-                    batch = collate(batch_enc, pad, lm.device, lm.token_types)
-                    if lm.causal:  # the statistics' [CLS] column is the first position, the sink (stored kinds unchanged)
-                        batch_enc = [sink_first(e) for e in batch_enc]
-                    if weights_only:  # streamed: statistics and the stored copy as each layer is computed
-                        capture = BatchCapture(batch_enc, lm.n_layers, lm.n_heads, opts.encoding, lm.device, lm.windows)
-                        forward_streaming(lm.model, batch, lm.n_layers, capture)
-                        background.submit(("batch", idx, *capture.results()))
-                    else:  # norms, rollout, flow need every layer's maps (and the value norms) of the batch at once
-                        _, probs, norms = forward_with_norms(lm.model, batch, lm.n_layers, norms=needs_norms(quantities))
-                        stats = batch_head_stats(probs, *token_masks(batch_enc, lm.device), windows=lm.windows)
-                        host_dtype = torch.float16 if opts.encoding == "float16" else torch.float32
-                        extras = batch_extras(probs, norms, batch_enc, quantities, dtype=host_dtype, windows=lm.windows)
-                        probs = probs.to(host_dtype).cpu().numpy()
-                        maps = [probs[j, :, :, : e.length, : e.length] for j, e in enumerate(batch_enc)]
-                        background.submit(("batch", idx, maps, stats, extras))
-                    advance(len(idx))
+            # sort by length inside small windows (less padding), at most a fixed number of attention values per
+            # batch (batch_plan); the writer puts examples back in order, and memory is bounded whatever the part size
+            for idx in batch_plan([e.length for e in enc], opts.batch_size):
+                if stop.requested:
+                    raise Interrupted(f"{out}: stopped by {stop.signal}; {start} of {len(examples)} examples are kept; rerun with --resume to finish")
+                batch_enc = [enc[i] for i in idx]
+                batch = collate(batch_enc, pad, lm.device, lm.token_types)
+                if lm.causal:  # the statistics' [CLS] column is the first position, the sink (stored kinds unchanged)
+                    batch_enc = [sink_first(e) for e in batch_enc]
+                if weights_only:  # streamed: statistics and the stored copy as each layer is computed
+                    capture = BatchCapture(batch_enc, lm.n_layers, lm.n_heads, opts.encoding, lm.device, lm.windows, maps_mode, topk)
+                    forward_streaming(lm.model, batch, lm.n_layers, capture)
+                    background.submit(("batch", idx, *capture.results(), None, capture.stored_maps()))
+                else:  # norms, rollout, flow need every layer's maps (and the value norms) of the batch at once
+                    _, probs, norms = forward_with_norms(lm.model, batch, lm.n_layers, norms=needs_norms(quantities))
+                    stats = batch_head_stats(probs, *token_masks(batch_enc, lm.device), windows=lm.windows)
+                    host_dtype = torch.float16 if opts.encoding == "float16" else torch.float32
+                    extras = batch_extras(probs, norms, batch_enc, quantities, dtype=host_dtype, windows=lm.windows)
+                    probs = probs.to(host_dtype).cpu().numpy()
+                    maps = [probs[j, :, :, : e.length, : e.length] for j, e in enumerate(batch_enc)]
+                    background.submit(("batch", idx, maps, stats, extras))
+                advance(len(idx))
             background.submit(("end",))
     provenance = {
         **tool_attrs(),
@@ -284,7 +347,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
         "selection": {"limit": opts.data.limit, "sample": opts.data.sample, "seed": opts.data.seed, "n": len(examples)},
         "attn_implementation": ATTN_IMPLEMENTATION, "max_length": opts.max_length, "truncation": opts.truncation,
         "encoding": opts.encoding, "compression": opts.compression, "job_fingerprint": job_fingerprint, "n_total": n_total,
-        "quantities": list(quantities),
+        "quantities": list(quantities), "maps": S.maps_label(maps_mode, topk),
         **shard_attrs,
     }
     label = [np.nan if e.label is None else float(e.label) for e in examples]

@@ -331,7 +331,8 @@ def _plot_map(st: Any, opts: PlotOptions, name: str, model: str) -> PlotResult:
         raise InputError(f"{name}: {S.a_store(st.kind)} holds no attention maps; give a store written by extract")
     li, hi = resolve_head(opts.layer, opts.head, st.n_layers, st.n_heads)
     i = resolve_example(st, opts.example, name)
-    att = st.attention(i)[li, hi]
+    st.require_maps("topk", "plot --example")
+    att = st.sparse_attention(i)[li, hi]  # a top-k store: each row's top K, 0 elsewhere
     tokens = st.tokens(i).text
     ex_id = st.example_ids()[i]
     _, data, n, _ = store_context(st)

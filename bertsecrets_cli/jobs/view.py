@@ -236,10 +236,12 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
             if word_level:
                 tok, maps, units = _word_store_example(st, i)
             else:
-                tok, maps = st.tokens(i), st.attention(i)  # of the selected quantity
+                # of the selected quantity; of a top-k store (extract --maps topk:K) each row's strongest links, 0 elsewhere
+                tok, maps = st.tokens(i), st.sparse_attention(i)
                 units = _word_units(tok, (text_a[pos], text_b[pos]))
             row_sums = maps.sum(-1)  # a store kept as uint8 is off by up to half a step (1/510) per value
-            distribution = distribution and bool(np.all(maps >= -1e-3) and np.all(np.abs(row_sums - 1) < 2e-2 + maps.shape[-1] / 510))
+            sparse = not word_level and st.maps_mode.startswith("topk:")  # rows hold their top K only: drawn as is, like full rows
+            distribution = distribution and bool(sparse or (np.all(maps >= -1e-3) and np.all(np.abs(row_sums - 1) < 2e-2 + maps.shape[-1] / 510)))
             if opts.encoding == "uint8" and (maps.min() < -1e-3 or maps.max() > 1 + 1e-3):
                 raise InputError(f"{name}: --encoding uint8 holds values in [0, 1] only; the {opts.quantity} maps of example {i} reach "
                                  f"{float(maps.max()):.3g}; use float16")

@@ -34,10 +34,16 @@ def scratch(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
 class BatchCapture:
     """Call it with ``(layer, probs [B, H, T, T], key_is_real)`` for every layer, then take ``results()``."""
 
-    def __init__(self, encoded: Sequence[Encoded], n_layers: int, n_heads: int, encoding: str, device: Any, windows: Sequence[int] = ()) -> None:
+    def __init__(self, encoded: Sequence[Encoded], n_layers: int, n_heads: int, encoding: str, device: Any, windows: Sequence[int] = (),
+                 maps: str = "full", topk: int = 0) -> None:
+        """``maps``: full (every map kept), topk (each row's ``topk`` largest stored values, their key positions and the
+        row's remaining mass; schema.TOPK_*) or none (statistics only)."""
         if encoding not in STORED_DTYPES:
             raise ValueError(f"unknown encoding {encoding!r}")
+        if maps not in ("full", "topk", "none") or (maps == "topk" and topk < 1):
+            raise ValueError(f"unknown maps mode {maps!r} (k={topk})")
         self.encoding = encoding
+        self.mode, self.k = maps, topk
         self.L, self.H = n_layers, n_heads
         self.lengths = [e.length for e in encoded]
         B, T = len(encoded), max(self.lengths)
@@ -74,7 +80,9 @@ class BatchCapture:
         # per query row, before the means: entropy, cls, sep, punct, self [B, L, H, 5, T]; previous, next [B, L, H, 2, T-1]
         self.row_values = torch.empty(B, n_layers, n_heads, 5, T, dtype=torch.float32, device=device)  # every entry is written
         self.neighbour_values = torch.empty(B, n_layers, n_heads, 2, max(T - 1, 0), dtype=torch.float32, device=device)
-        sizes = [n_layers * n_heads * t * t for t in self.lengths]
+        # what is kept per example: t * t values per map (full), t * min(k, t) (topk), nothing (none)
+        per_row = {"full": lambda t: t, "topk": lambda t: min(topk, t), "none": lambda t: 0}[maps]
+        sizes = [n_layers * n_heads * t * per_row(t) for t in self.lengths]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.flat = torch.empty(int(self.offsets[-1]), dtype=STORED_DTYPES[encoding], device=device)
         # runs of equal length (a length-sorted batch has few): one copy per run and layer, not per example
@@ -83,19 +91,49 @@ class BatchCapture:
         for j in range(1, B + 1):
             if j == B or self.lengths[j] != self.lengths[j0]:
                 t = self.lengths[j0]
-                view = self.flat[int(self.offsets[j0]) : int(self.offsets[j])].view(j - j0, n_layers, n_heads, t, t)
+                view = self.flat[int(self.offsets[j0]) : int(self.offsets[j])].view(j - j0, n_layers, n_heads, t, per_row(t))
                 self.runs.append((j0, j, t, view))
                 j0 = j
+        if maps == "topk":
+            self.index = torch.empty(int(self.offsets[-1]), dtype=torch.int32, device=device)
+            self.rest_offsets = np.concatenate([[0], np.cumsum([n_layers * n_heads * t for t in self.lengths])]).astype(np.int64)
+            self.rest = torch.empty(int(self.rest_offsets[-1]), dtype=torch.float32, device=device)
+            self.topk_views = [(self.index[int(self.offsets[j0]) : int(self.offsets[j1])].view(j1 - j0, n_layers, n_heads, t, min(topk, t)),
+                                self.rest[int(self.rest_offsets[j0]) : int(self.rest_offsets[j1])].view(j1 - j0, n_layers, n_heads, t))
+                               for j0, j1, t, _ in self.runs]
+        # topk, none: each example's stored maps kept for this batch too, for the classifier's features (extract's writer)
+        self.dense: torch.Tensor | None = None
+        if maps != "full":
+            full_sizes = [n_layers * n_heads * t * t for t in self.lengths]
+            self.dense_offsets = np.concatenate([[0], np.cumsum(full_sizes)]).astype(np.int64)
+            self.dense = torch.empty(int(self.dense_offsets[-1]), dtype=STORED_DTYPES[encoding], device=device)
+            self.dense_views = [self.dense[int(self.dense_offsets[j0]) : int(self.dense_offsets[j1])].view(j1 - j0, n_layers, n_heads, t, t)
+                                for j0, j1, t, _ in self.runs]
         self.seen = 0
 
     def __call__(self, layer: int, probs: torch.Tensor, real: torch.Tensor) -> None:
         p = probs.float()  # no copy for a float32 model
         self._statistics(layer, p)
-        for j0, j1, t, view in self.runs:
+        for r, (j0, j1, t, view) in enumerate(self.runs):
             src = p[j0:j1, :, :t, :t]
             if self.encoding == "uint8":
                 src = torch.round(src.clamp(0.0, 1.0) * 255.0)  # as store.writer.encode_values: rint(clip(x) * 255)
-            view[:, layer].copy_(src)
+            if self.mode == "full":
+                view[:, layer].copy_(src)
+                continue
+            self.dense_views[r][:, layer].copy_(src)
+            if self.mode == "none":
+                continue
+            # top-k of the values as stored (so they equal a full store's values there), largest first and, among
+            # equal values, the lower key position first: position 0 is then the full map's np.argmax
+            stored = src.to(STORED_DTYPES[self.encoding]).float()
+            k = min(self.k, t)
+            values, order = torch.sort(stored, dim=-1, descending=True, stable=True)
+            index, rest = self.topk_views[r]
+            view[:, layer].copy_(values[..., :k])
+            index[:, layer].copy_(order[..., :k])
+            kept = torch.gather(p[j0:j1, :, :t, :t], -1, order[..., :k]).sum(-1)
+            rest[:, layer].copy_((1.0 - kept).clamp_min_(0.0))
         self.seen += 1
 
     def _statistics(self, layer: int, p: torch.Tensor) -> None:
@@ -127,8 +165,10 @@ class BatchCapture:
             nb[:, :, 0] = torch.diagonal(p, offset=-1, dim1=-2, dim2=-1)
             nb[:, :, 1] = torch.diagonal(p, offset=1, dim1=-2, dim2=-1)
 
-    def results(self) -> tuple[list[np.ndarray], np.ndarray]:
-        """-> (each example's stored maps [L, H, T, T] in the encoding, views of one host buffer; stats float32 [B, L, H, 7])."""
+    def results(self) -> tuple[list[Any], np.ndarray]:
+        """-> (per example: its stored maps [L, H, T, T] in the encoding (full), the tuple (key positions uint16 [L, H, T, K'],
+        values [L, H, T, K'], remaining mass float32 [L, H, T]) (topk), or None (none), views of host buffers;
+        stats float32 [B, L, H, 7])."""
         if self.seen != self.L:
             raise RuntimeError(f"captured {self.seen} layers, expected {self.L}")
         stats = torch.empty(*self.row_values.shape[:3], 7, dtype=torch.float32, device=self.rows.device)
@@ -147,6 +187,25 @@ class BatchCapture:
             stats[..., 5:] = torch.where((count == 0)[:, None, None, None], nan, nb)
         else:
             stats[..., 5:] = nan
+        if self.mode == "none":
+            return [None] * len(self.lengths), stats.cpu().numpy()
         host = self.flat.cpu().numpy()
-        maps = [host[int(self.offsets[j]) : int(self.offsets[j + 1])].reshape(self.L, self.H, t, t) for j, t in enumerate(self.lengths)]
-        return maps, stats.cpu().numpy()
+        if self.mode == "full":
+            maps = [host[int(self.offsets[j]) : int(self.offsets[j + 1])].reshape(self.L, self.H, t, t) for j, t in enumerate(self.lengths)]
+            return maps, stats.cpu().numpy()
+        index = self.index.cpu().numpy().astype(np.uint16)
+        rest = self.rest.cpu().numpy()
+        out: list[Any] = []
+        for j, t in enumerate(self.lengths):
+            a, b = int(self.offsets[j]), int(self.offsets[j + 1])
+            shape = (self.L, self.H, t, min(self.k, t))
+            out.append((index[a:b].reshape(shape), host[a:b].reshape(shape),
+                        rest[int(self.rest_offsets[j]) : int(self.rest_offsets[j + 1])].reshape(self.L, self.H, t)))
+        return out, stats.cpu().numpy()
+
+    def stored_maps(self) -> list[np.ndarray] | None:
+        """topk, none: each example's maps [L, H, T, T] as a full store would hold them (encoded), for this batch only; full: None."""
+        if self.dense is None:
+            return None
+        host = self.dense.cpu().numpy()
+        return [host[int(self.dense_offsets[j]) : int(self.dense_offsets[j + 1])].reshape(self.L, self.H, t, t) for j, t in enumerate(self.lengths)]

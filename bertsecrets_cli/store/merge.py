@@ -176,6 +176,10 @@ def merge_attention_stores(paths: list[str | Path], out: str | Path, *, copy: bo
         if any(s.attrs("attention").get("encoding", "float16") != enc for s in ordered):
             raise StoreError("shards use different --encoding")
         K = len(S.STAT_NAMES)
+        mode = ordered[0].maps_mode
+        for s in ordered[1:]:
+            if s.maps_mode != mode:
+                raise StoreError(f"{s.path}: extracted with --maps {s.maps_mode}, {ordered[0].path} with --maps {mode}; merge shards of one mode")
         with StoreWriter(out, "attention", force=force, locking=locking) as w:
             w.set_model(n_layers=L, n_heads=H, **{k: v for k, v in ordered[0].model_attrs().items() if k not in ("n_layers", "n_heads")})
             w.set_provenance(*merged_provenance(ordered, out, None if command is None else command.get("command", "")))
@@ -187,7 +191,26 @@ def merge_attention_stores(paths: list[str | Path], out: str | Path, *, copy: bo
             length = np.concatenate([s.lengths() for s in ordered]).astype(np.int32)
             w.put_array("examples/length", length)
             per_ex = L * H * length.astype(np.int64) ** 2
-            w.put_array("examples/attention_offset", np.concatenate([[0], np.cumsum(per_ex)[:-1]]).astype(np.int64))
+            if mode == S.MAPS_FULL:
+                w.put_array("examples/attention_offset", np.concatenate([[0], np.cumsum(per_ex)[:-1]]).astype(np.int64))
+            else:
+                w.put_array("examples/attention_offset", np.zeros(len(length), np.int64))
+            if mode != S.MAPS_FULL:  # the classifier's features of every map
+                feats = w.appender(S.MAP_FEATURES, np.float32, ordered[0].h5[S.MAP_FEATURES].shape[1:])
+                _concat_stats(ordered, S.MAP_FEATURES, feats)
+                feats.flush()
+                feats.ds.attrs["names"] = ordered[0].h5[S.MAP_FEATURES].attrs["names"]
+            if mode.startswith("topk:"):  # the sparse maps are copied (they are small), their offsets rebuilt
+                t = length.astype(np.int64)
+                sizes = L * H * t * np.minimum(t, ordered[0].topk)
+                w.put_array(S.TOPK_OFFSET, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64))
+                for name in (S.TOPK_INDEX, S.TOPK_VALUE, S.TOPK_REST):
+                    a = w.appender(name, ordered[0].h5[name].dtype, chunk_rows=S.CHUNK_VALUES, fletcher32=True)
+                    for s in ordered:
+                        src = s.h5[name]
+                        for s0 in range(0, src.shape[0], S.CHUNK_VALUES * 16):
+                            a.append(src[s0 : s0 + S.CHUNK_VALUES * 16])
+                    a.flush()
             w.put_array("examples/token_offset", np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64))
             for name, dt, tail in (("ids", np.int32, ()), ("type_ids", np.int8, ()), ("special", np.int8, ()), ("offsets", np.int32, (2,))):
                 a = w.appender(f"tokens/{name}", dt, tail)
@@ -202,7 +225,7 @@ def merge_attention_stores(paths: list[str | Path], out: str | Path, *, copy: bo
                     raise StoreError(f"{s.path}: holds {', '.join(s.quantities())}, {ordered[0].path} holds {', '.join(quantities)}")
             for q in quantities:
                 spec = S.quantity(q)
-                _merge_maps(f, w, ordered, spec, out, copy)
+                _merge_maps(f, w, ordered, spec, out, copy or (q == S.Q_WEIGHTS and mode != S.MAPS_FULL))  # nothing to reference
                 g = f[spec.group]
                 for k, v in ordered[0].attrs(spec.group).items():
                     g.attrs[k] = v

@@ -253,6 +253,78 @@ class Store:
     def _require_attention(self) -> None:
         if S.ATTENTION_MAPS not in self.h5:
             raise StoreError(f"{self.name}: holds no attention maps (it is {S.a_store(self.kind)}); give a store written by extract")
+        self.require_maps("full")
+
+    @property
+    def maps_mode(self) -> str:
+        """What the store keeps of the weights' maps: 'full', 'topk:K' or 'none' (extract --maps; schema.A_MAPS)."""
+        if S.G_ATTENTION not in self.h5:
+            return S.MAPS_FULL  # a result store: what it holds is checked by kind
+        return _decode(self.h5[S.G_ATTENTION].attrs.get(S.A_MAPS, S.MAPS_FULL))
+
+    @property
+    def topk(self) -> int:
+        """K of a top-k store, 0 otherwise."""
+        mode, k = S.parse_maps(self.maps_mode)
+        return k if mode == "topk" else 0
+
+    def require_maps(self, need: str, what: str = "this command") -> None:
+        """Refuse, in one StoreError line naming the extract option to rerun with, a store without the maps ``need``:
+        'full' (every map), 'topk' (full or top-k maps) or 'stats' (statistics; every attention store has them)."""
+        have = self.maps_mode
+        if need == "stats" or have == S.MAPS_FULL or (need == "topk" and have.startswith("topk:")):
+            return
+        if self.quantity != S.Q_WEIGHTS:
+            return  # other quantities are kept only by full extractions
+        want = "--maps full" if need == "full" else "--maps topk:K (or full)"
+        held = "only statistics" if have == S.MAPS_NONE else f"the top {self.topk} weights of each row"
+        raise StoreError(f"{self.name}: holds {held} (extract --maps {have}); {what} needs {'full maps' if need == 'full' else 'maps'}: "
+                         f"rerun extract with {want}")
+
+    def topk_attention(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Example ``i`` of a top-k store: (key positions int64 [L, H, T, K'], weights float32 [L, H, T, K'] largest first,
+        remaining mass float32 [L, H, T]); K' = min(K, T). A full store gives its own top K' (K' = T)."""
+        self._check_index(i)
+        L, H = self.n_layers, self.n_heads
+        T = int(self.h5["examples/length"][i])
+        if self.maps_mode == S.MAPS_FULL:
+            att = self.attention(i)
+            order = np.argsort(-att, axis=-1, kind="stable")
+            return order, np.take_along_axis(att, order, -1), np.zeros(att.shape[:-1], np.float32)
+        self.require_maps("topk")
+        k = min(self.topk, T)
+        off = int(self.h5[S.TOPK_OFFSET][i])
+        r0 = L * H * int(self.h5["examples/token_offset"][i])
+        shape = (L, H, T, k)
+        index = self._read(S.TOPK_INDEX, slice(off, off + L * H * T * k)).astype(np.int64).reshape(shape)
+        values = self._decode_values(self._read(S.TOPK_VALUE, slice(off, off + L * H * T * k))).reshape(shape)
+        rest = self._read(S.TOPK_REST, slice(r0, r0 + L * H * T)).astype(np.float32).reshape(L, H, T)
+        if self.validate and (index.size and int(index.max()) >= T or not np.all(np.isfinite(values)) or (values < 0).any()):
+            raise StoreError(f"{self.name}: example {i} has top-k key positions or weights out of range (damaged)")
+        return index, values, rest
+
+    def has_map_features(self) -> bool:
+        """The rule classifier's features of every map were stored by extract (--maps topk or none)."""
+        return S.MAP_FEATURES in self.h5 and self.quantity == S.Q_WEIGHTS
+
+    def iter_map_features(self, start: int = 0, end: int | None = None, block: int = 1024) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, features float32 [L, H, F]) of examples [start, end) as extract stored them (names: the dataset's attribute)."""
+        end = self.n_examples if end is None else end
+        for b0 in range(start, end, block):
+            rows = self._read(S.MAP_FEATURES, slice(b0, min(b0 + block, end)))
+            for j, f in enumerate(rows):
+                yield b0 + j, f
+
+    def sparse_attention(self, i: int) -> np.ndarray:
+        """Example ``i``'s maps float32 [L, H, T, T]: every weight of a full store; of a top-k store, each row's top K at
+        their positions and 0 elsewhere (those values equal a full store's there)."""
+        if self.maps_mode == S.MAPS_FULL:
+            return self.attention(i)
+        index, values, _ = self.topk_attention(i)
+        T = index.shape[2]
+        dense = np.zeros((*index.shape[:3], T), np.float32)
+        np.put_along_axis(dense, index, values, -1)
+        return dense
 
     def tokens(self, i: int) -> TokenInfo:
         self._check_index(i)

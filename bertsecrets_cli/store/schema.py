@@ -33,7 +33,7 @@ ATTENTION_MAPS = "attention/maps"
 STATS_PER_EXAMPLE = "stats/per_example"
 
 # datasets with one row per example (first axis), whatever kind holds them: `check` verifies their lengths
-PER_EXAMPLE_DATASETS = ("stats/per_example", "patterns/labels", "patterns/features", "patterns/token_attention",
+PER_EXAMPLE_DATASETS = ("stats/per_example", "stats/map_features", "patterns/labels", "patterns/features", "patterns/token_attention",
                         "per_example/cosine", "per_example/js_divergence",
                         *(f"{q}/{d}" for q in ("norms", "norms_normalised", "rollout", "flow", "flow_raw") for d in ("per_example", "offset")))
 
@@ -110,6 +110,36 @@ def quantity(name: str) -> Quantity:
     if name not in QUANTITIES:
         raise ValueError(f"unknown quantity {name!r}; choose one of {', '.join(QUANTITIES)}")
     return QUANTITIES[name]
+
+
+# --- maps modes (extract --maps): what an attention store keeps of the weights' maps ----------------
+# full: every map under attention/maps. topk:K: per query row the K largest stored values, largest first
+# (ties: the lower key position first, so position 0 is the full map's argmax), their key positions and the
+# row's remaining mass, flat and example-major like the maps ([layer, head, query, K'], K' = min(K, length)).
+# none: statistics only. attention/maps then exists with no values and examples/attention_offset is all 0.
+A_MAPS = "maps"  # attribute of the attention group; absent: full
+MAPS_FULL, MAPS_NONE = "full", "none"
+TOPK_INDEX = "attention/topk_index"  # uint16 key positions
+TOPK_VALUE = "attention/topk_value"  # the stored values (the store's encoding)
+TOPK_REST = "attention/topk_rest"  # float32 [layer, head, query] per example: 1 - the sum of the row's top K (float32 sums)
+# extract --maps topk/none: the rule classifier's features of every map (analysis.patterns.FEATURES, names attribute),
+# computed from the stored values during extraction, so classify needs no maps
+MAP_FEATURES = "stats/map_features"  # float32 [N, L, H, F]
+TOPK_OFFSET = "examples/topk_offset"  # int64 [N]: start of each example in topk_index / topk_value
+
+
+def parse_maps(text: str) -> tuple[str, int]:
+    """'full' -> ("full", 0), 'topk:8' -> ("topk", 8), 'none' -> ("none", 0); ValueError naming the choices otherwise."""
+    t = text.strip().lower()
+    if t in (MAPS_FULL, MAPS_NONE):
+        return t, 0
+    if t.startswith("topk:") and t[5:].isdigit() and 1 <= int(t[5:]) <= 4096:
+        return "topk", int(t[5:])
+    raise ValueError(f"{text!r}: choose full, topk:K (K from 1 to 4096) or none")
+
+
+def maps_label(mode: str, k: int) -> str:
+    return f"topk:{k}" if mode == "topk" else mode
 
 
 # attention value encodings

@@ -529,9 +529,11 @@ class AttentionPartWriter:
     """Examples [start, end) of an extraction: tokens, attention, per-head statistics."""
 
     def __init__(self, w: StoreWriter, start: int, end: int, n_layers: int, n_heads: int, encoding: str, compression: str,
-                 quantities: tuple[str, ...] = ()) -> None:
+                 quantities: tuple[str, ...] = (), maps: str = S.MAPS_FULL) -> None:
+        """``maps``: full, topk or none (schema.A_MAPS): what ``add`` is given as the attention."""
         self.w, self.start, self.end = w, start, end
         self.encoding = encoding
+        self.mode = maps
         f = w.h5
         # the other quantities (norms, rollout, ...): their maps and per-example statistics, same layout
         self.extra: dict[str, tuple[Appender, Appender, str]] = {}
@@ -549,10 +551,25 @@ class AttentionPartWriter:
         self.stats = w.appender(S.STATS_PER_EXAMPLE, np.float32, (n_layers, n_heads, len(S.STAT_NAMES)))
         self.text = w.appender("tokens/text", _str_dtype())
         self.length = w.appender("examples/length", np.int32)
+        if maps != S.MAPS_FULL:
+            from bertsecrets_cli.analysis.patterns import FEATURES
+
+            self.features = w.appender(S.MAP_FEATURES, np.float32, (n_layers, n_heads, len(FEATURES)))
+            self.features.ds.attrs["names"] = json.dumps(list(FEATURES))
+        if maps == "topk":
+            self.topk = (w.appender(S.TOPK_INDEX, np.uint16, chunk_rows=S.CHUNK_VALUES, compression=compression, fletcher32=True, writeback=True),
+                         w.appender(S.TOPK_VALUE, _ENC_DTYPE[encoding], chunk_rows=S.CHUNK_VALUES, compression=compression, fletcher32=True, writeback=True),
+                         w.appender(S.TOPK_REST, np.float32, chunk_rows=S.CHUNK_VALUES // 2, compression=compression, fletcher32=True))
         self.count = 0
 
-    def add(self, enc: Any, attention: np.ndarray, stats: np.ndarray, extra: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
-        """One example: its Encoded tokens, attention [L, H, T, T] and stats [L, H, K]; ``extra``: name -> (maps, stats) of the other quantities."""
+    def add(self, enc: Any, attention: Any, stats: np.ndarray, extra: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+            features: np.ndarray | None = None) -> None:
+        """One example: its Encoded tokens, attention [L, H, T, T] (topk: (positions, values, rest); none: None) and stats [L, H, K];
+        ``extra``: name -> (maps, stats) of the other quantities; ``features``: the classifier's [L, H, F] (topk, none)."""
+        if self.mode != S.MAPS_FULL:
+            if features is None:
+                raise ValueError("a part without full maps needs each example's classifier features")
+            self.features.append(np.asarray(features, np.float32)[None])
         given = set(extra or {})
         if given != set(self.extra):
             raise ValueError(f"part expects quantities {sorted(self.extra)}, got {sorted(given)}")
@@ -560,7 +577,13 @@ class AttentionPartWriter:
             m, st, enc_name = self.extra[name]
             m.append(encode_values(maps, enc_name).reshape(-1))
             st.append(qstats[None])
-        self.maps.append(encode_values(attention, self.encoding).reshape(-1))
+        if self.mode == S.MAPS_FULL:
+            self.maps.append(encode_values(attention, self.encoding).reshape(-1))
+        elif self.mode == "topk":
+            index, values, rest = attention
+            self.topk[0].append(np.asarray(index, dtype=np.uint16).reshape(-1))
+            self.topk[1].append(encode_values(values, self.encoding).reshape(-1))
+            self.topk[2].append(np.asarray(rest, dtype=np.float32).reshape(-1))
         self.ids.append(enc.ids)
         self.types.append(enc.type_ids)
         self.special.append(enc.special)
@@ -584,9 +607,13 @@ class AttentionStoreWriter:
 
     def __init__(self, path: str | Path, *, job_key: dict[str, Any], n_examples: int, part_size: int, n_layers: int, n_heads: int,
                  encoding: str = "float16", compression: str = "none", force: bool = False, resume: bool = False, locking: bool | None = None,
-                 quantities: tuple[str, ...] = ()) -> None:
-        """``quantities``: the kinds stored besides the weights (schema.QUANTITIES), e.g. ("norms", "rollout")."""
+                 quantities: tuple[str, ...] = (), maps: str = S.MAPS_FULL, topk: int = 0) -> None:
+        """``quantities``: the kinds stored besides the weights (schema.QUANTITIES), e.g. ("norms", "rollout");
+        ``maps``/``topk``: what is kept of the weights' maps (schema.A_MAPS)."""
         self.quantities = tuple(q for q in quantities if q != S.Q_WEIGHTS)
+        self.maps_mode, self.topk = maps, topk
+        if maps != S.MAPS_FULL and self.quantities:
+            raise ValueError("only the weights can be kept as top-k or statistics only")
         for q in self.quantities:
             S.quantity(q)
         self.parts_dir = Path(path).with_name(f".{Path(path).name}.parts")
@@ -663,7 +690,7 @@ class AttentionStoreWriter:
     @contextmanager
     def part(self, index: int, start: int, end: int) -> Iterator[AttentionPartWriter]:
         with StoreWriter(self.part_path(index), "part", final=False, locking=self.locking) as w:
-            pw = AttentionPartWriter(w, start, end, self.n_layers, self.n_heads, self.encoding, self.compression, self.quantities)
+            pw = AttentionPartWriter(w, start, end, self.n_layers, self.n_heads, self.encoding, self.compression, self.quantities, self.maps_mode)
             yield pw
             pw.close()
 
@@ -698,6 +725,10 @@ class AttentionStoreWriter:
             f[S.G_ATTENTION].attrs["layout"] = "flat, example-major; each example [layer, head, query, key] cropped to its length"
             f[S.G_ATTENTION].attrs["compression"] = self.compression
             names = ("tokens/ids", "tokens/type_ids", "tokens/special", "tokens/offsets", "tokens/text", "examples/length")
+            if self.maps_mode != S.MAPS_FULL:
+                names += (S.MAP_FEATURES,)
+            if self.maps_mode == "topk":
+                names += (S.TOPK_INDEX, S.TOPK_VALUE, S.TOPK_REST)
             grow = {n: w.appender(n, None) for n in names}
             stats = w.appender(S.STATS_PER_EXAMPLE, np.float32)
             f[S.G_STATS].attrs["names"] = json.dumps(list(S.STAT_NAMES))
@@ -723,7 +754,8 @@ class AttentionStoreWriter:
                     for s0 in range(0, src.shape[0], step):
                         maps.append(src[s0 : s0 + step])
                     for n, a in grow.items():
-                        a.append(p[n][...])
+                        for s0 in range(0, p[n].shape[0], step):  # in blocks: the top-k arrays are large
+                            a.append(p[n][s0 : s0 + step])
                     st = p[S.STATS_PER_EXAMPLE][...]
                     stats.append(st)
                     add_stats(st)
@@ -742,7 +774,15 @@ class AttentionStoreWriter:
                 per_ex = self.n_layers * per_layer * length.astype(np.int64) ** 2
                 return np.concatenate([[0], np.cumsum(per_ex)[:-1]]).astype(np.int64) if len(length) else np.zeros(0, np.int64)
 
-            w.put_array("examples/attention_offset", offsets(self.n_heads))
+            if self.maps_mode == S.MAPS_FULL:
+                w.put_array("examples/attention_offset", offsets(self.n_heads))
+            else:  # no maps: every example starts (and ends) at 0
+                w.put_array("examples/attention_offset", np.zeros(len(length), np.int64))
+                f[S.G_ATTENTION].attrs[S.A_MAPS] = S.maps_label(self.maps_mode, self.topk)
+            if self.maps_mode == "topk":
+                t = length.astype(np.int64)
+                per_ex = self.n_layers * self.n_heads * t * np.minimum(t, self.topk)
+                w.put_array(S.TOPK_OFFSET, np.concatenate([[0], np.cumsum(per_ex)[:-1]]).astype(np.int64) if len(t) else np.zeros(0, np.int64))
             for q in self.quantities:
                 spec = S.quantity(q)
                 w.put_array(spec.offset, offsets(self.n_heads if spec.per_head else 1))
