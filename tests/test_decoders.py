@@ -281,3 +281,30 @@ def test_ablate_metric_loss_equals_an_independent_next_token_loss(tmp_path) -> N
     n = len(tok(corpus.read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"])
     # non-overlapping windows of 23 tokens (24 minus the BOS), the last one ending at the text's end
     assert len(r.ids) == (n - 23) // 23 + 1 + ((n - 23) % 23 != 0) and all("#w" in i for i in r.ids)
+
+
+def test_a_decoders_statistics_only_store_classifies_as_its_full_maps(decoder_models, tmp_path) -> None:
+    """extract --maps none keeps the rule features of each causal map: classify reads them as it reads full causal maps."""
+    from typer.testing import CliRunner
+
+    from bertsecrets_cli.cli.app import app
+    from bertsecrets_cli.store.reader import open_store
+
+    runner = CliRunner()
+    model = str(decoder_models["llama"])
+    for mode in ("full", "none"):
+        res = runner.invoke(app, ["extract", "-m", model, "-n", "6", "--device", "cpu", "-q", "--maps", mode, "-o", str(tmp_path / f"{mode}.h5")])
+        assert res.exit_code == 0, res.stderr
+        res = runner.invoke(app, ["classify", str(tmp_path / f"{mode}.h5"), "-o", str(tmp_path / f"pat-{mode}.h5"), "-q"])
+        assert res.exit_code == 0, res.stderr
+    with open_store(tmp_path / "pat-full.h5") as full, open_store(tmp_path / "pat-none.h5") as none:
+        np.testing.assert_array_equal(none.h5["patterns/labels"][()], full.h5["patterns/labels"][()])
+        np.testing.assert_allclose(none.h5["patterns/features"][()], full.h5["patterns/features"][()], atol=1e-6)
+    # and the features are the causal reading: the same maps read as an encoder's would differ
+    from bertsecrets_cli.analysis.patterns import map_features
+
+    with open_store(tmp_path / "full.h5") as st, open_store(tmp_path / "pat-full.h5") as pat:
+        tok, att = st.tokens(1), st.attention(1).astype(np.float32)
+        want = map_features(att, tok.special, tok.type_ids, causal=True)
+        np.testing.assert_allclose(pat.h5["patterns/features"][1], want, atol=1e-6)
+        assert not np.allclose(map_features(att, tok.special, tok.type_ids, causal=False), want, atol=1e-6)
