@@ -32,7 +32,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
-    context_settings={"auto_envvar_prefix": "BERTSECRETS", "help_option_names": ["-h", "--help"]},
+    # no auto_envvar_prefix: click would then read BERTSECRETS_<OPTION> for every option, and a stray
+    # BERTSECRETS_VERSION or BERTSECRETS_INSTALL_COMPLETION in a cluster's environment would hijack every
+    # command. Only the variables the README documents (declared with envvar= on their options) are read.
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
