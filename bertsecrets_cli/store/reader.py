@@ -299,6 +299,29 @@ class Store:
         names = ds.attrs.get("names") if "names" in ds.attrs else self.h5[S.G_STATS].attrs["names"]
         return json.loads(_decode(names)), self._read(name, ...)
 
+    def stat_means(self, indices: list[int], block_rows: int = 4096) -> tuple[list[str], np.ndarray] | None:
+        """Means over examples ``indices`` of the per-example statistics of the selected quantity: (names, [L, H, K]).
+
+        NaN (an example without such a token) is left out of each mean, as extract and merge do; read a block
+        of rows at a time, so memory stays bounded at any store size. None: the store holds no such statistics.
+        """
+        name = self._q.per_example if S.ATTENTION_MAPS in self.h5 else S.STATS_PER_EXAMPLE
+        if name not in self.h5:
+            return None
+        ds = self.h5[name]
+        names = ds.attrs.get("names") if "names" in ds.attrs else self.h5[S.G_STATS].attrs["names"]
+        sums, counts = np.zeros(ds.shape[1:]), np.zeros(ds.shape[1:])
+        idx = np.unique(np.asarray(indices, dtype=np.int64))
+        for b in range(0, ds.shape[0], block_rows):
+            sel = idx[(idx >= b) & (idx < b + block_rows)] - b
+            if len(sel):
+                block = self._read(name, slice(b, min(b + block_rows, ds.shape[0])))[sel]
+                ok = ~np.isnan(block)
+                sums += np.where(ok, block, 0).sum(0)
+                counts += ok.sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return json.loads(_decode(names)), sums / counts
+
     def verify_sources(self) -> list[str]:
         """Problems with virtual datasets: a missing source file reads as fill values, silently."""
         import h5py
