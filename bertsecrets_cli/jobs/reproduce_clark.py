@@ -28,6 +28,9 @@ def check_inputs(opts: Any) -> None:
 
 
 def run_steps(run: Any, opts: Any, out: Path, first_task: str, model_arg: list[str], dev: list[str]) -> None:
+    """Clark et al.'s steps, each ``run.step(name, output, argv, fn(force, resume))`` (these finish in one go)."""
+    from dataclasses import replace
+
     from bertsecrets_cli.jobs.cluster import ClusterOptions, run_cluster
     from bertsecrets_cli.jobs.words import WordsOptions, run_words
 
@@ -35,22 +38,23 @@ def run_steps(run: Any, opts: Any, out: Path, first_task: str, model_arg: list[s
     pre, pat = st / f"{first_task}-pre.h5", st / f"{first_task}-pre.pat.h5"
     words, clusters, fig = st / f"{first_task}-pre.words.h5", st / f"{first_task}-pre.clusters.h5", out / "figures" / "clusters.png"
     run.step("Clark: word-level attention", words, ["words", str(pre), "-o", str(words)],
-             lambda: run_words(pre, words, WordsOptions(force=opts.force, quiet=opts.quiet)))
+             lambda f, r: run_words(pre, words, WordsOptions(force=f, quiet=opts.quiet)))
     run.step("Clark: head clustering", clusters, ["cluster", str(words), "-o", str(clusters), "--patterns", str(pat), "--figure", str(fig)],
-             lambda: run_cluster(words, clusters, ClusterOptions(patterns=str(pat), figure=str(fig), force=opts.force, quiet=opts.quiet)))
+             lambda f, r: run_cluster(words, clusters, ClusterOptions(patterns=str(pat), figure=str(fig), force=f, quiet=opts.quiet)))
     if getattr(opts, "coref", None):
         from bertsecrets_cli.jobs.coref import CorefOptions, run_coref
 
         path = st / "coreference.h5"
-        co = CorefOptions(data=opts.coref, model=opts.model, device=opts.device, force=opts.force, quiet=opts.quiet)
-        run.step("Clark: coreference heads", path, ["coref", opts.coref, *model_arg, "-o", str(path), *dev], lambda: run_coref(co, path))
+        co = CorefOptions(data=opts.coref, model=opts.model, device=opts.device, quiet=opts.quiet)
+        run.step("Clark: coreference heads", path, ["coref", opts.coref, *model_arg, "-o", str(path), *dev],
+                 lambda f, r: run_coref(replace(co, force=f), path))
     if getattr(opts, "probe_test", None):
         from bertsecrets_cli.jobs.probe import ProbeOptions, run_probe
 
         path = st / "probe.h5"
-        po = ProbeOptions(train=opts.conllu, test=opts.probe_test, model=opts.model, device=opts.device, force=opts.force, quiet=opts.quiet)
+        po = ProbeOptions(train=opts.conllu, test=opts.probe_test, model=opts.model, device=opts.device, quiet=opts.quiet)
         run.step("Clark: attention probe", path, ["probe", "--train", opts.conllu, "--test", opts.probe_test, *model_arg, "-o", str(path), *dev],
-                 lambda: run_probe(po, path))
+                 lambda f, r: run_probe(replace(po, force=f), path))
 
 
 def index_section(out: Path, cmp: Any, setup: str, table_md: Any, fmt: Any) -> list[str]:
