@@ -47,3 +47,33 @@ def test_a_missing_local_model_folder_is_called_a_missing_folder(tmp_path: Path,
     res = CliRunner().invoke(app, ["extract", "--model", "runs/nothere", "--limit", "2", "-o", "x.h5"])
     line = one_line_error(res, 3, "runs/nothere", "no such folder")
     assert "hub" not in line and not (tmp_path / "x.h5").exists()
+
+
+def _complete(shell: str, line: str) -> list[str]:
+    """What the completion script of ``shell`` (completions/) gets back from the program for ``line``."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "_BERTSECRETS_COMPLETE": f"complete_{shell}"}
+    if shell == "bash":
+        env.update(COMP_WORDS=line, COMP_CWORD=str(len(line.split()) - (0 if line.endswith(" ") else 1)))
+    else:
+        env["_TYPER_COMPLETE_ARGS"] = line
+        if shell == "fish":
+            env["_TYPER_COMPLETE_FISH_ACTION"] = "get-args"
+    code = "import sys; sys.argv[0] = 'bertsecrets'; from bertsecrets_cli.cli.app import app; app(prog_name='bertsecrets')"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120).stdout
+    return out.replace('"', " ").replace("(", " ").replace(")", " ").replace("'", " ").split()
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_option_values_with_fixed_choices_complete_in_every_shell(shell: str) -> None:
+    from bertsecrets_cli.jobs.ablate import MODES
+    from bertsecrets_cli.store.schema import ENCODINGS
+
+    words = _complete(shell, "bertsecrets extract --encoding ")
+    assert all(e in words for e in ENCODINGS)
+    words = _complete(shell, "bertsecrets ablate --mode ")
+    assert all(m in words for m in MODES)
+    words = _complete(shell, "bertsecrets extract --task s")
+    assert "sst2" in words and "stsb" in words and "mrpc" not in words

@@ -69,9 +69,9 @@ EXAMPLES = {
     "show": ("bertsecrets show abl.h5 --top 10 --abs",
              "bertsecrets show diff.h5 --quantity cosine --bottom --layer 6 --format json | jq '.[0].head'"),
     "framenet": ("bertsecrets framenet --framenet ~/data/fndata-1.7 --model runs/sst2 -o fn.h5",
-                 "bertsecrets framenet --conllu en_ewt-ud-dev.conllu --top 5 --format tsv --table heads"),
+                 "bertsecrets framenet --conllu en_ewt-ud-dev.conllu -o dep.h5 --top 5 --format tsv --table heads"),
     "ablate": ("bertsecrets ablate --model runs/sst2 --task sst2 -o abl.h5",
-               "bertsecrets ablate --model runs/mrpc --task mrpc --heads L2H3,L5H7 --no-sweep --bootstrap 1000"),
+               "bertsecrets ablate --model runs/sst2 --task sst2 --heads L2H3,L5H7 --no-sweep --bootstrap 1000 -o abl-two.h5"),
     "view": ("bertsecrets view pre.h5 -o view.html",
              "bertsecrets view ft.h5 --patterns ft.pat.h5 --diff diff.h5 --ablation abl.h5 --sample -n 16 -o view.html"),
 }

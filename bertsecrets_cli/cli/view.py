@@ -20,7 +20,7 @@ def view(
     sample: c.SampleOpt = False,
     seed: c.SeedOpt = 0,
     quantity: c.QuantityOpt = "weights",
-    encoding: Annotated[str, typer.Option("--encoding", help="Values in the page: float16 (exact to 3 digits) or uint8 (round(p*255), half the size).")] = "float16",
+    encoding: Annotated[str, typer.Option("--encoding", autocompletion=c.complete(("float16", "uint8")), help="Values in the page: float16 (exact to 3 digits) or uint8 (round(p*255), half the size).")] = "float16",
     title: Annotated[Optional[str], typer.Option("--title", help="The page's title (default: store and model name).")] = None,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
