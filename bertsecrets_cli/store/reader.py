@@ -240,7 +240,7 @@ class Store:
         if self.validate:
             problem = validation.quantity_problem(att, self.encoding, self.quantity)
             if problem is not None:
-                raise validation.refuse(self.name, index, problem)
+                raise self._refuse(index, problem)
         return att
 
     def attention(self, i: int) -> np.ndarray:
@@ -286,7 +286,7 @@ class Store:
                     problem = (validation.rows_problem(att, self.encoding, zero_rows=self.quantity == "norms_normalised") if values_ok
                                else validation.quantity_problem(att, self.encoding, self.quantity))
                     if problem is not None:
-                        raise validation.refuse(self.name, idx, problem)
+                        raise self._refuse(idx, problem)
                 yield idx, att
             k = j + 1
 
@@ -321,6 +321,16 @@ class Store:
                 counts += ok.sum(0)
         with np.errstate(invalid="ignore", divide="ignore"):
             return json.loads(_decode(names)), sums / counts
+
+    def _refuse(self, index: int, problem: str) -> StoreError:
+        """The error for maps that are not attention; a merged store whose shard file is gone reads as fill
+        values there, so that cause is named first (what ``check`` says too)."""
+        missing = self.verify_sources()
+        if missing:
+            return StoreError(f"{self.name}: a merged store with a missing shard: {missing[0]}"
+                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                              + f"; example {index} reads as fill values; put the shard back, or merge again with --copy")
+        return validation.refuse(self.name, index, problem)
 
     def verify_sources(self) -> list[str]:
         """Problems with virtual datasets: a missing source file reads as fill values, silently."""
