@@ -77,3 +77,45 @@ def test_option_values_with_fixed_choices_complete_in_every_shell(shell: str) ->
     assert all(m in words for m in MODES)
     words = _complete(shell, "bertsecrets extract --task s")
     assert "sst2" in words and "stsb" in words and "mrpc" not in words
+
+
+def test_mds_labels_never_overlap_and_every_isolated_head_is_labelled() -> None:
+    import numpy as np
+
+    from bertsecrets_cli.render.scatter_figures import labelled_points
+
+    rng = np.random.default_rng(0)
+    crowd = rng.normal(0, 0.001, (30, 2))  # 30 heads on one spot: one label
+    isolated = np.array([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0]])
+    xy = np.vstack([crowd, isolated])
+    shown = labelled_points(xy, min_gap=0.05)
+    unit = (xy - xy.min(0)) / np.ptp(xy, axis=0)
+    assert len([k for k in shown if k < 30]) == 1 and {30, 31, 32} <= set(shown)
+    assert all(np.hypot(*(unit[a] - unit[b])) >= 0.05 for a in shown for b in shown if a < b)
+
+
+def test_pattern_types_have_one_colour_in_figures_terminal_and_view(demo_store, tmp_path) -> None:
+    import json
+    import re
+
+    import matplotlib
+
+    from bertsecrets_cli.render import colours, terminal_grid, terminal_scatter
+
+    matplotlib.use("Agg")
+    tab = matplotlib.colormaps["tab10"]
+    assert [tuple(round(255 * x) for x in tab(k)[:3]) for k in range(10)] == list(colours.CATEGORY_RGB)
+    assert list(terminal_grid.TAB10) == list(colours.CATEGORY_RGB) and terminal_scatter.category_rgb(3) == colours.CATEGORY_RGB[3]
+    res = CliRunner().invoke(app, ["view", str(demo_store), "-o", str(tmp_path / "v.html"), "-n", "1"])
+    assert res.exit_code == 0, res.stderr
+    page = (tmp_path / "v.html").read_text()
+    data = json.loads(re.search(r'<script[^>]*id="bertsecrets-data"[^>]*>(.*?)</script>', page, re.S).group(1))
+    assert data["palette"] == list(colours.CATEGORY_HEX)
+
+
+def test_index_headings_are_unique() -> None:
+    from bertsecrets_cli.jobs.reproduce import _unique_headings
+
+    lines = ["## sst2", "### baseline", "x", "## mrpc", "### baseline", "### baseline", "## stsb", "### scores"]
+    heads = [ln for ln in _unique_headings(lines) if ln.startswith("#")]
+    assert len(heads) == len(set(heads)) == 7 and "### baseline (mrpc)" in heads

@@ -522,6 +522,7 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
             r = read_ablation(apath)
             fig = _plot(apath, figs / f"{t}-ablation.png", quantities=("ablation_delta",))
             for i, tb in enumerate(ablation_tables(r, top=5)):
+                tb.title = f"{t}: ablation, {tb.title}"  # "baseline" alone would head a section of every task
                 body += _table_md(out, f"{t}-ablation-{i}", tb, fig if i == 0 else None)
             m = 0
             heads = [k == "head" for k in r.kinds]
@@ -564,7 +565,7 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
 
     body += index_section(out, cmp, setup, _table_md, _fmt)
     md += ["## The paper's headline numbers next to ours", ""] + _md_lines(cmp) + [""]
-    md += body
+    md += _unique_headings(body)
     md += ["## Steps", "", "Each step is a subcommand; rerun any of them alone.", "", "| step | command | seconds |", "|---|---|---|"]
     for s in steps:
         md.append(f"| {s.name} | `{s.command}` | {'done before' if s.skipped else f'{s.seconds:.0f}'} |")
@@ -607,6 +608,27 @@ def weights_vs_norms(stores: Path, task: str, tag: str) -> Table | None:
         t.add(f"L{layer + 1}", float(vw[layer].mean()), float(vn[layer].mean()), float(np.nanmean(special_w[layer])), float(np.nanmean(special_n[layer])))
     t.add("all", float(vw.mean()), float(vn.mean()), float(np.nanmean(special_w)), float(np.nanmean(special_n)))
     return t
+
+
+def _unique_headings(lines: list[str]) -> list[str]:
+    """Every heading of the index once (a table of the same title in two sections gets its section's name)."""
+    seen: set[str] = set()
+    section = ""
+    out = []
+    for ln in lines:
+        if ln.startswith("## "):
+            section = ln[3:].strip()
+        if ln.startswith("#"):
+            head = ln
+            if head in seen and section:
+                head = f"{ln} ({section})"
+            k = 2
+            while head in seen:
+                head, k = f"{ln} ({k})", k + 1
+            seen.add(head)
+            ln = head
+        out.append(ln)
+    return out
 
 
 def _md_lines(t: Table) -> list[str]:

@@ -214,6 +214,7 @@ def _side_store(path: str, kind: str, chosen_ids: list[str], L: int, H: int, loc
 def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str | None = None) -> ViewResult:
     """Write the HTML view of ``store`` to ``out`` (atomically) and return its size."""
     from bertsecrets_cli import __version__
+    from bertsecrets_cli.render.colours import CATEGORY_HEX
     from bertsecrets_cli.render.html import render_view
     from bertsecrets_cli.store import open_store
     from bertsecrets_cli.store.writer import check_output_path
@@ -291,7 +292,7 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
         "store": Path(name).name, "model": str(model.get("name", "")), "layers": L, "heads": H,
         "quantity": "word-level attention" if word_level else opts.quantity, "word_level": word_level, "encoding": opts.encoding, "distribution": distribution, "task": str(prov.get("task", "")),
         "n_store_examples": len(ids), "examples": examples, "grids": grids, "per_example": per_example,
-        "class_names": class_names, "sides": [{"kind": s["kind"], "store": s["store"], "matched": s["matched"], **({"warning": s["warning"]} if "warning" in s else {})} for s in sides],
+        "class_names": class_names, "palette": list(CATEGORY_HEX), "sides": [{"kind": s["kind"], "store": s["store"], "matched": s["matched"], **({"warning": s["warning"]} if "warning" in s else {})} for s in sides],
         "tool": f"bertsecrets {__version__}",
     }
     size = render_view(payload, out)
