@@ -12,7 +12,7 @@ from bertsecrets_cli.cli import common as c
 def cluster(
     store: Annotated[str, typer.Argument(help="Attention store (extract) or words store (words: the paper's word level); '-' reads stdin.")],
     output: Annotated[str, typer.Option("--output", "-o", help="Clusters store to write (.h5); '-' writes it to stdout.")],
-    measure: Annotated[str, typer.Option("--measure", autocompletion=c.complete_from("bertsecrets_cli.analysis.clustering", "MEASURES"), help="js-distance (square root of each row's Jensen-Shannon divergence, a metric) or js-divergence (the paper's).")] = "js-distance",
+    measure: Annotated[str, typer.Option("--measure", autocompletion=c.complete_from("bertsecrets_cli.jobs.choices", "MEASURES"), help="js-distance (square root of each row's Jensen-Shannon divergence, a metric) or js-divergence (the paper's).")] = "js-distance",
     top: Annotated[int, typer.Option("--top", "-k", help="Nearest heads listed per head.")] = 3,
     patterns: Annotated[Optional[str], typer.Option("--patterns", help="A patterns store of the same model (classify run): colour the heads by majority pattern type.")] = None,
     figure: Annotated[Optional[str], typer.Option("--figure", help="Also draw the embedding to this file (.png, .svg or .pdf).")] = None,

@@ -31,18 +31,6 @@ def complete_from(module: str, name: str) -> Callable[[str], list[str]]:
     return complete(lambda: list(getattr(importlib.import_module(module), name)))
 
 
-def _tasks() -> list[str]:
-    from bertsecrets_cli.data.tasks import TASKS
-
-    return list(TASKS)
-
-
-def _quantities() -> list[str]:
-    from bertsecrets_cli.store.schema import QUANTITIES
-
-    return list(QUANTITIES)
-
-
 FORMAT_CHOICES = ("table", "tsv", "json")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:0", "cuda:1")
 SPLIT_CHOICES = ("train", "dev", "dev_mismatched", "test")
@@ -58,7 +46,7 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing out
 NoLockingOpt = Annotated[bool, typer.Option("--no-locking", help="Open HDF5 files without file locking (NFS/Lustre).", envvar="BERTSECRETS_NO_LOCKING", show_envvar=False)]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", autocompletion=complete(DEVICE_CHOICES), envvar="BERTSECRETS_DEVICE", show_envvar=False)]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id, local save_pretrained folder, or 'embedded' (default: the MiniLM BERT shipped with the package).", envvar="BERTSECRETS_MODEL", show_envvar=False)]
-TaskOpt = Annotated[str, typer.Option("--task", "-t", help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli.", autocompletion=complete(_tasks))]
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli.", autocompletion=complete_from("bertsecrets_cli.jobs.choices", "TASKS"))]
 DataOpt = Annotated[Optional[str], typer.Option("--data", "-d", help="GLUE task folder (glue_data/SST-2), a .tsv/.csv/.jsonl file, or a hub data set id; default: the shipped demo data.")]
 SplitOpt = Annotated[str, typer.Option("--split", help="train, dev (dev_matched for MNLI), dev_mismatched or test.", autocompletion=complete(SPLIT_CHOICES))]
 LimitOpt = Annotated[Optional[int], typer.Option("--limit", "-n", help="At most this many examples (the paper used 1000 dev examples).")]
@@ -76,7 +64,7 @@ PartSizeOpt = Annotated[int, typer.Option("--part-size", help="Examples per resu
 QuantitiesOpt = Annotated[str, typer.Option("--quantities", help="Maps to store, comma-separated: weights (always), norms (||alpha f(x)||, Kobayashi et al. 2020), "
                                            "norms_normalised (rows sum to 1), rollout (per layer, Abnar & Zuidema 2020), flow (per layer; costly: --max-length <= 64). "
                                            "All from the same forward pass.")]
-QuantityOpt = Annotated[str, typer.Option("--quantity", autocompletion=complete(_quantities), help="Which attention maps to analyse: weights (default), norms, norms_normalised, rollout or flow "
+QuantityOpt = Annotated[str, typer.Option("--quantity", autocompletion=complete_from("bertsecrets_cli.jobs.choices", "QUANTITIES"), help="Which attention maps to analyse: weights (default), norms, norms_normalised, rollout or flow "
                                           "(a store holds those given to extract --quantities; framenet computes them on the fly); tables name it.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same options.")]
 NoValidateOpt = Annotated[bool, typer.Option("--no-validate", help="Trust the input stores: skip the check that they hold every part their kind needs and that attention is finite, in [0, 1] and sums to 1 per row (check always does it).",

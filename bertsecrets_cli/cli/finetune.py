@@ -17,7 +17,7 @@ _R = "Run control"
 def finetune(
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Model folder to write (e.g. runs/rte). With --eval-only: an optional evaluation store (.h5; '-' = stdout).")] = None,
     model: c.ModelOpt = None,
-    task: Annotated[Optional[str], typer.Option("--task", "-t", autocompletion=c.complete(c._tasks), help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli (default: the task a fine-tuned --model records, else sst2).")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", autocompletion=c.complete_from("bertsecrets_cli.jobs.choices", "TASKS"), help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli (default: the task a fine-tuned --model records, else sst2).")] = None,
     data: Annotated[Optional[str], typer.Option("--data", "-d", help="GLUE task folder (train.tsv + dev.tsv), hub data set id, or a .tsv/.csv/.jsonl training file; default: the shipped demo data.", rich_help_panel=_D)] = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="Evaluation data when it is not the --split of --data (needed when --data is a single file).", rich_help_panel=_D)] = None,
     split: Annotated[str, typer.Option("--split", autocompletion=c.complete(c.SPLIT_CHOICES), help="Split to evaluate on: dev (dev_matched for MNLI), dev_mismatched, train.", rich_help_panel=_D)] = "dev",
@@ -27,7 +27,7 @@ def finetune(
     text_columns: Annotated[Optional[str], typer.Option("--text-columns", help="Comma-separated text column(s) of a CSV/TSV/JSONL file.", rich_help_panel=_D)] = None,
     label_column: Annotated[Optional[str], typer.Option("--label-column", help="Label column of a CSV/TSV/JSONL file.", rich_help_panel=_D)] = None,
     id_column: Annotated[Optional[str], typer.Option("--id-column", help="Id column of a CSV/TSV/JSONL file.", rich_help_panel=_D)] = None,
-    preset: Annotated[str, typer.Option("--preset", autocompletion=c.complete_from("bertsecrets_cli.jobs.finetune", "PRESETS"), help="paper: batch 32, 3 epochs, lr 5e-5, max length 128, warmup 0.1, weight decay 0.01, seed 42 (Kovaleva et al. 2019 and their code). demo: batch 16, 2 epochs, lr 1e-4, max length 64 (a quick CPU run on the demo data).", rich_help_panel=_H)] = "paper",
+    preset: Annotated[str, typer.Option("--preset", autocompletion=c.complete_from("bertsecrets_cli.jobs.choices", "PRESETS"), help="paper: batch 32, 3 epochs, lr 5e-5, max length 128, warmup 0.1, weight decay 0.01, seed 42 (Kovaleva et al. 2019 and their code). demo: batch 16, 2 epochs, lr 1e-4, max length 64 (a quick CPU run on the demo data).", rich_help_panel=_H)] = "paper",
     lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (AdamW, linear warmup then linear decay).", rich_help_panel=_H)] = None,
     epochs: Annotated[Optional[float], typer.Option("--epochs", help="Training epochs.", rich_help_panel=_H)] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="TOTAL batch size, split over torchrun processes and --grad-accum steps.", rich_help_panel=_H)] = None,

@@ -14,7 +14,7 @@ def reproduce(
     model: c.ModelOpt = None,
     data: Annotated[Optional[str], typer.Option("--data", "-d", help="A glue_data folder (one subfolder per task, the GLUE download layout); default: the shipped demo data.")] = None,
     tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated GLUE tasks; default: the demo tasks sst2,mrpc,stsb. The paper: mrpc,stsb,sst2,qqp,rte,qnli,mnli.")] = "sst2,mrpc,stsb",
-    preset: Annotated[str, typer.Option("--preset", autocompletion=c.complete_from("bertsecrets_cli.jobs.finetune", "PRESETS"), help="Fine-tuning preset: demo (quick CPU run) or paper (batch 32, 3 epochs, lr 5e-5).")] = "demo",
+    preset: Annotated[str, typer.Option("--preset", autocompletion=c.complete_from("bertsecrets_cli.jobs.choices", "PRESETS"), help="Fine-tuning preset: demo (quick CPU run) or paper (batch 32, 3 epochs, lr 5e-5).")] = "demo",
     eval_limit: Annotated[int, typer.Option("--eval-limit", help="Dev examples analysed per task (the paper: 1000).")] = 200,
     train_limit: Annotated[Optional[int], typer.Option("--train-limit", help="At most this many training examples per task.")] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop fine-tuning after this many steps.")] = None,
