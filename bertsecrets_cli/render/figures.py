@@ -148,7 +148,7 @@ def category_grid_figure(values: np.ndarray, classes: Sequence[str], path: str |
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.set_title(_wrap(title, fig.get_figwidth()), fontsize=10)
-    ax.legend(handles=[Patch(color=tab(k % 10), label=c) for k, c in enumerate(classes)], fontsize=7,
+    ax.legend(handles=[Patch(color=CATEGORY_HEX[k % len(CATEGORY_HEX)], label=c) for k, c in enumerate(classes)], fontsize=7,
               bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
     return _save(fig, path)
 
