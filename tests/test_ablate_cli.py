@@ -64,7 +64,12 @@ def test_default_run_writes_every_head_and_layer_with_intervals(full):
     assert "baseline" in tables and tables["baseline"][0]["metric"] == "accuracy"
     helps = tables["helps"]
     assert [row["delta"] for row in helps] == sorted((row["delta"] for row in helps), reverse=True)
-    assert all(row["noise?"] in ("", "noise?", "no change") for row in helps)
+    # only heads whose 95% interval lies wholly above 0 (helps) or below 0 (hurts) are listed, all of them up to --top
+    for name, sign in (("helps", 1), ("hurts", -1)):
+        listed = {row["disabled"] for row in tables[name]}
+        expected = {n for j, n in enumerate(r.names) if r.kinds[j] == "head" and (r.ci_low[j, 0] > 0 if sign > 0 else r.ci_high[j, 0] < 0)}
+        assert listed <= expected and len(listed) == min(len(expected), 10), (name, listed, expected)
+        assert all(row["noise?"] == "" and sign * row["delta"] > 0 for row in tables[name])
 
 
 def test_unknown_head_is_a_clear_input_error(model_dir, tmp_path):

@@ -46,8 +46,8 @@ def test_json_and_tsv_formats_are_machine_readable(tmp_path: Path) -> None:
     assert lines[0].split("\t")[0] == "layer" and len(lines) == 7
 
 
-def test_options_come_from_environment_variables(tmp_path: Path) -> None:
-    res = invoke("extract", "-o", str(tmp_path / "e.h5"), "-q", env={"BERTSECRETS_EXTRACT_LIMIT": "2", "BERTSECRETS_FORMAT": "json"})
+def test_options_come_from_the_documented_environment_variables(tmp_path: Path) -> None:
+    res = invoke("extract", "-o", str(tmp_path / "e.h5"), "-q", "--limit", "2", env={"BERTSECRETS_FORMAT": "json"})
     assert res.exit_code == 0, res.stderr
     with open_store(tmp_path / "e.h5") as st:
         assert st.n_examples == 2

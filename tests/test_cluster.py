@@ -236,3 +236,19 @@ def test_cluster_is_deterministic(words_store: Path, tmp_path: Path) -> None:
     a = run_cluster(words_store, tmp_path / "a.h5", ClusterOptions(quiet=True))
     b = run_cluster(words_store, tmp_path / "b.h5", ClusterOptions(quiet=True))
     assert np.array_equal(a.distance, b.distance) and np.array_equal(a.embedding, b.embedding)
+
+
+def test_patterns_of_other_examples_are_refused(words_store: Path, patterns_store: Path, tmp_path: Path) -> None:
+    """The colours are the majority type over the examples clustered: patterns of another example set are refused."""
+    import shutil
+
+    import h5py
+
+    other = tmp_path / "other.pat.h5"
+    shutil.copy(patterns_store, other)
+    with h5py.File(other, "r+") as f:
+        ids = f["examples/id"]
+        ids[0] = b"not-in-the-words-store"
+    res = runner.invoke(app, ["cluster", str(words_store), "-o", str(tmp_path / "c.h5"), "--patterns", str(other)])
+    one_line_error(res, 3, "other.pat.h5", "patterns of other examples")
+    assert not (tmp_path / "c.h5").exists()

@@ -155,3 +155,48 @@ def test_stores_without_maps_compare_their_per_head_quantities(demo_store: Path,
     assert float(rows["cosine"][3]) < 0 and rows["cosine"][5] == "L6H3"  # mean B-A < 0, largest change at L6H3
     with open_store(tmp_path / "dd.h5") as st:
         assert "delta_cosine" in st.heads() and "cosine" not in st.heads()
+
+
+def _subset_store(src: Path, ids: list[str], out: Path) -> Path:
+    """An extract of the examples ``ids`` of ``src`` (same model, same texts): a store of fewer examples."""
+    with open_store(src) as st:
+        all_ids, texts, labels = st.example_ids(), st.strings("examples/text_a"), st.array("examples/label")
+    data = out.with_suffix(".jsonl")
+    data.write_text("".join(json.dumps({"id": i, "sentence": texts[all_ids.index(i)], "label": int(labels[all_ids.index(i)])}) + "\n" for i in ids))
+    assert invoke("extract", "--data", str(data), "-o", str(out), "-q", "--device", "cpu").exit_code == 0
+    return out
+
+
+def test_deltas_of_a_store_of_24_against_one_of_8_are_those_of_the_8_paired(demo_store: Path, tmp_path: Path) -> None:
+    """A holds 24 examples, B (changed) 8 of them: every delta_* equals B - A over those 8 alone, computed
+    independently from A's stored per-example statistics, and the left-out examples are reported."""
+    with open_store(demo_store) as st:
+        ids = st.example_ids()
+    eight = [ids[i] for i in (1, 4, 5, 9, 12, 17, 20, 23)]
+    a8 = _subset_store(demo_store, eight, tmp_path / "a8.h5")
+    b8 = tmp_path / "b8.h5"
+    shutil.copy(a8, b8)  # B: the 8 with changed per-example statistics (and their means), as after fine-tuning
+    rng = np.random.default_rng(0)
+    with h5py.File(b8, "r+") as f:
+        per = f["stats/per_example"][...]
+        per = (per * rng.uniform(0.5, 1.5, per.shape)).astype(np.float32)
+        f["stats/per_example"][...] = per
+        for k, name in enumerate(json.loads(f["stats"].attrs["names"])):
+            with np.errstate(invalid="ignore"):
+                f[f"heads/stat_{name}"][...] = np.nanmean(per[..., k].astype(float), axis=0)
+    res = invoke("diff", str(demo_store), str(b8), "-o", str(tmp_path / "d24.h5"), "-f", "json", "--table", "quantities")
+    assert res.exit_code == 0, res.stderr
+    assert f"16 of {demo_store}'s 24 and 0 of {b8}'s 8 examples left out" in res.stderr
+    assert invoke("diff", str(a8), str(b8), "-o", str(tmp_path / "d8.h5"), "-q").exit_code == 0
+    with open_store(demo_store) as st:
+        names = json.loads(st.attrs("stats")["names"])
+        pa = st.array("stats/per_example")[[ids.index(i) for i in eight]].astype(float)
+    with open_store(tmp_path / "d24.h5") as d24, open_store(tmp_path / "d8.h5") as d8, open_store(b8) as b:
+        h24, h8, hb = d24.heads(), d8.heads(), b.heads()
+        assert d24.provenance()["left_out_a"] == 16 and d24.provenance()["left_out_b"] == 0
+        for k, name in enumerate(names):
+            with np.errstate(invalid="ignore"):
+                expected = hb[f"stat_{name}"].values - np.nanmean(pa[..., k], axis=0)
+            assert np.allclose(h24[f"delta_stat_{name}"].values, expected, atol=1e-6, equal_nan=True), name
+            assert np.allclose(h24[f"delta_stat_{name}"].values, h8[f"delta_stat_{name}"].values, atol=1e-6, equal_nan=True), name
+        assert not np.allclose(h24["delta_stat_cls"].values, 0)  # the head really changed

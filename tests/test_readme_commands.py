@@ -25,7 +25,7 @@ DOCS = ROOT / "docs"
 # (pattern, reason): a command matching the pattern is not run.
 SKIP = [
     (r"pip install", "the install commands of the first screen: .ci/run runs exactly them on a fresh clone"),
-    (r"\bbert-base-uncased\b|roberta-base", "a Hugging Face hub model: nothing can be downloaded here"),
+    (r"\bbert-base-(un)?cased\b|roberta-base", "a Hugging Face hub model: nothing can be downloaded here"),
     (r"--device cuda", "needs a GPU"),
     (r"^(torchrun|accelerate|srun)\b|-m bertsecrets_cli", "a multi-process launcher (torchrun/accelerate/Slurm); tested in test_finetune with two CPU processes"),
     (r"glue_data", "the GLUE download (not redistributable); the loaders are tested on GLUE-layout files the tests write"),
@@ -41,6 +41,8 @@ STAND_INS = {f"shard-{i}.h5": ["extract", "--limit", "8", "--shard", f"{i}/4"] f
 SIZES = [
     (r"(-n|--limit) (\d{3,})", r"\1 8"),
     (r"--eval-limit \d+", "--eval-limit 8"),
+    (r"--synthetic \d{3,}", "--synthetic 64"),
+    (r"--bootstrap \d{3,}", "--bootstrap 10"),
 ]
 FINETUNE_SIZE = "--max-steps 2 --train-limit 16 --eval-limit 8"
 REPRODUCE_SIZE = "--tasks sst2,mrpc --max-steps 2 --train-limit 16 --eval-limit 8 --bootstrap 10"
@@ -108,17 +110,21 @@ def skip_reason(cmd: str) -> str | None:
 
 
 def adapt(cmd: str, fixtures: dict[str, Path]) -> str:
-    """The README's command with small sizes and this test's paths."""
+    """The README's command with small sizes and this test's paths (each command of a pipeline on its own)."""
     for pat, rep in SIZES:
         cmd = re.sub(pat, rep, cmd)
     cmd = cmd.replace("~/data/fndata-1.7", str(fixtures["framenet"])).replace("en_ewt-ud-dev.conllu", str(fixtures["conllu"]))
     cmd = cmd.replace("[--features]", "--features")  # an optional flag, shown in brackets
+    return " | ".join(_sized(part.strip()) for part in cmd.split(" | "))
+
+
+def _sized(cmd: str) -> str:
     if re.match(r"bertsecrets finetune", cmd):
         cmd += " " + FINETUNE_SIZE
     elif re.match(r"bertsecrets reproduce", cmd):
         cmd += " " + REPRODUCE_SIZE
     elif re.match(r"bertsecrets ablate", cmd) and "--combine" not in cmd:
-        cmd += " " + ABLATE_SIZE
+        cmd += " " + ABLATE_SIZE.replace("--bootstrap 10", "" if "--bootstrap" in cmd else "--bootstrap 10").strip()
     elif re.match(r"bertsecrets (extract|framenet)", cmd) and "--limit" not in cmd and not re.search(r" -n \d", cmd):
         cmd += " --limit 8"
     return cmd
@@ -130,7 +136,9 @@ def workdir(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
 
     d = tmp_path_factory.mktemp("readme")
     (d / "en_ewt-ud-dev.conllu").write_text(CONLLU)
-    (d / "reviews.csv").write_text("review,stars\n" + "".join(f"review number {i} was {'good' if i % 2 else 'bad'},{i % 2}\n" for i in range(12)))
+    # real reviews carry 1-5 stars beside a sentiment
+    (d / "reviews.csv").write_text("review,stars,sentiment\n" + "".join(f"review number {i} was {'good' if i % 2 else 'bad'},{1 + i % 5},"
+                                                                         f"{'positive' if i % 2 else 'negative'}\n" for i in range(12)))
     for name, args in STAND_INS.items():
         subprocess.run(["bertsecrets", *args, "-o", name, "-q"], cwd=d, env=_env(), check=True, capture_output=True)
     return d, {"framenet": write_release(d / "fndata-1.7"), "conllu": d / "en_ewt-ud-dev.conllu"}
@@ -198,9 +206,9 @@ def test_every_offline_readme_command_runs(workdir):
 
 def test_every_skip_rule_matches_a_command_of_the_readme_or_the_site():
     """A stale rule would hide nothing but could hide a future command: each must match some command."""
-    used = {skip_reason(cmd) for page in [README, *doc_pages()] for _, cmd in commands(page)}
+    used = {skip_reason(cmd) for page in [README, *doc_pages()] for _, cmd in commands(page)} | {skip_reason(ex) for _, ex in help_examples()}
     stale = [reason for _, reason in SKIP if reason not in used]
-    assert not stale, f"skip rules that match no README or site command: {stale}"
+    assert not stale, f"skip rules that match no README, site or --help command: {stale}"
 
 
 @pytest.mark.slow
@@ -214,3 +222,75 @@ def test_every_offline_command_of_the_documentation_site_runs(workdir):
         failed += f
     assert not failed, "\n".join(failed)
     assert len(ran) >= 3  # the home page's tour and the scale-out page's merge and check
+
+
+def help_examples() -> list[tuple[str, str]]:
+    """(subcommand, example) for every example that ends a --help (cli/app.py and the subcommands' epilogs)."""
+    import typer
+
+    from bertsecrets_cli.cli.app import app
+
+    out: list[tuple[str, str]] = []
+
+    def walk(cmd, path: str) -> None:
+        for ex in re.findall(r"\$ (.+)", getattr(cmd, "epilog", None) or ""):
+            out.append((path, ex.strip()))
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, f"{path} {name}".strip())
+
+    walk(typer.main.get_command(app), "")
+    return out
+
+
+TREEBANK = "from bertsecrets_cli.data.demo_treebank import write_demo_treebank as w; "
+# Inputs the --help examples assume exist (made here with the embedded model and small data, if an earlier
+# test or example has not made them); they run in the same retry loop as the examples, as their inputs appear.
+HELP_STAND_INS = [
+    ("ft.h5", "bertsecrets extract --task sst2 --limit 8 --model runs/sst2 -o ft.h5"),
+    ("ft.pat.h5", "bertsecrets classify ft.h5 -o ft.pat.h5"),
+    *((f"pre-{i}.h5", f"bertsecrets extract --task sst2 --limit 8 --shard {i}/4 -o pre-{i}.h5") for i in range(4)),
+    *((f"pat-{i}.h5", f"bertsecrets classify pre-{i}.h5 -o pat-{i}.h5") for i in range(4)),
+    ("en_gum-corefud-dev.conllu", f"python -c \"{TREEBANK}w('en_gum-corefud-dev.conllu', 6)\""),
+    ("en_ewt-ud-train.conllu", f"python -c \"{TREEBANK}w('en_ewt-ud-train.conllu', 20)\""),
+    ("train.conllu", f"python -c \"{TREEBANK}w('train.conllu', 20)\""),
+    ("dev.conllu", f"python -c \"{TREEBANK}w('dev.conllu', 6, 1)\""),
+]
+
+
+@pytest.mark.slow
+def test_every_help_example_runs(workdir):
+    """Every example that ends a --help runs as typed, but for sizes and paths, in the README's working folder
+    (its stores are reused); one that fails, or asks for an input nothing makes, fails here."""
+    d, fixtures = workdir
+    readme = {adapt(cmd, fixtures) for _, cmd in commands()}
+    pending: list[tuple[str, str]] = [(f"stand-in for {name}", cmd) for name, cmd in HELP_STAND_INS if not (d / name).exists()]
+    skipped, failed = [], []
+    for path, ex in help_examples():
+        reason = skip_reason(ex)
+        run = adapt(ex, fixtures)
+        if reason is None and run in readme and re.match(r"bertsecrets reproduce", run):
+            reason = "the same command runs in the README test"
+        if reason:
+            skipped.append((path, ex, reason))
+        else:
+            pending.append((f"{path} --help", run))
+    ran = 0
+    while pending:
+        later = []
+        for what, run in pending:
+            res = _run(run, d)
+            if res.returncode != 0:
+                # an input a later command or stand-in makes (a store, or the model folder runs/sst2)
+                (later if res.returncode in (3, 5) and re.search("no such (file|folder|local folder)", res.stderr) else failed).append(
+                    (what, run, res.returncode, res.stderr.strip().splitlines()[-1:] if res.stderr.strip() else ""))
+            else:
+                ran += 1
+        if len(later) == len(pending) or not later:
+            failed += later
+            break
+        pending = [(what, run) for what, run, _, _ in later]
+    print(f"\n--help examples: {ran} ran, {len(skipped)} skipped")
+    for path, ex, reason in skipped:
+        print(f"  skipped ({path} --help): {ex}\n      because: {reason}")
+    assert not failed, "\n".join(f"{what}: {run}\n  exit {code}: {err}" for what, run, code, err in failed)
+    assert ran >= 25

@@ -92,3 +92,21 @@ def test_task_without_demo_data_asks_for_data(tmp_path: Path) -> None:
     res = runner.invoke(app, ["reproduce", "-o", str(tmp_path / "x"), "--tasks", "mnli"])
     assert res.exit_code == 3 and "--data" in res.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_a_run_that_fails_before_any_step_finished_leaves_no_folder(tmp_path: Path) -> None:
+    """A wrong --data is refused before the folder exists, and a failure inside the first step removes the
+    folder the run made: the corrected command is not blocked by "exists and is not empty"."""
+    out = tmp_path / "paper"
+    res = runner.invoke(app, ["reproduce", "-o", str(out), "--tasks", "sst2", "--data", str(tmp_path / "nothere")])
+    assert res.exit_code == 3 and "no such folder" in res.stderr and not out.exists()
+    glue = tmp_path / "glue"
+    (glue / "MRPC").mkdir(parents=True)
+    res = runner.invoke(app, ["reproduce", "-o", str(out), "--tasks", "sst2", "--data", str(glue)])
+    assert res.exit_code == 3 and "SST-2" in res.stderr and not out.exists()
+    (glue / "SST-2").mkdir()
+    (glue / "SST-2" / "train.tsv").write_text("not\ta glue\tfile\n")
+    (glue / "SST-2" / "dev.tsv").write_text("not\ta glue\tfile\n")
+    res = runner.invoke(app, ["reproduce", "-o", str(out), "--tasks", "sst2", "--data", str(glue), "--device", "cpu"])
+    assert res.exit_code == 3, res.stderr
+    assert not out.exists()

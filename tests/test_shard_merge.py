@@ -86,6 +86,14 @@ def test_virtual_merge_survives_a_move_and_check_finds_a_missing_shard(shards, t
     (elsewhere / "s1.h5").unlink()
     with pytest.raises(StoreError, match="s1.h5 is missing"):
         check_store(elsewhere / "m.h5")
+    # every reader names the cause, not "this is not attention"
+    from typer.testing import CliRunner
+
+    from bertsecrets_cli.cli.app import app
+
+    res = CliRunner().invoke(app, ["classify", str(elsewhere / "m.h5"), "-o", str(tmp_path / "pat.h5")])
+    assert res.exit_code == 4 and "a merged store with a missing shard" in res.stderr and "s1.h5 is missing" in res.stderr, res.stderr
+    assert "not attention" not in res.stderr
 
 
 def test_bad_shard_sets_are_refused(shards, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import covers
+from helpers import covers, one_line_error
 from typer.testing import CliRunner
 
 from bertsecrets_cli.cli.app import app
@@ -95,7 +95,7 @@ def test_reads_a_store_from_stdin(ablation_like: Path) -> None:
     [
         (("--quantity", "ablation_dleta"), 3, "did you mean ablation_delta"),
         (("--quantity", "ablation_delta", "--layer", "9"), 3, "6 layers"),
-        (("--layer", "2"), 3, "--quantity"),
+        (("--layer", "9"), 3, "6 layers"),  # without --quantity: ranks ablation_delta, so the layer is checked
         (("--quantity", "ablation_delta", "--bottom", "--abs"), 3, "choose one order"),
     ],
 )
@@ -111,3 +111,15 @@ def test_not_a_store_is_a_store_error(tmp_path: Path) -> None:
     bad.write_text("hello")
     res = invoke("show", str(bad))
     assert res.exit_code == 4 and "not an HDF5 file" in res.stderr
+
+
+def test_ranking_options_without_quantity_rank_the_stores_own_result(ablation_like: Path, demo_store: Path) -> None:
+    """`show abl.h5 --top 10 --abs` (the example of show --help) ranks ablation_delta by magnitude, not an overview."""
+    res = invoke("show", str(ablation_like), "--top", "2", "--abs", "-f", "tsv")
+    assert res.exit_code == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    explicit = invoke("show", str(ablation_like), "--quantity", "ablation_delta", "--top", "2", "--abs", "-f", "tsv")
+    assert lines == explicit.stdout.strip().splitlines() and len(lines) == 3
+    assert lines != invoke("show", str(ablation_like), "--top", "2", "-f", "tsv").stdout.strip().splitlines()  # --abs changed the order
+    res = invoke("show", str(demo_store), "--top", "3")
+    one_line_error(res, 3, "--quantity", "stat_sep")

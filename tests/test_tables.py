@@ -77,3 +77,22 @@ def test_terminal_tables_have_boxes_and_piped_tables_are_plain_columns() -> None
     assert "┃" in tty.getvalue() or "│" in tty.getvalue()
     assert not any(ch in piped.getvalue() for ch in "┃│━─┏┡└") and "L1H2" in piped.getvalue()
     assert piped.getvalue().splitlines()[1].split() == ["head", "score"]
+
+
+def test_piped_tables_never_wrap_titles_captions_cells_or_paths(monkeypatch) -> None:
+    """stdout that is a file or a pipe (a Slurm log) has no width: each row, the title and the caption are one line
+    each, and a long path in a cell is never cut, whatever COLUMNS says."""
+    import io
+
+    monkeypatch.setenv("COLUMNS", "40")
+    path = "/scratch/project/a-rather-long-folder-name/runs/sst2-finetuned-with-the-paper-preset/stores/sst2-ft.pat.h5"
+    t = Table("a title that is longer than forty columns, as most titles are", ["store", "value"],
+              caption="a caption of more than forty columns that explains every column of the table")
+    t.add(path, 0.5)
+    t.add("short", 0.25)
+    buf = io.StringIO()
+    emit(t, "table", buf)
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == t.title and lines[-1] == t.caption
+    assert len(lines) == 5  # title, header, two rows, caption
+    assert any(path in ln and "0.500" in ln for ln in lines)

@@ -331,3 +331,30 @@ def test_size_is_the_maps_in_base64_plus_little(demo_store: Path, tmp_path: Path
     values = sum(page["layers"] * page["heads"] * len(e["tokens"]) ** 2 for e in page["examples"])
     size = out.stat().st_size
     assert values * 8 / 3 <= size < values * 8 / 3 * 1.1 + 60_000, (size, values)
+
+
+@covers("view", "--allow-mismatch")
+def test_side_stores_of_another_model_task_or_examples_are_refused_or_embedded_with_a_warning(demo_store: Path, tmp_path: Path) -> None:
+    from bertsecrets_cli.store import StoreWriter
+
+    with open_store(demo_store) as st:
+        L, H, prov = st.n_layers, st.n_heads, st.provenance()
+    other = tmp_path / "mrpc-abl.h5"  # an ablation of another model on MRPC (as reproduce writes one per task)
+    with StoreWriter(other, "ablation") as w:
+        w.set_model(n_layers=L, n_heads=H, name="runs/mrpc")
+        w.set_provenance({"tool": "bertsecrets", "task": "mrpc", "model": "runs/mrpc", "model_fingerprint": "sha256:another"})
+        w.put_head_quantity("ablation_delta", np.zeros((L, H)), "score with the head disabled minus the baseline score")
+    line = one_line_error(invoke("view", str(demo_store), "--ablation", str(other), "-o", str(tmp_path / "v.html")), 3, "mrpc-abl.h5")
+    assert "task mrpc, not sst2" in line and "model runs/mrpc" in line and "--allow-mismatch" in line
+    assert not (tmp_path / "v.html").exists()
+    unrelated = tmp_path / "pat.h5"  # patterns of other examples: none of those shown
+    with StoreWriter(unrelated, "patterns") as w:
+        w.set_model(n_layers=L, n_heads=H, name="m")
+        w.set_provenance({"tool": "bertsecrets", "task": prov["task"], "model_fingerprint": prov["model_fingerprint"]})
+        w.put_strings("examples/id", ["elsewhere-1", "elsewhere-2"])
+        w.put_head_quantity("pattern_share_vertical", np.zeros((L, H)), "share")
+    one_line_error(invoke("view", str(demo_store), "--patterns", str(unrelated), "-o", str(tmp_path / "v.html")), 3, "none of the 8 examples shown")
+    res = invoke("view", str(demo_store), "--ablation", str(other), "--allow-mismatch", "-o", str(tmp_path / "v.html"))
+    assert res.exit_code == 0, res.stderr
+    assert "warning: --ablation" in res.stderr and "task mrpc, not sst2" in res.stderr
+    assert payload(tmp_path / "v.html")["sides"][0]["warning"].startswith("model runs/mrpc")

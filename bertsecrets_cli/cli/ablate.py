@@ -13,7 +13,7 @@ def ablate(
     output: Annotated[str, typer.Option("--output", "-o", help="Ablation store to write (.h5); '-' writes it to stdout.")],
     stores: Annotated[Optional[list[str]], typer.Argument(help="With --combine: the shard stores to join.", show_default=False)] = None,
     model: c.ModelOpt = None,
-    task: Annotated[Optional[str], typer.Option("--task", "-t", help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli (default: the task the fine-tuned --model records, else sst2).", show_default=False)] = None,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", autocompletion=c.complete_from("bertsecrets_cli.jobs.choices", "TASKS"), help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli (default: the task the fine-tuned --model records, else sst2).", show_default=False)] = None,
     data: c.DataOpt = None,
     split: c.SplitOpt = "dev",
     limit: c.LimitOpt = None,
@@ -24,7 +24,7 @@ def ablate(
     text_columns: c.TextColsOpt = None,
     label_column: c.LabelColOpt = None,
     id_column: c.IdColOpt = None,
-    mode: Annotated[str, typer.Option("--mode", help="uniform: the head attends 1/L to each of the L real tokens (the paper's disabling); "
+    mode: Annotated[str, typer.Option("--mode", autocompletion=c.complete_from("bertsecrets_cli.jobs.choices", "MODES"), help="uniform: the head attends 1/L to each of the L real tokens (the paper's disabling); "
                                       "zero: the head's output is zeroed (Michel et al., old head_mask); mean: its output is replaced by its mean over the data.")] = "uniform",
     heads: Annotated[Optional[list[str]], typer.Option("--heads", help="A set of heads disabled together, e.g. L7H6,L1H2 (1-based); repeat for more sets.")] = None,
     layers: Annotated[Optional[list[str]], typer.Option("--layers", help="A set of whole layers disabled together, e.g. L1 or 1,2; repeat for more sets.")] = None,
@@ -37,9 +37,9 @@ def ablate(
     shard: Annotated[Optional[str], typer.Option("--shard", help="Evaluate only shard i of n (0-based, contiguous variant ranges), e.g. 0/4; "
                                                  "'auto' reads RANK/WORLD_SIZE or SLURM_ARRAY_TASK_ID/_MIN/_COUNT. Join the stores with --combine.")] = None,
     combine: Annotated[bool, typer.Option("--combine", help="Join the shard stores given as arguments into -o, instead of evaluating.")] = False,
-    engine: Annotated[str, typer.Option("--engine", help="auto: the fast sweep where the model family supports it; naive: one full evaluation per variant (the reference).")] = "auto",
+    engine: Annotated[str, typer.Option("--engine", autocompletion=c.complete_from("bertsecrets_cli.jobs.choices", "ENGINES"), help="auto: the fast sweep where the model family supports it; naive: one full evaluation per variant (the reference).")] = "auto",
     top: Annotated[int, typer.Option("--top", "-k", help="Rows in the helps/hurts-most tables.")] = 10,
-    metric: Annotated[str, typer.Option("--metric", help="task: the task score of a fine-tuned classifier (default); loss: a causal language model's next-token loss and perplexity on the corpus --data (.txt or .jsonl), cut into windows of --max-length tokens, intervals over windows.")] = "task",
+    metric: Annotated[str, typer.Option("--metric", autocompletion=c.complete_from("bertsecrets_cli.jobs.choices", "METRICS"), help="task: the task score of a fine-tuned classifier (default); loss: a causal language model's next-token loss and perplexity on the corpus --data (.txt or .jsonl), cut into windows of --max-length tokens, intervals over windows.")] = "task",
     device: c.DeviceOpt = "auto",
     resume: c.ResumeOpt = False,
     force: c.ForceOpt = False,

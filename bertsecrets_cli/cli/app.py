@@ -32,7 +32,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
-    context_settings={"auto_envvar_prefix": "BERTSECRETS", "help_option_names": ["-h", "--help"]},
+    # no auto_envvar_prefix: click would then read BERTSECRETS_<OPTION> for every option, and a stray
+    # BERTSECRETS_VERSION or BERTSECRETS_INSTALL_COMPLETION in a cluster's environment would hijack every
+    # command. Only the variables the README documents (declared with envvar= on their options) are read.
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -66,9 +69,9 @@ EXAMPLES = {
     "show": ("bertsecrets show abl.h5 --top 10 --abs",
              "bertsecrets show diff.h5 --quantity cosine --bottom --layer 6 --format json | jq '.[0].head'"),
     "framenet": ("bertsecrets framenet --framenet ~/data/fndata-1.7 --model runs/sst2 -o fn.h5",
-                 "bertsecrets framenet --conllu en_ewt-ud-dev.conllu --top 5 --format tsv --table heads"),
+                 "bertsecrets framenet --conllu en_ewt-ud-dev.conllu -o dep.h5 --top 5 --format tsv --table heads"),
     "ablate": ("bertsecrets ablate --model runs/sst2 --task sst2 -o abl.h5",
-               "bertsecrets ablate --model runs/mrpc --task mrpc --heads L2H3,L5H7 --no-sweep --bootstrap 1000"),
+               "bertsecrets ablate --model runs/sst2 --task sst2 --heads L2H3,L5H7 --no-sweep --bootstrap 1000 -o abl-two.h5"),
     "view": ("bertsecrets view pre.h5 -o view.html",
              "bertsecrets view ft.h5 --patterns ft.pat.h5 --diff diff.h5 --ablation abl.h5 --sample -n 16 -o view.html"),
 }

@@ -12,7 +12,8 @@ from bertsecrets_cli.cli import common as c
 def cluster(
     store: Annotated[str, typer.Argument(help="Attention store (extract: word pieces, as Clark et al.'s released code) or words store (words: word level); '-' reads stdin.")],
     output: Annotated[str, typer.Option("--output", "-o", help="Clusters store to write (.h5); '-' writes it to stdout.")],
-    measure: Annotated[Optional[str], typer.Option("--measure", help="js-distance (square root of each row's Jensen-Shannon divergence, base 2, a metric; the default), js-divergence "
+    measure: Annotated[Optional[str], typer.Option("--measure", autocompletion=c.complete_from("bertsecrets_cli.jobs.choices", "MEASURES"),
+                                                   help="js-distance (square root of each row's Jensen-Shannon divergence, base 2, a metric; the default), js-divergence "
                                                    "(base 2), or js-smoothed (Clark's code: rows smoothed 0.001/T + 0.999a, natural log, summed; the default of --definition authors).")] = None,
     definition: c.DefinitionOpt = "ours",
     top: Annotated[int, typer.Option("--top", "-k", help="Nearest heads listed per head.")] = 3,

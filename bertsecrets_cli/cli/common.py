@@ -13,19 +13,42 @@ import typer
 
 from bertsecrets_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OUTPUT, BertsecretsError
 
+# --- completion of option values with a fixed set of choices (bash, zsh and fish call back into the program) ---
+def complete(values: Callable[[], Iterable[str]] | Iterable[str]) -> Callable[[str], list[str]]:
+    """An ``autocompletion`` callback: the choices that start with what was typed. ``values`` may be a function,
+    so the library's own list is imported only when a shell asks (start-up stays fast)."""
+
+    def fn(incomplete: str) -> list[str]:
+        return [v for v in (values() if callable(values) else values) if v.startswith(incomplete)]
+
+    return fn
+
+
+def complete_from(module: str, name: str) -> Callable[[str], list[str]]:
+    """Complete from the library's own list ``module.name`` (a tuple, or the keys of a dict), imported when asked."""
+    import importlib
+
+    return complete(lambda: list(getattr(importlib.import_module(module), name)))
+
+
+FORMAT_CHOICES = ("table", "tsv", "json")
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:0", "cuda:1")
+SPLIT_CHOICES = ("train", "dev", "dev_mismatched", "test")
+PRESET_CHOICES = ("demo", "paper")
+
 # --- shared option types -------------------------------------------------------------------
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Table output: table, tsv or json.", envvar="BERTSECRETS_FORMAT", show_envvar=False)]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Table output: table, tsv or json.", autocompletion=complete(FORMAT_CHOICES), envvar="BERTSECRETS_FORMAT", show_envvar=False)]
 TableOpt = Annotated[Optional[str], typer.Option("--table", help="With several result tables: print only this one, by its short name (tsv and json print one table per call, the first by default; with json, 'all' prints every table as one object).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or diagnostics on stderr: only errors, and notes that change how a result reads.")]
 VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More diagnostics on stderr (repeatable).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.", envvar="BERTSECRETS_DEBUG", show_envvar=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output (only once the new one is complete).")]
 NoLockingOpt = Annotated[bool, typer.Option("--no-locking", help="Open HDF5 files without file locking (NFS/Lustre).", envvar="BERTSECRETS_NO_LOCKING", show_envvar=False)]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", envvar="BERTSECRETS_DEVICE", show_envvar=False)]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", autocompletion=complete(DEVICE_CHOICES), envvar="BERTSECRETS_DEVICE", show_envvar=False)]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id, local save_pretrained folder, or 'embedded' (default: the MiniLM BERT shipped with the package).", envvar="BERTSECRETS_MODEL", show_envvar=False)]
-TaskOpt = Annotated[str, typer.Option("--task", "-t", help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli.")]
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli.", autocompletion=complete_from("bertsecrets_cli.jobs.choices", "TASKS"))]
 DataOpt = Annotated[Optional[str], typer.Option("--data", "-d", help="GLUE task folder (glue_data/SST-2), a .tsv/.csv/.jsonl file, or a hub data set id; default: the shipped demo data.")]
-SplitOpt = Annotated[str, typer.Option("--split", help="train, dev (dev_matched for MNLI), dev_mismatched or test.")]
+SplitOpt = Annotated[str, typer.Option("--split", help="train, dev (dev_matched for MNLI), dev_mismatched or test.", autocompletion=complete(SPLIT_CHOICES))]
 LimitOpt = Annotated[Optional[int], typer.Option("--limit", "-n", help="At most this many examples (the paper used 1000 dev examples).")]
 SampleOpt = Annotated[bool, typer.Option("--sample", help="Take a seeded random sample of --limit examples instead of the first ones.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for sampling (and training).")]
@@ -42,10 +65,10 @@ QuantitiesOpt = Annotated[str, typer.Option("--quantities", help="Maps to store,
                                            "norms_normalised (rows sum to 1), rollout (per layer, Abnar & Zuidema 2020), flow (per layer, rows divided by their sums as Abnar's code; costly: --max-length <= 64), "
                                            "flow_raw (the max-flow values before that division). "
                                            "All from the same forward pass.")]
-QuantityOpt = Annotated[str, typer.Option("--quantity", help="Which attention maps to analyse: weights (default), norms, norms_normalised, rollout, flow (rows normalised, as Abnar's code) or flow_raw "
+QuantityOpt = Annotated[str, typer.Option("--quantity", autocompletion=complete_from("bertsecrets_cli.jobs.choices", "QUANTITIES"), help="Which attention maps to analyse: weights (default), norms, norms_normalised, rollout, flow (rows normalised, as Abnar's code) or flow_raw "
                                           "(a store holds those given to extract --quantities; framenet computes them on the fly); tables name it.")]
 # one vocabulary for every command where ours and the authors' definitions differ (analysis/definitions.py)
-DefinitionOpt = Annotated[str, typer.Option("--definition", help="Whose definition to follow where they differ: ours (default) or authors "
+DefinitionOpt = Annotated[str, typer.Option("--definition", autocompletion=complete_from("bertsecrets_cli.jobs.choices", "DEFINITIONS"), help="Whose definition to follow where they differ: ours (default) or authors "
                                             "(the released code behind the paper's number; README: Whose definition). Stored and named in every table title.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same options.")]
 NoValidateOpt = Annotated[bool, typer.Option("--no-validate", help="Trust the input stores: skip the check that they hold every part their kind needs and that attention is finite, in [0, 1] and sums to 1 per row (check always does it).",

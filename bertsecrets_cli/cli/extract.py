@@ -23,12 +23,12 @@ def extract(
     text_columns: c.TextColsOpt = None,
     label_column: c.LabelColOpt = None,
     id_column: c.IdColOpt = None,
-    encoding: Annotated[str, typer.Option("--encoding", help="Stored values: float16 (default), float32, or uint8 (lossy, 6x smaller, abs error <= 0.002).")] = "float16",
-    compression: Annotated[str, typer.Option("--compression", help="none (default, fastest), lzf or gzip.")] = "none",
+    encoding: Annotated[str, typer.Option("--encoding", autocompletion=c.complete_from("bertsecrets_cli.jobs.choices", "ENCODINGS"), help="Stored values: float16 (default), float32, or uint8 (lossy, 6x smaller, abs error <= 0.002).")] = "float16",
+    compression: Annotated[str, typer.Option("--compression", autocompletion=c.complete_from("bertsecrets_cli.jobs.choices", "COMPRESSIONS"), help="none (default, fastest), lzf or gzip.")] = "none",
     part_size: c.PartSizeOpt = 4096,
     quantities: c.QuantitiesOpt = "weights",
     stride: Annotated[Optional[int], typer.Option("--stride", help="Read --data as a corpus (.txt: one document; .jsonl: 'text' per line) cut into windows of --max-length tokens starting every STRIDE tokens; each window is an example, its document and character span are stored.")] = None,
-    maps: Annotated[str, typer.Option("--maps", help="What to keep of the maps: full (default), topk:K (each row's K largest weights, "
+    maps: Annotated[str, typer.Option("--maps", autocompletion=c.complete_from("bertsecrets_cli.jobs.choices", "MAPS"), help="What to keep of the maps: full (default), topk:K (each row's K largest weights, "
                                       "their key positions and the row's remaining mass; view and plot --example read it) or none "
                                       "(statistics and classify's features only). See the README's 'Maps at scale'.")] = "full",
     shard: c.ShardOpt = None,

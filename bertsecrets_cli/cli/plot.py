@@ -15,7 +15,7 @@ def plot(
     quantity: Annotated[Optional[str], typer.Option("--quantity", help="Per-head quantity to draw (see --list); several, comma-separated, for --figure layers. "
                                                                                  "A map kind (norms, norms_normalised, rollout, flow) draws from those maps instead of the weights: "
                                                                                  "--quantity norms/stat_cls, or --quantity norms --example 0 --head L1H1.")] = None,
-    figure: Annotated[Optional[str], typer.Option("--figure", help="grid (layers x heads), layers (per-layer curves), shares (stacked pattern shares) or map; default: chosen from the store and options.")] = None,
+    figure: Annotated[Optional[str], typer.Option("--figure", autocompletion=c.complete_from("bertsecrets_cli.jobs.choices", "FIGURES"), help="grid (layers x heads), layers (per-layer curves), shares (stacked pattern shares) or map; default: chosen from the store and options.")] = None,
     example: Annotated[Optional[str], typer.Option("--example", "-e", help="Attention map of this example: its id, or its index in the store (from 0).")] = None,
     layer: Annotated[Optional[str], typer.Option("--layer", "-l", help="Layer of the map, 1-based (7 or L7).")] = None,
     head: Annotated[Optional[str], typer.Option("--head", help="Head of the map, 1-based: 6 (with --layer) or L7H6.")] = None,

@@ -13,7 +13,8 @@ def show(
     store: Annotated[str, typer.Argument(help="Any bertsecrets store ('-' reads stdin).")],
     quantity: Annotated[Optional[str], typer.Option("--quantity", help="Rank the heads by this per-head quantity (several: comma-separated); without it, an overview of the store. "
                                                                                "A map kind (norms, norms_normalised, rollout, flow) shows that kind's quantities; KIND/NAME ranks one (norms/stat_sep).")] = None,
-    top: Annotated[int, typer.Option("--top", "-k", help="How many heads to list (0: all).")] = 10,
+    top: Annotated[Optional[int], typer.Option("--top", "-k", help="How many heads to list (0: all; default 10). Without --quantity, ranks the store's own result "
+                                                                     "(ablation_delta of an ablation store, cosine of a diff store).")] = None,
     bottom: Annotated[bool, typer.Option("--bottom", help="Lowest values first (e.g. the most changed heads by cosine).")] = False,
     by_abs: Annotated[bool, typer.Option("--abs", help="Largest magnitude first (differences, ablation deltas).")] = False,
     layer: Annotated[Optional[str], typer.Option("--layer", "-l", help="Only heads of this layer, 1-based (3 or L3).")] = None,
@@ -35,7 +36,8 @@ def show(
         from bertsecrets_cli.cli.spool import input_path
 
         qs = tuple(q.strip() for q in quantity.split(",") if q.strip()) if quantity else ()
-        opts = ShowOptions(quantities=qs, top=top, bottom=bottom, by_abs=by_abs, layer=layer, locking=False if no_locking else None)
+        opts = ShowOptions(quantities=qs, top=10 if top is None else top, bottom=bottom, by_abs=by_abs, layer=layer, locking=False if no_locking else None,
+                           rank=top is not None or bottom or by_abs or layer is not None)
         with input_path(store) as path:
             tables = run_show(path, opts, name=store)
         emit(tables, out_fmt)

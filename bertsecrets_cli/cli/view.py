@@ -20,8 +20,10 @@ def view(
     sample: c.SampleOpt = False,
     seed: c.SeedOpt = 0,
     quantity: c.QuantityOpt = "weights",
-    encoding: Annotated[str, typer.Option("--encoding", help="Values in the page: float16 (exact to 3 digits) or uint8 (round(p*255), half the size).")] = "float16",
+    encoding: Annotated[str, typer.Option("--encoding", autocompletion=c.complete(("float16", "uint8")), help="Values in the page: float16 (exact to 3 digits) or uint8 (round(p*255), half the size).")] = "float16",
     title: Annotated[Optional[str], typer.Option("--title", help="The page's title (default: store and model name).")] = None,
+    allow_mismatch: Annotated[bool, typer.Option("--allow-mismatch", help="Embed --patterns/--diff/--ablation stores made from another model, task or "
+                                                                       "example set than STORE (refused by default); a warning names what differs.")] = False,
     force: c.ForceOpt = False,
     no_locking: c.NoLockingOpt = False,
     no_validate: c.NoValidateOpt = False,
@@ -43,7 +45,8 @@ def view(
 
         wanted = tuple(x.strip() for x in examples.split(",") if x.strip()) if examples else ()
         opts = ViewOptions(patterns=patterns, diff=diff, ablation=ablation, examples=wanted, limit=limit, sample=sample, seed=seed,
-                           quantity=quantity, encoding=encoding, title=title, force=force, locking=False if no_locking else None)
+                           quantity=quantity, encoding=encoding, title=title, force=force, locking=False if no_locking else None,
+                           allow_mismatch=allow_mismatch)
         with input_path(store) as path, output_path(output) as out:
             res = run_view(path, out, opts, name=store if store != "-" else "stdin")
         note(f"examples shown (0-based store indices): {', '.join(map(str, res.indices))}; per-head grids: {', '.join(res.head_grids) or 'none'}")

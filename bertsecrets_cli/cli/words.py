@@ -8,7 +8,7 @@ import typer
 
 from bertsecrets_cli.cli import common as c
 
-WordBoundariesOpt = Annotated[str, typer.Option("--word-boundaries", help="What separates words in the texts: punctuation (spaces, and every punctuation mark is a word, as in treebanks) or whitespace.")]
+WordBoundariesOpt = Annotated[str, typer.Option("--word-boundaries", autocompletion=c.complete_from("bertsecrets_cli.jobs.choices", "BOUNDARIES"), help="What separates words in the texts: punctuation (spaces, and every punctuation mark is a word, as in treebanks) or whitespace.")]
 
 
 def words(

@@ -657,6 +657,17 @@ def _noise(lo: float, hi: float) -> str:
     return "noise?" if is_noise(lo, hi) else ""
 
 
+def beyond_noise(r: AblationResult, j: int, sign: int = 1) -> bool:
+    """Variant ``j`` changes the main metric in direction ``sign`` by more than noise: its 95% interval lies
+    wholly on that side of 0 (without intervals, --bootstrap 0: any change of that sign, which cannot be judged)."""
+    d, lo, hi = float(r.delta[j, 0]), float(r.ci_low[j, 0]), float(r.ci_high[j, 0])
+    if not np.isfinite(d) or sign * d <= 0:
+        return False
+    if r.bootstrap and np.isfinite(lo) and np.isfinite(hi):
+        return lo > 0 if sign > 0 else hi < 0
+    return True
+
+
 def ablation_tables(r: AblationResult, top: int = 10) -> list[Table]:
     """Baseline; heads whose removal helps / hurts most; layers; explicit sets; greedy path; importance."""
     from bertsecrets_cli.heads import head_name
@@ -689,15 +700,17 @@ def ablation_tables(r: AblationResult, top: int = 10) -> list[Table]:
 
     heads = [j for j, k in enumerate(r.kinds) if k == "head"]
     if heads:
-        order = sorted(heads, key=lambda j: (-np.nan_to_num(sign * r.delta[j, 0], nan=-np.inf), r.index[j]))
-        t = Table(f"single heads whose removal helps most (top {min(top, len(order))} of {len(order)})", cols, caption=cap, digits=4, name="helps")
-        for j in order[:top]:
-            row(t, j)
-        tables.append(t)
-        t = Table(f"single heads whose removal hurts most (top {min(top, len(order))} of {len(order)})", cols, caption=cap, digits=4, name="hurts")
-        for j in sorted(heads, key=lambda j: (np.nan_to_num(sign * r.delta[j, 0], nan=np.inf), r.index[j]))[:top]:
-            row(t, j)
-        tables.append(t)
+        for s, name, verb in ((1, "helps", "helps"), (-1, "hurts", "hurts")):
+            direction = int(s * sign)  # --metric loss: removal helps when the loss goes down
+            beyond = [j for j in heads if beyond_noise(r, j, direction)]
+            beyond.sort(key=lambda j: (-direction * float(r.delta[j, 0]), r.index[j]))
+            what = "beyond noise (95% interval excludes 0)" if r.bootstrap else "(no intervals: --bootstrap 0, so noise cannot be told apart)"
+            t = Table(f"single heads whose removal {verb} {what}: {len(beyond)} of {len(heads)}" + (f", top {top}" if len(beyond) > top else ""),
+                      cols, caption=("none: " + ("every head's interval covers 0; " if r.bootstrap else "no head changes the score that way; ") if not beyond else "") + cap,
+                      digits=4, name=name)
+            for j in beyond[:top]:
+                row(t, j)
+            tables.append(t)
     layers = [j for j, k in enumerate(r.kinds) if k == "layer"]
     if layers:
         t = Table("single layers disabled (every head of the layer)", cols, caption=cap, digits=4, name="layers")

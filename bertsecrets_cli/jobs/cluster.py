@@ -88,7 +88,7 @@ def _check(opts: ClusterOptions) -> None:
         figure_format(opts.figure)
 
 
-def _read_patterns(path: str, L: int, H: int, model_fingerprint: str, locking: bool | None) -> np.ndarray:
+def _read_patterns(path: str, L: int, H: int, model_fingerprint: str, locking: bool | None, ids: list[str] | None = None, task: str = "") -> np.ndarray:
     from bertsecrets_cli.store import open_store
 
     with open_store(path, kind="patterns", locking=locking, what="patterns store") as ps:
@@ -97,6 +97,15 @@ def _read_patterns(path: str, L: int, H: int, model_fingerprint: str, locking: b
         fp = str(ps.provenance().get("model_fingerprint", ""))
         if fp and model_fingerprint and fp != model_fingerprint:
             raise InputError(f"{path}: patterns of another model (fingerprint {fp[:12]} vs {model_fingerprint[:12]}); classify the same model's store")
+        their_task = str(ps.provenance().get("task", "") or "")
+        if task and their_task and task != their_task:
+            raise InputError(f"{path}: patterns of task {their_task}, the input is of task {task}; classify the same store")
+        if ids is not None and ps.has("examples/id"):  # the majority type must be over the examples clustered
+            theirs = ps.example_ids()
+            if set(theirs) != set(ids):
+                common = len(set(theirs) & set(ids))
+                raise InputError(f"{path}: patterns of other examples ({common} of its {len(theirs)} are among the input's {len(ids)}); "
+                                 "classify the same store")
         heads = ps.heads()
         if "pattern_majority" not in heads:
             raise InputError(f"{path}: holds no pattern_majority; give a store written by classify run")
@@ -130,7 +139,9 @@ def run_cluster(store_path: str | Path, out: str | Path, opts: ClusterOptions, *
         L, H, N = st.n_layers, st.n_heads, st.n_examples
         refuse_causal(None, "cluster", causal=st.causal, what=str(name or store_path))
         prov = st.provenance()
-        pattern = _read_patterns(opts.patterns, L, H, str(prov.get("model_fingerprint", "")), opts.locking) if opts.patterns else None
+        pattern = (_read_patterns(opts.patterns, L, H, str(prov.get("model_fingerprint", "")), opts.locking,
+                                  st.example_ids() if st.has("examples/id") else None, str(prov.get("task", "") or ""))
+                   if opts.patterns else None)
         if N == 0:
             raise InputError(f"{name or store_path}: holds no examples")
         if opts.definition == "authors" and st.kind != "attention":

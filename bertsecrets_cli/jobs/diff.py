@@ -136,13 +136,39 @@ def compare_quantities(heads_a: dict[str, Any], heads_b: dict[str, Any]) -> dict
     return out
 
 
+def paired_quantities(st_a: Any, st_b: Any, ia: list[int], ib: list[int], quantities: dict[str, tuple[np.ndarray, np.ndarray, str]],
+                      name_a: str, name_b: str) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, str]], tuple[int, int]]:
+    """The per-head quantities over the paired examples only, and how many examples of A and of B were left out.
+
+    A store's /heads means cover all of its examples; when some are not paired, each ``stat_*`` is recomputed
+    from the stored per-example statistics of the paired ones (so B - A compares the same sentences), and a
+    quantity that cannot be recomputed that way is left out with a note rather than compared over other examples.
+    """
+    n_a, n_b = st_a.n_examples, st_b.n_examples
+    left = (n_a - len(set(ia)), n_b - len(set(ib)))
+    if left == (0, 0):
+        return quantities, left
+    means_a, means_b = st_a.stat_means(ia), st_b.stat_means(ib)
+    out, dropped = {}, []
+    for name, (a, b, desc) in quantities.items():
+        stat = name.removeprefix("stat_")
+        if name.startswith("stat_") and means_a and means_b and stat in means_a[0] and stat in means_b[0]:
+            ka, kb = means_a[0].index(stat), means_b[0].index(stat)
+            out[name] = (means_a[1][..., ka], means_b[1][..., kb], desc)
+        else:
+            dropped.append(name)
+    info(f"per-head quantities over the {len(ia)} paired examples only: {left[0]} of {name_a}'s {n_a} and {left[1]} of {name_b}'s {n_b} examples left out"
+         + (f"; {', '.join(dropped)} left out too (no per-example values to recompute them from)" if dropped else ""))
+    return out, left
+
+
 def _nanmean(x: np.ndarray) -> float:
     ok = np.isfinite(x)
     return float(x[ok].mean()) if ok.any() else float("nan")
 
 
 def summary_tables(cosine: np.ndarray | None, js: np.ndarray | None, quantities: dict[str, tuple[np.ndarray, np.ndarray, str]],
-                   top: int, measure: str, context: str = "", *, quantity: str = "weights") -> list[Table]:
+                   top: int, measure: str, context: str = "", *, quantity: str = "weights", over: str = "") -> list[Table]:
     """Per-layer similarity (the rows of the paper's Fig. 5), the most changed heads, and B - A per quantity.
 
     ``context`` (models, data, N: render.labels.context) goes into the similarity table's title. Titles name
@@ -168,7 +194,7 @@ def summary_tables(cosine: np.ndarray | None, js: np.ndarray | None, quantities:
         tables.append(t)
     if quantities:
         t = Table(f"per-head quantities (B - A){on}", ["quantity", "mean A", "mean B", "mean B-A", "largest |B-A|", "at head"], name="quantities",
-                  caption=f"every /heads quantity both stores hold for {quantity}; stored as delta_<name>")
+                  caption=f"every /heads quantity both stores hold for {quantity}{over}; stored as delta_<name>")
         for name, (a, b, _) in quantities.items():
             d = b - a
             ranked = rank_heads(d, top=1, by_abs=True)
@@ -265,9 +291,18 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
         shard_attrs = input_shard(shard, st_a.provenance(), str(name_a), "diff", "diff")
         cosine = js = None
         ia: list[int] = []
+        left_out = (0, 0)
+        if not (maps_a and maps_b) and st_a.has(f"{S.G_EXAMPLES}/id") and st_b.has(f"{S.G_EXAMPLES}/id"):
+            ja, jb = pair_examples(st_a.example_ids(), st_b.example_ids(), name_a, name_b)
+            quantities, left_out = paired_quantities(st_a, st_b, ja, jb, quantities, name_a, name_b)
+            if not quantities:
+                raise InputError(f"{name_a} and {name_b}: share {len(ja)} of their examples, and no per-head quantity can be recomputed over "
+                                 "those alone; diff the stores these were computed from")
         writer = stack.enter_context(StoreWriter(out, "diff", force=opts.force, locking=opts.locking)) if out is not None else None
         if maps_a and maps_b:
             ia, ib = pair_examples(st_a.example_ids(), st_b.example_ids(), name_a, name_b)
+            # over all paired examples, before any --shard slice: every shard then holds the same deltas
+            quantities, left_out = paired_quantities(st_a, st_b, ia, ib, quantities, name_a, name_b)
             if shard is not None:
                 s0, s1 = shard_slice(shard, len(ia), "paired examples")
                 shard_attrs = shard_provenance(shard, s0, s1, len(ia))
@@ -304,7 +339,9 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
         data = str(st_a.provenance().get("data_source", "") or "")
         tables = summary_tables(cosine, js, quantities, opts.top, measure,
                                 context(f"{_model_desc(st_a)} -> {_model_desc(st_b)}", data, len(ia), counts="paired examples"),
-                                quantity=st_a.quantity)
+                                quantity=st_a.quantity,
+                                over=(f", means over the {st_a.n_examples - left_out[0]} paired examples only ({left_out[0]} of A's and {left_out[1]} of B's left out)"
+                                      if any(left_out) else ""))
         if writer is not None:
             writer.set_model(n_layers=L, n_heads=H, model_type=_model_attr(st_a, "model_type"), name=f"{_model_desc(st_a)} -> {_model_desc(st_b)}",
                              name_a=_model_desc(st_a), name_b=_model_desc(st_b))
@@ -314,7 +351,7 @@ def run_diff(a_path: str | Path, b_path: str | Path, out: str | Path | None, opt
                  "model_fingerprint_a": pa.get("model_fingerprint", ""), "model_fingerprint_b": pb.get("model_fingerprint", ""),
                  "data_source": pa.get("data_source", ""), "task": pa.get("task", ""), "measure": measure if cosine is not None else "",
                  "js_divergence": "Jensen-Shannon divergence in bits, mean over query rows" if js is not None else "",
-                 "n_paired": len(ia), "padded": int(opts.padded), "canvas": opts.canvas, "quantity": st_a.quantity,
+                 "n_paired": len(ia), "left_out_a": left_out[0], "left_out_b": left_out[1], "padded": int(opts.padded), "canvas": opts.canvas, "quantity": st_a.quantity,
                  "job_fingerprint": fingerprint({"a": input_identity(st_a), "b": input_identity(st_b), "padded": opts.padded,
                                                  "canvas": opts.canvas if opts.padded else None,
                                                  **({"quantity": st_a.quantity} if st_a.quantity != S.Q_WEIGHTS else {})}), **shard_attrs},

@@ -3,14 +3,17 @@
 For each task: fine-tune, extract pretrained and fine-tuned attention over dev examples, classify the
 patterns of both, diff them, ablate every head and layer of the fine-tuned model; FrameNet (and CoNLL-U)
 relation heads when a corpus is given. Every step writes its own store with the same job functions the
-subcommands use, so each can be rerun alone; ``resume`` skips the steps whose output already exists
-(outputs are atomic, so existing means complete). ``index.md`` shows every table and figure, and sets
+subcommands use, so each can be rerun alone; ``resume`` skips the steps whose output already exists and was
+made by the same command from the same inputs (outputs are atomic, so existing means complete; fingerprints in
+RECORD say by what), and continues a step stopped half-way from its parts. SIGINT/SIGTERM stop every step with
+exit 75, keeping what is finished. ``index.md`` shows every table and figure, and sets
 the paper's headline numbers next to ours, saying whether model and data are the paper's.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -20,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from bertsecrets_cli import outputs
-from bertsecrets_cli.errors import InputError, OutputError
+from bertsecrets_cli.errors import InputError, Interrupted, OutputError
 from bertsecrets_cli.render.console import info
 from bertsecrets_cli.render.tables import Table, to_markdown
 
@@ -72,24 +75,104 @@ class ReproduceResult:
         return sum(s.seconds for s in self.steps)
 
 
+RECORD = ".reproduce-steps.json"  # in the output folder: each finished step's output -> its fingerprint
+# Seconds one step of each kind took with the defaults (embedded model, demo data, 3 tasks, 200 examples) on a
+# 2-core machine shared with other jobs (reproduce's own index, 2026-12-07): only for the "about N min left"
+# estimate, which is rescaled by the time the steps already run took.
+STEP_WEIGHTS = {"fine-tune": 380.0, "extract": 27.0, "classify": 1.0, "diff": 0.5, "ablate": 150.0, "framenet": 30.0, "dependency": 10.0,
+                "Clark": 6.0, "figures and index": 20.0}
+
+
+def _weight(name: str) -> float:
+    return next((w for k, w in STEP_WEIGHTS.items() if k in name), 3.0)
+
+
+def _with(o: Any, *, force: bool, resume: bool) -> Any:
+    """The step's job options with the runner's --force / --resume (jobs without --resume finish in one go)."""
+    from dataclasses import replace
+
+    return replace(o, force=force, **({"resume": resume} if hasattr(o, "resume") else {}))
+
+
 class _Runner:
-    """Runs steps in order, skipping finished ones on resume, and keeps the shell command of each."""
+    """Runs the steps in order: says "step k of N" with an estimate, skips on --resume the steps whose output
+    exists and was made by the same command from the same inputs (their fingerprints, kept in RECORD), passes
+    --resume to the others (so a step stopped half-way continues from its parts or checkpoint), and honours
+    SIGINT/SIGTERM in every step: a step that does not stop by itself is followed by the stop (exit 75).
 
-    def __init__(self, opts: ReproduceOptions) -> None:
-        self.opts = opts
+    ``planning``: only count the steps (and check their inputs), run nothing.
+    """
+
+    def __init__(self, opts: ReproduceOptions, out: Path, *, planning: bool = False, plan: list[str] | None = None, stop: Any = None) -> None:
+        self.opts, self.out, self.planning, self.stop = opts, out, planning, stop
+        self.plan = plan or []  # the names of the steps, in order (from the planning pass)
         self.steps: list[StepLog] = []
+        self.keys: dict[str, str] = {}  # output (relative) -> fingerprint, of the steps done in this folder
+        self.recorded: dict[str, str] = {}
+        if not planning and (out / RECORD).exists():
+            try:
+                self.recorded = dict(json.loads((out / RECORD).read_text()))
+            except (OSError, ValueError):
+                self.recorded = {}
+        self.t0 = time.perf_counter()
+        self.ran_weight = self.ran_seconds = 0.0
+        self.finished = 0  # steps finished by this run
 
-    def step(self, name: str, output: Path, argv: list[str], fn: Callable[[], Any]) -> bool:
-        command = "bertsecrets " + " ".join(shlex.quote(a) for a in argv)
-        done = output.exists() and (output.is_file() or (output / "finetune.json").exists())
-        if done and self.opts.resume:
-            info(f"[reproduce] {name}: done already ({output})")
-            self.steps.append(StepLog(name, command, 0.0, True))
+    def _key(self, argv: list[str]) -> str:
+        """The step's command and the fingerprints of the earlier steps whose outputs it reads."""
+        import hashlib
+
+        inputs = {k: v for k, v in self.keys.items() if any(str(self.out / k) == a or a.startswith(str(self.out / k) + "/") for a in argv)}
+        return hashlib.sha256(json.dumps({"argv": argv, "inputs": inputs}, sort_keys=True).encode()).hexdigest()[:24]
+
+    def _record(self, rel: str, key: str) -> None:
+        self.keys[rel] = key
+        self.recorded[rel] = key
+        # an exclusive temporary replaced atomically (outputs): the record is always the old one or the new one
+        outputs.write_text(self.out / RECORD, json.dumps(self.recorded, indent=1, sort_keys=True), mode="replace")
+
+    def _estimate(self, k: int) -> str:
+        left = sum(_weight(n) for n in self.plan[k - 1 :])
+        # before any step ran here: the pace measured with the defaults; then this run's own pace
+        pace = self.ran_seconds / self.ran_weight if self.ran_weight > 0 else 1.0
+        return f"; about {max(1, round(pace * left / 60))} min left"
+
+    def step(self, name: str, output: Path | None, argv: list[str], fn: Callable[[bool, bool], Any]) -> bool:
+        """Run ``fn(force, resume)`` unless its output is already done; None output: always run (the index)."""
+        if self.planning:
+            self.plan.append(name)
             return False
-        info(f"[reproduce] {name}: {command}")
+        k, n = len(self.steps) + 1, len(self.plan)
+        command = "bertsecrets " + " ".join(shlex.quote(a) for a in argv) if argv else "(index.md, index.html, views/)"
+        rel = output.relative_to(self.out).as_posix() if output is not None else ""
+        key = self._key(argv)
+        done = output is not None and output.exists() and (output.is_file() or (output / "finetune.json").exists())
+        force, resume = self.opts.force, self.opts.resume
+        if done and self.opts.resume:
+            if self.recorded.get(rel, key) == key:  # a folder made before fingerprints were kept: trust it, as before
+                info(f"[reproduce] step {k} of {n}: {name}: done already ({output})")
+                self.steps.append(StepLog(name, command, 0.0, True))
+                self._record(rel, key)
+                return False
+            info(f"[reproduce] step {k} of {n}: {name}: made with other options or inputs than now; redoing it")
+            force, resume = True, False
+        info(f"[reproduce] step {k} of {n}: {name}: {command}{self._estimate(k)}")
         t0 = time.perf_counter()
-        fn()
-        self.steps.append(StepLog(name, command, time.perf_counter() - t0, False))
+        try:
+            fn(force, resume)
+        except Interrupted as e:
+            raise Interrupted(f"{self.out}: stopped in step {k} of {n} ({name}): {e}; the finished steps are kept: "
+                              "rerun the same reproduce command with --resume") from None
+        dt = time.perf_counter() - t0
+        self.steps.append(StepLog(name, command, dt, False))
+        self.ran_seconds += dt
+        self.ran_weight += _weight(name)
+        self.finished += 1
+        if output is not None:
+            self._record(rel, key)
+        if self.stop is not None and self.stop.requested:
+            more = f"; {n - k} steps remain: rerun the same reproduce command with --resume" if k < n else "; every step is done"
+            raise Interrupted(f"{self.out}: stopped by {self.stop.signal} after step {k} of {n} ({name}), which is kept{more}")
         return True
 
 
@@ -105,6 +188,9 @@ def _task_data(opts: ReproduceOptions, task: Any) -> str | None:
         return str(root)
     if not root.exists() and not opts.data.startswith("hub:"):
         raise InputError(f"--data {opts.data}: no such folder")
+    if root.is_dir():
+        raise InputError(f"--data {opts.data}: has no {task.glue_dir}/ folder for task {task.name} (the GLUE download's layout: "
+                         f"{opts.data}/{task.glue_dir}/dev.tsv)")
     return opts.data  # a hub id: the loader says if it cannot be fetched
 
 
@@ -130,13 +216,85 @@ def _check_relation_inputs(opts: ReproduceOptions) -> None:
         FrameNetRelease(opts.framenet)
 
 
-def run_reproduce(opts: ReproduceOptions, out: str | Path) -> ReproduceResult:
-    from bertsecrets_cli.data.tasks import get_task
-    from bertsecrets_cli.jobs.ablate import AblateOptions, ablation_tables, run_ablate
+def _define_steps(run: _Runner, opts: ReproduceOptions, out: Path, tasks: list[Any]) -> None:
+    """Every step, in order, as ``run.step(name, output, argv, fn(force, resume))``; the last one writes the index."""
+    from bertsecrets_cli.jobs.ablate import AblateOptions, run_ablate
     from bertsecrets_cli.jobs.classify import ClassifyOptions, run_classify
     from bertsecrets_cli.jobs.diff import DiffOptions, run_diff
     from bertsecrets_cli.jobs.extract import DataOptions, ExtractOptions, run_extract
     from bertsecrets_cli.jobs.finetune import FinetuneOptions, run_finetune
+
+    model_arg = ["--model", opts.model] if opts.model else []
+    dev = ["--device", opts.device] if opts.device != "auto" else []
+    q = opts.quiet
+    for task in tasks:
+        t = task.name
+        data = _task_data(opts, task)
+        data_arg = ["--data", data] if data else []
+        mdir = out / "models" / t
+        ft_overrides: dict[str, Any] = {}
+        if opts.max_steps:
+            ft_overrides["max_steps"] = opts.max_steps
+        fopts = FinetuneOptions(model=opts.model, task=t, data=data, preset=opts.preset, train_limit=opts.train_limit,
+                                eval_limit=opts.eval_limit, overrides=ft_overrides, device=opts.device, quiet=q)
+        argv = ["finetune", "--task", t, *model_arg, *data_arg, "--preset", opts.preset, "--eval-limit", str(opts.eval_limit), "-o", str(mdir), *dev]
+        if opts.train_limit:
+            argv += ["--train-limit", str(opts.train_limit)]
+        if opts.max_steps:
+            argv += ["--max-steps", str(opts.max_steps)]
+        run.step(f"{t}: fine-tune", mdir, argv, lambda f, r, fopts=fopts, mdir=mdir: run_finetune(_with(fopts, force=f, resume=r), mdir))
+
+        stores = out / "stores"
+        data_opts = DataOptions(task=t, data=data, split="dev", limit=opts.eval_limit)
+        for tag, model in (("pre", opts.model), ("ft", str(mdir))):
+            path = stores / f"{t}-{tag}.h5"
+            margs = ["--model", model] if model else []
+            # norms next to the weights (same forward pass): the headline comparison of Kobayashi et al. (2020)
+            eo = ExtractOptions(model=model, data=data_opts, device=opts.device, quiet=q, quantities=HEADLINE_QUANTITIES)
+            run.step(f"{t}: extract {tag}", path, ["extract", "--task", t, *margs, *data_arg, "--limit", str(opts.eval_limit), "-o", str(path),
+                                                   "--quantities", ",".join(HEADLINE_QUANTITIES), *dev],
+                     lambda f, r, eo=eo, path=path: run_extract(_with(eo, force=f, resume=r), path))
+            pat = stores / f"{t}-{tag}.pat.h5"
+            co = ClassifyOptions(device=opts.device, quiet=q)
+            run.step(f"{t}: classify {tag}", pat, ["classify", str(path), "-o", str(pat)],
+                     lambda f, r, path=path, pat=pat, co=co: run_classify(path, pat, _with(co, force=f, resume=r)))
+            npat = stores / f"{t}-{tag}.norms.pat.h5"
+            nco = ClassifyOptions(device=opts.device, quiet=q, quantity=NORMS)
+            run.step(f"{t}: classify {tag} norms", npat, ["classify", str(path), "--quantity", NORMS, "-o", str(npat)],
+                     lambda f, r, path=path, npat=npat, nco=nco: run_classify(path, npat, _with(nco, force=f, resume=r)))
+        pre, ft, diff_path = stores / f"{t}-pre.h5", stores / f"{t}-ft.h5", stores / f"{t}-diff.h5"
+        run.step(f"{t}: diff", diff_path, ["diff", str(pre), str(ft), "-o", str(diff_path)],
+                 lambda f, r, pre=pre, ft=ft, diff_path=diff_path: run_diff(pre, ft, diff_path, _with(DiffOptions(quiet=q), force=f, resume=r)))
+        abl = stores / f"{t}-abl.h5"
+        ao = AblateOptions(model=str(mdir), data=data_opts, bootstrap=opts.bootstrap, device=opts.device, quiet=q)
+        run.step(f"{t}: ablate", abl, ["ablate", "--model", str(mdir), "--task", t, *data_arg, "--limit", str(opts.eval_limit),
+                                       "--bootstrap", str(opts.bootstrap), "-o", str(abl), *dev],
+                 lambda f, r, ao=ao, abl=abl: run_ablate(_with(ao, force=f, resume=r), abl))
+
+    if opts.framenet or opts.conllu:
+        from bertsecrets_cli.jobs.framenet import FrameNetOptions, run_relations
+
+        for kind, src in (("framenet", opts.framenet), ("dependency", opts.conllu)):
+            if not src:
+                continue
+            path = out / "stores" / f"{kind}.h5"
+            # the number set beside Clark's Table 1 is computed by the rule of his code (README: Whose definition)
+            definition = "authors" if kind == "dependency" else "ours"
+            fo = FrameNetOptions(framenet=src if kind == "framenet" else None, conllu=src if kind == "dependency" else None,
+                                 model=opts.model, device=opts.device, quiet=q, definition=definition)
+            flag = "--framenet" if kind == "framenet" else "--conllu"
+            run.step(kind, path, ["framenet", flag, src, *model_arg, *(["--definition", definition] if kind == "dependency" else []), "-o", str(path), *dev],
+                     lambda f, r, fo=fo, path=path: run_relations(_with(fo, force=f, resume=r), path))
+
+    from bertsecrets_cli.jobs import reproduce_clark
+
+    reproduce_clark.run_steps(run, opts, out, tasks[0].name, model_arg, dev)
+    run.step("figures and index", None, [], lambda f, r: run.__setattr__("comparison", write_index(out, opts, tasks, run.steps)))
+
+
+def run_reproduce(opts: ReproduceOptions, out: str | Path) -> ReproduceResult:
+    from bertsecrets_cli.data.tasks import get_task
+    from bertsecrets_cli.jobs.signals import graceful_stop
 
     out = Path(out)
     _check_out(out, opts)
@@ -154,78 +312,36 @@ def run_reproduce(opts: ReproduceOptions, out: str | Path) -> ReproduceResult:
     from bertsecrets_cli.model.device import resolve_device
 
     resolve_device(opts.device)  # a bad or absent device is refused before the folder exists
+    planner = _Runner(opts, out, planning=True)
+    _define_steps(planner, opts, out, tasks)  # also checks every task's data, before the folder exists
+    fresh = not out.exists() or not any(out.iterdir())
+    made = not out.exists()
     for sub in ("models", "stores", "figures", "tables", "views"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    run = _Runner(opts)
-    force = opts.force
-    model_arg = ["--model", opts.model] if opts.model else []
-    dev = ["--device", opts.device] if opts.device != "auto" else []
-    tables: dict[str, list[Table]] = {}
+    run = _Runner(opts, out, plan=planner.plan)
+    run.comparison = None  # type: ignore[attr-defined]
+    try:
+        with graceful_stop() as stop:
+            run.stop = stop
+            _define_steps(run, opts, out, tasks)
+    except Interrupted:
+        raise
+    except BaseException:
+        if fresh and run.finished == 0:  # nothing worth keeping: leave no folder that would block the corrected rerun
+            _remove_new_folder(out, made)
+        raise
+    return ReproduceResult(out, out / "index.md", run.steps, run.comparison)  # type: ignore[attr-defined]
 
-    for task in tasks:
-        t = task.name
-        data = _task_data(opts, task)
-        data_arg = ["--data", data] if data else []
-        mdir = out / "models" / t
-        ft_overrides: dict[str, Any] = {}
-        if opts.max_steps:
-            ft_overrides["max_steps"] = opts.max_steps
-        fopts = FinetuneOptions(model=opts.model, task=t, data=data, preset=opts.preset, train_limit=opts.train_limit,
-                                eval_limit=opts.eval_limit, overrides=ft_overrides, device=opts.device, force=force, quiet=opts.quiet)
-        argv = ["finetune", "--task", t, *model_arg, *data_arg, "--preset", opts.preset, "--eval-limit", str(opts.eval_limit), "-o", str(mdir), *dev]
-        if opts.train_limit:
-            argv += ["--train-limit", str(opts.train_limit)]
-        if opts.max_steps:
-            argv += ["--max-steps", str(opts.max_steps)]
-        run.step(f"{t}: fine-tune", mdir, argv, lambda: tables.__setitem__(f"{t}-finetune", [run_finetune(fopts, mdir).table]))
 
-        stores = out / "stores"
-        data_opts = DataOptions(task=t, data=data, split="dev", limit=opts.eval_limit)
-        for tag, model in (("pre", opts.model), ("ft", str(mdir))):
-            path = stores / f"{t}-{tag}.h5"
-            margs = ["--model", model] if model else []
-            # norms next to the weights (same forward pass): the headline comparison of Kobayashi et al. (2020)
-            eo = ExtractOptions(model=model, data=data_opts, device=opts.device, force=force, quiet=opts.quiet, quantities=HEADLINE_QUANTITIES)
-            run.step(f"{t}: extract {tag}", path, ["extract", "--task", t, *margs, *data_arg, "--limit", str(opts.eval_limit), "-o", str(path),
-                                                   "--quantities", ",".join(HEADLINE_QUANTITIES), *dev],
-                     lambda eo=eo, path=path: run_extract(eo, path))
-            pat = stores / f"{t}-{tag}.pat.h5"
-            run.step(f"{t}: classify {tag}", pat, ["classify", str(path), "-o", str(pat)],
-                     lambda path=path, pat=pat: run_classify(path, pat, ClassifyOptions(device=opts.device, force=force, quiet=opts.quiet)))
-            npat = stores / f"{t}-{tag}.norms.pat.h5"
-            run.step(f"{t}: classify {tag} norms", npat, ["classify", str(path), "--quantity", NORMS, "-o", str(npat)],
-                     lambda path=path, npat=npat: run_classify(path, npat, ClassifyOptions(device=opts.device, force=force, quiet=opts.quiet, quantity=NORMS)))
-        diff_path = stores / f"{t}-diff.h5"
-        run.step(f"{t}: diff", diff_path, ["diff", str(stores / f"{t}-pre.h5"), str(stores / f"{t}-ft.h5"), "-o", str(diff_path)],
-                 lambda: run_diff(stores / f"{t}-pre.h5", stores / f"{t}-ft.h5", diff_path, DiffOptions(force=force, quiet=opts.quiet)))
-        abl = stores / f"{t}-abl.h5"
-        ao = AblateOptions(model=str(mdir), data=data_opts, bootstrap=opts.bootstrap, device=opts.device, force=force, quiet=opts.quiet,
-                           resume=opts.resume)  # an ablate step stopped earlier continues from its checkpoint
-        run.step(f"{t}: ablate", abl, ["ablate", "--model", str(mdir), "--task", t, *data_arg, "--limit", str(opts.eval_limit), "-o", str(abl), *dev],
-                 lambda: run_ablate(ao, abl))
+def _remove_new_folder(out: Path, made: bool) -> None:
+    """Remove what a failed first run created: the folder itself, or (a folder the user made empty) its contents."""
+    import shutil
 
-    if opts.framenet or opts.conllu:
-        from bertsecrets_cli.jobs.framenet import FrameNetOptions, run_relations
-
-        for kind, src in (("framenet", opts.framenet), ("dependency", opts.conllu)):
-            if not src:
-                continue
-            path = out / "stores" / f"{kind}.h5"
-            # the number set beside Clark's Table 1 is computed by the rule of his code (README: Whose definition)
-            definition = "authors" if kind == "dependency" else "ours"
-            fo = FrameNetOptions(framenet=src if kind == "framenet" else None, conllu=src if kind == "dependency" else None,
-                                 model=opts.model, device=opts.device, force=force, quiet=opts.quiet, definition=definition)
-            flag = "--framenet" if kind == "framenet" else "--conllu"
-            run.step(kind, path, ["framenet", flag, src, *model_arg, *(["--definition", definition] if kind == "dependency" else []), "-o", str(path), *dev],
-                     lambda fo=fo, path=path: run_relations(fo, path))
-
-    reproduce_clark.run_steps(run, opts, out, tasks[0].name, model_arg, dev)
-
-    t0 = time.perf_counter()
-    comparison = write_index(out, opts, tasks, run.steps)
-    run.steps.append(StepLog("figures and index", "(index.md, index.html, views/)", time.perf_counter() - t0, False))
-    _ = ablation_tables  # tables are rebuilt from the stores in write_index
-    return ReproduceResult(out, out / "index.md", run.steps, comparison)
+    if made:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for p in out.iterdir():
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------- the index
@@ -410,22 +526,25 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
             r = read_ablation(apath)
             fig = _plot(apath, figs / f"{t}-ablation.png", quantities=("ablation_delta",))
             for i, tb in enumerate(ablation_tables(r, top=5)):
+                tb.title = f"{t}: ablation, {tb.title}"  # "baseline" alone would head a section of every task
                 body += _table_md(out, f"{t}-ablation-{i}", tb, fig if i == 0 else None)
             m = 0
             heads = [k == "head" for k in r.kinds]
             layers = [k == "layer" for k in r.kinds]
             if any(heads):
-                d = r.delta[np.array(heads), m]
-                best = float(np.max(d))
-                n_help = int(np.sum(d > 0))
+                from bertsecrets_cli.jobs.ablate import beyond_noise
+
+                idx = [j for j, h in enumerate(heads) if h]
+                helps = [j for j in idx if beyond_noise(r, j, 1)]  # only gains beyond their 95% interval count
                 pa = paper["ablation_stated"]["best_single_head_gain_points"]
                 fig_ab = paper["ablation_figure"].get(T)
                 ref = pa.get(T, 100 * (fig_ab["best_head"][1] - fig_ab["base"]) if fig_ab else None)
-                cmp.add("best single-head gain when disabled (points)", T, _fmt(ref, 1), _fmt(100 * best, 1), setup)
-                lo = getattr(r, "ci_low", None)
-                beyond = (f"; {int(np.sum(np.asarray(lo)[np.array(heads), m] > 0))} beyond their 95% interval" if lo is not None
-                          and not np.all(np.isnan(np.asarray(lo, dtype=float))) else "; no intervals (--bootstrap 0)")
-                cmp.add("heads whose removal improves the score", T, "some, every task", f"{n_help} of {int(np.sum(heads))}{beyond}", setup)
+                if helps:
+                    best = _fmt(100 * max(float(r.delta[j, m]) for j in helps), 1)
+                else:
+                    best = f"none beyond noise (largest {100 * float(np.nanmax(r.delta[idx, m])):.1f}, inside its interval)"
+                cmp.add("best single-head gain when disabled, beyond noise (points)", T, _fmt(ref, 1), best, setup)
+                cmp.add("heads whose removal improves the score beyond noise", T, "some, every task", f"{len(helps)} of {len(idx)}", setup)
             if any(layers):
                 d = r.delta[np.array(layers), m]
                 names = [n for n, k in zip(r.names, r.kinds) if k == "layer"]
@@ -458,7 +577,7 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
 
     body += index_section(out, cmp, setup, _table_md, _fmt, model_same=(opts.model or "").rstrip("/").endswith("bert-base-uncased"))
     md += ["## The paper's headline numbers next to ours", ""] + _md_lines(cmp) + [""]
-    md += body
+    md += _unique_headings(body)
     md += ["## Steps", "", "Each step is a subcommand; rerun any of them alone.", "", "| step | command | seconds |", "|---|---|---|"]
     for s in steps:
         md.append(f"| {s.name} | `{s.command}` | {'done before' if s.skipped else f'{s.seconds:.0f}'} |")
@@ -501,6 +620,27 @@ def weights_vs_norms(stores: Path, task: str, tag: str) -> Table | None:
         t.add(f"L{layer + 1}", float(vw[layer].mean()), float(vn[layer].mean()), float(np.nanmean(special_w[layer])), float(np.nanmean(special_n[layer])))
     t.add("all", float(vw.mean()), float(vn.mean()), float(np.nanmean(special_w)), float(np.nanmean(special_n)))
     return t
+
+
+def _unique_headings(lines: list[str]) -> list[str]:
+    """Every heading of the index once (a table of the same title in two sections gets its section's name)."""
+    seen: set[str] = set()
+    section = ""
+    out = []
+    for ln in lines:
+        if ln.startswith("## "):
+            section = ln[3:].strip()
+        if ln.startswith("#"):
+            head = ln
+            if head in seen and section:
+                head = f"{ln} ({section})"
+            k = 2
+            while head in seen:
+                head, k = f"{ln} ({k})", k + 1
+            seen.add(head)
+            ln = head
+        out.append(ln)
+    return out
 
 
 def _md_lines(t: Table) -> list[str]:

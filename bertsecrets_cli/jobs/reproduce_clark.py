@@ -28,6 +28,9 @@ def check_inputs(opts: Any) -> None:
 
 
 def run_steps(run: Any, opts: Any, out: Path, first_task: str, model_arg: list[str], dev: list[str]) -> None:
+    """Clark et al.'s steps, each ``run.step(name, output, argv, fn(force, resume))`` (these finish in one go)."""
+    from dataclasses import replace
+
     from bertsecrets_cli.jobs.cluster import ClusterOptions, run_cluster
     from bertsecrets_cli.jobs.words import WordsOptions, run_words
 
@@ -35,28 +38,28 @@ def run_steps(run: Any, opts: Any, out: Path, first_task: str, model_arg: list[s
     pre, pat = st / f"{first_task}-pre.h5", st / f"{first_task}-pre.pat.h5"
     words, clusters, fig = st / f"{first_task}-pre.words.h5", st / f"{first_task}-pre.clusters.h5", out / "figures" / "clusters.png"
     run.step("Clark: word-level attention", words, ["words", str(pre), "-o", str(words)],
-             lambda: run_words(pre, words, WordsOptions(force=opts.force, quiet=opts.quiet)))
+             lambda f, r: run_words(pre, words, WordsOptions(force=f, quiet=opts.quiet)))
     # beside Clark's Figure 6: his setting (word pieces, smoothed JS summed, metric MDS; README: Whose definition)
     run.step("Clark: head clustering", clusters, ["cluster", str(pre), "--definition", "authors", "-o", str(clusters), "--patterns", str(pat),
                                                   "--figure", str(fig)],
-             lambda: run_cluster(pre, clusters, ClusterOptions(definition="authors", patterns=str(pat), figure=str(fig), force=opts.force,
-                                                               quiet=opts.quiet)))
+             lambda f, r: run_cluster(pre, clusters, ClusterOptions(definition="authors", patterns=str(pat), figure=str(fig), force=f,
+                                                                    quiet=opts.quiet)))
     if getattr(opts, "coref", None):
         from bertsecrets_cli.jobs.coref import CorefOptions, run_coref
 
         path = st / "coreference.h5"
-        co = CorefOptions(data=opts.coref, model=opts.model, device=opts.device, force=opts.force, quiet=opts.quiet)
-        run.step("Clark: coreference heads", path, ["coref", opts.coref, *model_arg, "-o", str(path), *dev], lambda: run_coref(co, path))
+        co = CorefOptions(data=opts.coref, model=opts.model, device=opts.device, quiet=opts.quiet)
+        run.step("Clark: coreference heads", path, ["coref", opts.coref, *model_arg, "-o", str(path), *dev],
+                 lambda f, r: run_coref(replace(co, force=f), path))
     if getattr(opts, "probe_test", None):
         from bertsecrets_cli.jobs.probe import ProbeOptions, run_probe
 
         path = st / "probe.h5"
         # set beside Clark's Table 3: his candidates (ROOT) and his UAS (no punctuation)
-        po = ProbeOptions(train=opts.conllu, test=opts.probe_test, model=opts.model, device=opts.device, force=opts.force, quiet=opts.quiet,
-                          definition="authors")
+        po = ProbeOptions(train=opts.conllu, test=opts.probe_test, model=opts.model, device=opts.device, quiet=opts.quiet, definition="authors")
         run.step("Clark: attention probe", path, ["probe", "--train", opts.conllu, "--test", opts.probe_test, *model_arg, "--definition", "authors",
                                                   "-o", str(path), *dev],
-                 lambda: run_probe(po, path))
+                 lambda f, r: run_probe(replace(po, force=f), path))
 
 
 PAPER_DATA = {"dependency": "WSJ dev, Stanford Dependencies", "probe": "WSJ, Stanford Dependencies", "coreference": "CoNLL-2012 dev"}

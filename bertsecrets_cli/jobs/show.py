@@ -31,6 +31,11 @@ class ShowOptions:
     by_abs: bool = False  # largest magnitude first
     layer: str | None = None  # 1-based, '3' or 'L3'
     locking: bool | None = None
+    rank: bool = False  # a ranking option was given (--top, --bottom, --abs, --layer): rank even without --quantity
+
+
+# what ``show STORE --top 10`` ranks when no --quantity is named: the quantity a store of that kind is made for
+DEFAULT_RANKING = {"ablation": "ablation_delta", "diff": "cosine", "framenet": "framenet_fe_to_target"}
 
 
 def _short(v: Any) -> str:
@@ -165,11 +170,15 @@ def run_show(store: str | Path, opts: ShowOptions, *, name: str | None = None) -
 
     kind, names = split_kind(opts.quantities)
     with open_store(store, locking=opts.locking, quantity=kind) as st:
-        if not names:
-            if opts.layer is not None:
-                raise InputError("--layer filters a ranking: name a --quantity too")
-            return overview_tables(st, name)
         heads = st.heads()
+        if not names and opts.rank:
+            default = DEFAULT_RANKING.get(st.kind)
+            if default is None or default not in heads:
+                raise InputError(f"--top, --bottom, --abs and --layer rank the heads by a quantity: name one with --quantity "
+                                 f"({name} holds {', '.join(sorted(heads)[:8]) or 'none'}{', ...' if len(heads) > 8 else ''})")
+            names = [default]
+        if not names:
+            return overview_tables(st, name)
         tables = []
         for q in names:
             require_quantity(heads, q, name)

@@ -26,23 +26,35 @@ class StopFlag:
         return self.signal is not None
 
 
+_active: list[StopFlag] = []  # the flags of the graceful_stop blocks now open, outermost first
+
+
 @contextmanager
 def graceful_stop() -> Iterator[StopFlag]:
-    """Within the block, SIGTERM/SIGINT set a flag that long loops check between units of work."""
+    """Within the block, SIGTERM/SIGINT set a flag that long loops check between units of work.
+
+    Blocks nest (reproduce around each of its steps): a signal sets the flag of every open block, so an
+    outer runner learns of a stop that the step it ran finished its work through; a block opened after a
+    stop was requested starts with it requested, so the next step stops at its first check.
+    """
     flag = StopFlag()
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
+    flag.signal = next((f.signal for f in _active if f.requested), None)
 
     def handler(signum: int, frame: Any) -> None:
         if flag.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C stops at once
-        flag.signal = signal.Signals(signum).name
+        for f in (*_active, flag):
+            f.signal = f.signal or signal.Signals(signum).name
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    _active.append(flag)
     try:
         yield flag
     finally:
+        _active.remove(flag)
         for s, h in old.items():
             signal.signal(s, h)
 

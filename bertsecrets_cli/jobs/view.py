@@ -43,6 +43,7 @@ class ViewOptions:
     title: str | None = None
     force: bool = False
     locking: bool | None = None
+    allow_mismatch: bool = False  # embed side stores of another model, task or example set, with a warning naming what differs
 
 
 @dataclass
@@ -149,7 +150,23 @@ def _same_path(a: Path, b: Path) -> bool:
         return False
 
 
-def _side_store(path: str, kind: str, chosen_ids: list[str], L: int, H: int, locking: bool | None, quantity: str | None) -> dict[str, Any]:
+def side_store_mismatch(kind: str, side: dict[str, Any], main: dict[str, Any]) -> list[str]:
+    """What differs between a side store's provenance and the attention store's: the model (by fingerprint;
+    a diff store matches either of its two models) and the task. Empty when they match or nothing is recorded."""
+    problems = []
+    mine = str(main.get("model_fingerprint") or "")
+    theirs = [str(side.get(k) or "") for k in (("model_fingerprint_a", "model_fingerprint_b") if kind == "diff" else ("model_fingerprint",))]
+    if mine and any(theirs) and mine not in theirs:
+        names = [str(side.get(k) or "") for k in (("model_a", "model_b") if kind == "diff" else ("model",))]
+        problems.append(f"model {' -> '.join(n for n in names if n) or 'another'}, not {main.get('model') or 'the store' + chr(39) + 's'}")
+    task, their_task = str(main.get("task") or ""), str(side.get("task") or "")
+    if task and their_task and task != their_task:
+        problems.append(f"task {their_task}, not {task}")
+    return problems
+
+
+def _side_store(path: str, kind: str, chosen_ids: list[str], L: int, H: int, locking: bool | None, quantity: str | None,
+                main: dict[str, Any] | None = None, allow: bool = False) -> dict[str, Any]:
     """Per-head grids of a patterns/diff/ablation store, and its per-example rows for the chosen examples when it has them."""
     from bertsecrets_cli.jobs.diff import PER_EXAMPLE_COSINE
     from bertsecrets_cli.store import open_store
@@ -183,6 +200,18 @@ def _side_store(path: str, kind: str, chosen_ids: list[str], L: int, H: int, loc
             side["grids"].append({"source": kind, "name": "cosine of this example", "per_example": "cosine",
                                   "description": "cosine similarity of each head's maps in the two stores, for the example shown"})
         side["matched"] = sum(r is not None for r in rows)
+        problems = side_store_mismatch(kind, st.provenance(), main or {})
+        if side_ids and not found:
+            problems.append(f"none of the {len(chosen_ids)} examples shown is among its {len(side_ids)} examples")
+        if problems:
+            detail = "; ".join(problems)
+            if not allow:
+                raise InputError(f"--{kind} {path}: {detail}; its grids would describe something else than the page shows "
+                                 "(pass --allow-mismatch to embed it anyway, with a warning)")
+            from bertsecrets_cli.render.console import note
+
+            note(f"warning: --{kind} {path}: {detail}; embedded anyway (--allow-mismatch)")
+            side["warning"] = detail
         return side
 
 
@@ -202,6 +231,7 @@ def _warn_if_slow_to_open(size: int, n_examples: int, encoding: str) -> None:
 def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str | None = None) -> ViewResult:
     """Write the HTML view of ``store`` to ``out`` (atomically) and return its size."""
     from bertsecrets_cli import __version__
+    from bertsecrets_cli.render.colours import CATEGORY_HEX
     from bertsecrets_cli.render.html import render_view
     from bertsecrets_cli.store import open_store
     from bertsecrets_cli.store.writer import check_output_path
@@ -269,7 +299,8 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
     for path, kind in ((opts.patterns, "patterns"), (opts.diff, "diff"), (opts.ablation, "ablation")):
         if path:
             # patterns and diff results are of one quantity, which must be the one shown; ablation disables heads, whatever is shown
-            sides.append(_side_store(path, kind, chosen_ids, L, H, opts.locking, None if kind == "ablation" else opts.quantity))
+            sides.append(_side_store(path, kind, chosen_ids, L, H, opts.locking, None if kind == "ablation" else opts.quantity,
+                                     prov, opts.allow_mismatch))
     class_names: list[str] = []
     for s in sides:
         grids += s["grids"]
@@ -280,7 +311,7 @@ def run_view(store: str | Path, out: str | Path, opts: ViewOptions, *, name: str
         "store": Path(name).name, "model": str(model.get("name", "")), "layers": L, "heads": H,
         "quantity": "word-level attention" if word_level else opts.quantity, "word_level": word_level, "encoding": opts.encoding, "distribution": distribution, "task": str(prov.get("task", "")),
         "n_store_examples": len(ids), "examples": examples, "grids": grids, "per_example": per_example,
-        "class_names": class_names, "sides": [{"kind": s["kind"], "store": s["store"], "matched": s["matched"]} for s in sides],
+        "class_names": class_names, "palette": list(CATEGORY_HEX), "sides": [{"kind": s["kind"], "store": s["store"], "matched": s["matched"], **({"warning": s["warning"]} if "warning" in s else {})} for s in sides],
         "tool": f"bertsecrets {__version__}",
     }
     size = render_view(payload, out)

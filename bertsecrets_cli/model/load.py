@@ -93,9 +93,10 @@ def _locate(spec: str | None) -> tuple[str, str, bool]:
         if not (p / "config.json").exists():
             raise ModelError(f"--model {spec}: the folder has no config.json; is it a save_pretrained folder?")
         return spec, str(p), True
-    looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") > 1
+    # runs/sst2 could be a hub id (org/name) too: a path whose parent folder exists here is taken for a local one
+    looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or ("/" in spec and p.parent.is_dir())
     if looks_like_path:
-        raise InputError(f"--model {spec}: no such folder")
+        raise InputError(f"--model {spec}: no such folder" + (f" ({p.parent} has no {p.name})" if p.parent.is_dir() and str(p.parent) != "." else ""))
     return spec, spec, False
 
 
@@ -131,7 +132,7 @@ def load_model(
         if is_local:
             raise ModelError(f"--model {spec}: cannot read the model folder: {str(e).splitlines()[0]}") from e
         raise ModelError(
-            f"--model {spec}: cannot load it from the Hugging Face hub (offline, or no such model)",
+            f"--model {spec}: no such local folder, and cannot load it from the Hugging Face hub (offline, or no such model)",
             hint=f"download it where there is internet with `hf download {spec} --local-dir DIR` and pass --model DIR",
         ) from e
     if not getattr(tokenizer, "is_fast", False):

@@ -129,8 +129,10 @@ def category_grid_figure(values: np.ndarray, classes: Sequence[str], path: str |
     values = np.asarray(values, dtype=float)
     L, H = values.shape
     K = len(classes)
-    tab = plt.get_cmap("tab10")
-    cmap = ListedColormap([tab(k % 10) for k in range(K)]).with_extremes(bad="#dddddd")
+    from bertsecrets_cli.render.colours import CATEGORY_HEX
+
+    # render.colours: a pattern type has the same colour here, in the terminal and in the HTML view
+    cmap = ListedColormap([CATEGORY_HEX[k % len(CATEGORY_HEX)] for k in range(K)]).with_extremes(bad="#dddddd")
     fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * H + 3.0), max(2.5, 0.4 * L + 1.2)))
     ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-0.5, vmax=K - 0.5, aspect="auto", interpolation="nearest")
     if letters is not None:
@@ -143,7 +145,7 @@ def category_grid_figure(values: np.ndarray, classes: Sequence[str], path: str |
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.set_title(_wrap(title, fig.get_figwidth()), fontsize=10)
-    ax.legend(handles=[Patch(color=tab(k % 10), label=c) for k, c in enumerate(classes)], fontsize=7,
+    ax.legend(handles=[Patch(color=CATEGORY_HEX[k % len(CATEGORY_HEX)], label=c) for k, c in enumerate(classes)], fontsize=7,
               bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
     return _save(fig, path)
 

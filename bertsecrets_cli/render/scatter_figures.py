@@ -26,12 +26,19 @@ def head_embedding_figure(xy: np.ndarray, layers: np.ndarray, patterns: np.ndarr
     cb = fig.colorbar(sc, ax=ax)
     cb.set_label("layer")
     ax.set_title("by layer")
-    if len(xy) <= 160:
-        for k, nm in enumerate(names):
-            ax.annotate(nm, (xy[k, 0], xy[k, 1]), fontsize=5, alpha=0.7, xytext=(2, 2), textcoords="offset points")
+    shown = labelled_points(xy)
+    for k in shown:
+        ax.annotate(names[k], (xy[k, 0], xy[k, 1]), fontsize=6, alpha=0.85, xytext=(3, 3), textcoords="offset points")
+    if len(shown) < len(xy):
+        ax.text(0.0, -0.12, f"{len(shown)} of {len(xy)} heads labelled: the others are too close to a labelled one to read",
+                transform=ax.transAxes, fontsize=7, color="#5d6875")
     if patterns is not None:
         ax2 = axes[0, 1]
-        cmap = plt.get_cmap("tab10")
+        from matplotlib.colors import ListedColormap
+
+        from bertsecrets_cli.render.colours import CATEGORY_HEX
+
+        cmap = ListedColormap(list(CATEGORY_HEX))  # the pattern colours of every figure, the terminal and the view
         for c, cls in enumerate(CLASSES):
             m = patterns == c
             if m.any():
@@ -43,3 +50,19 @@ def head_embedding_figure(xy: np.ndarray, layers: np.ndarray, patterns: np.ndarr
         a.set_ylabel("MDS 2")
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def labelled_points(xy: np.ndarray, min_gap: float = 0.06) -> list[int]:
+    """Which points get a label: in order, each one at least ``min_gap`` (a fraction of the plot's extent) from
+    every point already labelled, so no two labels overlap; a crowded cluster shows one label for its heads."""
+    xy = np.asarray(xy, dtype=float)
+    if len(xy) == 0:
+        return []
+    span = np.ptp(xy, axis=0)
+    span[span == 0] = 1.0
+    unit = (xy - xy.min(0)) / span
+    chosen: list[int] = []
+    for k, p in enumerate(unit):
+        if all(np.hypot(*(p - unit[j])) >= min_gap for j in chosen):
+            chosen.append(k)
+    return chosen

@@ -109,11 +109,17 @@ def emit(tables: list[Table] | Table, fmt: str | OutputFormat = "table", stream:
         from rich.markup import escape
         from rich.table import Table as RichTable
 
-        console = Console(file=out, highlight=False, soft_wrap=False)
         plain = not _is_terminal(out)  # a pipe or a file gets aligned columns without box drawing
+        # a pipe or a file (a Slurm log) has no width: nothing is wrapped or folded there, so a cell or a path stays
+        # on its line whole; only a terminal's width is honoured
+        console = Console(file=out, highlight=False, soft_wrap=False, **({"width": PLAIN_WIDTH} if plain else {}))
         for t in tables:
             caption = terminal_caption(t)
-            rt = RichTable(title=escape(t.title), caption=escape(caption) if caption else None, title_justify="left", caption_justify="left",
+            if plain:  # title and caption as lines of their own: rich would wrap them at the table's width
+                out.write(f"{t.title}\n")
+                out.flush()
+            rt = RichTable(title=None if plain else escape(t.title), caption=escape(caption) if caption and not plain else None,
+                           title_justify="left", caption_justify="left",
                            box=None if plain else box.HEAVY_HEAD, show_edge=not plain, pad_edge=not plain)
             for k, c in enumerate(t.columns):
                 numeric = any(isinstance(_jsonable(r[k]), (int, float)) and not isinstance(r[k], bool) for r in t.rows if k < len(r))
@@ -122,9 +128,14 @@ def emit(tables: list[Table] | Table, fmt: str | OutputFormat = "table", stream:
             for r in t.rows:
                 rt.add_row(*(escape(_cell(v, t.digits)) for v in r))  # data, never markup: "[their homes]" must show
             console.print(rt)
+            if plain and caption:
+                out.write(f"{caption}\n")
     elif spec.fmt not in FORMATS:
         raise ValueError(spec.fmt)
     out.flush()
+
+
+PLAIN_WIDTH = 1 << 16  # columns of the "terminal" a pipe or a file gets: in effect, no wrapping
 
 
 def _tsv(text: str) -> str:

@@ -16,11 +16,13 @@ from rich.color import Color
 from rich.style import Style
 from rich.text import Text
 
+from bertsecrets_cli.render.colours import CATEGORY_RGB
+
 # anchor colours of matplotlib's viridis (sequential) and RdBu_r (diverging) and tab10 (categories),
 # so the terminal and the file figures agree without importing matplotlib for a terminal plot
 VIRIDIS = [(68, 1, 84), (71, 45, 123), (59, 82, 139), (44, 114, 142), (33, 145, 140), (40, 174, 128), (94, 201, 98), (173, 220, 48), (253, 231, 37)]
 RDBU_R = [(5, 48, 97), (42, 113, 178), (107, 172, 209), (194, 221, 236), (247, 246, 246), (251, 204, 180), (228, 128, 102), (186, 40, 50), (103, 0, 31)]
-TAB10 = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+TAB10 = list(CATEGORY_RGB)  # render.colours: the same category colours as the figures and the HTML view
 EIGHTHS = " ▏▎▍▌▋▊▉█"
 SHADES = " .:-=+*#%@"  # map cells without colour
 MISSING = "·"

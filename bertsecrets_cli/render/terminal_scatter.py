@@ -7,14 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from bertsecrets_cli.render.colours import CATEGORY_RGB, category_rgb  # noqa: F401 - category_rgb: re-exported
 
 # a qualitative palette (matplotlib's tab10), cycled for more categories
-_TAB10 = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194),
-          (127, 127, 127), (188, 189, 34), (23, 190, 207))
-
-
-def category_rgb(c: int) -> tuple[int, int, int]:
-    return _TAB10[c % len(_TAB10)]
+_TAB10 = CATEGORY_RGB  # render.colours: shared with the figures and the HTML view
 
 
 def scatter_lines(xy: np.ndarray, categories: np.ndarray, legend: Sequence[tuple[str, str]], *, width: int = 80,

@@ -354,7 +354,7 @@ class Store:
         if self.validate:
             problem = validation.quantity_problem(att, self.encoding, self.quantity)
             if problem is not None:
-                raise validation.refuse(self.name, index, problem)
+                raise self._refuse(index, problem)
         return att
 
     def attention(self, i: int) -> np.ndarray:
@@ -400,7 +400,7 @@ class Store:
                     problem = (validation.rows_problem(att, self.encoding, zero_rows=self.quantity == "norms_normalised") if values_ok
                                else validation.quantity_problem(att, self.encoding, self.quantity))
                     if problem is not None:
-                        raise validation.refuse(self.name, idx, problem)
+                        raise self._refuse(idx, problem)
                 yield idx, att
             k = j + 1
 
@@ -412,6 +412,39 @@ class Store:
         ds = self.h5[name]
         names = ds.attrs.get("names") if "names" in ds.attrs else self.h5[S.G_STATS].attrs["names"]
         return json.loads(_decode(names)), self._read(name, ...)
+
+    def stat_means(self, indices: list[int], block_rows: int = 4096) -> tuple[list[str], np.ndarray] | None:
+        """Means over examples ``indices`` of the per-example statistics of the selected quantity: (names, [L, H, K]).
+
+        NaN (an example without such a token) is left out of each mean, as extract and merge do; read a block
+        of rows at a time, so memory stays bounded at any store size. None: the store holds no such statistics.
+        """
+        name = self._q.per_example if S.ATTENTION_MAPS in self.h5 else S.STATS_PER_EXAMPLE
+        if name not in self.h5:
+            return None
+        ds = self.h5[name]
+        names = ds.attrs.get("names") if "names" in ds.attrs else self.h5[S.G_STATS].attrs["names"]
+        sums, counts = np.zeros(ds.shape[1:]), np.zeros(ds.shape[1:])
+        idx = np.unique(np.asarray(indices, dtype=np.int64))
+        for b in range(0, ds.shape[0], block_rows):
+            sel = idx[(idx >= b) & (idx < b + block_rows)] - b
+            if len(sel):
+                block = self._read(name, slice(b, min(b + block_rows, ds.shape[0])))[sel]
+                ok = ~np.isnan(block)
+                sums += np.where(ok, block, 0).sum(0)
+                counts += ok.sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return json.loads(_decode(names)), sums / counts
+
+    def _refuse(self, index: int, problem: str) -> StoreError:
+        """The error for maps that are not attention; a merged store whose shard file is gone reads as fill
+        values there, so that cause is named first (what ``check`` says too)."""
+        missing = self.verify_sources()
+        if missing:
+            return StoreError(f"{self.name}: a merged store with a missing shard: {missing[0]}"
+                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                              + f"; example {index} reads as fill values; put the shard back, or merge again with --copy")
+        return validation.refuse(self.name, index, problem)
 
     def verify_sources(self) -> list[str]:
         """Problems with virtual datasets: a missing source file reads as fill values, silently."""

@@ -11,7 +11,8 @@
   var S = { ex: 0, layer: 0, head: 0, units: "tokens", links: "all", hover: null, grid: 0 };
   var cache = [];  // [{key, value}] most recent last
   var drawn = null, lay = null;
-  var PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
+  // the category colours of the figures and the terminal (render/colours.py), sent with the data
+  var PALETTE = D.palette || ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
   var THRESHOLD = 0.02;  // lines below this weight are not drawn (invisible anyway)
 
   function el(tag, attrs, parent) {
