@@ -400,12 +400,16 @@ def probe(output: str | Path, **options: Any) -> Result:
     return Result("probe", Path(output), res.tables, res)
 
 
-def show(store: str | Path, *, quantity: str | None = None, top: int = 10, bottom: bool = False, by_abs: bool = False,
+def show(store: str | Path, *, quantity: str | None = None, top: int | None = None, bottom: bool = False, by_abs: bool = False,
          layer: str | None = None) -> Result:
-    """``bertsecrets show``: a store's overview, or its heads ranked by per-head quantities (comma-separated)."""
+    """``bertsecrets show``: a store's overview, or its heads ranked by per-head quantities (comma-separated).
+
+    As the command: ``top`` (default 10 heads), ``bottom``, ``by_abs`` or ``layer`` without ``quantity`` rank the
+    store's own result (an ablation's deltas, a diff's cosine)."""
     from bertsecrets_cli.jobs.show import ShowOptions, run_show
 
-    opts = ShowOptions(quantities=_columns(quantity) or (), top=top, bottom=bottom, by_abs=by_abs, layer=layer)
+    opts = ShowOptions(quantities=_columns(quantity) or (), top=10 if top is None else top, bottom=bottom, by_abs=by_abs, layer=layer,
+                       rank=top is not None or bottom or by_abs or layer is not None)
     return Result("show", None, run_show(store, opts), None)
 
 

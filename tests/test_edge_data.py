@@ -136,8 +136,9 @@ def test_equal_ablation_deltas_rank_in_plan_order() -> None:
                        index=np.arange(3), n_variants_total=3, masks=masks, metrics=0.5 + delta, delta=delta, ci_low=delta - 0.05,
                        ci_high=delta + 0.05, predictions=None, bootstrap=10, bootstrap_seed=0, engine="fast", model={"name": "m"}, provenance={})
     tables = {t.name: t for t in ablation_tables(r)}
-    assert [row[0] for row in tables["helps"].rows] == ["L1H1", "L1H2", "L1H3"]
-    assert [row[0] for row in tables["hurts"].rows] == ["L1H3", "L1H1", "L1H2"]
+    # only heads beyond noise are listed (issue 27): the two equal helping heads in plan order, the hurting one alone
+    assert [row[0] for row in tables["helps"].rows] == ["L1H1", "L1H2"]
+    assert [row[0] for row in tables["hurts"].rows] == ["L1H3"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -147,7 +148,8 @@ def test_equal_ablation_deltas_rank_in_plan_order() -> None:
 @pytest.mark.slow
 def test_an_ablation_that_changes_no_prediction_reports_no_change_and_greedy_takes_no_step(tiny_model_factory, tmp_path: Path) -> None:
     """An untrained tiny classifier (0.02 init): disabling a head moves the logits too little to flip a prediction,
-    so every delta is exactly 0 with a zero-width interval, every row says so, and greedy stops before step 1."""
+    so every delta is exactly 0 with a zero-width interval, no head is ranked as helping or hurting, every layer row
+    says "no change", and greedy stops before step 1."""
     from bertsecrets_cli.jobs.ablate import AblateOptions, ablation_tables, read_ablation, run_ablate
     from bertsecrets_cli.jobs.extract import DataOptions
 
@@ -159,8 +161,9 @@ def test_an_ablation_that_changes_no_prediction_reports_no_change_and_greedy_tak
     assert all((p == base_pred).all() for p in r.predictions)  # the premise, checked
     assert (r.delta == 0).all() and (r.ci_low == 0).all() and (r.ci_high == 0).all()
     tables = {t.name: t for t in ablation_tables(r)}
-    for name in ("helps", "hurts", "layers"):
-        assert {row[-1] for row in tables[name].rows} == {"no change"}
+    assert {row[-1] for row in tables["layers"].rows} == {"no change"}
+    for name in ("helps", "hurts"):  # no head is listed as helping or hurting, and the table says why
+        assert tables[name].rows == [] and tables[name].caption.startswith("none: every head's interval covers 0")
     assert r.greedy is not None and r.greedy.heads == [] and "no single further head improves" in r.greedy.stopped
 
 
