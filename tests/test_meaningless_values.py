@@ -36,9 +36,10 @@ def test_classify_refuses_unnormalised_norms_and_points_to_norms_normalised(norm
 def test_a_quantity_without_a_normalised_twin_points_to_the_distributions() -> None:
     from bertsecrets_cli.jobs.classify import _check_distribution
 
-    with pytest.raises(InputError, match="use --quantity weights or norms_normalised or rollout"):
-        _check_distribution("flow")
+    with pytest.raises(InputError, match="use --quantity weights or norms_normalised or rollout or flow"):
+        _check_distribution("flow_raw")  # raw max-flow values (rows sum to 6-11): no distribution
     _check_distribution("rollout")  # a distribution: accepted
+    _check_distribution("flow")  # stored row-normalised since store format 2, as Abnar's code: accepted
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1"])
@@ -78,7 +79,7 @@ def test_view_warns_when_a_browser_would_open_the_page_slowly_and_says_what_to_p
     quiet = runner.invoke(app, ["view", str(demo_store), "-n", "4", "-o", str(out)])
     assert quiet.exit_code == 0 and "warning" not in quiet.stderr
     size = out.stat().st_size
-    monkeypatch.setattr(view, "SLOW_PAGE_BYTES", size // 2)  # as if the page were twice the limit
+    monkeypatch.setattr(view, "SLOW_PAGE_BYTES", (size + 1) // 2)  # as if the page were twice the limit (half of 4 examples fit, odd sizes too)
     res = runner.invoke(app, ["view", str(demo_store), "-n", "4", "-o", str(out), "--force"])
     assert res.exit_code == 0, res.stderr
     warning = [ln for ln in res.stderr.splitlines() if "warning:" in ln]
