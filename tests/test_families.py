@@ -213,3 +213,27 @@ def test_pattern_features_of_a_local_layer_count_only_what_its_rows_can_see() ->
     assert f[1, 0, FEATURES.index("entropy")] == pytest.approx(np.mean(rows), rel=1e-5)
     labels, _ = classify_maps(maps[:, None], special, np.zeros(T, dtype=np.int8), windows=[-1, w])
     assert labels[1, 0] == VERTICAL and labels[0, 0] != VERTICAL
+
+
+def test_a_stop_during_the_capability_probe_is_a_stop_not_a_verdict_on_the_model() -> None:
+    """SIGTERM lands as Interrupted (exit 75) wherever it arrives; inside the probe forward pass it must not turn
+    into "not an encoder bertsecrets can run" (exit 5): the kill test found it there, during start-up."""
+    import torch
+
+    from bertsecrets_cli.errors import Interrupted
+    from bertsecrets_cli.model import attention
+
+    class Stopped(torch.nn.Module):
+        config = type("C", (), {"vocab_size": 50, "pad_token_id": 0})()
+
+        def forward(self, **_: object) -> None:
+            raise Interrupted("stopped by SIGTERM")
+
+    class Broken(Stopped):
+        def forward(self, **_: object) -> None:
+            raise ValueError("needs decoder_input_ids")
+
+    with pytest.raises(Interrupted):
+        attention._probe(Stopped(), 6)
+    with pytest.raises(attention.NotInterceptable, match="needs decoder_input_ids"):
+        attention._probe(Broken(), 6)

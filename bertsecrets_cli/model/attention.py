@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bertsecrets_cli.errors import BertsecretsError
 from bertsecrets_cli.model.hooks import ProgressFactory, silent
 
 ATTN_IMPLEMENTATION = "bertsecrets"
@@ -333,6 +334,8 @@ def _probe(model: torch.nn.Module, length: int) -> list[_ProbeCall]:
     try:
         with torch.inference_mode():
             model(input_ids=input_ids, attention_mask=mask)
+    except BertsecretsError:  # a SIGTERM/SIGINT during the probe (Interrupted, exit 75) is no verdict on the model
+        raise
     except Exception as e:  # noqa: BLE001 - an encoder-decoder, or a model needing other inputs
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise NotInterceptable(f"a forward pass on input ids and an attention mask alone failed ({first}): not an encoder bertsecrets can run") from e
