@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -439,18 +439,19 @@ def forward_with_norms(model: torch.nn.Module, batch: dict[str, torch.Tensor], n
     return out, probs, norm_maps
 
 
+def model_logits(model: torch.nn.Module, batch: dict[str, Any], intervention: Intervention | None = None) -> torch.Tensor:
+    """One batch's logits, under ``intervention`` if given (classification and the language-model loss share it)."""
+    with intervene(intervention) if intervention is not None else nullcontext():
+        return model(**batch).logits
+
+
 def logits_for(lm: Any, batches: list[tuple[list[int], dict[str, Any]]], n: int, intervention: Any = None, *, progress: ProgressFactory = silent, desc: str = "evaluate") -> np.ndarray:
     """Logits [n, num_labels] in example order, under ``intervention`` if given (evaluate and the naive sweep share it)."""
     out = np.zeros((n, lm.model.config.num_labels), dtype=np.float32)
     lm.model.eval()  # no dropout: a model fresh from training is still in train mode
     with torch.inference_mode(), progress(n, desc) as advance:
         for idx, batch in batches:
-            if intervention is not None:
-                with intervene(intervention):
-                    logits = lm.model(**batch).logits
-            else:
-                logits = lm.model(**batch).logits
-            out[idx] = logits.float().cpu().numpy()
+            out[idx] = model_logits(lm.model, batch, intervention).float().cpu().numpy()
             advance(len(idx))
     return out
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bertsecrets_cli.model.attention import Intervention, intervene
+from bertsecrets_cli.model.attention import Intervention, model_logits
 
 
 def window_losses(lm: Any, batches: list[tuple[list[int], dict[str, Any]]], n: int, intervention: Intervention | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -19,11 +19,7 @@ def window_losses(lm: Any, batches: list[tuple[list[int], dict[str, Any]]], n: i
     count = np.zeros(n, dtype=np.int64)
     with torch.inference_mode():
         for idx, batch in batches:
-            if intervention is not None:
-                with intervene(intervention):
-                    logits = lm.model(**batch).logits
-            else:
-                logits = lm.model(**batch).logits
+            logits = model_logits(lm.model, batch, intervention)
             ids, mask = batch["input_ids"], batch["attention_mask"].bool()
             target, valid = ids[:, 1:], mask[:, 1:] & mask[:, :-1]
             tok = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), target, reduction="none")
