@@ -131,6 +131,18 @@ def test_dependency_heads_of_a_decoder_through_the_command_line(family, decoders
     one_line_error(runner.invoke(app, ["framenet", "--conllu", str(decoders["train"]), "--model", str(decoders[family]), "--device", "cpu",
                                        "-o", str(tmp_path / "a.h5"), "--definition", "authors"]), 5, "causal decoder", "--definition ours")
     assert not (tmp_path / "a.h5").exists()
+    if family == "gpt2":  # shards join into the unsharded counts, each direction's denominators included
+        for i in (0, 1):
+            res = runner.invoke(app, ["framenet", "--conllu", str(decoders["train"]), "--model", str(decoders[family]), "--device", "cpu",
+                                      "-o", str(tmp_path / f"s{i}.h5"), "-q", "--shard", f"{i}/2"])
+            assert res.exit_code == 0, res.stderr
+        res = runner.invoke(app, ["merge", str(tmp_path / "s0.h5"), str(tmp_path / "s1.h5"), "-o", str(tmp_path / "m.h5")])
+        assert res.exit_code == 0, res.stderr
+        with open_store(tmp_path / "m.h5") as st:
+            merged = {r["label"]: r for r in st.json("dependency/relations")}
+        for lab, r in rows.items():
+            assert {k: v for k, v in merged[lab].items() if "accuracy" not in k} == {k: v for k, v in r.items() if "accuracy" not in k}
+            np.testing.assert_allclose([merged[lab][k] for k in r if "accuracy" in k], [r[k] for k in r if "accuracy" in k], atol=1e-12)
 
 
 @pytest.mark.slow
