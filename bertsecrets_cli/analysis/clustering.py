@@ -16,6 +16,12 @@ head_distances.py lines 29-38, commit b609cfc): each row is smoothed as ``0.001 
 length), the JS divergence is in natural log, and it is summed over the rows and over the examples (the total,
 not divided by anything: ``mean`` returns it as is). Its embedding is metric MDS (jobs/cluster.py ``metric_mds``:
 SMACOF from scikit-learn with General_Analysis.ipynb cell 18's settings, n_init=5, max_iter=1000, eps=1e-10, seeded).
+
+Causal decoders (``causal=True``): query row i sees i + 1 keys, and the first row sees only itself, so every
+head's first row is the same one-hot and every pair's distance there is 0 by construction: that row is left out
+(of the sums and of the row count). The rows after it are kept, each weighing one row as in an encoder, though the
+early ones compare distributions over very few positions (row 1: two), where two heads can only differ in how they
+split the mass between the first token and themselves.
 """
 
 from __future__ import annotations
@@ -84,6 +90,7 @@ class HeadDistanceAccumulator:
     n_layers: int
     n_heads: int
     measure: str = "js-distance"
+    causal: bool = False  # lower-triangular maps: the first query row (only itself to see) is left out
     total: np.ndarray = field(init=False)
     rows: int = 0
     examples: int = 0
@@ -97,7 +104,9 @@ class HeadDistanceAccumulator:
         L, H, R, C = att.shape
         if (L, H) != (self.n_layers, self.n_heads):
             raise ValueError(f"maps of {L}x{H} heads, accumulator of {self.n_layers}x{self.n_heads}")
-        if R == 0:
+        if self.causal:
+            att, R = att[:, :, 1:, :], R - 1
+        if R <= 0:
             return
         self.total += pairwise_js(att.reshape(L * H, R, C), self.measure)
         self.rows += R

@@ -8,6 +8,10 @@ attending word's pieces, sum over the attended word's pieces) comes from analysi
 
 Baselines, as in the paper: the nearest preceding mention; the nearest preceding mention with the same head
 word (lower-cased; no such mention counts as wrong); and the rule-based "same head word, else nearest".
+On a causal decoder's maps nothing changes: the mention's head word sees every earlier word, and antecedents
+are earlier by definition, so every scored mention is reachable and none is left out. Where the tokenizer adds no
+BOS (GPT-2, Qwen) the first word is the attention sink, which a sink head picks from every row: ``first_word``
+counts the mentions such a head gets right without reading them.
 Results are split by the mention's type (pronoun, proper, nominal) and carry bootstrap intervals over mentions.
 """
 
@@ -36,6 +40,7 @@ class CorefScorer:
     n_layers: int
     n_heads: int
     skipped_unmapped: int = 0
+    first_word: int = 0  # scored mentions with the segment's first word among their antecedents (a causal model's sink, without a BOS)
     _hits: list[np.ndarray] = field(default_factory=list, repr=False)  # [L*H] bool per mention
     _base: list[tuple[bool, bool, bool]] = field(default_factory=list, repr=False)
     _types: list[int] = field(default_factory=list, repr=False)
@@ -55,6 +60,7 @@ class CorefScorer:
                 continue
             pred = masked[:, :, m.head, :].argmax(-1).reshape(-1)
             self._hits.append(np.isin(pred, sorted(antecedents)))
+            self.first_word += int(0 in antecedents)
             cands = sorted({p.head for p in before})
             nearest = cands[-1]
             same = [c for c in cands if lower[c] == lower[m.head]]

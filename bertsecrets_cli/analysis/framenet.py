@@ -372,6 +372,18 @@ class FrameNetScorer:
                               self.n_links, self.n_links_baseline, self.samples, self.first_pair)
 
 
+def causal_reach(links: list[tuple[np.ndarray, np.ndarray]], first_pair: bool = False) -> dict[str, int]:
+    """Causal maps: per direction, how many of the (FE pieces, target pieces) links have at least one pair whose key is
+    not in the query's future (column <= row). The others score exactly 0 in that direction; they stay in the mean,
+    as they stay in the same-distance baseline, which moves a link whole and so keeps its order."""
+    out = dict.fromkeys(DIRECTIONS, 0)
+    for fe, target in links:
+        q, k = link_pairs(np.asarray(fe), np.asarray(target), first_pair)
+        out["fe_to_target"] += int((k <= q).any())
+        out["target_to_fe"] += int((q <= k).any())
+    return out
+
+
 def rank_heads(values: np.ndarray) -> list[tuple[int, int]]:
     """(layer, head) pairs, 0-based, best first; NaN last."""
     flat = np.where(np.isnan(values), -np.inf, values).reshape(-1)

@@ -25,6 +25,12 @@ attention from [CLS]/[SEP] to the word); UAS skips words whose relation is ``pun
 ignore punct"). One difference stays, and the README says so: Clark learns two scalars ``ROOT_start`` and
 ``ROOT_end`` that weigh [CLS] against [SEP]; here ROOT's feature is their sum with both fixed at 1, so training
 stays convex (and full-batch L-BFGS, where he ran one epoch of Adam with batch size 1).
+
+On a causal decoder's maps (``ours`` only: ``authors`` needs [CLS] and [SEP] around the words) a word sees only
+itself and earlier words, so of each pair's two features per head one is structurally 0: ``A[i, j]`` when the
+candidate j comes after the dependent i, ``A[j, i]`` when it comes before. The probe still sees every pair through
+the other feature: "dependent -> head" weights read governors that come first, "head -> dependent" weights
+governors that come later, and a single feature can only find the governors on its own side.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ A_l = 0.5 * W_l + 0.5 * I (rows renormalised), and
   more than 1); stores keep them row-normalised under ``flow``, as the authors' ``compute_flows`` divides
   each row by its sum (samiraabnar/attention_flow, attention_graph_util.py line 84), and raw as ``flow_raw``.
 
+On a causal decoder's lower-triangular maps both read the same way: every edge goes from a position to itself or an
+earlier one, so no path leads from position i to a later input k, and rollout and flow are lower-triangular
+(exactly 0 above the diagonal); input 0 (the sink) is reachable from every position through every layer.
+
 Pure numpy/scipy: no torch, no HDF5.
 """
 

@@ -25,6 +25,13 @@ misses); ``offset_predictor`` predicts ``max(0, min(i + k + 1, n))`` (1-based, 0
 ``sorted((accuracy, layer, head, direction))`` over both directions (ties to the higher layer, then head, then
 "head<-dep"); and a ``poss`` dependent followed by "'s" / "s'" is judged by the prediction of that next word
 (the notebook's special case for Stanford Dependencies; UD's ``nmod:poss`` is not touched).
+
+Causal decoders (``causal=True``, definition ``ours`` only): a word's row holds only itself and earlier words, so
+each arc is reachable in exactly one direction: dependent -> governor when the governor comes first, governor ->
+dependent when the dependent comes first. Each direction's accuracy is over the arcs it can reach (an arc whose
+target lies in the attending word's future is left out of that direction's denominator, not counted as a miss),
+and each direction has its own offset baseline over the same arcs: the best fixed look-back ``k < 0`` words from
+the attending word (for the reverse direction, ``dependent - governor``).
 """
 
 from __future__ import annotations
@@ -85,6 +92,12 @@ class RelationResult:
     offset_k: int  # best fixed offset (governor position - dependent position)
     offset_accuracy: float
     definition: str = "ours"
+    # causal maps: arcs each direction can reach (its denominator) and the reverse direction's own offset baseline
+    causal: bool = False
+    forward_count: int | None = None
+    reverse_count: int | None = None
+    reverse_offset_k: int | None = None
+    reverse_offset_accuracy: float | None = None
 
 
 @dataclass
@@ -96,13 +109,20 @@ class DependencyScorer:
     base_relations: bool = False  # 'nsubj:pass' counts as 'nsubj'
     definition: str = "ours"  # DEFINITIONS; "authors": Clark et al.'s released rule (module docstring)
     skipped_unmapped: int = 0  # relation instances whose dependent or governor has no word piece
+    causal: bool = False  # lower-triangular maps: each arc scored in the one direction that can reach it (module docstring)
     _correct: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _rcorrect: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _count: Counter[str] = field(default_factory=Counter, repr=False)
     _offsets: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter), repr=False)
+    # causal: arcs reachable dependent -> governor (governor earlier) and governor -> dependent, and the latter's offsets
+    _fcount: Counter[str] = field(default_factory=Counter, repr=False)
+    _rcount: Counter[str] = field(default_factory=Counter, repr=False)
+    _roffsets: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter), repr=False)
 
     def __post_init__(self) -> None:
         check_definition(self.definition)
+        if self.causal and self.definition == "authors":
+            raise ValueError("the authors' definition reads encoder maps ([CLS]/[SEP] cropped, transposed maps); causal maps use 'ours'")
 
     def label(self, deprel: str) -> str:
         return deprel.split(":", 1)[0] if self.base_relations else deprel
@@ -123,9 +143,19 @@ class DependencyScorer:
                 self.skipped_unmapped += 1
                 continue
             lab = self._slot(rel)
+            self._count[lab] += 1
+            if self.causal:  # only the later word of the arc can attend to the earlier one
+                if g < dep:
+                    self._correct[lab] += pred[:, :, dep] == g
+                    self._fcount[lab] += 1
+                    self._offsets[lab][g - dep] += 1
+                else:
+                    self._rcorrect[lab] += pred[:, :, g] == dep
+                    self._rcount[lab] += 1
+                    self._roffsets[lab][dep - g] += 1
+                continue
             self._correct[lab] += pred[:, :, dep] == g
             self._rcorrect[lab] += pred[:, :, g] == dep
-            self._count[lab] += 1
             self._offsets[lab][g - dep] += 1
 
     def _slot(self, rel: str) -> str:
@@ -174,7 +204,9 @@ class DependencyScorer:
             "reverse_correct": np.stack([self._rcorrect[lab] for lab in labels]) if labels else empty,
             "meta": {"labels": labels, "counts": [self._count[lab] for lab in labels], "skipped_unmapped": self.skipped_unmapped,
                      "definition": self.definition,
-                     "offsets": [{str(k): n for k, n in sorted(self._offsets[lab].items())} for lab in labels]},
+                     "offsets": [{str(k): n for k, n in sorted(self._offsets[lab].items())} for lab in labels]}
+            | ({"causal": True, "forward_counts": [self._fcount[lab] for lab in labels], "reverse_counts": [self._rcount[lab] for lab in labels],
+                "reverse_offsets": [{str(k): n for k, n in sorted(self._roffsets[lab].items())} for lab in labels]} if self.causal else {}),
         }
 
     def absorb(self, state: dict[str, Any]) -> None:
@@ -182,6 +214,8 @@ class DependencyScorer:
         meta = state["meta"]
         if meta.get("definition", "ours") != self.definition:
             raise ValueError(f"a shard scored under the {meta.get('definition', 'ours')!r} definition cannot join {self.definition!r} counts")
+        if bool(meta.get("causal", False)) != self.causal:
+            raise ValueError("a shard of causal (decoder) counts cannot join encoder counts, nor the reverse")
         self.skipped_unmapped += int(meta["skipped_unmapped"])
         for r, lab in enumerate(meta["labels"]):
             if lab not in self._correct:
@@ -191,6 +225,10 @@ class DependencyScorer:
             self._rcorrect[lab] += state["reverse_correct"][r]
             self._count[lab] += int(meta["counts"][r])
             self._offsets[lab].update({int(k): int(n) for k, n in meta["offsets"][r].items()})
+            if self.causal:
+                self._fcount[lab] += int(meta["forward_counts"][r])
+                self._rcount[lab] += int(meta["reverse_counts"][r])
+                self._roffsets[lab].update({int(k): int(n) for k, n in meta["reverse_offsets"][r].items()})
 
     def _best_offset(self, offs: Counter[int]) -> tuple[int, int]:
         """(k, hits): ours: the most frequent governor - dependent offset, ties to the smaller distance; the
@@ -198,15 +236,24 @@ class DependencyScorer:
         if self.definition == "authors":
             hits, k = max((offs.get(k, 0), k) for k in AUTHORS_OFFSETS)
             return k, hits
+        if not offs:  # causal: no arc reachable in this direction
+            return 0, 0
         return max(offs.items(), key=lambda kv: (kv[1], -abs(kv[0])))
+
+    def _result(self, lab: str, n: int, correct: np.ndarray, rcorrect: np.ndarray, offs: Counter[int], nf: int = 0, nr: int = 0,
+                roffs: Counter[int] | None = None) -> RelationResult:
+        k, hits = self._best_offset(offs)
+        if not self.causal:
+            return RelationResult(lab, n, correct / n, rcorrect / n, int(k), hits / n, self.definition)
+        nan = np.full((self.n_layers, self.n_heads), np.nan)  # no arc reachable in a direction: undefined, not 0
+        rk, rhits = self._best_offset(roffs or Counter())
+        return RelationResult(lab, n, correct / nf if nf else nan, rcorrect / nr if nr else nan.copy(), int(k), hits / nf if nf else float("nan"),
+                              self.definition, True, nf, nr, int(rk), rhits / nr if nr else float("nan"))
 
     def results(self) -> list[RelationResult]:
         """One result per relation, most frequent first."""
-        out = []
-        for lab, n in sorted(self._count.items(), key=lambda kv: (-kv[1], kv[0])):
-            k, hits = self._best_offset(self._offsets[lab])
-            out.append(RelationResult(lab, n, self._correct[lab] / n, self._rcorrect[lab] / n, int(k), hits / n, self.definition))
-        return out
+        return [self._result(lab, n, self._correct[lab], self._rcorrect[lab], self._offsets[lab], self._fcount[lab], self._rcount[lab], self._roffsets[lab])
+                for lab, n in sorted(self._count.items(), key=lambda kv: (-kv[1], kv[0]))]
 
     def overall(self) -> RelationResult | None:
         """All relations pooled (the offset baseline is the single best offset for all of them)."""
@@ -214,7 +261,10 @@ class DependencyScorer:
         if not n:
             return None
         offs: Counter[int] = Counter()
+        roffs: Counter[int] = Counter()
         for c in self._offsets.values():
             offs.update(c)
-        k, hits = self._best_offset(offs)
-        return RelationResult("all", n, sum(self._correct.values()) / n, sum(self._rcorrect.values()) / n, int(k), hits / n, self.definition)
+        for c in self._roffsets.values():
+            roffs.update(c)
+        return self._result("all", n, sum(self._correct.values()), sum(self._rcorrect.values()), offs, sum(self._fcount.values()),
+                            sum(self._rcount.values()), roffs)

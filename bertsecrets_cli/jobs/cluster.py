@@ -19,7 +19,6 @@ import numpy as np
 
 from bertsecrets_cli.errors import InputError, OutputError
 from bertsecrets_cli.heads import head_name, layer_name
-from bertsecrets_cli.model.load import refuse_causal
 from bertsecrets_cli.render.console import info
 from bertsecrets_cli.render.tables import Table
 
@@ -60,6 +59,7 @@ class ClusterResult:
     definition: str = "ours"
     measure_name: str = ""
     model_data: str = ""  # "MODEL on DATA, " for captions
+    causal: bool = False  # a decoder's maps: each example's first query row was left out (analysis/clustering.py)
     tables: list[Table] = field(default_factory=list)
     lines: list[Any] = field(default_factory=list)  # the terminal scatter
     figure: Path | None = None
@@ -137,7 +137,6 @@ def run_cluster(store_path: str | Path, out: str | Path, opts: ClusterOptions, *
     t0 = time.perf_counter()
     with open_store(store_path, kind=("attention", "words"), locking=opts.locking) as st:
         L, H, N = st.n_layers, st.n_heads, st.n_examples
-        refuse_causal(None, "cluster", causal=st.causal, what=str(name or store_path))
         prov = st.provenance()
         pattern = (_read_patterns(opts.patterns, L, H, str(prov.get("model_fingerprint", "")), opts.locking,
                                   st.example_ids() if st.has("examples/id") else None, str(prov.get("task", "") or ""))
@@ -150,7 +149,7 @@ def run_cluster(store_path: str | Path, out: str | Path, opts: ClusterOptions, *
         s0, s1 = shard_slice(shard, N, "examples")
         if shard is not None:
             info(f"shard {shard} ({shard.origin}): examples {s0}..{s1 - 1} of {N}")
-        acc = HeadDistanceAccumulator(L, H, opts.measure)
+        acc = HeadDistanceAccumulator(L, H, opts.measure, causal=st.causal)
         maps = iter_word_maps(st, s0, s1) if st.kind == "words" else st.iter_attention(list(range(s0, s1)))
         with progress(s1 - s0, f"cluster {name or store_path}", quiet=opts.quiet) as advance:
             for _, att in maps:  # a SIGTERM here raises Interrupted (exit 75): nothing is written, rerun it
@@ -168,10 +167,10 @@ def run_cluster(store_path: str | Path, out: str | Path, opts: ClusterOptions, *
             w.copy_examples_from(st, s0, s1) if (s0, s1) != (0, N) else w.copy_examples_from(st)
             w.set_provenance({**tool_attrs(), **keep, "source_store": str(Path(store_path).expanduser()), "level": LEVELS[st.kind],
                               "measure": opts.measure, "definition": opts.definition, "n_examples": s1 - s0, "n_rows": acc.rows, "job_fingerprint": job,
-                              "patterns_store": str(opts.patterns or ""), **shard_attrs},
+                              "patterns_store": str(opts.patterns or ""), **shard_attrs, **({"causal_first_row_excluded": 1} if st.causal else {})},
                              provenance_texts({"cluster": config}, command))
             _write(w, acc, res)
-    res.path, res.n_examples = outp, s1 - s0
+    res.path, res.n_examples, res.causal = outp, s1 - s0, acc.causal
     res.measure_name, res.model_data = opts.measure, _model_data(prov)
     res.timings = {"pass_s": t_pass - t0, "total_s": time.perf_counter() - t0}
     _present(res, opts)
@@ -235,6 +234,10 @@ def _write(w: Any, acc: Any, res: ClusterResult) -> None:
     w.put_head_quantity("cluster_mean", mean_other.reshape(L, H), f"mean {what} to every other head (low: a typical head)")
 
 
+CAUSAL_CAPTION = ("causal decoder: query row i sees only keys 0..i; each example's first row (only itself to see, the same one-hot in "
+                  "every head) is left out of the rows; the early rows that remain compare distributions over very few positions")
+
+
 def _present(res: ClusterResult, opts: ClusterOptions) -> None:
     from bertsecrets_cli.analysis.clustering import layer_cohesion, nearest_heads
 
@@ -246,7 +249,8 @@ def _present(res: ClusterResult, opts: ClusterOptions) -> None:
 
     defn = title_note(res.definition, "cluster")
     t = Table(f"nearest heads ({res.measure_name} over {res.level}, {res.n_examples} examples, {res.n_rows} rows; {defn})",
-              ["head", "x", "y", *[c for j in range(idx.shape[1]) for c in (f"#{j + 1}", f"d{j + 1}")]], name="nearest")
+              ["head", "x", "y", *[c for j in range(idx.shape[1]) for c in (f"#{j + 1}", f"d{j + 1}")]], name="nearest",
+              caption=CAUSAL_CAPTION if res.causal else None)
     for k in range(L * H):
         t.add(names[k], float(res.embedding[k, 0]), float(res.embedding[k, 1]),
               *[v for j in range(idx.shape[1]) for v in (names[int(idx[k, j])], float(dist[k, j]))])
@@ -305,7 +309,7 @@ def combine_clusters(paths: list[str], out: str | Path, *, top: int = 3, force: 
         first = ordered[0]
         L, H = first.n_layers, first.n_heads
         prov = first.provenance()
-        acc = HeadDistanceAccumulator(L, H, str(prov["measure"]))
+        acc = HeadDistanceAccumulator(L, H, str(prov["measure"]), causal=first.causal)
         for st in ordered:
             a = st.h5[STATE_SUM].attrs
             acc.absorb(st.array(STATE_SUM), int(a["rows"]), int(a["examples"]))
@@ -321,7 +325,7 @@ def combine_clusters(paths: list[str], out: str | Path, *, top: int = 3, force: 
     finally:
         for st in stores:
             st.close()
-    res.path, res.n_examples = outp, n
+    res.path, res.n_examples, res.causal = outp, n, acc.causal
     res.measure_name, res.model_data = acc.measure, _model_data(prov)
     _present(res, ClusterOptions(measure=acc.measure, top=top, definition=definition))
     return res

@@ -134,7 +134,7 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
     from bertsecrets_cli.jobs.framenet import _model_attrs, _provenance
     from bertsecrets_cli.jobs.provenance import provenance_texts
     from bertsecrets_cli.jobs.shard import fingerprint, resolve_shard, shard_provenance, shard_slice
-    from bertsecrets_cli.model.load import load_model, refuse_causal
+    from bertsecrets_cli.model.load import load_model
     from bertsecrets_cli.model.tokenize import encode_examples
     from bertsecrets_cli.store.writer import StoreWriter, check_output_path
 
@@ -156,7 +156,6 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
     if counts.zero_mentions:
         info(f"skipped {counts.zero_mentions} mention(s) on empty nodes only (no word to attend from)")
     lm = load_model(opts.model, device=opts.device)
-    refuse_causal(lm, "coref")
     t_model = time.perf_counter()
     tok = lm.tokenizer
     n_special = len(encode_examples(tok, [("", None)], opts.max_length)[0].ids)
@@ -208,13 +207,16 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
     config = {k: v for k, v in asdict(opts).items() if k not in ("force", "quiet")}
     job = fingerprint({"model": lm.fingerprint, "data": str(Path(opts.data).expanduser()), "ids": all_ids,
                        "options": {k: v for k, v in _job_options(config).items() if k not in ("top", "device", "batch_size", "shard")}})
+    # a decoder: how many scored mentions a first-token sink gets right for free (the first word, when no BOS comes before it)
+    sink_is_word = lm.causal and bool(encoded) and int(encoded[0].special[0]) == 0
+    causal = {"causal_sink_is_first_word": int(sink_is_word), "causal_first_word_antecedents": scorer.first_word} if lm.causal else {}
     with StoreWriter(outp, KIND, force=opts.force, locking=opts.locking) as w:
         w.set_model(n_layers=lm.n_layers, n_heads=H, **_model_attrs(lm))
         w.set_provenance(_provenance(lm, {"data_source": str(Path(opts.data).expanduser()), "n_segments": len(segments), "n_mentions": scorer.n,
                                           "max_length": opts.max_length, "bootstrap": opts.bootstrap, "seed": opts.seed, "job_fingerprint": job,
                                           "word_attention": "mean over the attending word's pieces, sum over the attended word's pieces",
                                           "skipped_unmapped": scorer.skipped_unmapped, "skipped_antecedent_outside_segment": outside,
-                                          **shard_attrs, "quantity": opts.quantity}),
+                                          **shard_attrs, "quantity": opts.quantity, **causal}),
                          provenance_texts({"coref": config}, command))
         w.put_strings("examples/id", [s.id for s in segments])
         w.put_strings("examples/text_a", [" ".join(s.words) for s in segments])
@@ -225,7 +227,18 @@ def run_coref(opts: CorefOptions, out: str | Path, *, command: str | None = None
         _put_results(w, rows)
     timings = {"load_model_s": t_model - t0, "read_pack_s": t_select - t_model, "forward_score_s": t_score - t_select,
                "write_s": time.perf_counter() - t_score}
-    return CorefResult(outp, len(segments), scorer.n, lm.n_layers, H, rows, _on_quantity(coref_tables(rows, opts.top, opts.bootstrap), opts.quantity), timings)
+    tables = _on_quantity(coref_tables(rows, opts.top, opts.bootstrap), opts.quantity)
+    if lm.causal:
+        tables[0].caption = ((tables[0].caption + " ") if tables[0].caption else "") + causal_caption(scorer.first_word, scorer.n, sink_is_word)
+    return CorefResult(outp, len(segments), scorer.n, lm.n_layers, H, rows, tables, timings)
+
+
+def causal_caption(first_word: int, n: int, sink_is_word: bool) -> str:
+    """What the table means on a causal decoder's maps (README: Decoder models)."""
+    return ("causal decoder: a mention's head word attends to itself and earlier words, and its antecedents come earlier, so every "
+            f"scored mention is reachable and none is left out; {first_word} of {n} have the segment's first word as an antecedent"
+            + ("; this tokenizer adds no BOS, so that word is the attention sink, which a sink head picks from every row and gets right "
+               "without reading them" if sink_is_word else "; the BOS before it is the sink and is never a candidate"))
 
 
 def _put_results(w: Any, rows: list[Any]) -> None:
@@ -260,6 +273,9 @@ def combine_coref(paths: list[str], out: str | Path, *, top: int = 10, force: bo
         samples, seed = int(prov.get("bootstrap", 1000)), int(prov.get("seed", 0))
         rows = summarize(hits, base, types, samples=samples, seed=seed)
         n_seg = int(sum(st.n_examples for st in ordered))
+        causal = ({"causal_first_word_antecedents": sum(int(st.provenance().get("causal_first_word_antecedents", 0)) for st in ordered)}
+                  if first.causal else {})
+        sink_is_word = bool(int(prov.get("causal_sink_is_first_word", 0)))
         with StoreWriter(outp, KIND, force=force, locking=locking) as w:
             copy_model_from(w, first)
             for nm in first.h5["examples"]:
@@ -269,14 +285,17 @@ def combine_coref(paths: list[str], out: str | Path, *, top: int = 10, force: bo
             w.set_provenance(*merged_provenance(ordered, outp, command, n_segments=n_seg, n_mentions=len(types),
                                                 skipped_unmapped=sum(int(st.provenance().get("skipped_unmapped", 0)) for st in ordered),
                                                 skipped_antecedent_outside_segment=sum(int(st.provenance().get("skipped_antecedent_outside_segment", 0))
-                                                                                       for st in ordered)))
+                                                                                       for st in ordered), **causal))
             _put_results(w, rows)
     finally:
         for st in stores:
             st.close()
     from bertsecrets_cli.jobs.framenet import _on_quantity
 
-    return CorefResult(outp, n_seg, len(types), L, H, rows, _on_quantity(coref_tables(rows, top, samples), str(prov.get("quantity") or "weights")))
+    tables = _on_quantity(coref_tables(rows, top, samples), str(prov.get("quantity") or "weights"))
+    if causal:
+        tables[0].caption = ((tables[0].caption + " ") if tables[0].caption else "") + causal_caption(causal["causal_first_word_antecedents"], len(types), sink_is_word)
+    return CorefResult(outp, n_seg, len(types), L, H, rows, tables)
 
 
 def _row_json(r: Any) -> dict[str, Any]:

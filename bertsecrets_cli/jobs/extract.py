@@ -278,10 +278,6 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
 
         task = get_task(opts.data.task)
         ds, windows = window_dataset(opts.data.data, lm.tokenizer, opts.max_length, opts.stride)
-    if lm.causal and "flow" in quantities:
-        from bertsecrets_cli.model.load import refuse_causal
-
-        refuse_causal(lm, "--quantities flow")
     examples = ds.examples
     n_total = len(examples)
     job = {"model": lm.fingerprint, "model_name": lm.path, "data": ds.source, "split": ds.split, "ids": [e.id for e in examples],

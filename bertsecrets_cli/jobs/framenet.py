@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bertsecrets_cli.errors import InputError
+from bertsecrets_cli.errors import InputError, ModelError
 from bertsecrets_cli.heads import head_name
 from bertsecrets_cli.render.console import info, note
 from bertsecrets_cli.render.tables import Table
@@ -145,8 +145,10 @@ def _on_quantity(tables: list[Table], quantity: str) -> list[Table]:
 
 
 def _model_attrs(lm: Any) -> dict[str, Any]:
-    return {"model_type": lm.model_type, "name": lm.name, "path": lm.path, "fingerprint": lm.fingerprint,
-            "cls_token": lm.tokenizer.cls_token or lm.tokenizer.bos_token or "", "sep_token": lm.tokenizer.sep_token or lm.tokenizer.eos_token or ""}
+    attrs = {"model_type": lm.model_type, "name": lm.name, "path": lm.path, "fingerprint": lm.fingerprint,
+             "cls_token": lm.tokenizer.cls_token or lm.tokenizer.bos_token or "", "sep_token": lm.tokenizer.sep_token or lm.tokenizer.eos_token or ""}
+    # a decoder's result stores say so (StoreReader.causal), as extract's do; encoders' attributes stay as they were
+    return attrs | ({"causal": 1} if getattr(lm, "causal", False) else {})
 
 
 def _provenance(lm: Any, extra: dict[str, Any]) -> dict[str, Any]:
@@ -407,12 +409,31 @@ def _framenet_tables(res: Any, selection: list[dict[str, Any]], stopped: bool, n
     return tables
 
 
-def _put_features(w: Any, features: Any) -> None:
+def _causal_attrs(link_rows: list[dict[str, Any]], first_pair: bool) -> dict[str, int]:
+    """Provenance of a decoder's framenet store: links each direction can reach on causal maps."""
+    from bertsecrets_cli.analysis.framenet import causal_reach
+
+    r = causal_reach([(np.asarray(x["fe_pieces"]), np.asarray(x["target_pieces"])) for x in link_rows], first_pair)
+    return {f"causal_links_reachable_{d}": n for d, n in r.items()}
+
+
+def _causal_framenet_caption(tables: list[Table], reach: dict[str, int], n_links: int) -> None:
+    """The ranking table of a causal decoder says how many links each direction could reach at all."""
+    for t in tables:
+        if t.name == "heads":
+            t.caption += (f" Causal decoder: a piece attends only to itself and earlier pieces; FE->target can reach "
+                          f"{reach['causal_links_reachable_fe_to_target']} of the {n_links} links, target->FE "
+                          f"{reach['causal_links_reachable_target_to_fe']}; a link whose other end lies wholly in the future scores 0 and stays "
+                          "in the mean (counted as a miss), as in the same-distance baseline, which keeps each link's order, and in the fixed "
+                          "offsets, where a forward offset scores 0 (README: Decoder models).")
+
+
+def _put_features(w: Any, features: Any, causal: bool = False) -> None:
     from bertsecrets_cli.jobs.linguistic import put_feature_heads
 
     w.put_array(f"{DEP_FEATURES}/sums", features.sums)
     w.put_array(f"{DEP_FEATURES}/counts", features.counts)
-    put_feature_heads(w, features, "sentences")
+    put_feature_heads(w, features, "sentences", causal=causal)
 
 
 def _put_state(w: Any, group: str, state: dict[str, Any]) -> None:
@@ -438,7 +459,7 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
     from bertsecrets_cli.jobs.attention_batches import iter_attention
     from bertsecrets_cli.jobs.provenance import provenance_texts
     from bertsecrets_cli.jobs.shard import fingerprint, shard_provenance, shard_slice
-    from bertsecrets_cli.model.load import load_model, refuse_causal
+    from bertsecrets_cli.model.load import load_model
     from bertsecrets_cli.render.console import debug
     from bertsecrets_cli.store.writer import StoreWriter
 
@@ -449,7 +470,6 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
     if not frames:
         raise InputError(f"{opts.framenet}: no readable frame/*.xml file; core frame elements cannot be told apart")
     lm = load_model(opts.model, device=opts.device)
-    refuse_causal(lm, "dependency and relation heads")
     t_model = time.perf_counter()
     selected, counts, stopped = _select_framenet(release, frames, lm.tokenizer, opts)
     rs = release.summary
@@ -500,6 +520,7 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
                   "target_pieces": lk.target_pieces.tolist(), "distance": lk.distance, "fe_span": list(lk.fe_span),
                   "target_spans": [list(t) for t in lk.target_spans]} for lk in links]
     my_rows = link_rows[int(first_id[s0]) : int(first_id[s1])]
+    reach = _causal_attrs(my_rows, opts.first_pair) if lm.causal else {}
     selection = [{"step": st, "sentences": n, "links": m} for st, n, m in counts.rows()]
     config = {k: v for k, v in asdict(opts).items() if k not in ("conllu", "base_relations", "min_count", "force", "quiet")}
     job = fingerprint({"model": lm.fingerprint, "tokenizer": lm.path, "data": str(Path(opts.framenet).expanduser()), "ids": [s.id for s in selected],
@@ -514,7 +535,7 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
                                           "n_sentences": len(mine), "n_links": len(my_rows), "max_length": opts.max_length, "rank_by": opts.rank_by,
                                           "selection_stopped_by_limit": int(stopped), "job_fingerprint": job, **source_attrs,
                                           **notes["attrs"], **shard_attrs, "quantity": opts.quantity, "link_units": opts.units,
-                                          **({"word_attention": WORD_RULE} if opts.units == "words" else {})}),
+                                          **({"word_attention": WORD_RULE} if opts.units == "words" else {}), **reach}),
                          provenance_texts({"framenet": config}, command))
         w.put_strings("examples/id", [s.id for s in mine])
         w.put_strings("examples/text_a", [s.text for s in mine])
@@ -530,6 +551,8 @@ def _run_framenet(opts: FrameNetOptions, out: str | Path, command: str | None) -
 
     tables = _on_quantity(_framenet_tables(res, selection, stopped, len(mine), opts.rank_by, opts.first_pair, opts.top, opts.examples,
                                            link_rows, 0, [s.text for s in selected], 0, sources_note), opts.quantity)
+    if reach:
+        _causal_framenet_caption(tables, reach, len(my_rows))
     timings = {"load_model_s": t_model - t0, "read_select_s": t_select - t_model, "forward_score_s": t_score - t_select, "write_s": t_write - t_score}
     return RelationsJobResult(Path(out), "framenet", tables, len(mine), len(my_rows), lm.n_layers, H, timings)
 
@@ -553,16 +576,22 @@ def _dependency_outputs(w: Any | None, overall: Any, results: list[Any]) -> list
     for r in [overall, *results]:
         k = "all" if r is overall else keys[r.label]
         if w is not None:
-            # n: the arcs of this relation, what a figure of it must say (not all arcs of the store)
-            w.put_head_quantity(f"dep_{k}_accuracy", r.accuracy, f"accuracy of the most-attended word as the governor of '{r.label}' dependents ({r.count} arcs)",
-                                n=r.count, n_counts=f"'{r.label}' arcs" if r is not overall else "arcs")
-            w.put_head_quantity(f"dep_{k}_reverse_accuracy", r.reverse_accuracy, f"accuracy of the governor's most-attended word as its '{r.label}' dependent ({r.count} arcs)",
-                                n=r.count, n_counts=f"'{r.label}' arcs" if r is not overall else "arcs")
+            # n: the arcs of this relation, what a figure of it must say (not all arcs of the store); causal: the arcs
+            # each direction can reach (governor earlier / dependent earlier), its denominator
+            nf, nr = (r.forward_count, r.reverse_count) if r.causal else (r.count, r.count)
+            reach = (" whose governor comes first", " whose dependent comes first") if r.causal else ("", "")
+            w.put_head_quantity(f"dep_{k}_accuracy", r.accuracy, f"accuracy of the most-attended word as the governor of '{r.label}' dependents ({nf} arcs{reach[0]})",
+                                n=nf, n_counts=f"'{r.label}' arcs{reach[0]}" if r is not overall else f"arcs{reach[0]}")
+            w.put_head_quantity(f"dep_{k}_reverse_accuracy", r.reverse_accuracy, f"accuracy of the governor's most-attended word as its '{r.label}' dependent ({nr} arcs{reach[1]})",
+                                n=nr, n_counts=f"'{r.label}' arcs{reach[1]}" if r is not overall else f"arcs{reach[1]}")
         (li, hi), (lr, hr) = rank_heads(r.accuracy)[0], rank_heads(r.reverse_accuracy)[0]
         row = {"label": r.label, "key": k, "count": r.count, "offset_k": r.offset_k, "offset_accuracy": r.offset_accuracy,
                "best_head": head_name(li, hi), "best_accuracy": float(r.accuracy[li, hi]),
                "best_reverse_head": head_name(lr, hr), "best_reverse_accuracy": float(r.reverse_accuracy[lr, hr]),
                "definition": r.definition}
+        if r.causal:
+            row |= {"forward_count": r.forward_count, "reverse_count": r.reverse_count, "reverse_offset_k": r.reverse_offset_k,
+                    "reverse_offset_accuracy": r.reverse_offset_accuracy}
         if r.definition == "authors":  # Clark's Table 1 cell: one head over both directions, his tie-break
             bl, bh, bd = authors_best_head(r.accuracy, r.reverse_accuracy)
             row |= {"best_both_head": head_name(bl, bh), "best_both_direction": ("dep->head", "head<-dep")[bd],
@@ -606,11 +635,62 @@ DEFINITION_CAPTIONS = {
 }
 
 
+CAUSAL_CAPTION = ("causal decoder: a word attends only to itself and earlier words, so each arc is scored in the one direction that can "
+                  "reach it: dependent -> governor when the governor comes first (d>g arcs), governor -> dependent when the dependent comes "
+                  "first (g>d arcs); an arc whose target is in the attending word's future is left out of that direction's denominator (not "
+                  "a miss), and each direction has its own best offset over the same arcs, a look-back k < 0 from the attending word "
+                  "(reverse: dependent - governor); n/a: no arc in that direction. The first position is the sink: without a BOS (GPT-2, "
+                  "Qwen) it is the first word, which a sink head predicts for every word")
+CAUSAL_SHORT = {"dep->gov arcs": "d>g n", "gov->dep arcs": "g>d n", "rev. offset": "r.off", "rev. offset acc.": "r.o.acc"}
+
+
+def _fmt_offset(k: Any, acc: float) -> str:
+    return "n/a" if not np.isfinite(acc) else f"{int(k):+d}"
+
+
+def _causal_dependency_tables(rows: list[dict[str, Any]], overall: Any, n_sentences: int, min_count: int, top: int, on: str) -> list[Table]:
+    """The relation and ranking tables of a causal decoder: each direction over the arcs it can reach (CAUSAL_CAPTION)."""
+    from bertsecrets_cli.analysis.framenet import rank_heads
+    from bertsecrets_cli.analysis.relations import MIN_ARCS
+
+    shown = [row for row in rows if row["label"] == "all" or row["count"] >= min_count]
+    rel_t = Table(f"best head per dependency relation ({on}{n_sentences} sentences, {overall.count} arcs; causal decoder)",
+                  ["relation", "arcs", "dep->gov arcs", "dep->gov head", "accuracy", "best offset", "offset acc.", "gov->dep arcs", "gov->dep head",
+                   "reverse acc.", "rev. offset", "rev. offset acc.", "head beats offset", "few arcs"],
+                  name="relations", short=DEPENDENCY_SHORT | CAUSAL_SHORT,
+                  caption=f"relations with at least {min_count} arcs (--min-count); accuracy = share of the arcs its direction can reach (0-1); "
+                          "'head beats offset': in either direction the best head's accuracy exceeds that direction's offset; "
+                          f"'few arcs': fewer than {MIN_ARCS} arcs. {CAUSAL_CAPTION}")
+    for row in shown:
+        fwd_ok = row["forward_count"] > 0 and row["best_accuracy"] > row["offset_accuracy"]
+        rev_ok = row["reverse_count"] > 0 and row["best_reverse_accuracy"] > row["reverse_offset_accuracy"]
+        rel_t.add(row["label"], row["count"], row["forward_count"], row["best_head"] if row["forward_count"] else "n/a", row["best_accuracy"],
+                  _fmt_offset(row["offset_k"], row["offset_accuracy"]), row["offset_accuracy"], row["reverse_count"],
+                  row["best_reverse_head"] if row["reverse_count"] else "n/a", row["best_reverse_accuracy"],
+                  _fmt_offset(row["reverse_offset_k"], row["reverse_offset_accuracy"]), row["reverse_offset_accuracy"],
+                  "yes" if fwd_ok or rev_ok else "no", "yes" if row["count"] < MIN_ARCS else "no")
+    notes = dependency_notes(overall, top)
+    n = max(1, int(overall.forward_count or 0))
+    rank_t = Table(f"heads ranked by accuracy over all relations (dependent -> governor; {on}N={overall.forward_count} arcs whose governor comes "
+                   "first; causal decoder)", ["rank", "head", "accuracy", "95% +-", "reverse acc.", "best offset acc.", "beats offset"], name="heads",
+                   short=DEPENDENCY_SHORT,
+                   caption=f"accuracy = share of the {overall.forward_count} arcs whose governor comes before the dependent (0-1) where the governor is "
+                           f"the dependent's most-attended word; reverse acc.: over the {overall.reverse_count} arcs whose dependent comes first; "
+                           f"'95% +-': half-width of the normal-approximation 95% interval. {notes['summary']}")
+    for rk, (layer, h) in enumerate(rank_heads(overall.accuracy)[:top], 1):
+        p = float(overall.accuracy[layer, h])
+        rank_t.add(rk, head_name(layer, h), p, 1.96 * float(np.sqrt(p * (1 - p) / n)) if np.isfinite(p) else float("nan"),
+                   float(overall.reverse_accuracy[layer, h]), overall.offset_accuracy, "yes" if notes["beats"][layer, h] else "no")
+    return [rel_t, rank_t]
+
+
 def _dependency_tables(rows: list[dict[str, Any]], overall: Any, n_sentences: int, min_count: int, top: int, data: str = "") -> list[Table]:
     from bertsecrets_cli.analysis.definitions import title_note
     from bertsecrets_cli.analysis.framenet import rank_heads
     from bertsecrets_cli.analysis.relations import MIN_ARCS
 
+    if getattr(overall, "causal", False):
+        return _causal_dependency_tables(rows, overall, n_sentences, min_count, top, f"{data}, " if data else "")
     definition = getattr(overall, "definition", "ours")
     authors = definition == "authors"
     shown = [row for row in rows if row["label"] == "all" or row["count"] >= min_count]
@@ -650,7 +730,7 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
     from bertsecrets_cli.jobs.attention_batches import iter_attention
     from bertsecrets_cli.jobs.provenance import provenance_texts
     from bertsecrets_cli.jobs.shard import fingerprint, shard_provenance, shard_slice
-    from bertsecrets_cli.model.load import load_model, refuse_causal
+    from bertsecrets_cli.model.load import load_model
     from bertsecrets_cli.model.tokenize import encode_examples
     from bertsecrets_cli.store.writer import StoreWriter
 
@@ -663,7 +743,10 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
     if opts.limit is not None:
         sentences = sentences[: opts.limit]
     lm = load_model(opts.model, device=opts.device)
-    refuse_causal(lm, "dependency and relation heads")
+    if lm.causal and opts.definition == "authors":
+        raise ModelError(f"--model {lm.name}: model type {lm.model_type!r} is a causal decoder; --definition authors is Clark et al.'s rule for "
+                         "encoder maps ([CLS]/[SEP] cropped, the map transposed, offsets -3..+2 both ways): use --definition ours, which scores each "
+                         "arc in the direction a causal map can reach (README: Decoder models)")
     t_model = time.perf_counter()
     kept, encoded, matrices, too_long = [], [], [], 0
     for s in sentences:
@@ -696,7 +779,7 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
     from bertsecrets_cli.tokens import CLS
 
     H = _heads_of(lm, opts.quantity)
-    scorer = DependencyScorer(lm.n_layers, H, base_relations=opts.base_relations, definition=opts.definition)
+    scorer = DependencyScorer(lm.n_layers, H, base_relations=opts.base_relations, definition=opts.definition, causal=lm.causal)
     features = FeatureMeans(lm.n_layers, H)  # Kovaleva et al. sec. 4.4's nouns, verbs, ... from UPOS and DEPREL
     for i, enc, att in iter_attention(lm, encoded[s0:s1], opts.batch_size, description=f"dependencies {lm.name}", quiet=opts.quiet,
                                       quantity=opts.quantity):
@@ -705,7 +788,7 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
         scorer.add(word_attention(att, M), [wd.head for wd in s.words], [wd.deprel for wd in s.words], M.sum(1) > 0, [wd.form for wd in s.words])
         cls = np.flatnonzero(enc.special == CLS)
         features.add(att, feature_groups([np.flatnonzero(row).tolist() for row in M], [(wd.upos, wd.deprel) for wd in s.words]),
-                     int(cls[0]) if len(cls) else None)
+                     int(cls[0]) if len(cls) and not lm.causal else None)
     results = scorer.results()
     overall = scorer.overall()
     if overall is None:
@@ -736,12 +819,12 @@ def _run_dependency(opts: FrameNetOptions, out: str | Path, command: str | None)
         w.put_array("examples/length", np.asarray([e.length for e in encoded[s0:s1]], dtype=np.int32))
         rel_rows = _dependency_outputs(w, overall, results)
         _put_state(w, DEP_STATE, scorer.state())
-        _put_features(w, features)
+        _put_features(w, features, lm.causal)
     t_write = time.perf_counter()
 
     timings = {"load_model_s": t_model - t0, "read_select_s": t_select - t_model, "forward_score_s": t_score - t_select, "write_s": t_write - t_score}
     return RelationsJobResult(Path(out), "dependency", _on_quantity(_dependency_tables(rel_rows, overall, len(mine), opts.min_count, opts.top, Path(opts.conllu).name)
-                                                                    + feature_tables(features, len(mine), f"UPOS/DEPREL of {Path(opts.conllu).name}", "sentences"), opts.quantity),
+                                                                    + feature_tables(features, len(mine), f"UPOS/DEPREL of {Path(opts.conllu).name}", "sentences", causal=lm.causal), opts.quantity),
                               len(mine), overall.count, lm.n_layers, H, timings)
 
 
@@ -791,15 +874,19 @@ def combine_relations(paths: list[str], out: str | Path, *, top: int = 10, examp
                 notes = framenet_notes(res, rank_by, top, len(link_rows))
                 for line in notes["notes"]:
                     note(line)
-                w.set_provenance(*merged_provenance(ordered, outp, command, n_sentences=n_sent, n_links=len(link_rows), **notes["attrs"]))
+                w.set_provenance(*merged_provenance(ordered, outp, command, n_sentences=n_sent, n_links=len(link_rows), **notes["attrs"],
+                                                    **(_causal_attrs(link_rows, bool(params["first_pair"])) if first.causal else {})))
                 texts = [t for st in ordered for t in st.strings("examples/text_a")]
                 missing = str(prov.get("sentence_sources_missing", "") or "")
                 sources_note = f"no {missing} sentences in the release: only {prov.get('sentence_sources_used', '')} scored" if missing else ""
                 tables = _framenet_tables(res, selection, bool(int(prov.get("selection_stopped_by_limit", 0))), n_sent, rank_by,
                                           bool(params["first_pair"]), top, examples, link_rows, 0, texts, 0, sources_note)
+                if first.causal:
+                    _causal_framenet_caption(tables, _causal_attrs(link_rows, bool(params["first_pair"])), len(link_rows))
                 n_scored = len(link_rows)
             else:
-                dep = DependencyScorer(L, H, base_relations=bool(int(prov.get("base_relations", 0))), definition=str(prov.get("definition", "ours")))
+                dep = DependencyScorer(L, H, base_relations=bool(int(prov.get("base_relations", 0))), definition=str(prov.get("definition", "ours")),
+                                       causal=first.causal)
                 for st in ordered:
                     dep.absorb(_read_state(st, DEP_STATE))
                 overall = dep.overall()
@@ -812,12 +899,12 @@ def combine_relations(paths: list[str], out: str | Path, *, top: int = 10, examp
                 for st in ordered:
                     if st.has(DEP_FEATURES):
                         features.absorb(st.array(f"{DEP_FEATURES}/sums"), st.array(f"{DEP_FEATURES}/counts"))
-                _put_features(w, features)
+                _put_features(w, features, first.causal)
                 notes = dependency_notes(overall, top)
                 for line in notes["notes"]:
                     note(line)
                 w.set_provenance(*merged_provenance(ordered, outp, command, n_sentences=n_sent, n_arcs=overall.count, **notes["attrs"]))
-                tables = _dependency_tables(rows, overall, n_sent, min_count, top, Path(str(prov.get("data_source", ""))).name) + feature_tables(features, n_sent, f"UPOS/DEPREL of {Path(str(prov.get('data_source', ''))).name}", "sentences")
+                tables = _dependency_tables(rows, overall, n_sent, min_count, top, Path(str(prov.get("data_source", ""))).name) + feature_tables(features, n_sent, f"UPOS/DEPREL of {Path(str(prov.get('data_source', ''))).name}", "sentences", causal=first.causal)
                 n_scored = overall.count
         tables = _on_quantity(tables, first.result_quantity())
     finally:

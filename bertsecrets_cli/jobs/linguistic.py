@@ -14,22 +14,27 @@ from bertsecrets_cli.heads import head_name, layer_name
 from bertsecrets_cli.render.tables import Table
 
 
-def put_feature_heads(w: Any, features: Any, unit: str) -> None:
-    """/heads/ling_<feature> (attention to it) and /heads/ling_cls_<feature> (the [CLS] row's attention to it)."""
+def put_feature_heads(w: Any, features: Any, unit: str, *, causal: bool = False) -> None:
+    """/heads/ling_<feature> (attention to it) and /heads/ling_cls_<feature> (the [CLS] row's attention to it;
+    ``causal``: NaN, the first position's row sees only itself, so its attention to any word is undefined, not 0)."""
     from bertsecrets_cli.analysis.linguistic import LINGUISTIC_FEATURES, LINGUISTIC_LABELS
 
     col, row = features.means()
+    if causal:
+        row = np.full_like(row, np.nan)
     for k, f in enumerate(LINGUISTIC_FEATURES):
         n = int(features.counts[k])
         w.put_head_quantity(f"ling_{f}", col[..., k], f"mean attention given to {LINGUISTIC_LABELS[f]} (the most attended per example; "
                             f"{unit} without one skipped; {n} {unit})", n=n, n_counts=f"{unit} with {LINGUISTIC_LABELS[f]}")
         w.put_head_quantity(f"ling_cls_{f}", row[..., k], f"attention of the [CLS] row to {LINGUISTIC_LABELS[f]} (the most attended per example; "
-                            f"{n} {unit})", n=n, n_counts=f"{unit} with {LINGUISTIC_LABELS[f]}")
+                            f"{n} {unit})" + ("; undefined (NaN) on a causal decoder: the first position sees only itself" if causal else ""),
+                            n=n, n_counts=f"{unit} with {LINGUISTIC_LABELS[f]}")
 
 
-def feature_tables(features: Any, n: int, tags: str, unit: str) -> list[Table]:
+def feature_tables(features: Any, n: int, tags: str, unit: str, *, causal: bool = False) -> list[Table]:
     """Attention to nouns, verbs, pronouns, subjects, objects per layer (mean over heads), and the last layer's
-    [CLS] attention to each, per head; captions name where the tags came from and how many examples had each."""
+    [CLS] attention to each, per head (not on a causal decoder, whose first row sees only itself); captions name
+    where the tags came from and how many examples had each."""
     from bertsecrets_cli.analysis.linguistic import LINGUISTIC_FEATURES, LINGUISTIC_LABELS
 
     col, row = features.means()
@@ -44,6 +49,8 @@ def feature_tables(features: Any, n: int, tags: str, unit: str) -> list[Table]:
         per_layer = np.nanmean(col, axis=1)
     for ly in range(col.shape[0]):
         t.add(layer_name(ly), *(float(x) for x in per_layer[ly]))
+    if causal:
+        return [t]
     last = col.shape[0] - 1
     c = Table(f"last layer: attention of [CLS] to linguistic features per head (N={n} {unit}; tags: {tags})", ["head", *cols],
               caption=f"the [CLS] row's attention to the most-attended such word of each example; {unit} with the feature: {have}", name="cls-features")

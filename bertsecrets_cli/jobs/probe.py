@@ -128,13 +128,26 @@ def _features(lm: Any, path: str, opts: ProbeOptions, limit: int | None, with_em
     return parts, [len(s.words) for s in kept], embs, skipped
 
 
+def causal_caption(test: str | Path) -> str:
+    """What the features are on a causal decoder's maps, with the share of the test file's governors that come first."""
+    from bertsecrets_cli.data.conllu import read_conllu
+
+    sides = [w.head - 1 < i for s in read_conllu(test) if len(s.words) > 1 for i, w in enumerate(s.words) if w.head]
+    share = f"{np.mean(sides):.3f}" if sides else "n/a"
+    return ("; causal decoder: a word sees only itself and earlier words, so for a dependent i and candidate j the feature A[i, j] "
+            "is 0 when j comes after i and A[j, i] is 0 when j comes before: each pair has one informative direction per head; a single "
+            f"head's 'dependent -> head' UAS is bounded by the share of governors that come first ({share} of the test file's words) "
+            "and its 'head -> dependent' UAS by the rest")
+
+
 def run_probe(opts: ProbeOptions, out: str | Path, *, command: str | None = None) -> ProbeResult:
     """Train the attention-only and attention + words probes on ``opts.train``; score them on ``opts.test``."""
     from bertsecrets_cli.analysis.probe import reduce_embeddings, single_feature_uas, stack, train_probe, uas
     from bertsecrets_cli.jobs.framenet import _model_attrs, _provenance
     from bertsecrets_cli.jobs.provenance import provenance_texts
     from bertsecrets_cli.jobs.shard import fingerprint
-    from bertsecrets_cli.model.load import load_model, refuse_causal
+    from bertsecrets_cli.errors import ModelError
+    from bertsecrets_cli.model.load import load_model
     from bertsecrets_cli.store.writer import StoreWriter, check_output_path
 
     _check(opts)
@@ -149,7 +162,9 @@ def run_probe(opts: ProbeOptions, out: str | Path, *, command: str | None = None
             pass
     t0 = time.perf_counter()
     lm = load_model(opts.model, device=opts.device)
-    refuse_causal(lm, "probe")
+    if lm.causal and opts.definition == "authors":
+        raise ModelError(f"--model {lm.name}: model type {lm.model_type!r} is a causal decoder; --definition authors is Clark et al.'s probe "
+                         "on [CLS] + words + [SEP] maps (ROOT read from [CLS]/[SEP] columns and rows): use --definition ours (README: Decoder models)")
     with_emb = opts.embedding_dims > 0
     tr_parts, tr_n, tr_emb, tr_skip = _features(lm, opts.train, opts, opts.limit, with_emb)
     te_parts, te_n, te_emb, te_skip = _features(lm, opts.test, opts, None, with_emb)
@@ -207,7 +222,7 @@ def run_probe(opts: ProbeOptions, out: str | Path, *, command: str | None = None
     n_scored = int(test.scored_mask().sum())
     t = Table(f"unlabeled attachment score on {Path(opts.test).name} ({n_scored} scored words of {len(te_n)} sentences; trained on "
               f"{len(train.gold)} words of {Path(opts.train).name}; {title_note(opts.definition, 'probe')})",
-              ["model", "UAS"], name="uas", caption=f"scored words: {SCORED[opts.definition]}")
+              ["model", "UAS"], name="uas", caption=f"scored words: {SCORED[opts.definition]}" + (causal_caption(opts.test) if lm.causal else ""))
     for k, v in results.items():
         t.add(k, v)
     ts = Table("training time (CPU)", ["step", "seconds"], name="timings")

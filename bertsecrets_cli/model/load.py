@@ -44,7 +44,7 @@ class LoadedModel:
 
 
 # what has been verified on causal maps; every other analysis refuses a decoder with one line (issue 30)
-CAUSAL_VERIFIED = ("extract", "classify", "words", "diff", "plot", "show", "view", "ablate --metric loss")
+CAUSAL_VERIFIED = ("extract", "classify", "words", "diff", "plot", "show", "view", "ablate --metric loss", "framenet", "coref", "probe", "cluster")
 
 
 def refuse_causal(lm: LoadedModel | None, command: str, *, causal: bool | None = None, what: str = "") -> None:
