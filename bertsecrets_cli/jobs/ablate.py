@@ -747,7 +747,7 @@ def ablation_tables(r: AblationResult, top: int = 10) -> list[Table]:
         gr = r.greedy
         t = Table("greedy search: disable the head whose removal helps most, repeatedly",
                   ["step", "disable", m, "gain", "delta", "ci95_low", "ci95_high", "noise?"], digits=4, name="greedy",
-                  caption=f"stopped: {gr.stopped}. " + ("gain: how much the step lowered the loss; " if lower_better else "")
+                  caption=f"stopped: {gr.stopped}. " + ("gain: how much the step lowered the loss. " if lower_better else "")
                   + f"The path is chosen on these same {'windows' if lower_better else 'examples'}, so its gains are optimistic; confirm on held-out data.")
         if not gr.heads:
             t.add(0, "(none)", float(r.base_metrics[0]), 0.0, 0.0, None, None, "")
