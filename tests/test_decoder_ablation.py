@@ -217,3 +217,168 @@ def test_loss_sweep_stopped_by_sigterm_resumes_to_the_uninterrupted_result(lms, 
     a, b = read_ablation(full_llama), read_ablation(out)
     for attr in ("base_metrics", "base_logits", "metrics", "delta", "ci_low", "ci_high", "importance_raw"):
         np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
+
+
+# ---------------------------------------------------------------------------------------------
+# a decoder with a sequence-classification head: finetune, then ablate --metric task
+
+
+@pytest.fixture(scope="module")
+def gpt2_classifier(lms, tmp_path_factory) -> tuple[Path, object]:  # noqa: ANN001
+    """The tiny GPT-2 language model fine-tuned on the demo sst2 task through the CLI (its tokenizer has no padding token)."""
+    out = tmp_path_factory.mktemp("ft-gpt2") / "sst2"
+    res = runner.invoke(app, ["finetune", "-m", str(lms["gpt2"][0]), "--task", "sst2", "--train-limit", "16", "--eval-limit", "12", "--max-steps", "8",
+                              "--batch-size", "8", "--lr", "3e-3", "--warmup", "0", "--seed", "3", "--max-length", "48", "--save-steps", "0",
+                              "--no-baselines", "--device", "cpu", "-o", str(out)])
+    return out, res
+
+
+@pytest.mark.slow
+def test_finetune_trains_a_gpt2_classifier_padding_with_its_end_of_sequence_token(lms, gpt2_classifier) -> None:
+    """The fine-tuned GPT-2 classifier has a lower cross-entropy on its training texts than the model it started from
+    (the language model with the same seeded fresh head), both computed by transformers on each text alone."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, set_seed
+
+    from bertsecrets_cli.jobs.extract import DataOptions, load_examples
+
+    out, res = gpt2_classifier
+    assert res.exit_code == 0, res.stderr
+    assert "no padding token; padding with its end-of-sequence token '<|endoftext|>'" in res.stderr
+    cfg = AutoConfig.from_pretrained(out)
+    assert cfg.architectures == ["GPT2ForSequenceClassification"] and cfg.pad_token_id == cfg.eos_token_id
+    _, ds = load_examples(DataOptions(task="sst2", split="train", limit=16))
+    tok = lms["gpt2"][1]
+
+    def train_loss(model) -> float:  # noqa: ANN001
+        with torch.inference_mode():
+            return float(np.mean([torch.nn.functional.cross_entropy(model(input_ids=tok(e.text_a, return_tensors="pt", truncation=True, max_length=48)["input_ids"]).logits,
+                                                                    torch.tensor([int(e.label)])) for e in ds.examples]))
+
+    set_seed(3)  # finetune draws the fresh head from --seed
+    before = train_loss(AutoModelForSequenceClassification.from_pretrained(lms["gpt2"][0], num_labels=2).eval())
+    after = train_loss(AutoModelForSequenceClassification.from_pretrained(out).eval())
+    assert after < before - 0.05, (before, after)
+
+
+def _reference_logits(folder: Path, texts: list[str], layer: int, head: int, mode: str) -> torch.Tensor:
+    """GPT2ForSequenceClassification's own eager logits, each text alone (no padding), with head ``head`` of ``layer``
+    edited in c_proj's input: uniform = the mean of the value vectors of positions 0..t (the causal prefix), zero,
+    or mean = the head's output averaged over every token of the texts."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").eval()
+    attn = model.transformer.h[layer].attn
+    sl = slice(head * HEAD_DIM, (head + 1) * HEAD_DIM)
+    seen: dict[str, torch.Tensor] = {}
+    outputs = []
+    h1 = attn.c_attn.register_forward_hook(lambda _m, _a, o: seen.__setitem__("v", o[0, :, 2 * 32 :][:, sl]))
+    h2 = attn.c_proj.register_forward_pre_hook(lambda _m, a: outputs.append(a[0][0, :, sl].clone()))
+    ids = [tok(t, return_tensors="pt", truncation=True, max_length=48)["input_ids"] for t in texts]
+    with torch.inference_mode():
+        for x in ids:
+            model(input_ids=x)
+    h2.remove()
+    mean = torch.cat(outputs).double().mean(0).float()
+
+    def edit(_m, a):  # noqa: ANN001, ANN202
+        x = a[0].clone()
+        v = seen["v"]
+        x[0, :, sl] = {"uniform": v.cumsum(0) / torch.arange(1, v.shape[0] + 1)[:, None], "zero": torch.zeros_like(v), "mean": mean.expand_as(v)}[mode]
+        return (x,)
+
+    h2 = attn.c_proj.register_forward_pre_hook(edit)
+    with torch.inference_mode():
+        logits = torch.cat([model(input_ids=x).logits for x in ids])
+    h1.remove()
+    h2.remove()
+    return logits
+
+
+@pytest.mark.slow
+def test_a_disabled_head_of_a_decoder_classifier_is_edited_over_its_causal_prefix_in_padded_batches(gpt2_classifier) -> None:
+    """The task path's intervention on a fine-tuned GPT-2, in a right-padded batch of texts of different lengths, equals
+    GPT-2's own classifier run on each text alone with the head edited by hand: uniform is the mean over the
+    positions the query may see (never later ones), and the head reads each text's last real token, not a pad."""
+    from bertsecrets_cli.data.tasks import get_task
+    from bertsecrets_cli.jobs.evaluate import batches_for
+    from bertsecrets_cli.jobs.extract import DataOptions, load_examples
+    from bertsecrets_cli.model.attention import Intervention, logits_for
+    from bertsecrets_cli.model.sweep import collect_mean_outputs
+
+    out, _ = gpt2_classifier
+    lm = load_model_classifier(out)
+    _, ds = load_examples(DataOptions(task="sst2", limit=6))
+    texts = [e.text_a for e in ds.examples]
+    assert len({len(lm.tokenizer(t)["input_ids"]) for t in texts}) > 1  # the batch is padded
+    batches = batches_for(lm, ds.examples, 48, 8)
+    means = collect_mean_outputs(lm, batches)
+    plain = logits_for(lm, batches, len(texts))
+    for mode in ("uniform", "zero", "mean"):
+        got = logits_for(lm, batches, len(texts), Intervention(head_modes={1: {2: mode}}, mean_outputs=means))
+        want = _reference_logits(out, texts, 1, 2, mode).numpy()
+        np.testing.assert_allclose(got, want, atol=2e-5, err_msg=mode)
+        assert np.abs(got - plain).max() > 1e-3, mode  # the edit matters
+
+
+def load_model_classifier(folder: Path):  # noqa: ANN201
+    from bertsecrets_cli.model.load import load_model
+
+    return load_model(str(folder), device="cpu", task_head=True)
+
+
+@pytest.mark.slow
+@covers("ablate", "--mode", "--importance", "--greedy", "--greedy-steps")
+@pytest.mark.parametrize("mode", ["uniform", "zero", "mean"])
+def test_ablate_metric_task_on_a_fine_tuned_decoder_in_every_mode(mode, gpt2_classifier, tmp_path) -> None:
+    """Every single head and layer of the GPT-2 classifier, gradient importance (autograd of the task's cross-entropy
+    through gated c_proj inputs of GPT-2's own model) and a greedy path whose first step is the best single head."""
+    from bertsecrets_cli.analysis.ablation import normalise_importance
+    from bertsecrets_cli.jobs.evaluate import batches_for, labels_of
+    from bertsecrets_cli.jobs.extract import DataOptions, load_examples
+    from bertsecrets_cli.model.attention import Intervention, logits_for
+
+    folder, _ = gpt2_classifier
+    out = tmp_path / "abl.h5"
+    res = runner.invoke(app, ["ablate", "-m", str(folder), "-n", "12", "--mode", mode, "--importance", "--greedy", "--greedy-steps", "2",
+                              "--bootstrap", "50", "--max-length", "48", "--device", "cpu", "-q", "-o", str(out)])
+    assert res.exit_code == 0, res.stderr
+    r = read_ablation(out)
+    assert r.task == "sst2" and r.mode == mode and r.kinds.count("head") == 8 and r.kinds.count("layer") == 2
+    # every variant's predictions are those of the model under that variant's edit (the same intervention as above)
+    lm = load_model_classifier(folder)
+    _, ds = load_examples(DataOptions(task="sst2", limit=12))
+    batches = batches_for(lm, ds.examples, 48, 32)
+    from bertsecrets_cli.model.sweep import collect_mean_outputs
+
+    means = collect_mean_outputs(lm, batches) if mode == "mean" else {}
+    for j in (0, 5, 8):
+        heads = {}
+        for l, h in zip(*np.nonzero(r.masks[j])):
+            heads.setdefault(int(l), {})[int(h)] = mode
+        logits = logits_for(lm, batches, len(ds.examples), Intervention(head_modes=heads, mean_outputs=means))
+        np.testing.assert_array_equal(r.predictions[j], logits.argmax(-1), err_msg=r.names[j])
+    # greedy: higher accuracy is better; the first pick is the single head with the best score (ties: the first)
+    heads = [j for j, k in enumerate(r.kinds) if k == "head"]
+    best = max(heads, key=lambda j: (r.metrics[j, 0], -j))
+    if r.metrics[best, 0] > r.base_metrics[0]:
+        assert r.greedy.heads[0] == r.names[best] and r.greedy.gain[0] > 0
+    else:
+        assert r.greedy.heads == [] and "improves" in r.greedy.stopped
+    # importance: |d summed cross-entropy / d gate| / examples, gates on c_proj's input slices of GPT-2's own model
+    from transformers import AutoModelForSequenceClassification
+
+    ref = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").eval()
+    gates = torch.ones(2, 4, requires_grad=True)
+    hooks = [ref.transformer.h[l].attn.c_proj.register_forward_pre_hook(
+        lambda _m, a, l=l: ((a[0].view(*a[0].shape[:-1], 4, HEAD_DIM) * gates[l][:, None]).view(a[0].shape),)) for l in range(2)]
+    y = torch.tensor(labels_of(None, ds.examples).astype(np.int64))
+    tok = lm.tokenizer
+    total = sum(torch.nn.functional.cross_entropy(ref(input_ids=tok(e.text_a, return_tensors="pt", truncation=True, max_length=48)["input_ids"]).logits,
+                                                  y[i : i + 1], reduction="sum") for i, e in enumerate(ds.examples))
+    for hk in hooks:
+        hk.remove()
+    (grad,) = torch.autograd.grad(total, gates)
+    want = grad.abs().double().numpy() / len(ds.examples)  # one batch: one absolute value
+    np.testing.assert_allclose(r.importance_raw, want, rtol=1e-3, atol=1e-7)
+    np.testing.assert_allclose(r.importance, normalise_importance(want), rtol=1e-3, atol=1e-6)

@@ -259,7 +259,7 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
     from bertsecrets_cli.jobs.signals import graceful_stop
     from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION
-    from bertsecrets_cli.model.load import load_model, refuse_causal
+    from bertsecrets_cli.model.load import load_model
     from bertsecrets_cli.model.sweep import classification_loss, collect_mean_outputs, sweep_logits
     from bertsecrets_cli.model.train import peek_config, recorded_task
     from bertsecrets_cli.store.writer import check_output_path
@@ -292,7 +292,8 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
     if cfg is not None:  # refuse a bare encoder before loading its weights
         _check_classifier(cfg, task, opts.model)
     lm = load_model(opts.model, device=opts.device, task_head=True)
-    refuse_causal(lm, "ablate --metric task")
+    for note in lm.notes:
+        info(note)
     _check_classifier(lm.model.config, task, opts.model)
     L, H = lm.n_layers, lm.n_heads
     plan = plan_variants(opts, L, H)
