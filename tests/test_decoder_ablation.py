@@ -48,7 +48,7 @@ def _corpus(lms) -> Path:  # noqa: ANN001
 
 
 def _ablate(lms, family: str, out: Path, *args: str):  # noqa: ANN001, ANN202
-    return runner.invoke(app, ["ablate", "-m", str(lms[family][0]), "--metric", "loss", "--data", str(_corpus(lms)), "--max-length", str(MAX_LEN),
+    return runner.invoke(app, ["ablate", "-m", str(lms[family][0]), "--data", str(_corpus(lms)), "--max-length", str(MAX_LEN),
                                "--batch-size", "16", "--device", "cpu", "-q", "-o", str(out), *args])
 
 
@@ -92,13 +92,12 @@ def _summed_loss(model, windows, family: str, edit=None):  # noqa: ANN001, ANN20
 def full_llama(lms, tmp_path_factory) -> Path:  # noqa: ANN001
     """Every single head and layer of the tiny Llama, with gradient importance: the reference run."""
     out = tmp_path_factory.mktemp("abl-loss") / "full.h5"
-    res = _ablate(lms, "llama", out, "--importance", "--bootstrap", "100")
+    res = _ablate(lms, "llama", out, "--metric", "loss", "--importance", "--bootstrap", "100")
     assert res.exit_code == 0, res.stderr
     return out
 
 
 @pytest.mark.slow
-@covers("ablate", "--metric", "--importance")
 def test_loss_importance_is_the_autograd_gradient_of_the_next_token_loss_by_each_heads_output(lms, full_llama) -> None:
     """Michel et al.'s importance on the LM loss: |d summed loss / d gate| / predicted tokens, where the gate scales
     each head's slice of o_proj's input in the family's own eager model (all windows in one batch: one absolute value)."""
@@ -130,7 +129,7 @@ def test_loss_greedy_takes_the_head_whose_removal_lowers_the_loss_most(lms, tmp_
     import json
 
     out = tmp_path / "greedy.h5"
-    res = _ablate(lms, "gpt2", out, "--greedy", "--greedy-steps", "2", "--mode", "zero", "--bootstrap", "50", "--format", "json", "--table", "greedy")
+    res = _ablate(lms, "gpt2", out, "--metric", "loss", "--greedy", "--greedy-steps", "2", "--mode", "zero", "--bootstrap", "50", "--format", "json", "--table", "greedy")
     assert res.exit_code == 0, res.stderr
     r = read_ablation(out)
     model, windows = _reference(lms, "gpt2"), _windows(lms, "gpt2")
@@ -170,12 +169,12 @@ def test_loss_greedy_takes_the_head_whose_removal_lowers_the_loss_most(lms, tmp_
 
 
 @pytest.mark.slow
-@covers("ablate", "--metric", "--shard", "--combine")
+@covers("ablate", "--metric", "--importance", "--shard", "--combine")
 def test_loss_shards_combine_into_the_unsharded_store(lms, full_llama, tmp_path) -> None:
     parts = []
     for i in range(2):
         p = tmp_path / f"part{i}.h5"
-        res = _ablate(lms, "llama", p, "--importance", "--bootstrap", "100", "--shard", f"{i}/2")
+        res = _ablate(lms, "llama", p, "--metric", "loss", "--importance", "--bootstrap", "100", "--shard", f"{i}/2")
         assert res.exit_code == 0, res.stderr
         parts.append(p)
     assert [len(read_ablation(p).names) for p in parts] == [5, 5] and read_ablation(parts[1]).importance is None
@@ -207,11 +206,11 @@ def test_loss_sweep_stopped_by_sigterm_resumes_to_the_uninterrupted_result(lms, 
 
     monkeypatch.setattr(lm_loss, "window_losses", counted)
     out = tmp_path / "abl.h5"
-    res = _ablate(lms, "llama", out, "--importance", "--bootstrap", "100")
+    res = _ablate(lms, "llama", out, "--metric", "loss", "--importance", "--bootstrap", "100")
     assert res.exit_code == 75 and "4 of 10 variants" in res.stderr and "--resume" in res.stderr, res.stderr
     assert not out.exists() and (tmp_path / ".abl.h5.ablate-resume.npz").exists()
     calls.update(n=0, stop_at=-1)
-    res = _ablate(lms, "llama", out, "--importance", "--bootstrap", "100", "--resume")
+    res = _ablate(lms, "llama", out, "--metric", "loss", "--importance", "--bootstrap", "100", "--resume")
     assert res.exit_code == 0, res.stderr
     assert calls["n"] == 6  # only the unfinished variants
     a, b = read_ablation(full_llama), read_ablation(out)
@@ -340,14 +339,14 @@ def test_ablate_metric_task_on_a_fine_tuned_decoder_in_every_mode(mode, gpt2_cla
 
     folder, _ = gpt2_classifier
     out = tmp_path / "abl.h5"
-    res = runner.invoke(app, ["ablate", "-m", str(folder), "-n", "12", "--mode", mode, "--importance", "--greedy", "--greedy-steps", "2",
+    res = runner.invoke(app, ["ablate", "-m", str(folder), "-n", "8", "--mode", mode, "--importance", "--greedy", "--greedy-steps", "2",
                               "--bootstrap", "50", "--max-length", "48", "--device", "cpu", "-q", "-o", str(out)])
     assert res.exit_code == 0, res.stderr
     r = read_ablation(out)
     assert r.task == "sst2" and r.mode == mode and r.kinds.count("head") == 8 and r.kinds.count("layer") == 2
     # every variant's predictions are those of the model under that variant's edit (the same intervention as above)
     lm = load_model_classifier(folder)
-    _, ds = load_examples(DataOptions(task="sst2", limit=12))
+    _, ds = load_examples(DataOptions(task="sst2", limit=8))
     batches = batches_for(lm, ds.examples, 48, 32)
     from bertsecrets_cli.model.sweep import collect_mean_outputs
 
@@ -365,6 +364,9 @@ def test_ablate_metric_task_on_a_fine_tuned_decoder_in_every_mode(mode, gpt2_cla
         assert r.greedy.heads[0] == r.names[best] and r.greedy.gain[0] > 0
     else:
         assert r.greedy.heads == [] and "improves" in r.greedy.stopped
+    np.testing.assert_allclose(np.sqrt((r.importance**2).sum(1)), 1.0)  # normalised per layer
+    if mode != "uniform":  # the gradient is taken at gates = 1, whatever the mode: checked once
+        return
     # importance: |d summed cross-entropy / d gate| / examples, gates on c_proj's input slices of GPT-2's own model
     from transformers import AutoModelForSequenceClassification
 
