@@ -384,3 +384,32 @@ def test_ablate_metric_task_on_a_fine_tuned_decoder_in_every_mode(mode, gpt2_cla
     want = grad.abs().double().numpy() / len(ds.examples)  # one batch: one absolute value
     np.testing.assert_allclose(r.importance_raw, want, rtol=1e-3, atol=1e-7)
     np.testing.assert_allclose(r.importance, normalise_importance(want), rtol=1e-3, atol=1e-6)
+
+
+def test_a_llama_classifier_pads_with_its_end_of_sequence_token_and_reads_the_last_real_token(lms) -> None:
+    """Llama's tokenizer has no padding token: loading its classifier makes the end-of-sequence token the padding id
+    (config and tokenizer), and a right- or left-padded batch gives the logits of each text run alone."""
+    from transformers import AutoModelForSequenceClassification
+
+    from bertsecrets_cli.model.attention import model_logits
+    from bertsecrets_cli.model.tokenize import collate, encode_examples
+
+    folder = lms["llama"][0]
+    torch.manual_seed(0)
+    lm = load_model_classifier(folder)
+    assert lm.tokenizer.pad_token_id == lm.tokenizer.eos_token_id == lm.model.config.pad_token_id
+    assert lm.notes and "end-of-sequence token '</s>'" in lm.notes[0]
+    texts = ["The cat sat.", "A much longer sentence, so that the first one is padded."]
+    enc = encode_examples(lm.tokenizer, [(t, None) for t in texts], 48)
+    right = collate(enc, lm.tokenizer.pad_token_id, lm.device, lm.token_types)
+    ids, mask = right["input_ids"], right["attention_mask"]
+    n, T = mask.sum(-1), ids.shape[1]
+    order = (torch.arange(T)[None, :] - (T - n)[:, None]) % T  # the real tokens moved to the end
+    left = {"input_ids": ids.gather(1, order), "attention_mask": mask.gather(1, order)}
+    left["position_ids"] = (left["attention_mask"].cumsum(-1) - 1).clamp_min(0)
+    ref = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2, attn_implementation="eager").eval()
+    ref.score.load_state_dict(lm.model.score.state_dict())  # the same fresh head
+    with torch.inference_mode():
+        alone = torch.cat([ref(input_ids=torch.tensor(e.ids[None], dtype=torch.long)).logits for e in enc])
+        for batch in (right, left):
+            torch.testing.assert_close(model_logits(lm.model, batch), alone, atol=1e-5, rtol=1e-4)
