@@ -82,12 +82,12 @@ def test_auto_engine_falls_back_to_the_naive_loop_with_a_note(tiny_model_factory
 def test_importance_is_the_gradient_of_the_loss_by_each_head_gate(tiny_model_factory):
     """|d loss / d gate| from autograd equals a central finite difference of the summed loss."""
     from bertsecrets_cli.model.attention import Intervention, intervene
-    from bertsecrets_cli.model.sweep import head_gradients
+    from bertsecrets_cli.model.sweep import classification_loss, head_gradients
 
     lm, batches, n = _load(tiny_model_factory, "bert")
     one = [(list(range(len(batches[0][0]))), batches[0][1])]
     labels = np.asarray([1.0, 0.0])
-    raw = head_gradients(lm, one, labels, is_regression=False)
+    raw = head_gradients(lm, one, classification_loss(labels, is_regression=False))
 
     def loss(gates: torch.Tensor) -> float:
         with torch.inference_mode(), intervene(Intervention(gates=gates)):

@@ -156,16 +156,20 @@ def layer_vector(kinds: list[str], masks: np.ndarray, values: np.ndarray) -> np.
 class GreedyStep:
     head: tuple[int, int]  # the head disabled at this step, 0-based
     score: float  # main metric with every head so far disabled
-    gain: float  # score - previous score
+    gain: float  # improvement over the previous score: score - previous (a loss: previous - score)
 
 
 @dataclass
 class GreedyPath:
-    """The greedy search's record: start score, each step, and why it stopped."""
+    """The greedy search's record: start score, each step, and why it stopped.
+
+    ``lower_better``: the score is a loss (ablate --metric loss), so the head whose removal lowers it most is taken.
+    """
 
     start: float
     steps: list[GreedyStep] = field(default_factory=list)
     stopped: str = ""
+    lower_better: bool = False
 
     @property
     def disabled(self) -> list[tuple[int, int]]:
@@ -185,9 +189,11 @@ class GreedyPath:
         if not len(candidates) or not ok.any():
             self.stopped = "no heads left to disable" if not len(candidates) else "no candidate could be scored"
             return None
-        best = int(np.nanargmax(scores))
-        if not scores[best] > self.score:
-            self.stopped = f"no single further head improves the score ({scores[best]:.4f} <= {self.score:.4f})"
+        sign = -1.0 if self.lower_better else 1.0  # a loss: the lowest score is the best
+        best = int(np.nanargmax(sign * scores))
+        if not sign * scores[best] > sign * self.score:
+            self.stopped = (f"no single further head lowers the loss ({scores[best]:.4f} >= {self.score:.4f})" if self.lower_better
+                            else f"no single further head improves the score ({scores[best]:.4f} <= {self.score:.4f})")
             return None
-        self.steps.append(GreedyStep(candidates[best], float(scores[best]), float(scores[best] - self.score)))
+        self.steps.append(GreedyStep(candidates[best], float(scores[best]), float(sign * (scores[best] - self.score))))
         return candidates[best]

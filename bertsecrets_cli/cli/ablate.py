@@ -29,9 +29,9 @@ def ablate(
     heads: Annotated[Optional[list[str]], typer.Option("--heads", help="A set of heads disabled together, e.g. L7H6,L1H2 (1-based); repeat for more sets.")] = None,
     layers: Annotated[Optional[list[str]], typer.Option("--layers", help="A set of whole layers disabled together, e.g. L1 or 1,2; repeat for more sets.")] = None,
     sweep: Annotated[Optional[bool], typer.Option("--sweep/--no-sweep", help="Every single head and every single layer (default: on unless --heads/--layers are given).", show_default=False)] = None,
-    greedy: Annotated[bool, typer.Option("--greedy", help="Keep disabling the head whose removal helps most until none helps; print the path.")] = False,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Keep disabling the head whose removal helps most (with --metric loss: lowers the loss most) until none helps; print the path.")] = False,
     greedy_steps: Annotated[Optional[int], typer.Option("--greedy-steps", help="Stop the greedy search after this many heads.")] = None,
-    importance: Annotated[bool, typer.Option("--importance", help="Also rank heads by gradient importance (Michel et al.: |d loss / d gate|, normalised per layer).")] = False,
+    importance: Annotated[bool, typer.Option("--importance", help="Also rank heads by gradient importance (Michel et al.: |d loss / d gate|, normalised per layer; the task's loss, or with --metric loss the next-token loss).")] = False,
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Paired bootstrap resamples for the 95% intervals of each delta (0: none).")] = 1000,
     bootstrap_seed: Annotated[int, typer.Option("--bootstrap-seed", help="Seed of the bootstrap resamples.")] = 0,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Evaluate only shard i of n (0-based, contiguous variant ranges), e.g. 0/4; "

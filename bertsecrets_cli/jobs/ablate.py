@@ -204,6 +204,8 @@ def _metric_fn(name: str) -> Any:
 class _Scorer:
     """Predictions, metrics and bootstrap deltas over the labelled examples, all with one resample set."""
 
+    lower_better = False  # a task score: higher is better
+
     def __init__(self, task: Any, labels: np.ndarray, n_resamples: int, seed: int) -> None:
         from bertsecrets_cli.analysis.ablation import bootstrap_indices
 
@@ -255,11 +257,10 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
 
     from bertsecrets_cli.jobs.evaluate import batches_for, labels_of
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
-    from bertsecrets_cli.jobs.shard import fingerprint
     from bertsecrets_cli.jobs.signals import graceful_stop
     from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION
-    from bertsecrets_cli.model.load import load_model, refuse_causal
-    from bertsecrets_cli.model.sweep import collect_mean_outputs, sweep_logits
+    from bertsecrets_cli.model.load import load_model
+    from bertsecrets_cli.model.sweep import classification_loss, collect_mean_outputs, sweep_logits
     from bertsecrets_cli.model.train import peek_config, recorded_task
     from bertsecrets_cli.store.writer import check_output_path
 
@@ -279,9 +280,7 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
         raise InputError("--greedy is a sequential search and cannot be split with --shard; run it in one job")
     _check_syntax(opts)
     check_output_path(out, force=opts.force)
-    pending = _Checkpoint(out, "").path
-    if opts.checkpoint and pending.exists() and not (opts.resume or opts.force):
-        raise OutputError(f"{pending}: an interrupted ablate run of {out} is kept there; add --resume to continue it, or --force to start over")
+    refuse_pending(opts, out)
 
     saved = recorded_task(opts.model)
     if not opts.data.task:  # default: the task the fine-tuned model was trained for
@@ -293,7 +292,8 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
     if cfg is not None:  # refuse a bare encoder before loading its weights
         _check_classifier(cfg, task, opts.model)
     lm = load_model(opts.model, device=opts.device, task_head=True)
-    refuse_causal(lm, "ablate --metric task")
+    for note in lm.notes:
+        info(note)
     _check_classifier(lm.model.config, task, opts.model)
     L, H = lm.n_layers, lm.n_heads
     plan = plan_variants(opts, L, H)
@@ -313,22 +313,14 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
         info(f"mode mean: averaging every head's output over the {n} evaluation examples first")
         means = collect_mean_outputs(lm, batches, progress=reporter(opts.quiet))
 
-    ckpt = _Checkpoint(out, fingerprint({"model": lm.fingerprint, "data": ds.source, "split": ds.split, "ids": [e.id for e in examples],
-                                         "shard": shard, "options": {k: v for k, v in asdict(opts).items()
-                                                                     if k not in ("quiet", "force", "resume", "checkpoint", "top", "device", "shard")}}),
-                       enabled=opts.checkpoint)
-    state = ckpt.load(len(mine), n) if opts.resume else None
-    if opts.resume and state is None:
-        info("--resume: no interrupted run to continue; starting from the beginning")
-    elif state is not None:
-        info(f"resuming: {state.done} of {state.units} {state.unit} already evaluated")
+    ckpt, state = open_checkpoint(opts, out, lm, ds, [e.id for e in examples], shard, len(mine))
     try:
         with graceful_stop() as stop:
             res = sweep_logits(lm, batches, n, [modes_of(v.heads, opts.mode) for v in mine], mean_outputs=means, engine=opts.engine,
                                progress=reporter(opts.quiet), desc=f"ablate {len(mine)} variants", stop=stop, state=state, on_unit=ckpt.progress)
             if res.note:
                 info(res.note)
-            result_parts = _after_sweep(opts, lm, batches, n, mine, res, scorer, labels, task, means, shard, stop)
+            result_parts = _after_sweep(opts, lm, batches, n, mine, res, scorer, classification_loss(labels, task.is_regression), means, shard, stop)
     except Interrupted as e:
         raise Interrupted(f"{out}: {e}; {ckpt.save_latest()}") from None
     base_pred, base_metrics, preds_arr, metrics, delta, lo, hi, greedy, importance, raw = result_parts
@@ -366,9 +358,13 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
     return result
 
 
-def _after_sweep(opts: AblateOptions, lm: Any, batches: list, n: int, mine: list[Variant], res: Any, scorer: _Scorer, labels: np.ndarray,
-                 task: Any, means: Any, shard: tuple[int, int] | None, stop: Any) -> tuple:
-    """Metrics and intervals of the swept variants, then the greedy search and the importance scores if asked."""
+def _after_sweep(opts: AblateOptions, lm: Any, batches: list, n: int, mine: list[Variant], res: Any, scorer: Any, grad_loss: Any,
+                 means: Any, shard: tuple[int, int] | None, stop: Any, evaluate: Any = None) -> tuple:
+    """Metrics and intervals of the swept variants, then the greedy search and the importance scores if asked.
+
+    ``scorer``: :class:`_Scorer` (the task) or ``jobs.ablate_loss.LossScorer``; ``grad_loss``: the batch loss
+    whose gradient ranks the heads (``model.sweep.BatchLoss``); ``evaluate``: as ``sweep_logits``'s.
+    """
     from bertsecrets_cli.analysis.ablation import normalise_importance
     from bertsecrets_cli.model.sweep import head_gradients
 
@@ -382,15 +378,38 @@ def _after_sweep(opts: AblateOptions, lm: Any, batches: list, n: int, mine: list
     delta, lo, hi = scorer.deltas(base_pred, preds_arr)
     greedy = None
     if opts.greedy:
-        greedy = _greedy(lm, batches, n, mine, metrics, preds, base_metrics[0], opts, means, scorer, base_pred, stop)
+        greedy = _greedy(lm, batches, n, mine, metrics, preds, base_metrics[0], opts, means, scorer, base_pred, stop, evaluate)
     importance = raw = None
     if opts.importance:
         if shard is None or shard[0] == 0:
-            raw = head_gradients(lm, batches, labels, task.is_regression, progress=reporter(opts.quiet))
+            raw = head_gradients(lm, batches, grad_loss, progress=reporter(opts.quiet))
             importance = normalise_importance(raw)
         else:
             info("--importance: computed by shard 0 only")
     return base_pred, base_metrics, preds_arr, metrics, delta, lo, hi, greedy, importance, raw
+
+
+def refuse_pending(opts: AblateOptions, out: str | Path) -> None:
+    """An interrupted run's checkpoint next to ``out`` is neither mixed in nor thrown away without --resume/--force."""
+    pending = _Checkpoint(out, "").path
+    if opts.checkpoint and pending.exists() and not (opts.resume or opts.force):
+        raise OutputError(f"{pending}: an interrupted ablate run of {out} is kept there; add --resume to continue it, or --force to start over")
+
+
+def open_checkpoint(opts: AblateOptions, out: str | Path, lm: Any, ds: Any, ids: list[str], shard: tuple[int, int] | None, n_variants: int) -> tuple[Any, Any]:
+    """This job's checkpoint (keyed by model, data, examples, shard and options) and, with --resume, its saved progress."""
+    from bertsecrets_cli.jobs.shard import fingerprint
+
+    ckpt = _Checkpoint(out, fingerprint({"model": lm.fingerprint, "data": ds.source, "split": ds.split, "ids": ids,
+                                         "shard": shard, "options": {k: v for k, v in asdict(opts).items()
+                                                                     if k not in ("quiet", "force", "resume", "checkpoint", "top", "device", "shard")}}),
+                       enabled=opts.checkpoint)
+    state = ckpt.load(n_variants, len(ids)) if opts.resume else None
+    if opts.resume and state is None:
+        info("--resume: no interrupted run to continue; starting from the beginning")
+    elif state is not None:
+        info(f"resuming: {state.done} of {state.units} {state.unit} already evaluated")
+    return ckpt, state
 
 
 class _Checkpoint:
@@ -453,14 +472,14 @@ class _Checkpoint:
 
 
 def _greedy(lm: Any, batches: list, n: int, mine: list[Variant], metrics: list[np.ndarray], preds: list[np.ndarray], base_score: float,
-            opts: AblateOptions, means: Any, scorer: _Scorer, base_pred: np.ndarray, stop: Any) -> GreedyRecord:
-    """Keep disabling the head whose removal helps most, until none helps (or --greedy-steps)."""
+            opts: AblateOptions, means: Any, scorer: Any, base_pred: np.ndarray, stop: Any, evaluate: Any = None) -> GreedyRecord:
+    """Keep disabling the head whose removal helps most (a loss: lowers it most), until none helps (or --greedy-steps)."""
     from bertsecrets_cli.analysis.ablation import GreedyPath
     from bertsecrets_cli.heads import head_name
     from bertsecrets_cli.model.sweep import sweep_logits
 
     L, H = lm.n_layers, lm.n_heads
-    path = GreedyPath(start=float(base_score))
+    path = GreedyPath(start=float(base_score), lower_better=scorer.lower_better)
     # step 1 is the single-head sweep, already evaluated
     known = {v.heads[0]: (float(m[0]), p) for v, m, p in zip(mine, metrics, preds) if v.kind == "head"}
     step_preds: list[np.ndarray] = []
@@ -469,7 +488,8 @@ def _greedy(lm: Any, batches: list, n: int, mine: list[Variant], metrics: list[n
         cand = [x for x in all_heads if x not in path.disabled]
         if path.steps or not all(x in known for x in cand):
             res = sweep_logits(lm, batches, n, [modes_of([x], opts.mode) for x in cand], base=modes_of(path.disabled, opts.mode),
-                               mean_outputs=means, engine=opts.engine, progress=reporter(opts.quiet), desc=f"greedy step {len(path.steps) + 1}", stop=stop)
+                               mean_outputs=means, engine=opts.engine, progress=reporter(opts.quiet), desc=f"greedy step {len(path.steps) + 1}", stop=stop,
+                               evaluate=evaluate)
             known = {}
             for j, x in enumerate(cand):
                 p, m = scorer.score(res.variants[j])
@@ -478,7 +498,8 @@ def _greedy(lm: Any, batches: list, n: int, mine: list[Variant], metrics: list[n
         if pick is None:
             break
         step_preds.append(known[pick][1])
-        info(f"greedy step {len(path.steps)}: disable {head_name(*pick)} -> {path.score:.4f} ({path.steps[-1].gain:+.4f})")
+        change = -path.steps[-1].gain if path.lower_better else path.steps[-1].gain  # the metric's own change
+        info(f"greedy step {len(path.steps)}: disable {head_name(*pick)} -> {path.score:.4f} ({change:+.4f})")
         if opts.greedy_steps is not None and len(path.steps) >= opts.greedy_steps:
             path.stopped = f"reached --greedy-steps {opts.greedy_steps}"
             break
@@ -727,7 +748,8 @@ def ablation_tables(r: AblationResult, top: int = 10) -> list[Table]:
         gr = r.greedy
         t = Table("greedy search: disable the head whose removal helps most, repeatedly",
                   ["step", "disable", m, "gain", "delta", "ci95_low", "ci95_high", "noise?"], digits=4, name="greedy",
-                  caption=f"stopped: {gr.stopped}. The path is chosen on these same examples, so its gains are optimistic; confirm on held-out data.")
+                  caption=f"stopped: {gr.stopped}. " + ("gain: how much the step lowered the loss. " if lower_better else "")
+                  + f"The path is chosen on these same {'windows' if lower_better else 'examples'}, so its gains are optimistic; confirm on held-out data.")
         if not gr.heads:
             t.add(0, "(none)", float(r.base_metrics[0]), 0.0, 0.0, None, None, "")
         for s, name in enumerate(gr.heads):

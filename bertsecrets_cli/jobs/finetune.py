@@ -313,7 +313,7 @@ def _model_attrs(lm: Any, task: Any) -> dict[str, Any]:
 
 def _load(opts: FinetuneOptions, task: Any, *, seed: int, for_training: bool) -> Any:
     """The classifier to train or evaluate; refuses a head that cannot fit the task, before loading weights."""
-    from bertsecrets_cli.model.load import load_model, refuse_causal
+    from bertsecrets_cli.model.load import load_model
     from bertsecrets_cli.model.device import local_device
     from bertsecrets_cli.model.train import has_classification_head, peek_config, seed_everything
 
@@ -343,7 +343,8 @@ def _load(opts: FinetuneOptions, task: Any, *, seed: int, for_training: bool) ->
                     num_labels=None if keep_head and not for_training else task.num_labels,
                     label_names=None if keep_head and not for_training else task.label_names,
                     random_init=opts.init == "random")
-    refuse_causal(lm, "finetune")
+    for note in lm.notes:
+        info(note)
     return lm
 
 

@@ -31,6 +31,7 @@ class LoadedModel:
     norms: bool = True  # every layer's output projection is known (norm-based quantities)
     causal: bool = False  # a decoder language model: every query sees only earlier tokens and itself
     kv_heads: int = 0  # key-value heads (grouped-query attention: fewer than the query heads); 0 = as many as heads
+    notes: tuple[str, ...] = ()  # what loading decided for the user to know (a padding token chosen), for the job to print
 
     @property
     def kv_group(self) -> tuple[int, ...]:
@@ -44,7 +45,7 @@ class LoadedModel:
 
 
 # what has been verified on causal maps; every other analysis refuses a decoder with one line (issue 30)
-CAUSAL_VERIFIED = ("extract", "classify", "words", "diff", "plot", "show", "view", "ablate --metric loss", "framenet", "coref", "probe", "cluster")
+CAUSAL_VERIFIED = ("extract", "classify", "words", "diff", "plot", "show", "view", "ablate --metric loss", "framenet", "coref", "probe", "cluster", "finetune", "ablate --metric task")
 
 
 def refuse_causal(lm: LoadedModel | None, command: str, *, causal: bool | None = None, what: str = "") -> None:
@@ -55,6 +56,31 @@ def refuse_causal(lm: LoadedModel | None, command: str, *, causal: bool | None =
         name = what or (f"--model {lm.name}: model type {lm.model_type!r}" if lm is not None else "the store")
         raise ModelError(f"{name}: {command} is not yet verified on causal decoder models (attention to earlier tokens only); "
                          f"what is: {', '.join(CAUSAL_VERIFIED)}")
+
+
+def classifier_padding(model: Any, tokenizer: Any, spec: str | None) -> str:
+    """Make the classifier's ``config.pad_token_id`` the token our batches pad with; -> a note when one was chosen.
+
+    A decoder's ``*ForSequenceClassification`` (GPT-2, Llama, Qwen, Mistral) reads the rightmost token that is
+    not ``config.pad_token_id``, so with right or left padding it reads each example's last real token, and it
+    refuses batches without a padding id. Decoder tokenizers often have no padding token: then the tokenizer's
+    end-of-sequence token pads (as is usual for GPT-2), which is only wrong for a text whose last real token is
+    that very token. An encoder's config and tokenizer already agree and are left alone.
+    """
+    cfg = model.config
+    note = ""
+    if tokenizer.pad_token_id is None:
+        if cfg.pad_token_id is not None:
+            tokenizer.pad_token = tokenizer.convert_ids_to_tokens(int(cfg.pad_token_id))
+        elif tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+            note = (f"note: --model {spec or DEFAULT_MODEL}: its tokenizer has no padding token; padding with its end-of-sequence token "
+                    f"{tokenizer.eos_token!r} (id {tokenizer.eos_token_id}), which the classification head skips to read each text's last real token")
+        else:
+            raise ModelError(f"--model {spec}: its tokenizer has neither a padding nor an end-of-sequence token, and the classifier needs one to find each text's last token")
+    if cfg.pad_token_id is None:
+        cfg.pad_token_id = int(tokenizer.pad_token_id)
+    return note
 
 
 def embedded_model_dir() -> Path:
@@ -158,6 +184,7 @@ def load_model(
             model = cls.from_pretrained(path, **kwargs)
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"--model {spec}: cannot load the weights: {str(e).splitlines()[0]}") from e
+    notes = (classifier_padding(model, tokenizer, spec),) if task_head else ()
     n_layers, n_heads = model_dims(model.config)
     try:
         install_adapters(model)
@@ -177,4 +204,4 @@ def load_model(
     token_types = int(getattr(config, "type_vocab_size", 0) or 0) > 1
     return LoadedModel(model, tokenizer, name, path, revision, fingerprint, config.model_type, n_layers, n_heads, dev,
                        installed.windows, token_types, installed.norms, installed.causal,
-                       int(getattr(model.config, "num_key_value_heads", 0) or 0) if installed.causal else 0)
+                       int(getattr(model.config, "num_key_value_heads", 0) or 0) if installed.causal else 0, tuple(n for n in notes if n))

@@ -32,6 +32,10 @@ from bertsecrets_cli.model.hooks import ProgressFactory, silent
 
 # layer -> {head -> mode}, 0-based: one variant's (or the base's) disabled heads
 Modes = dict[int, dict[int, str]]
+# one full evaluation under an intervention: (lm, batches, n, intervention) -> [n, C] per example
+Evaluate = Callable[[Any, list, int, Any], np.ndarray]
+# one batch's loss for the importance gradient: (logits, example indices, batch) -> (summed loss, items), None to skip
+BatchLoss = Callable[[Any, list[int], dict[str, Any]], "tuple[Any, int] | None"]
 
 # expanded rows x tokens per step; bounds the memory of the variant-fold batch
 DEFAULT_TOKEN_BUDGET = 1 << 16
@@ -299,6 +303,7 @@ def sweep_logits(
     stop: Any = None,
     state: SweepState | None = None,
     on_unit: Callable[[SweepState], None] | None = None,
+    evaluate: Evaluate | None = None,
 ) -> SweepOutput:
     """Logits of the model under ``base`` and under ``base`` + each variant, for every example.
 
@@ -306,9 +311,13 @@ def sweep_logits(
     reference), or "auto" (fast where supported, else naive with a note). ``stop``: an object with
     ``requested`` checked between units of work (graceful SIGTERM). ``state``: an interrupted sweep's
     progress to continue from (same variants, batches and engine); ``on_unit`` is called with the
-    progress after every finished unit (the caller saves it now and then).
+    progress after every finished unit (the caller saves it now and then). ``evaluate``: what one full
+    evaluation returns instead of the classifier's logits, [n, C] per example (ablate --metric loss: each
+    window's summed next-token loss); it runs the naive loop, the fast engine knowing only classifier heads.
     """
     base = merge_modes(base, None)
+    if evaluate is not None:
+        return _naive(lm, batches, n, variants, base, mean_outputs, progress, desc, stop, "", state, on_unit, evaluate)
     lm.model.eval()  # no dropout: a model fresh from training is still in train mode
     ok, why = fast_supported(lm)
     if engine == "fast" and not ok:
@@ -332,15 +341,16 @@ def _check_stop(stop: Any) -> None:
 
 
 def _naive(lm: Any, batches: list, n: int, variants: list[Modes], base: Modes, means: Any, progress: ProgressFactory, desc: str, stop: Any, note: str,
-           state: SweepState | None, on_unit: Callable[[SweepState], None] | None) -> SweepOutput:
+           state: SweepState | None, on_unit: Callable[[SweepState], None] | None, evaluate: Evaluate | None = None) -> SweepOutput:
     from bertsecrets_cli.model.attention import Intervention, logits_for
 
     def iv(modes: Modes) -> Any:
         return Intervention(head_modes=modes, mean_outputs=dict(means or {}))
 
-    C = lm.model.config.num_labels
+    logits_for = evaluate or logits_for
     if state is None:
-        state = SweepState("naive", len(variants), 0, logits_for(lm, batches, n, iv(base)), np.zeros((len(variants), n, C), dtype=np.float32))
+        first = logits_for(lm, batches, n, iv(base))
+        state = SweepState("naive", len(variants), 0, first, np.zeros((len(variants), *first.shape), dtype=first.dtype))
     with progress(len(variants), f"{desc} (naive)") as advance:
         advance(state.done)
         for j in range(state.done, len(variants)):
@@ -428,12 +438,30 @@ def collect_mean_outputs(lm: Any, batches: list[tuple[list[int], dict[str, Any]]
     return {(l, h): (sums[l][h] / max(count[l], 1.0)).float() for l in sums for h in range(sums[l].shape[0])}
 
 
-def head_gradients(lm: Any, batches: list[tuple[list[int], dict[str, Any]]], labels: np.ndarray, is_regression: bool, *, progress: ProgressFactory = silent) -> np.ndarray:
+def classification_loss(labels: np.ndarray, is_regression: bool) -> BatchLoss:
+    """A classifier's summed task loss over a batch's labelled examples (cross-entropy, or squared error)."""
+    import torch
+
+    def loss(logits: Any, idx: list[int], batch: dict[str, Any]) -> tuple[Any, int] | None:
+        y = labels[idx]
+        keep = ~np.isnan(y)
+        if not keep.any():
+            return None
+        logits = logits[torch.from_numpy(keep).to(logits.device)]
+        if is_regression:
+            return torch.nn.functional.mse_loss(logits[:, 0], torch.tensor(y[keep], dtype=logits.dtype, device=logits.device), reduction="sum"), int(keep.sum())
+        return torch.nn.functional.cross_entropy(logits, torch.tensor(y[keep].astype(np.int64), device=logits.device), reduction="sum"), int(keep.sum())
+
+    return loss
+
+
+def head_gradients(lm: Any, batches: list[tuple[list[int], dict[str, Any]]], loss_of: BatchLoss, *, progress: ProgressFactory = silent) -> np.ndarray:
     """Michel et al.'s raw head importance: mean over batches of |d loss / d gate| at gates = 1, [L, H].
 
     The gate multiplies each head's output (``Intervention.gates``). As in Michel et al.'s code the
-    absolute value is taken of each batch's summed-loss gradient, then divided by the number of
-    labelled examples; normalise per layer with ``analysis.ablation.normalise_importance``.
+    absolute value is taken of each batch's summed-loss gradient, then divided by the number of items
+    the losses summed over (labelled examples: :func:`classification_loss`; predicted tokens:
+    ``model.lm_loss.next_token_loss``); normalise per layer with ``analysis.ablation.normalise_importance``.
     """
     import torch
 
@@ -450,20 +478,12 @@ def head_gradients(lm: Any, batches: list[tuple[list[int], dict[str, Any]]], lab
     try:
         with progress(sum(len(i) for i, _ in batches), "head importance") as advance:
             for idx, batch in batches:
-                y = labels[idx]
-                keep = ~np.isnan(y)
-                if keep.any():
-                    with torch.enable_grad(), intervene(Intervention(gates=gates)):
-                        logits = model(**batch).logits[torch.from_numpy(keep).to(lm.device)]
-                        if is_regression:
-                            target = torch.tensor(y[keep], dtype=logits.dtype, device=lm.device)
-                            loss = torch.nn.functional.mse_loss(logits[:, 0], target, reduction="sum")
-                        else:
-                            target = torch.tensor(y[keep].astype(np.int64), device=lm.device)
-                            loss = torch.nn.functional.cross_entropy(logits, target, reduction="sum")
-                        (g,) = torch.autograd.grad(loss, gates)
-                    total += g.detach().abs().double()
-                    used += int(keep.sum())
+                with torch.enable_grad(), intervene(Intervention(gates=gates)):
+                    got = loss_of(model(**batch).logits, idx, batch)
+                    if got is not None and got[1] > 0:
+                        (g,) = torch.autograd.grad(got[0], gates)
+                        total += g.detach().abs().double()
+                        used += got[1]
                 advance(len(idx))
     finally:
         for p in params:
