@@ -149,3 +149,8 @@ def test_classify_cnn_reads_a_local_layers_out_of_window_keys_as_masked(family_r
                     np.testing.assert_allclose(got[1, h, q], want, rtol=1e-5, atol=1e-7)
                     filled_rows += 1
     assert filled_rows  # some example is longer than the window
+    # classify train reads annotated maps with their layer's window, so it fills them as classify does
+    from bertsecrets_cli.jobs.train_classifier import load_labelled_maps
+
+    (root / "labels.tsv").write_text("store\texample\tlayer\thead\tlabel\n" + f"{store}\t0\t1\t1\tdiagonal\n{store}\t0\t2\t3\theterogeneous\n")
+    assert load_labelled_maps([str(root / "labels.tsv")]).windows == [-1, 2]
