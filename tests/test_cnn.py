@@ -86,3 +86,67 @@ def test_patience_stops_training_early(one_thread: None) -> None:
     s = generate(30, min_len=10, max_len=16, seed=4)
     res = cnn.train_cnn(s.maps, s.labels, epochs=50, patience=2, seed=0, lr=0.0)  # lr 0: never improves
     assert res.epochs_run == 3 and res.best_epoch == 1
+
+
+def _filled_by_hand(att: np.ndarray, window: int) -> np.ndarray:
+    """fill_out_of_window's documented reading, row by row in plain Python: the independent construction."""
+    import statistics
+
+    T = att.shape[-1]
+    out = att.astype(np.float64).copy()
+    for i in range(T):
+        seen = [j for j in range(T) if abs(i - j) <= window]
+        if len(seen) == T:
+            continue
+        fill = statistics.median_low(float(att[i, j]) for j in seen)
+        mass = sum(float(att[i, j]) for j in seen)
+        total = mass + fill * (T - len(seen))
+        for j in range(T):
+            out[i, j] = (att[i, j] if j in seen else fill) * (mass / total if total > 0 else 1.0)
+    return out
+
+
+def _band(T: int, w: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """A local layer's map: rows normalised over |i - j| <= w, exactly 0 outside (uniform, or random with rng)."""
+    i = np.arange(T)
+    seen = np.abs(i[:, None] - i[None, :]) <= w
+    m = np.where(seen, rng.random((T, T)) if rng is not None else 1.0, 0.0)
+    return (m / m.sum(-1, keepdims=True)).astype(np.float32)
+
+
+def test_a_local_diagonal_head_gets_the_same_cnn_input_and_class_as_in_a_global_layer(one_thread: None) -> None:
+    """Out-of-window zeros of a diagonal head change nothing: its input is the global layer's map, bit for bit."""
+    T, w = 40, 4
+    diag = np.zeros((T, T), np.float32)
+    for i in range(T):
+        for k, v in ((-1, 0.2), (0, 0.6), (1, 0.2)):
+            if 0 <= i + k < T:
+                diag[i, i + k] = v
+    diag /= diag.sum(-1, keepdims=True)
+    filled = cnn.fill_out_of_window(diag, w)
+    np.testing.assert_array_equal(filled, diag)  # what the same map reads as in a global layer
+    torch.manual_seed(0)
+    model = cnn.build_cnn().eval()
+    assert (cnn.predict(model, [filled], cnn.MIN_SIZE) == cnn.predict(model, [diag], cnn.MIN_SIZE)).all()
+
+
+def test_a_head_uniform_over_its_window_reads_as_uniform_attention_not_as_a_band() -> None:
+    """A local head spread evenly over what it can see is the global uniform map, not a thick diagonal of zeros around."""
+    T, w = 40, 4
+    band = _band(T, w)
+    filled = cnn.fill_out_of_window(band, w)
+    np.testing.assert_allclose(filled, np.full((T, T), 1 / T), rtol=1e-6)
+    np.testing.assert_allclose(cnn.pad_maps([filled], T)[0, 0], np.ones((T, T)), rtol=1e-5)  # scaled: 1 = uniform
+    assert not np.allclose(cnn.pad_maps([band], T)[0, 0], 1.0)  # read with its zeros, it was not
+
+
+def test_out_of_window_fill_equals_its_row_by_row_definition_and_leaves_global_and_short_maps_alone() -> None:
+    rng = np.random.default_rng(0)
+    att = np.stack([_band(23, 3, rng), _band(23, 3, rng)])  # [H, T, T]
+    got = cnn.fill_out_of_window(att, 3)
+    for h in range(2):
+        np.testing.assert_allclose(got[h], _filled_by_hand(att[h], 3), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(got.sum(-1), att.sum(-1), rtol=1e-6)  # each row keeps its mass
+    assert cnn.fill_out_of_window(att, -1) is att  # a global layer
+    short = att[:, :4, :4]  # every row sees every key
+    np.testing.assert_array_equal(cnn.fill_out_of_window(short, 3), short)

@@ -105,3 +105,52 @@ def test_unsupported_families_are_refused_on_the_command_line(tmp_path: Path) ->
         out = tmp_path / f"{family}.h5"
         one_line_error(invoke("extract", "-m", str(model), "-n", "2", "--device", "cpu", "-q", "-o", str(out)), 5, family, says)
         assert not out.exists()
+
+
+def test_classify_cnn_reads_a_local_layers_out_of_window_keys_as_masked(family_run, monkeypatch) -> None:
+    """classify --classifier feeds the CNN a ModernBERT local layer with its out-of-window keys filled by their row's
+    low median in its window (model.cnn.fill_out_of_window), checked row by row here; the global layer as stored."""
+    import statistics
+
+    from bertsecrets_cli.analysis.synthetic import generate
+    from bertsecrets_cli.jobs.classifiers import CnnClassifier
+    from bertsecrets_cli.model import cnn
+
+    family, _, store, root = family_run
+    if family != "modernbert":
+        pytest.skip("only ModernBERT has local layers")
+    s = generate(20, min_len=8, max_len=12, seed=0)
+    torch.save(cnn.train_cnn(s.maps, s.labels, epochs=1).payload({"source": "synthetic"}), root / "cnn.pt")
+    seen_inputs: list[np.ndarray] = []
+    predict = CnnClassifier.predict
+    monkeypatch.setattr(CnnClassifier, "predict", lambda self, maps: (seen_inputs.extend(maps), predict(self, maps))[1])
+    res = invoke("classify", str(store), "--classifier", str(root / "cnn.pt"), "-o", str(root / "cnn-cls.h5"), "-q")
+    assert res.exit_code == 0, res.stderr
+    filled_rows = 0
+    with open_store(store) as st:
+        w = st.attention_windows().tolist()
+        assert w == [-1, 2]
+        for i in range(N):
+            att = st.attention(i)
+            T = att.shape[-1]
+            got = np.stack(seen_inputs[i * 8 : (i + 1) * 8]).reshape(2, 4, T, T)
+            np.testing.assert_array_equal(got[0], att[0])  # the global layer: the stored maps
+            for h in range(4):
+                for q in range(T):
+                    keys = [k for k in range(T) if abs(q - k) <= 2]
+                    row = att[1, h, q].astype(np.float64)
+                    if len(keys) == T:
+                        np.testing.assert_array_equal(got[1, h, q], row)
+                        continue
+                    fill = statistics.median_low(row[keys].tolist())
+                    want = np.full(T, fill)
+                    want[keys] = row[keys]
+                    want *= row[keys].sum() / want.sum()
+                    np.testing.assert_allclose(got[1, h, q], want, rtol=1e-5, atol=1e-7)
+                    filled_rows += 1
+    assert filled_rows  # some example is longer than the window
+    # classify train reads annotated maps with their layer's window, so it fills them as classify does
+    from bertsecrets_cli.jobs.train_classifier import load_labelled_maps
+
+    (root / "labels.tsv").write_text("store\texample\tlayer\thead\tlabel\n" + f"{store}\t0\t1\t1\tdiagonal\n{store}\t0\t2\t3\theterogeneous\n")
+    assert load_labelled_maps([str(root / "labels.tsv")]).windows == [-1, 2]

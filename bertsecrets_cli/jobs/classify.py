@@ -170,8 +170,8 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
                     continue
                 T = att.shape[-1]
                 labels, feats = P.classify_maps(att, tk.special, tk.type_ids, windows=windows, causal=causal)
-                if cnn is not None:
-                    labels = cnn.predict(list(att.reshape(L * H, T, T))).reshape(L, H).astype(np.int8)
+                if cnn is not None:  # a local layer's out-of-window keys: filled as masked, not read as attention 0
+                    labels = cnn.predict(list(cnn_input(att, windows).reshape(L * H, T, T))).reshape(L, H).astype(np.int8)
                 for c in range(C):
                     counts[..., c] += labels == c
                 two += int(len(np.unique(tk.type_ids[tk.special == NORMAL])) > 1)
@@ -221,6 +221,15 @@ def run_classify(store_path: str | Path, out: str | Path | None, opts: ClassifyO
     res.feature_tables = token_tables(res)
     return res
 
+
+
+def cnn_input(att: np.ndarray, windows: list[int]) -> np.ndarray:
+    """An example's maps [L, H, T, T] as the CNN reads them: local layers' out-of-window keys filled (model.cnn.fill_out_of_window)."""
+    if not any(w >= 0 and att.shape[-1] > w + 1 for w in windows):
+        return att
+    from bertsecrets_cli.model.cnn import fill_out_of_window
+
+    return np.stack([fill_out_of_window(att[layer], int(w)) for layer, w in enumerate(windows)])
 
 
 def _check_distribution(name: str) -> None:

@@ -24,6 +24,7 @@ class LabelledMaps:
     labels: list[int] = field(default_factory=list)
     special: list[np.ndarray] = field(default_factory=list)
     type_ids: list[np.ndarray] = field(default_factory=list)
+    windows: list[int] = field(default_factory=list)  # the map's layer window in its store (-1: global)
     sources: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -54,6 +55,7 @@ def load_labelled_maps(tsv_paths: list[str], *, locking: bool | None = None) -> 
             raise InputError(f"{rows[0].where}: store {store} does not exist (paths are relative to the labels file)")
         with open_store(store, kind="attention", locking=locking) as st:
             ids = st.example_ids()
+            windows = st.attention_windows()
             rows.sort(key=lambda r: (r.example, r.layer, r.head))
             cache: tuple[int, np.ndarray] | None = None
             for r in rows:
@@ -69,6 +71,7 @@ def load_labelled_maps(tsv_paths: list[str], *, locking: bool | None = None) -> 
                 out.labels.append(P.CLASSES.index(r.label))
                 out.special.append(tk.special)
                 out.type_ids.append(tk.type_ids)
+                out.windows.append(int(windows[r.layer]))
     return out
 
 
@@ -107,7 +110,7 @@ def run_train(opts: TrainOptions, out: str | Path, *, command: str | None = None
     import torch
 
     from bertsecrets_cli import __version__
-    from bertsecrets_cli.model.cnn import ARCHITECTURE, INPUTS, train_cnn
+    from bertsecrets_cli.model.cnn import ARCHITECTURE, INPUTS, fill_out_of_window, train_cnn
     from bertsecrets_cli.analysis.synthetic import DEFAULT_NOISE, generate
     from bertsecrets_cli.jobs.provenance import command_line
     from bertsecrets_cli.model.device import device_name
@@ -133,6 +136,7 @@ def run_train(opts: TrainOptions, out: str | Path, *, command: str | None = None
         data.labels += [int(x) for x in s.labels]
         data.special += s.special
         data.type_ids += s.type_ids
+        data.windows += [-1] * len(s.maps)
         data.sources.append({"synthetic": opts.synthetic, "noise": noise, "seed": opts.seed})
     labels = np.asarray(data.labels, dtype=np.int64)
     present, per_class = np.unique(labels, return_counts=True)
@@ -143,10 +147,12 @@ def run_train(opts: TrainOptions, out: str | Path, *, command: str | None = None
         info("only one map of " + ", ".join(P.CLASSES[c] for c in present[per_class < 2]) + ": used for training, not validated")
     info(f"training on {len(labels)} maps ({n_annotated} annotated, {len(labels) - n_annotated} synthetic): {have}")
     with progress(opts.epochs, "train CNN", quiet=opts.quiet) as advance:
-        res = train_cnn(data.maps, labels, epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, val_fraction=opts.val_fraction,
+        # a local layer's map as classify reads it: out-of-window keys filled as masked (model.cnn.fill_out_of_window)
+        cnn_maps = [fill_out_of_window(m, w) for m, w in zip(data.maps, data.windows)]
+        res = train_cnn(cnn_maps, labels, epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, val_fraction=opts.val_fraction,
                         seed=opts.seed, device=device, patience=opts.patience, input=opts.input, on_epoch=lambda e, r: advance(1))
     val = res.val_idx
-    rules_pred = np.array([int(P.classify_maps(data.maps[i], data.special[i], data.type_ids[i])[0]) for i in val])
+    rules_pred = np.array([int(P.classify_maps(data.maps[i][None], data.special[i], data.type_ids[i], windows=[data.windows[i]])[0][0]) for i in val])
     rules_scores = P.class_scores(rules_pred, labels[val])
     source = "annotated" if n_annotated == len(labels) else "synthetic" if n_annotated == 0 else "annotated+synthetic"
     meta = {

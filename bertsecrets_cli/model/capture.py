@@ -110,6 +110,16 @@ class BatchCapture:
             self.dense_views = [self.dense[int(self.dense_offsets[j0]) : int(self.dense_offsets[j1])].view(j1 - j0, n_layers, n_heads, t, t)
                                 for j0, j1, t, _ in self.runs]
         self.seen = 0
+        self._work: dict[str, torch.Tensor] = {}  # this batch's work buffers, reused by its layers (see _buffer)
+
+    def _buffer(self, name: str, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """A float32 work buffer of ``shape`` shared by this batch's layers: one fresh allocation per batch, not per
+        layer (a buffer of a megabyte or more is a fresh mmap, page faults and all: jobs.extract.bound_heap). Never
+        shared across batches: that made the statistics depend on earlier batches (see :func:`scratch`)."""
+        buf = self._work.get(name)
+        if buf is None or tuple(buf.shape) != tuple(shape) or buf.device != device:
+            buf = self._work[name] = scratch(shape, device)
+        return buf
 
     def __call__(self, layer: int, probs: torch.Tensor, real: torch.Tensor) -> None:
         p = probs.float()  # no copy for a float32 model
@@ -146,7 +156,7 @@ class BatchCapture:
         are more than two per example: that many).
         """
         rows = self.row_values[:, layer]  # [B, H, 5, T]
-        tmp = scratch(tuple(p.shape), p.device)
+        tmp = self._buffer("entropy", tuple(p.shape), p.device)
         torch.clamp_min(p, EPS, out=tmp)
         rows[:, :, 0] = tmp.log_().mul_(p).sum(-1).neg_()
         if self.gathered:
@@ -155,7 +165,7 @@ class BatchCapture:
                 rows[:, :, 1 + k] = g[..., 2 * i] + g[..., 2 * i + 1]
         if self.summed:
             B, H, T, _ = p.shape
-            prod = scratch((B, H, T, len(self.summed), T), p.device)
+            prod = self._buffer("columns", (B, H, T, len(self.summed), T), p.device)
             dense = torch.mul(p[:, :, :, None, :], self.columns_t[:, None, None], out=prod).sum(-1)  # [B, H, T, k]
             for i, k in enumerate(self.summed):
                 rows[:, :, 1 + k] = dense[..., i]
@@ -171,6 +181,7 @@ class BatchCapture:
         stats float32 [B, L, H, 7])."""
         if self.seen != self.L:
             raise RuntimeError(f"captured {self.seen} layers, expected {self.L}")
+        self._work.clear()
         stats = torch.empty(*self.row_values.shape[:3], 7, dtype=torch.float32, device=self.rows.device)
         # means over real query rows, as batch_head_stats: (x * w).sum(-1) / count
         stats[..., :5] = (self.row_values * self.rows[:, None, None, None, :]).sum(-1) / self.n[:, None, None, None]

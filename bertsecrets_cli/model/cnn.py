@@ -4,6 +4,8 @@ Conv(1->16,3)-ReLU-Conv(16->16,3)-ReLU-MaxPool2-Conv(16->32,3)-ReLU-Conv(32->32,
 Conv(32->64,3)-ReLU-Conv(64->64,3)-ReLU-Conv(64->16,1)-AdaptiveAvgPool(1)-Conv(16->C,1): 8 convolutions, no
 padding, so inputs must be at least MIN_SIZE pixels wide. Maps go in as one channel, zero-padded and centred,
 never resized: a map is padded to the classifier's training size, or to its own size when longer.
+A local (sliding-window) layer's map (ModernBERT) first gets its out-of-window keys filled, see
+:func:`fill_out_of_window`: the CNN has no mask channel, and inside a map a 0 reads as "attention 0, chosen".
 Input values: ``scaled`` (default) multiplies a T-token map by T, so 1 means "as much as uniform attention" at
 every length; ``raw`` feeds the probabilities as the follow-up code did. Measured on 400 synthetic maps of 16-32
 tokens, 20 epochs: held-out macro-F1 0.97 scaled vs 0.84 raw (raw needs many more epochs to leave chance level). Training as in that code: Adam (lr 1e-3), batch 64, a stratified 80/20 split, and the weights of
@@ -54,6 +56,41 @@ def pad_maps(maps: Sequence[np.ndarray], size: int, input: str = "scaled") -> np
             raise ValueError(f"map of {T} tokens does not fit {size}")
         o = (size - T) // 2
         out[k, 0, o : o + T, o : o + T] = m * T if input == "scaled" else m
+    return out
+
+
+def fill_out_of_window(att: np.ndarray, window: int) -> np.ndarray:
+    """Maps [..., T, T] of a local layer (queries see keys with |query - key| <= ``window``; -1: global) -> the
+    CNN's reading of them: each row's out-of-window keys hold the row's (low) median in-window value, and the row is
+    rescaled to keep its mass (its sum).
+
+    Why: the CNN has no notion of a masked position. Its padding is zeros *around* a map; *inside* a map a 0 is
+    attention the head chose not to give, and a local head that spreads its mass evenly over its window would
+    read as a thick diagonal band. A masked key carries no evidence of the head's choice, so it is given the
+    row's typical (median) value among the keys it could see: a head that ignores most keys it can see (a
+    diagonal, a [CLS]/[SEP] column: median ~0) is taken to ignore those it cannot, and its map is unchanged;
+    a head that spreads over its window is taken to spread over the whole row, the heterogeneous map of a
+    global layer. The median, not the mean, so that the few peaks that make a pattern (the diagonal, a
+    column) do not leak into the background; the low median (of an even count, the smaller middle value), so
+    that a row near the edge, which sees few keys, half of them peaks, still reads as ignoring the rest. Rows
+    that see every key (short inputs) are unchanged.
+    """
+    att = np.asarray(att)
+    T = att.shape[-1]
+    if window < 0 or T <= window + 1:
+        return att
+    idx = np.arange(T)
+    seen = np.abs(idx[:, None] - idx[None, :]) <= window  # [T, T]
+    blind = ~seen.all(-1)  # rows with some key out of reach
+    a = att[..., blind, :].astype(np.float64)
+    s = seen[blind]
+    fill = np.nanquantile(np.where(s, a, np.nan), 0.5, axis=-1, method="lower")  # [..., R] the low median
+    mass = np.where(s, a, 0.0).sum(-1)
+    total = mass + fill * (~s).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(total > 0, mass / np.where(total > 0, total, 1.0), 1.0)
+    out = np.array(att, dtype=np.result_type(att.dtype, np.float32), copy=True)
+    out[..., blind, :] = (np.where(s, a, fill[..., None]) * scale[..., None]).astype(out.dtype)
     return out
 
 
