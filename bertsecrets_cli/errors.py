@@ -6,7 +6,7 @@ else is an internal error (exit 1) whose traceback only ``--debug`` shows.
 
 from __future__ import annotations
 
-# Documented exit codes (README "Exit codes"). 2 is click/typer's usage error.
+# Documented exit codes (docs/guide/conventions.md, "Exit codes"). 2 is click/typer's usage error.
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2

@@ -1,5 +1,5 @@
 """``--definition authors`` against the authors' published formulas, written here from their released code and
-run on the same maps as our commands (README: Whose definition).
+run on the same maps as our commands (docs/guide/clark.md: Whose definition).
 
 Clark et al. 2019, clarkkev/attention-analysis, Syntax_Analysis.ipynb (commit b609cfc): cell 6 defines
 ``attn_head_predictor`` (diagonal set to 0, [CLS]/[SEP] cropped, np.argmax + 1; "transpose" transposes the map

@@ -1,5 +1,6 @@
-"""Only the environment variables the README documents are read: click's automatic BERTSECRETS_<OPTION> names
-(a stray BERTSECRETS_VERSION=1 once made every command a silent no-op) are ignored by every command."""
+"""Only the environment variables the documentation lists (docs/guide/conventions.md) are read: click's automatic
+BERTSECRETS_<OPTION> names (a stray BERTSECRETS_VERSION=1 once made every command a silent no-op) are ignored by
+every command."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ ROOT_AUTOMATIC = ("BERTSECRETS_VERSION", "BERTSECRETS_INSTALL_COMPLETION", "BERT
 
 
 def _documented() -> set[str]:
-    """The names the README lists as read (its conventions' bullet on environment variables)."""
-    text = (ROOT / "README.md").read_text()
+    """The names the documentation lists as read (the conventions page's bullet on environment variables)."""
+    text = (ROOT / "docs" / "guide" / "conventions.md").read_text()
     bullet = text[text.index("- Environment variables: only these are read"):]
     bullet = bullet[: bullet.index("\n- ")]
     return set(re.findall(r"`_?(BERTSECRETS_[A-Z_]+)`", bullet)) - set(ROOT_AUTOMATIC)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 DEFINITIONS = ("ours", "authors")
 
-# analysis -> whose code "authors" follows (README: "Whose definition")
+# analysis -> whose code "authors" follows (docs/guide/clark.md: "Whose definition")
 AUTHORS = {
     "dependency": "Clark et al. 2019's code (attention-analysis, Syntax_Analysis.ipynb)",
     "probe": "Clark et al. 2019's code (attention-analysis, Syntax_Analysis.ipynb)",

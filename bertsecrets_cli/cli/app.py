@@ -34,7 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     # no auto_envvar_prefix: click would then read BERTSECRETS_<OPTION> for every option, and a stray
     # BERTSECRETS_VERSION or BERTSECRETS_INSTALL_COMPLETION in a cluster's environment would hijack every
-    # command. Only the variables the README documents (declared with envvar= on their options) are read.
+    # command. Only the variables docs/guide/conventions.md documents (declared with envvar= on their options) are read.
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

@@ -69,7 +69,7 @@ QuantityOpt = Annotated[str, typer.Option("--quantity", autocompletion=complete_
                                           "(a store holds those given to extract --quantities; framenet computes them on the fly); tables name it.")]
 # one vocabulary for every command where ours and the authors' definitions differ (analysis/definitions.py)
 DefinitionOpt = Annotated[str, typer.Option("--definition", autocompletion=complete_from("bertsecrets_cli.jobs.choices", "DEFINITIONS"), help="Whose definition to follow where they differ: ours (default) or authors "
-                                            "(the released code behind the paper's number; README: Whose definition). Stored and named in every table title.")]
+                                            "(the released code behind the paper's number; docs/guide/clark.md: Whose definition). Stored and named in every table title.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same options.")]
 NoValidateOpt = Annotated[bool, typer.Option("--no-validate", help="Trust the input stores: skip the check that they hold every part their kind needs and that attention is finite, in [0, 1] and sums to 1 per row (check always does it).",
                                              envvar="BERTSECRETS_NO_VALIDATE", show_envvar=False)]

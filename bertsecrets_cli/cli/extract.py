@@ -30,7 +30,7 @@ def extract(
     stride: Annotated[Optional[int], typer.Option("--stride", help="Read --data as a corpus (.txt: one document; .jsonl: 'text' per line) cut into windows of --max-length tokens starting every STRIDE tokens; each window is an example, its document and character span are stored.")] = None,
     maps: Annotated[str, typer.Option("--maps", autocompletion=c.complete_from("bertsecrets_cli.jobs.choices", "MAPS"), help="What to keep of the maps: full (default), topk:K (each row's K largest weights, "
                                       "their key positions and the row's remaining mass; view and plot --example read it) or none "
-                                      "(statistics and classify's features only). See the README's 'Maps at scale'.")] = "full",
+                                      "(statistics and classify's features only). See docs/guide/extract.md, 'Maps at scale'.")] = "full",
     shard: c.ShardOpt = None,
     device: c.DeviceOpt = "auto",
     resume: c.ResumeOpt = False,

@@ -350,7 +350,7 @@ def framenet_notes(res: Any, rank_by: str, top: int, n_links: int) -> dict[str, 
         notes.append(f"note: the top head {head_name(li, h)} ({float(res.scores(direction)[li, h]):.3f}) does not beat its "
                      f"{_strongest(res, direction, li, h)}: position explains it as well")
     if n_links < MIN_LINKS:
-        notes.append(f"note: only {n_links} links survived the selection, fewer than the minimum of {MIN_LINKS} (README: reading results): "
+        notes.append(f"note: only {n_links} links survived the selection, fewer than the minimum of {MIN_LINKS} (docs/guide/reading-results.md): "
                      "the ranking is not stable; the paper kept 473 sentences")
     return {"summary": summary, "notes": notes, "attrs": {"n_heads_beating_baseline": int(beats.sum()), "n_top_heads_beating_baseline": top_beat,
                                                           "min_links": MIN_LINKS, "below_min_links": int(n_links < MIN_LINKS)}}
@@ -620,7 +620,7 @@ def dependency_notes(overall: Any, top: int) -> dict[str, Any]:
         notes.append(f"note: the top head {head_name(li, h)} ({float(overall.accuracy[li, h]):.3f}) does not beat the fixed offset "
                      f"{overall.offset_k:+d} ({overall.offset_accuracy:.3f}): position explains it as well")
     if overall.count < MIN_ARCS:
-        notes.append(f"note: only {overall.count} arcs were scored, fewer than the minimum of {MIN_ARCS} (README: reading results): the ranking is not stable")
+        notes.append(f"note: only {overall.count} arcs were scored, fewer than the minimum of {MIN_ARCS} (docs/guide/reading-results.md): the ranking is not stable")
     return {"summary": summary, "notes": notes, "beats": beats,
             "attrs": {"n_heads_beating_baseline": int(beats.sum()), "n_top_heads_beating_baseline": top_beat, "min_arcs": MIN_ARCS,
                       "below_min_arcs": int(overall.count < MIN_ARCS)}}

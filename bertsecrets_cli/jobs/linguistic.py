@@ -41,7 +41,7 @@ def feature_tables(features: Any, n: int, tags: str, unit: str, *, causal: bool 
     cols = [LINGUISTIC_LABELS[f] for f in LINGUISTIC_FEATURES]
     have = ", ".join(f"{LINGUISTIC_LABELS[f]} {int(c)}" for f, c in zip(LINGUISTIC_FEATURES, features.counts))
     cap = (f"attention mass (0-1) given to the most-attended such word of each example (column mean over query rows, a word's pieces summed; "
-           f"{unit} without the feature skipped); tags: {tags} (README: linguistic features); {unit} with the feature: {have}")
+           f"{unit} without the feature skipped); tags: {tags} (docs/guide/clark.md: Linguistic features); {unit} with the feature: {have}")
     t = Table(f"attention to linguistic features per layer, mean over heads (N={n} {unit}; tags: {tags})", ["layer", *cols], caption=cap,
               name="features")
     with warnings.catch_warnings():

@@ -278,7 +278,7 @@ def _define_steps(run: _Runner, opts: ReproduceOptions, out: Path, tasks: list[A
             if not src:
                 continue
             path = out / "stores" / f"{kind}.h5"
-            # the number set beside Clark's Table 1 is computed by the rule of his code (README: Whose definition)
+            # the number set beside Clark's Table 1 is computed by the rule of his code (docs/guide/clark.md: Whose definition)
             definition = "authors" if kind == "dependency" else "ours"
             fo = FrameNetOptions(framenet=src if kind == "framenet" else None, conllu=src if kind == "dependency" else None,
                                  model=opts.model, device=opts.device, quiet=q, definition=definition)
@@ -426,7 +426,7 @@ def write_index(out: Path, opts: ReproduceOptions, tasks: list[Any], steps: list
     data_name = opts.data or "shipped demo data (synthetic, not GLUE)"
     cmp = Table("paper vs this run", ["finding", "task", "paper (bert-base)", "this run", "setup"], name="comparison",
                 caption="setup: what differs from the paper's run (model, data) and whose definition computed this run's number "
-                        "(authors: the code behind the paper's number; README: Whose definition)")
+                        "(authors: the code behind the paper's number; docs/guide/clark.md: Whose definition)")
     md: list[str] = [
         "# Revealing the Dark Secrets of BERT: reproduction",
         "",

@@ -39,7 +39,7 @@ def run_steps(run: Any, opts: Any, out: Path, first_task: str, model_arg: list[s
     words, clusters, fig = st / f"{first_task}-pre.words.h5", st / f"{first_task}-pre.clusters.h5", out / "figures" / "clusters.png"
     run.step("Clark: word-level attention", words, ["words", str(pre), "-o", str(words)],
              lambda f, r: run_words(pre, words, WordsOptions(force=f, quiet=opts.quiet)))
-    # beside Clark's Figure 6: his setting (word pieces, smoothed JS summed, metric MDS; README: Whose definition)
+    # beside Clark's Figure 6: his setting (word pieces, smoothed JS summed, metric MDS; docs/guide/clark.md: Whose definition)
     run.step("Clark: head clustering", clusters, ["cluster", str(pre), "--definition", "authors", "-o", str(clusters), "--patterns", str(pat),
                                                   "--figure", str(fig)],
              lambda f, r: run_cluster(pre, clusters, ClusterOptions(definition="authors", patterns=str(pat), figure=str(fig), force=f,

@@ -21,7 +21,7 @@ import numpy as np
 from bertsecrets_cli.errors import InputError, OutputError
 
 # A page above this many bytes opens slowly: Chromium took 61 s and 2.1 GB for a 169 MB page (view -n 2000),
-# while 50 MB (one 512-token example) still opened in 1.4 s (README, benchmarks/view_size.py).
+# while 50 MB (one 512-token example) still opened in 1.4 s (docs/guide/view.md, benchmarks/view_size.py).
 SLOW_PAGE_BYTES = 50_000_000
 from bertsecrets_cli.store import schema as S
 

@@ -2,7 +2,7 @@
 
 Stores name their quantities by short keys (``stat_sep``, ``ablation_delta``); readers of a figure need
 "attention mass on all [SEP] tokens (attention mass, 0-1)". Every figure and ranking builds its labels here,
-so one name has one definition everywhere (the README's glossary lists the same entries).
+so one name has one definition everywhere (docs/glossary.md lists the same entries).
 Pure Python: no numpy, no store access.
 """
 
