@@ -21,3 +21,12 @@ def main() -> None:
     except KeyboardInterrupt:
         print("bertsecrets: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    except Exception as e:
+        # a stop raised inside an import's class body comes back wrapped (RuntimeError from __set_name__)
+        from bertsecrets_cli.cli.common import _signal_stop_inside
+
+        stop = _signal_stop_inside(e)
+        if stop is None:
+            raise
+        print(f"bertsecrets: {stop}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)

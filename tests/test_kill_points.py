@@ -275,3 +275,34 @@ def test_killed_ablate_sweeps_resume_to_the_uninterrupted_result(tmp_path: Path,
     print(f"\nablate kill points (sweep {sweep:.2f} s): {kills}")
     assert {k[0] for k in kills} == {"SIGKILL", "SIGTERM"}, kills
     assert any(k[0] == "SIGTERM" and k[3] for k in kills), f"no SIGTERM landed in the sweep: {kills}"
+
+
+def test_a_stop_that_python_wraps_while_a_class_is_built_is_still_exit_75(capsys: pytest.CaptureFixture[str]) -> None:
+    """A SIGTERM landing in a descriptor's __set_name__ (rich's ConsoleThreadLocals during import, found by this
+    file's kill test) reaches the command as RuntimeError; it must end as a stop (75), not an internal error (1)."""
+    import typer
+
+    from bertsecrets_cli.cli.common import run
+    from bertsecrets_cli.errors import EXIT_INTERRUPTED, Interrupted
+
+    class Field:
+        def __set_name__(self, owner: type, name: str) -> None:
+            raise Interrupted("stopped by SIGTERM before the work was saved")
+
+    def body() -> None:
+        type("Locals", (), {"buffer": Field()})  # Python wraps the stop: RuntimeError('Error calling __set_name__ ...')
+
+    with pytest.raises(RuntimeError):
+        body()
+    with pytest.raises(typer.Exit) as e:
+        run("extract", body)
+    assert e.value.exit_code == EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert "stopped by SIGTERM" in err and "internal error" not in err
+
+    def broken() -> None:
+        raise RuntimeError("a real bug")
+
+    with pytest.raises(typer.Exit) as e:
+        run("extract", broken)
+    assert e.value.exit_code == 1 and "internal error" in capsys.readouterr().err

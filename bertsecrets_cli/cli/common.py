@@ -151,8 +151,30 @@ def run(command: str, body: Callable[[], Any], *, quiet: bool = False, verbose: 
     except Exception as e:  # noqa: BLE001 - the last line of defence
         if debug:
             traceback.print_exc()
+        stop = _signal_stop_inside(e)
+        if stop is not None:
+            print(f"bertsecrets {command}: error: {stop}", file=sys.stderr)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         print(f"bertsecrets {command}: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (rerun with --debug for the traceback, and please report it)", file=sys.stderr)
         raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _signal_stop_inside(e: BaseException) -> BaseException | None:
+    """The stop a SIGTERM raised (jobs.signals) when Python re-raised it wrapped, else None.
+
+    A signal handler's exception surfaces wherever the main thread is; inside a class body's ``__set_name__``
+    (importing rich, say) Python wraps it in a RuntimeError, which must stay a stop (exit 75), not an internal error.
+    """
+    from bertsecrets_cli.errors import Interrupted
+
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, (Interrupted, KeyboardInterrupt)):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def _warning_as_debug_note(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
