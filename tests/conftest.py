@@ -10,6 +10,38 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
+# pytest-xdist (pyproject's addopts: -n auto) runs one worker per CPU: each worker, and every command it starts, then
+# takes its share of the CPUs rather than one torch thread per core each (N workers x N threads oversubscribe the
+# machine). A user's own OMP_NUM_THREADS wins.
+if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("OMP_NUM_THREADS"):
+    _cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ["OMP_NUM_THREADS"] = str(max(1, _cpus // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which then turns distribution off (numprocesses 0)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """One process, as without xdist, when the output is the point (-s: e.g. the README test's lists of what ran and
+    what was skipped; workers' output is not shown), when a debugger is asked for (--pdb, which xdist refuses), or
+    when the run is one test file (--dist loadfile gives it to one worker anyway: starting the others costs seconds)."""
+    one_file = len(config.args) == 1 and Path(config.args[0].split("::")[0]).is_file()
+    if getattr(config.option, "numprocesses", None) and (config.option.capture == "no" or config.option.usepdb or one_file):
+        config.option.numprocesses = 0
+
+
+# The files whose end-to-end runs take minutes, longest first (measured, --durations). The workers take files in
+# collection order (addopts: --no-loadscope-reorder), so these start at once and the short files fill in around
+# them; left at their alphabetical place, the README's 7 minutes could start last and double the wall time.
+# Only the order changes; a stale entry costs time, never a test.
+LONGEST_FILES = ("test_readme_commands.py", "test_kill_points.py", "test_extract_resume.py", "test_out_of_space.py", "test_notebook.py",
+                 "test_reproduce.py", "test_determinism.py", "test_cnn.py", "test_finetune.py", "test_reproduce_kill.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker collects, and must collect the same order
+        rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 FAMILIES = ("bert", "roberta", "distilbert", "electra")
 # families added by capability (issue 25): "ernie" is named nowhere in bertsecrets_cli, and works because its
 # attention goes through transformers' attention interface
