@@ -350,12 +350,7 @@ def run_ablate(opts: AblateOptions, out: str | Path, *, command: str | None = No
         provenance=provenance, texts=provenance_texts({"ablate": asdict(opts)}, command),
         importance=importance, importance_raw=raw, greedy=greedy, shard=shard,
     )
-    try:
-        write_ablation(result, out, force=opts.force, locking=opts.locking)
-    except Interrupted:  # stopped while writing the store: the whole sweep is kept, --resume only writes it again
-        raise Interrupted(f"{out}: stopped while the store was written; {ckpt.save_latest()}") from None
-    ckpt.remove()
-    return result
+    return write_result(result, opts, out, ckpt)
 
 
 def _after_sweep(opts: AblateOptions, lm: Any, batches: list, n: int, mine: list[Variant], res: Any, scorer: Any, grad_loss: Any,
@@ -387,6 +382,16 @@ def _after_sweep(opts: AblateOptions, lm: Any, batches: list, n: int, mine: list
         else:
             info("--importance: computed by shard 0 only")
     return base_pred, base_metrics, preds_arr, metrics, delta, lo, hi, greedy, importance, raw
+
+
+def write_result(result: AblationResult, opts: AblateOptions, out: str | Path, ckpt: Any) -> AblationResult:
+    """Write the store, then drop the checkpoint; a stop while writing keeps the whole sweep for --resume."""
+    try:
+        write_ablation(result, out, force=opts.force, locking=opts.locking)
+    except Interrupted:  # stopped while writing the store: the whole sweep is kept, --resume only writes it again
+        raise Interrupted(f"{out}: stopped while the store was written; {ckpt.save_latest()}") from None
+    ckpt.remove()
+    return result
 
 
 def refuse_pending(opts: AblateOptions, out: str | Path) -> None:

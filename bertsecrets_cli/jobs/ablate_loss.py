@@ -72,7 +72,7 @@ def run_loss_ablation(opts, out: str | Path, *, command: str | None = None):  # 
 
     from bertsecrets_cli.data.windows import window_dataset
     from bertsecrets_cli.jobs.ablate import (AblationResult, _after_sweep, _check_syntax, modes_of, open_checkpoint, plan_variants, refuse_pending,
-                                             resolve_shard, shard_range, write_ablation)
+                                             resolve_shard, shard_range, write_result)
     from bertsecrets_cli.jobs.extract import check_common
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
     from bertsecrets_cli.jobs.signals import graceful_stop
@@ -156,9 +156,4 @@ def run_loss_ablation(opts, out: str | Path, *, command: str | None = None):  # 
         provenance=provenance, texts=provenance_texts({"ablate": asdict(opts)}, command),
         importance=importance, importance_raw=raw, greedy=greedy, shard=shard,
     )
-    try:
-        write_ablation(result, out, force=opts.force, locking=opts.locking)
-    except Interrupted:  # stopped while writing the store: the whole sweep is kept, --resume only writes it again
-        raise Interrupted(f"{out}: stopped while the store was written; {ckpt.save_latest()}") from None
-    ckpt.remove()
-    return result
+    return write_result(result, opts, out, ckpt)
