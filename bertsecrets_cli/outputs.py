@@ -26,7 +26,7 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -150,37 +150,42 @@ def remove_stale_temporaries(dest: str | Path) -> list[Path]:
     folder = d.parent if str(d.parent) else Path(".")
     prefix = _temp_prefix(d)
     removed = []
+    for p in _left_by_dead_processes(folder, lambda name: _pid_of(name, prefix)):
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def _left_by_dead_processes(folder: str | Path, pid_of: Callable[[str], int | None]) -> list[Path]:
+    """The entries of ``folder`` whose name carries (``pid_of``) the pid of a process that is gone, not ours."""
     try:
         names = os.listdir(folder)
     except OSError:
         return []
+    dead = []
     for name in names:
-        pid = _pid_of(name, prefix)
+        pid = pid_of(name)
         if pid is not None and pid != os.getpid() and not _pid_alive(pid):
-            (folder / name).unlink(missing_ok=True)
-            removed.append(folder / name)
-    return removed
+            dead.append(Path(folder) / name)
+    return dead
 
 
 def remove_dead_spools(folder: str | Path, prefix: str, suffix: str) -> list[Path]:
     """Delete ``<prefix><random>.<pid><suffix>`` files and folders in ``folder`` whose process is gone: the
     standard-input and standard-output spools of a run that was SIGKILLed (it could not remove its own)."""
-    removed = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return []
-    for name in names:
+    def pid_of(name: str) -> int | None:
         if not (name.startswith(prefix) and name.endswith(suffix)):
-            continue
+            return None
         pid = name[len(prefix):len(name) - len(suffix)].rpartition(".")[2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            p = Path(folder) / name
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
-            removed.append(p)
+        return int(pid) if pid.isdigit() else None
+
+    removed = []
+    for p in _left_by_dead_processes(folder, pid_of):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
     return removed
 
 
