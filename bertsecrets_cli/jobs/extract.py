@@ -289,6 +289,30 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
         info(f"resuming: {done} of {len(examples)} examples already extracted")
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     sink = _PartSink(writer, opts.encoding, lm.windows, lm.causal)
+    def assembly_inputs() -> dict[str, Any]:
+        """What the store records besides the parts (model, provenance, texts, examples): built while the writer
+        thread still writes the last batches, not after it."""
+        provenance = {
+            **tool_attrs(),
+            "model": lm.name, "model_path": lm.path, "model_revision": lm.revision, "model_fingerprint": lm.fingerprint,
+            "tokenizer": lm.path, "task": task.name, "data_source": ds.source, "split": ds.split, "is_demo_data": int(ds.is_demo),
+            "selection": {"limit": opts.data.limit, "sample": opts.data.sample, "seed": opts.data.seed, "n": len(examples)},
+            "attn_implementation": ATTN_IMPLEMENTATION, "max_length": opts.max_length, "truncation": opts.truncation,
+            "encoding": opts.encoding, "compression": opts.compression, "job_fingerprint": job_fingerprint, "n_total": n_total,
+            "quantities": list(quantities), "maps": S.maps_label(maps_mode, topk), "memory": heap,
+            **shard_attrs,
+        }
+        label = [np.nan if e.label is None else float(e.label) for e in examples]
+        return {"model": {"model_type": lm.model_type, "name": lm.name, "cls_token": lm.tokenizer.cls_token or lm.tokenizer.bos_token or "",
+                          "sep_token": lm.tokenizer.sep_token or lm.tokenizer.eos_token or "", "label_names": list(task.label_names),
+                          "attention_windows": np.asarray(lm.windows, dtype=np.int64),
+                          "causal": int(lm.causal), "kv_group": np.asarray(lm.kv_group, dtype=np.int64)},
+                "provenance": provenance,
+                "texts": provenance_texts({"extract": asdict(opts)}, command),
+                "examples": {"id": [e.id for e in examples], "text_a": [e.text_a for e in examples],
+                             "text_b": [e.text_b or "" for e in examples], "label": np.asarray(label, dtype=np.float64),
+                             **(_window_provenance(windows, examples, ds.examples) if windows is not None else {})}}
+
     # tokenising and forward passes here; HDF5 writing on one thread behind a bounded queue (jobs.writer_thread)
     with writer.removed_unless_a_part_is_done(), graceful_stop() as stop, progress(len(examples), f"extract {lm.name}", quiet=opts.quiet) as advance, \
             WriterThread(sink.handle, sink.close, maxsize=WRITE_QUEUE_BATCHES) as background, \
@@ -322,31 +346,11 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
                     background.submit(("batch", idx, maps, stats, extras))
                 advance(len(idx))
             background.submit(("end",))
-    provenance = {
-        **tool_attrs(),
-        "model": lm.name, "model_path": lm.path, "model_revision": lm.revision, "model_fingerprint": lm.fingerprint,
-        "tokenizer": lm.path, "task": task.name, "data_source": ds.source, "split": ds.split, "is_demo_data": int(ds.is_demo),
-        "selection": {"limit": opts.data.limit, "sample": opts.data.sample, "seed": opts.data.seed, "n": len(examples)},
-        "attn_implementation": ATTN_IMPLEMENTATION, "max_length": opts.max_length, "truncation": opts.truncation,
-        "encoding": opts.encoding, "compression": opts.compression, "job_fingerprint": job_fingerprint, "n_total": n_total,
-        "quantities": list(quantities), "maps": S.maps_label(maps_mode, topk), "memory": heap,
-        **shard_attrs,
-    }
-    label = [np.nan if e.label is None else float(e.label) for e in examples]
+        late = assembly_inputs()
     # SIGTERM/SIGINT while the parts are assembled wait for the (short, bounded) assembly: stopping it
     # would throw part 0 away; a SIGKILL there leaves the parts, and --resume redoes the assembly
     with graceful_stop() as late_stop:
-        path = writer.finish(
-            model={"model_type": lm.model_type, "name": lm.name, "cls_token": lm.tokenizer.cls_token or lm.tokenizer.bos_token or "",
-                   "sep_token": lm.tokenizer.sep_token or lm.tokenizer.eos_token or "", "label_names": list(task.label_names),
-                   "attention_windows": np.asarray(lm.windows, dtype=np.int64),
-                   "causal": int(lm.causal), "kv_group": np.asarray(lm.kv_group, dtype=np.int64)},
-            provenance=provenance,
-            texts=provenance_texts({"extract": asdict(opts)}, command),
-            examples={"id": [e.id for e in examples], "text_a": [e.text_a for e in examples],
-                      "text_b": [e.text_b or "" for e in examples], "label": np.asarray(label, dtype=np.float64),
-                      **(_window_provenance(windows, examples, ds.examples) if windows is not None else {})},
-        )
+        path = writer.finish(**late)
     if late_stop.requested:
         info(f"{late_stop.signal} arrived while the store was being assembled; it is complete")
     from bertsecrets_cli.store.reader import open_store
