@@ -1,8 +1,9 @@
 """extract's cost over a bare forward pass, on data with a realistic length distribution, and its peak memory at N and 10N.
 
 Three sides over exactly the same batches (same tokenisation, same length-sorted windows, same batch
-size), each timed in wall and CPU time (this process, all threads), repeated interleaved in rotating
-order after one warm-up of each; the ratios are taken per repeat, and min and median are printed:
+size), each in a process of its own (benchmarks/sides.py: extract's heap policy must not slow the
+baselines down), timed in wall and CPU time (the side's process, all threads), repeated interleaved in
+rotating order after one warm-up of each; the ratios are taken per repeat, and min and median are printed:
 
 * extract: ``run_extract`` (tokenise, forward with capture, statistics, float16 copy, write, assemble);
 * eager:   the bare eager forward with attention output (``output_attentions=True``, maps dropped): the
@@ -10,14 +11,15 @@ order after one warm-up of each; the ratios are taken per repeat, and min and me
 * sdpa:    a plain sdpa forward without attention, what a user runs otherwise: target <= 1.30x.
 
 The model is loaded once per side before timing (extract's load is answered from that copy), so the
-ratios compare the work per example, not start-up. Data: the shipped demo set of the task (train and
+ratios compare the work per example, not start-up. ``--memory fast|flat|auto`` is extract's option of that
+name (host_memory; default auto, i.e. fast on the CPU), for the timing and the peak-RSS mode alike. Data: the shipped demo set of the task (train and
 dev), or ``--data`` (any GLUE folder or file); past the pool's size examples repeat with new ids (said
 so on the output). ``--join 3`` (the default) joins 1-3 consecutive texts per example, so the lengths have
 a real corpus's long tail (printed: mean, median, p90, max pieces) rather than the demo sentences' narrow band. On a GPU (``--device cuda``) tokens/s of each side are the figure to read.
 
 Peak RSS: ``extract`` of ``--mem-n`` and 10x that many examples, each in a fresh process (ru_maxrss);
 target ratio <= 1.05. Usage:
-  python benchmarks/extract_overhead.py [--n 400] [--repeats 3] [--mem-n 80] [--threads 1] [--join 3] [--task sst2 --data glue_data/SST-2] [--device cpu]
+  python benchmarks/extract_overhead.py [--n 400] [--repeats 3] [--mem-n 80] [--threads 1] [--join 3] [--memory auto] [--task sst2 --data glue_data/SST-2] [--device cpu]
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ def bare_side(lm: Any, model: Any, data: Path, task: str, args: argparse.Namespa
 def extract_side(lm: Any, data: Path, task: str, out: Path, args: argparse.Namespace, **kw: Any) -> None:
     from bertsecrets_cli.jobs.extract import DataOptions, ExtractOptions, run_extract
 
+    kw.setdefault("memory", getattr(args, "memory", "auto"))
     run_extract(ExtractOptions(data=DataOptions(task=task, data=str(data)), device=args.device, batch_size=args.batch_size,
                                max_length=args.max_length, quiet=True, force=True, **kw), out, command="benchmark")
 
@@ -162,7 +165,7 @@ def child(args: argparse.Namespace) -> None:
             from bertsecrets_cli.jobs.extract import DataOptions, ExtractOptions, run_extract
 
             run_extract(ExtractOptions(data=DataOptions(task=args.task, data=args.mem_data, limit=args.child), device=args.device,
-                                       batch_size=args.batch_size, max_length=args.max_length, quiet=True, force=True),
+                                       batch_size=args.batch_size, max_length=args.max_length, quiet=True, force=True, memory=args.memory),
                         Path(d) / "o.h5", command="benchmark")
             print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
             return
@@ -197,6 +200,21 @@ def assembly(lm: Any, data: Path, args: argparse.Namespace) -> None:
         writer.AttentionStoreWriter.finish = real
 
 
+def serve_side(args: argparse.Namespace) -> None:
+    """A child of :func:`main`: one side (extract, eager or sdpa) served over stdin/stdout (sides.serve)."""
+    from bertsecrets_cli.model.load import load_model
+    from sides import serve
+
+    lm = load_model(None, device=args.device)
+    data, out = Path(args.serve_data), Path(args.serve_out)
+    if args.serve == "extract":
+        preloaded(lm)
+        serve(lambda: extract_side(lm, data, args.task, out, args))
+    else:
+        model = plain_model(args.serve, lm.device)
+        serve(lambda: bare_side(lm, model, data, args.task, args, args.serve == "eager"))
+
+
 def ratio_line(name: str, num: list[float], den: list[float], target: str) -> str:
     r = [a / b for a, b in zip(num, den)]
     return f"  {name:<28} min {min(r):.3f}  median {statistics.median(r):.3f}  {target}"
@@ -222,6 +240,10 @@ def main() -> None:
     ap.add_argument("--make-long-tail", metavar="OUT.tsv", help="write a long-tailed TSV from the demo data (--rows rows) and stop")
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--child", type=int)
+    ap.add_argument("--memory", default="auto", choices=("auto", "fast", "flat"), help="extract's --memory (host_memory)")
+    ap.add_argument("--serve", choices=("extract", "eager", "sdpa"), help=argparse.SUPPRESS)
+    ap.add_argument("--serve-data", help=argparse.SUPPRESS)
+    ap.add_argument("--serve-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.make_long_tail:
         print(long_tail_file(Path(args.make_long_tail), args.rows))
@@ -236,15 +258,19 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    if args.serve:
+        serve_side(args)
+        return
     import numpy as np
     import torch
 
     from bertsecrets_cli.model.load import load_model
     from bertsecrets_cli.store import open_store
 
+    from sides import Side, interleaved
+
     lm = load_model(None, device=args.device)
     preloaded(lm)
-    eager, sdpa = plain_model("eager", lm.device), plain_model("sdpa", lm.device)
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)
         data, note = make_data(args.task, args.data, args.n, folder, args.join)
@@ -254,29 +280,21 @@ def main() -> None:
         _, n_tokens = batches(lm, ds.examples, args.max_length, args.batch_size)
         lengths = np.asarray(lengths_of(lm, ds.examples, args.max_length))
         out = folder / "x.h5"
-        sides = {
-            "extract": lambda: extract_side(lm, data, args.task, out, args),
-            "eager": lambda: bare_side(lm, eager, data, args.task, args, True),
-            "sdpa": lambda: bare_side(lm, sdpa, data, args.task, args, False),
-        }
-        names = list(sides)
-        for k in names:  # warm-up: first-call costs count against no side
-            sides[k]()
-        wall: dict[str, list[float]] = {k: [] for k in names}
-        cpu: dict[str, list[float]] = {k: [] for k in names}
-        for rep in range(args.repeats):
-            for k in names[rep % 3 :] + names[: rep % 3]:  # interleaved, rotating order: the machine is shared and noisy
-                t0, c0 = time.perf_counter(), time.process_time()
-                sides[k]()
-                wall[k].append(time.perf_counter() - t0)
-                cpu[k].append(time.process_time() - c0)
+        base = [__file__, "--task", args.task, "--device", args.device, "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
+                "--memory", args.memory, "--serve-data", str(data), "--serve-out", str(out), *(["--threads", str(args.threads)] if args.threads else [])]
+        names = ["extract", "eager", "sdpa"]
+        with Side("extract", [*base, "--serve", "extract"]) as s_ext, Side("eager", [*base, "--serve", "eager"]) as s_eag, \
+                Side("sdpa", [*base, "--serve", "sdpa"]) as s_sdpa:
+            interleaved([s_ext, s_eag, s_sdpa], args.repeats)
+        wall = {k: [t["wall"] for t in sd.times] for k, sd in zip(names, (s_ext, s_eag, s_sdpa))}
+        cpu = {k: [t["cpu"] for t in sd.times] for k, sd in zip(names, (s_ext, s_eag, s_sdpa))}
         with open_store(out) as st:
             values = int(st.h5["attention/maps"].shape[0])
             att_bytes = st.h5["attention/maps"].id.get_storage_size()
         size = out.stat().st_size
         print(f"{args.n} examples ({note}), {n_tokens} tokens, batch {args.batch_size}, max length {args.max_length}; "
               f"embedded MiniLM (6x12), {lm.device}, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
-              f"load average {os.getloadavg()[0]:.2f}; {args.repeats} interleaved repeats")
+              f"load average {os.getloadavg()[0]:.2f}; {args.repeats} interleaved repeats, each side in a process of its own; extract --memory {args.memory}")
         print(f"  lengths in pieces: mean {lengths.mean():.1f}, median {np.median(lengths):.0f}, p90 {np.percentile(lengths, 90):.0f}, "
               f"min {lengths.min()}, max {lengths.max()}")
         for k in names:
@@ -310,7 +328,7 @@ def memory(args: argparse.Namespace) -> None:
             cmd = [sys.executable, __file__, "--child", str(n), "--task", args.task, "--device", args.device,
                    "--batch-size", str(args.batch_size), "--max-length", str(args.max_length), "--join", str(args.join),
                    *(["--data", args.data] if args.data else []), *(["--mem-data", args.mem_data] if args.mem_data else []),
-                   *(["--threads", str(args.threads)] if args.threads else [])]
+                   *(["--threads", str(args.threads)] if args.threads else []), "--memory", args.memory]
             res = subprocess.run(cmd, capture_output=True, text=True, check=True)
             mem[n] = float(res.stdout.strip().splitlines()[-1])
         if args.mem_data:
@@ -320,7 +338,7 @@ def memory(args: argparse.Namespace) -> None:
                 _, note = make_data(args.task, args.data, 10 * args.mem_n, Path(d), args.join)
         a, b = args.mem_n, 10 * args.mem_n
         print(f"peak RSS of extract as a process: {mem[a]:.0f} MiB at {a} examples, {mem[b]:.0f} MiB at {b} ({note}); "
-              f"ratio {mem[b] / mem[a]:.3f} (target <= 1.05)")
+              f"ratio {mem[b] / mem[a]:.3f} (target <= 1.05; --memory {args.memory})")
 
 
 if __name__ == "__main__":

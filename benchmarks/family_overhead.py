@@ -7,7 +7,7 @@ For every family of tests/conftest.py (``ALL_FAMILIES``), a MiniLM-sized random 
 hidden 384, intermediate 1536; DeBERTa with both relative-position terms, ModernBERT with its local and
 global layers) with a tokenizer of the family's own kind trained on the shipped demo texts
 (``conftest.build_tokenizer``), then the two sides of ``extract_overhead.py`` over exactly the same
-batches, timed in wall clock and CPU time (this process, all threads), one warm-up each, then interleaved
+batches, timed in wall clock and CPU time (the side's process, all threads), one warm-up each, then interleaved
 repeats in rotating order:
 
 * extract: ``run_extract`` (tokenise, forward with capture, statistics, float16 copy, write, assemble),
@@ -15,9 +15,14 @@ repeats in rotating order:
 * eager:   the family's own eager attention (``attn_implementation="eager"``, ``output_attentions=True``,
            maps dropped), the same weights: the physical limit of extract. Target extract <= 1.10x.
 
+Each side runs in a process of its own (benchmarks/sides.py), interleaved from this one: extract's heap
+policy (``--memory``, host_memory) is process-wide and must not slow the baseline down.
+
 Prints per family min and median of the per-repeat ratios, wall and CPU (on a shared, loaded machine the CPU
-ratio is the steadier one). Usage:
-  python benchmarks/family_overhead.py [--n 160] [--repeats 5] [--threads 1] [--families bert,albert,...]
+ratio is the steadier one). ``--inline`` adds a third side, extract with its capture forced onto the forward's
+thread (model.capture_worker.FORCE = False): where torch's threads leave a core free (``--threads 1`` on two
+cores) extract runs the capture on its own thread, and this is the before/after. Usage:
+  python benchmarks/family_overhead.py [--n 160] [--repeats 5] [--threads 1] [--memory auto] [--inline] [--families bert,albert,...]
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -62,6 +66,30 @@ def family_model(folder: Path, family: str, tokenizer) -> Path:  # noqa: ANN001
     return folder
 
 
+def serve_side(args: argparse.Namespace) -> None:
+    """A child of :func:`main`: one side (extract or eager) of one family, served over stdin/stdout (sides.serve)."""
+    import torch
+    from transformers import AutoModel
+
+    from bertsecrets_cli.model.load import load_model
+    from sides import serve
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    lm = load_model(args.model_dir, device=args.device)
+    if args.serve in ("extract", "inline"):
+        if args.serve == "inline":  # the capture forced onto the forward's thread (model.capture_worker)
+            import bertsecrets_cli.model.capture_worker as capture_worker
+
+            capture_worker.FORCE = False
+        preloaded(lm)
+        serve(lambda: extract_side(lm, Path(args.data), "sst2", Path(args.out), args))
+        return
+    eager = AutoModel.from_pretrained(args.model_dir, attn_implementation="eager").to(lm.device).eval()
+    eager.config.use_cache = False  # as extract's decoders: no key-value cache for one whole pass
+    serve(lambda: bare_side(lm, eager, Path(args.data), "sst2", args, True))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=160)
@@ -72,12 +100,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--families", default="", help="comma-separated (default: every family of tests/conftest.py)")
+    ap.add_argument("--memory", default="auto", choices=("auto", "fast", "flat"), help="extract's --memory (host_memory)")
+    ap.add_argument("--inline", action="store_true", help="also time extract with its capture forced inline (model.capture_worker)")
+    ap.add_argument("--serve", choices=("extract", "eager", "inline"), help=argparse.SUPPRESS)
+    ap.add_argument("--model-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve:
+        serve_side(args)
+        return
     import torch
-    from transformers import AutoModel
 
-    from bertsecrets_cli.model.load import load_model
     from conftest import ALL_FAMILIES, DECODER_TOKENIZERS, FAMILY_TOKENIZERS, build_tokenizer
+    from sides import Side, interleaved, ratios
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,10 +121,12 @@ def main() -> None:
     task = "sst2"
     tokenizers: dict = {}
     print(f"{args.n} examples (demo {task}, --join {args.join}), batch {args.batch_size}, max length {args.max_length}, {args.device}, "
-          f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}; {args.repeats} interleaved repeats; "
-          "models: 6 layers x 12 heads, hidden 384, random weights")
+          f"torch threads {torch.get_num_threads()} of {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
+          f"{args.repeats} interleaved repeats, each side in a process of its own; extract --memory {args.memory}; models: 6 layers x 12 heads, hidden 384, random weights")
     print(f"{'family':<12} {'tokenizer':<30} {'tokens':>6} {'eager s':>7} {'extract s':>9}  extract / eager+attn, min median: wall     cpu"
           "   (target <= 1.10)")
+    common = ["--threads", str(args.threads), "--device", args.device, "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
+              "--memory", args.memory]
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)
         data, _ = make_data(task, None, args.n, folder, args.join)
@@ -97,32 +135,26 @@ def main() -> None:
             if kind not in tokenizers:
                 tokenizers[kind] = build_tokenizer(*kind, vocab_size=2000)
             path = family_model(folder / family, family, tokenizers[kind])
-            lm = load_model(str(path), device=args.device)
-            preloaded(lm)
-            eager = AutoModel.from_pretrained(str(path), attn_implementation="eager").to(lm.device).eval()
-            eager.config.use_cache = False  # as extract's decoders: no key-value cache for one whole pass
             out = folder / f"{family}.h5"
-            sides = {"extract": lambda: extract_side(lm, data, task, out, args),
-                     "eager": lambda: bare_side(lm, eager, data, task, args, True)}
-            names = list(sides)
-            for k in names:
-                sides[k]()
-            wall: dict[str, list[float]] = {k: [] for k in names}
-            cpu: dict[str, list[float]] = {k: [] for k in names}
-            for rep in range(args.repeats):
-                for k in names[rep % 2 :] + names[: rep % 2]:
-                    t0, c0 = time.perf_counter(), time.process_time()
-                    sides[k]()
-                    wall[k].append(time.perf_counter() - t0)
-                    cpu[k].append(time.process_time() - c0)
+            base = [__file__, *common, "--model-dir", str(path), "--data", str(data), "--out", str(out)]
+            with Side("extract", [*base, "--serve", "extract"]) as ext, Side("eager", [*base, "--serve", "eager"]) as eag:
+                inline = Side("inline", [*base, "--serve", "inline"]) if args.inline else None
+                try:
+                    interleaved([ext, eag, *([inline] if inline else [])], args.repeats)
+                finally:
+                    if inline:
+                        inline.close()
             from bertsecrets_cli.store import open_store
 
             with open_store(out) as st:
                 tokens = int(st.lengths().sum())
-            r = [a / b for a, b in zip(wall["extract"], wall["eager"])]
-            c = [a / b for a, b in zip(cpu["extract"], cpu["eager"])]
-            print(f"{family:<12} {'/'.join(kind):<30} {tokens:>6} {min(wall['eager']):>7.2f} {min(wall['extract']):>9.2f}  "
-                  f"{'':<27}{min(r):.3f} {statistics.median(r):.3f}   {min(c):.3f} {statistics.median(c):.3f}", flush=True)
+            r, c = ratios(ext, eag, "wall"), ratios(ext, eag, "cpu")
+            if inline:
+                ri, ci = ratios(inline, eag, "wall"), ratios(inline, eag, "cpu")
+            print(f"{family:<12} {'/'.join(kind):<30} {tokens:>6} {min(t['wall'] for t in eag.times):>7.2f} "
+                  f"{min(t['wall'] for t in ext.times):>9.2f}  {'':<27}{min(r):.3f} {statistics.median(r):.3f}   "
+                  f"{min(c):.3f} {statistics.median(c):.3f}" + (f"   inline capture: {min(ri):.3f} {statistics.median(ri):.3f}   "
+                  f"{min(ci):.3f} {statistics.median(ci):.3f}" if inline else ""), flush=True)
 
 
 if __name__ == "__main__":

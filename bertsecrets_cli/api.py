@@ -290,10 +290,12 @@ def extract(output: str | Path, *, model: str | None = None, task: str = "sst2",
             limit: int | None = None, sample: bool = False, seed: int = 0, max_length: int = 128, batch_size: int = 32,
             text_columns: str | None = None, label_column: str | None = None, id_column: str | None = None,
             encoding: str = "float16", compression: str = "none", part_size: int = 4096, quantities: str = "weights",
-            shard: str | None = None, device: str = "auto", resume: bool = False, force: bool = False, quiet: bool = True) -> Result:
+            shard: str | None = None, device: str = "auto", memory: str = "auto", resume: bool = False, force: bool = False,
+            quiet: bool = True) -> Result:
     """``bertsecrets extract``: attention maps and per-head summaries of ``model`` over a data set, into ``output``.
 
     ``model=None`` is the embedded MiniLM; ``task``/``data`` pick the examples (demo data without ``data``).
+    ``memory="flat"`` sets this whole Python process's heap policy for its lifetime (see ``host_memory``).
     Returns the per-layer summary table; open the store with :func:`open_store`.
     """
     from bertsecrets_cli.jobs.extract import ExtractOptions, run_extract
@@ -302,7 +304,7 @@ def extract(output: str | Path, *, model: str | None = None, task: str = "sst2",
                                          text_columns=text_columns, label_column=label_column, id_column=id_column,
                                          max_length=max_length, batch_size=batch_size, device=device, encoding=encoding,
                                          compression=compression, part_size=part_size, shard=shard, quantities=quantities,
-                                         resume=resume, force=force, quiet=quiet))
+                                         memory=memory, resume=resume, force=force, quiet=quiet))
     res = run_extract(opts, output, command="api extract")
     return Result("extract", Path(output), [res.summary], res)
 

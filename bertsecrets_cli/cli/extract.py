@@ -31,6 +31,9 @@ def extract(
     maps: Annotated[str, typer.Option("--maps", autocompletion=c.complete_from("bertsecrets_cli.jobs.choices", "MAPS"), help="What to keep of the maps: full (default), topk:K (each row's K largest weights, "
                                       "their key positions and the row's remaining mass; view and plot --example read it) or none "
                                       "(statistics and classify's features only). See docs/guide/extract.md, 'Maps at scale'.")] = "full",
+    memory: Annotated[str, typer.Option("--memory", autocompletion=c.complete_from("bertsecrets_cli.jobs.choices", "MEMORY"), help="auto (default: flat on a GPU, fast on the CPU), fast (the C heap as any PyTorch program uses it; "
+                                        "peak memory grows ~10% per tenfold examples on long-tailed data) or flat (peak memory flat in the number of examples; "
+                                        "on a CPU 30-50% slower for small models). Results are identical. See docs/guide/extract.md, 'Memory and speed'.")] = "auto",
     shard: c.ShardOpt = None,
     device: c.DeviceOpt = "auto",
     resume: c.ResumeOpt = False,
@@ -61,7 +64,7 @@ def extract(
         opts = ExtractOptions(
             model=model, data=c.data_options(task, data, split, limit, sample, seed, text_columns, label_column, id_column),
             max_length=max_length, batch_size=batch_size, device=device, encoding=encoding, compression=compression,
-            part_size=part_size, shard=shard, quantities=tuple(quantities.split(",")), stride=stride, maps=maps, resume=resume, force=force or output == "-", locking=False if no_locking else None, quiet=quiet,
+            part_size=part_size, shard=shard, quantities=tuple(quantities.split(",")), stride=stride, maps=maps, memory=memory, resume=resume, force=force or output == "-", locking=False if no_locking else None, quiet=quiet,
         )
         with output_path(output) as path:
             res = run_extract(opts, path)

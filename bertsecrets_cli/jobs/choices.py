@@ -17,4 +17,5 @@ PRESETS = tuple(_PRESETS)
 QUANTITIES = tuple(_QUANTITIES)
 METRICS = ("task", "loss")  # ablate --metric
 MAPS = ("full", "topk:8", "topk:32", "none")  # extract --maps (any topk:K)
-__all__ = ["BOUNDARIES", "COMPRESSIONS", "DEFINITIONS", "ENCODINGS", "ENGINES", "FIGURES", "MAPS", "MEASURES", "METRICS", "MODES", "PRESETS", "QUANTITIES", "TASKS"]
+from bertsecrets_cli.host_memory import MEMORY_MODES as MEMORY  # noqa: E402  extract --memory
+__all__ = ["BOUNDARIES", "COMPRESSIONS", "DEFINITIONS", "ENCODINGS", "ENGINES", "FIGURES", "MAPS", "MEASURES", "MEMORY", "METRICS", "MODES", "PRESETS", "QUANTITIES", "TASKS"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,28 +23,6 @@ WRITE_QUEUE_BATCHES = 4  # batches waiting for the writer thread: bounds memory 
 # fewer of longer ones. Without it a batch's maps grow with its longest example squared, and the longest example
 # grows with the corpus (a long tail): peak memory grew with N on real data (1.10x at 800 vs 100 SST-2 sentences).
 BUDGET_LENGTH = 32
-
-
-HEAP_MMAP_THRESHOLD = 1 << 17
-
-
-def bound_heap() -> None:
-    """Blocks of 1 MiB and more from mmap, returned to the system when freed (glibc only; elsewhere nothing).
-
-    glibc raises its mmap threshold each time a large block is freed, up to 32 MiB, so the maps of batches of
-    varying shapes end up on the heap, which fragments: peak RSS grew 8% from 80 to 800 long-tailed examples
-    (benchmarks/extract_overhead.py --mem-n). A fixed threshold (which also stops that adjustment) keeps it flat."""
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, HEAP_MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
 
 
 def batch_plan(lengths: list[int], batch_size: int, budget_length: int = BUDGET_LENGTH) -> list[list[int]]:
@@ -100,6 +79,7 @@ class ExtractOptions:
     quantities: tuple[str, ...] = ("weights",)  # schema.QUANTITIES: weights always; norms, norms_normalised, rollout, flow
     stride: int | None = None  # --data is a corpus cut into windows of --max-length tokens starting every stride tokens
     maps: str = "full"  # full | topk:K | none (schema.parse_maps): what the store keeps of the weights' maps
+    memory: str = "auto"  # host_memory.MEMORY_MODES: fast (glibc's heap) or flat (peak memory flat in N); auto: flat on a GPU
 
 
 @dataclass
@@ -232,6 +212,7 @@ class _PartSink:
 
 def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = None) -> ExtractResult:
     """Extract attention of ``opts.model`` over the selected examples into the store ``out``."""
+    from bertsecrets_cli.host_memory import MEMORY_MODES, apply_memory, resolve_memory
     from bertsecrets_cli.jobs.provenance import provenance_texts, tool_attrs
     from bertsecrets_cli.jobs.shard import resolve_shard
     from bertsecrets_cli.jobs.signals import graceful_stop
@@ -242,12 +223,14 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     from bertsecrets_cli.model.attention import ATTN_IMPLEMENTATION, forward_streaming, forward_with_norms
     from bertsecrets_cli.model.batch_stats import batch_head_stats
     from bertsecrets_cli.model.capture import BatchCapture
+    from bertsecrets_cli.model.capture_worker import LayerWorker, offload_capture
     from bertsecrets_cli.model.load import load_model
     from bertsecrets_cli.model.tokenize import collate, encode_examples, sink_first, token_masks
     from bertsecrets_cli.store.writer import AttentionStoreWriter, check_output_path
 
     check_common(opts.max_length, opts.batch_size)
-    bound_heap()
+    if opts.memory not in MEMORY_MODES:
+        raise InputError(f"--memory {opts.memory}: choose one of {', '.join(MEMORY_MODES)}")
     if opts.encoding not in S.ENCODINGS:
         raise InputError(f"--encoding {opts.encoding}: choose one of {', '.join(S.ENCODINGS)}")
     if opts.part_size < 1:
@@ -272,6 +255,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
         raise InputError("--stride: cuts the corpus given with --data into windows; pass --data FILE (.txt or .jsonl)")
     shard = resolve_shard(opts.shard)
     lm = load_model(opts.model, device=opts.device)
+    heap = apply_memory(resolve_memory(opts.memory, lm.device))  # recorded in the provenance: fast or flat
     if opts.stride is not None:
         from bertsecrets_cli.data.tasks import get_task
         from bertsecrets_cli.data.windows import window_dataset
@@ -281,7 +265,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
     examples = ds.examples
     n_total = len(examples)
     job = {"model": lm.fingerprint, "model_name": lm.path, "data": ds.source, "split": ds.split, "ids": [e.id for e in examples],
-           "options": {k: v for k, v in asdict(opts).items() if k not in ("resume", "force", "quiet", "locking", "device", "batch_size", "part_size", "shard")
+           "options": {k: v for k, v in asdict(opts).items() if k not in ("resume", "force", "quiet", "locking", "device", "batch_size", "part_size", "shard", "memory")
                        and not (k == "quantities" and tuple(quantities) == (S.Q_WEIGHTS,)) and not (k == "maps" and maps_mode == S.MAPS_FULL)}}  # weights only: the fingerprint of before quantities existed
     job_fingerprint = hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()
     shard_attrs: dict[str, Any] = {}
@@ -305,9 +289,34 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
         info(f"resuming: {done} of {len(examples)} examples already extracted")
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     sink = _PartSink(writer, opts.encoding, lm.windows, lm.causal)
+    def assembly_inputs() -> dict[str, Any]:
+        """What the store records besides the parts (model, provenance, texts, examples): built while the writer
+        thread still writes the last batches, not after it."""
+        provenance = {
+            **tool_attrs(),
+            "model": lm.name, "model_path": lm.path, "model_revision": lm.revision, "model_fingerprint": lm.fingerprint,
+            "tokenizer": lm.path, "task": task.name, "data_source": ds.source, "split": ds.split, "is_demo_data": int(ds.is_demo),
+            "selection": {"limit": opts.data.limit, "sample": opts.data.sample, "seed": opts.data.seed, "n": len(examples)},
+            "attn_implementation": ATTN_IMPLEMENTATION, "max_length": opts.max_length, "truncation": opts.truncation,
+            "encoding": opts.encoding, "compression": opts.compression, "job_fingerprint": job_fingerprint, "n_total": n_total,
+            "quantities": list(quantities), "maps": S.maps_label(maps_mode, topk), "memory": heap,
+            **shard_attrs,
+        }
+        label = [np.nan if e.label is None else float(e.label) for e in examples]
+        return {"model": {"model_type": lm.model_type, "name": lm.name, "cls_token": lm.tokenizer.cls_token or lm.tokenizer.bos_token or "",
+                          "sep_token": lm.tokenizer.sep_token or lm.tokenizer.eos_token or "", "label_names": list(task.label_names),
+                          "attention_windows": np.asarray(lm.windows, dtype=np.int64),
+                          "causal": int(lm.causal), "kv_group": np.asarray(lm.kv_group, dtype=np.int64)},
+                "provenance": provenance,
+                "texts": provenance_texts({"extract": asdict(opts)}, command),
+                "examples": {"id": [e.id for e in examples], "text_a": [e.text_a for e in examples],
+                             "text_b": [e.text_b or "" for e in examples], "label": np.asarray(label, dtype=np.float64),
+                             **(_window_provenance(windows, examples, ds.examples) if windows is not None else {})}}
+
     # tokenising and forward passes here; HDF5 writing on one thread behind a bounded queue (jobs.writer_thread)
     with writer.removed_unless_a_part_is_done(), graceful_stop() as stop, progress(len(examples), f"extract {lm.name}", quiet=opts.quiet) as advance, \
-            WriterThread(sink.handle, sink.close, maxsize=WRITE_QUEUE_BATCHES) as background:
+            WriterThread(sink.handle, sink.close, maxsize=WRITE_QUEUE_BATCHES) as background, \
+            (LayerWorker() if weights_only and offload_capture(lm.device) else nullcontext()) as layer_worker:
         advance(done)
         for index, start, end in pending:
             part_ex = examples[start:end]
@@ -323,7 +332,8 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
                 if lm.causal:  # the statistics' [CLS] column is the first position, the sink (stored kinds unchanged)
                     batch_enc = [sink_first(e) for e in batch_enc]
                 if weights_only:  # streamed: statistics and the stored copy as each layer is computed
-                    capture = BatchCapture(batch_enc, lm.n_layers, lm.n_heads, opts.encoding, lm.device, lm.windows, maps_mode, topk)
+                    capture = BatchCapture(batch_enc, lm.n_layers, lm.n_heads, opts.encoding, lm.device, lm.windows, maps_mode, topk,
+                                           worker=layer_worker)
                     forward_streaming(lm.model, batch, lm.n_layers, capture)
                     background.submit(("batch", idx, *capture.results(), None, capture.stored_maps()))
                 else:  # norms, rollout, flow need every layer's maps (and the value norms) of the batch at once
@@ -336,31 +346,11 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
                     background.submit(("batch", idx, maps, stats, extras))
                 advance(len(idx))
             background.submit(("end",))
-    provenance = {
-        **tool_attrs(),
-        "model": lm.name, "model_path": lm.path, "model_revision": lm.revision, "model_fingerprint": lm.fingerprint,
-        "tokenizer": lm.path, "task": task.name, "data_source": ds.source, "split": ds.split, "is_demo_data": int(ds.is_demo),
-        "selection": {"limit": opts.data.limit, "sample": opts.data.sample, "seed": opts.data.seed, "n": len(examples)},
-        "attn_implementation": ATTN_IMPLEMENTATION, "max_length": opts.max_length, "truncation": opts.truncation,
-        "encoding": opts.encoding, "compression": opts.compression, "job_fingerprint": job_fingerprint, "n_total": n_total,
-        "quantities": list(quantities), "maps": S.maps_label(maps_mode, topk),
-        **shard_attrs,
-    }
-    label = [np.nan if e.label is None else float(e.label) for e in examples]
+        late = assembly_inputs()
     # SIGTERM/SIGINT while the parts are assembled wait for the (short, bounded) assembly: stopping it
     # would throw part 0 away; a SIGKILL there leaves the parts, and --resume redoes the assembly
     with graceful_stop() as late_stop:
-        path = writer.finish(
-            model={"model_type": lm.model_type, "name": lm.name, "cls_token": lm.tokenizer.cls_token or lm.tokenizer.bos_token or "",
-                   "sep_token": lm.tokenizer.sep_token or lm.tokenizer.eos_token or "", "label_names": list(task.label_names),
-                   "attention_windows": np.asarray(lm.windows, dtype=np.int64),
-                   "causal": int(lm.causal), "kv_group": np.asarray(lm.kv_group, dtype=np.int64)},
-            provenance=provenance,
-            texts=provenance_texts({"extract": asdict(opts)}, command),
-            examples={"id": [e.id for e in examples], "text_a": [e.text_a for e in examples],
-                      "text_b": [e.text_b or "" for e in examples], "label": np.asarray(label, dtype=np.float64),
-                      **(_window_provenance(windows, examples, ds.examples) if windows is not None else {})},
-        )
+        path = writer.finish(**late)
     if late_stop.requested:
         info(f"{late_stop.signal} arrived while the store was being assembled; it is complete")
     from bertsecrets_cli.store.reader import open_store
