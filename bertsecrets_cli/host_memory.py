@@ -21,7 +21,6 @@ process (a notebook) the first flat extract makes every later allocation of the 
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 MEMORY_MODES = ("auto", "fast", "flat")
 FLAT_MMAP_THRESHOLD = 1 << 17  # 128 KiB: glibc's initial threshold, kept fixed
@@ -29,15 +28,13 @@ FLAT_MMAP_THRESHOLD = 1 << 17  # 128 KiB: glibc's initial threshold, kept fixed
 _applied: str | None = None  # "flat" once set in this process
 
 
-def resolve_memory(mode: str, device: Any) -> str:
-    """``auto`` -> flat on an accelerator, fast on the CPU; ``fast``/``flat`` as given."""
+def resolve_memory(mode: str, device_type: str) -> str:
+    """``auto`` -> flat on an accelerator, fast on the CPU (``device_type``: "cpu", "cuda", ...); ``fast``/``flat`` as given."""
     if mode not in MEMORY_MODES:
         raise ValueError(f"unknown memory mode {mode!r}: choose one of {', '.join(MEMORY_MODES)}")
     if mode != "auto":
         return mode
-    import torch
-
-    return "fast" if torch.device(device).type == "cpu" else "flat"
+    return "fast" if device_type == "cpu" else "flat"
 
 
 def apply_memory(mode: str) -> str:

@@ -96,7 +96,7 @@ def test_memory_auto_is_fast_on_the_cpu_and_flat_on_an_accelerator() -> None:
     from bertsecrets_cli.host_memory import resolve_memory
 
     assert resolve_memory("auto", "cpu") == "fast"
-    assert resolve_memory("auto", "cuda:0") == "flat"
+    assert resolve_memory("auto", "cuda") == "flat" and resolve_memory("auto", "mps") == "flat"
     assert resolve_memory("flat", "cpu") == "flat" and resolve_memory("fast", "cuda") == "fast"
     with pytest.raises(ValueError, match="unknown memory mode"):
         resolve_memory("small", "cpu")

@@ -255,7 +255,7 @@ def run_extract(opts: ExtractOptions, out: str | Path, *, command: str | None = 
         raise InputError("--stride: cuts the corpus given with --data into windows; pass --data FILE (.txt or .jsonl)")
     shard = resolve_shard(opts.shard)
     lm = load_model(opts.model, device=opts.device)
-    heap = apply_memory(resolve_memory(opts.memory, lm.device))  # recorded in the provenance: fast or flat
+    heap = apply_memory(resolve_memory(opts.memory, lm.device.type))  # recorded in the provenance: fast or flat
     if opts.stride is not None:
         from bertsecrets_cli.data.tasks import get_task
         from bertsecrets_cli.data.windows import window_dataset

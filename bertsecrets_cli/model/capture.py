@@ -18,6 +18,7 @@ import torch
 
 from bertsecrets_cli.analysis.stats import EPS  # log(max(p, EPS)), as batch_stats
 from bertsecrets_cli.model.batch_stats import rows_in_reach
+from bertsecrets_cli.model.device import device_type
 from bertsecrets_cli.model.capture_worker import LayerWorker
 from bertsecrets_cli.model.tokenize import CLS, SEP, Encoded
 
@@ -35,7 +36,7 @@ def batch_buffer(shape: tuple[int, ...] | int, dtype: torch.dtype, device: Any) 
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     n = int(np.prod(shape, dtype=np.int64))
     nbytes = n * torch.empty((), dtype=dtype).element_size()
-    if torch.device(device).type != "cpu" or nbytes < MAPPED_BYTES:
+    if device_type(device) != "cpu" or nbytes < MAPPED_BYTES:
         return torch.empty(shape, dtype=dtype, device=device)
     import mmap
 

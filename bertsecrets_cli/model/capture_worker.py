@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from bertsecrets_cli.model.device import cpu_threads
+from bertsecrets_cli.model.device import cpu_threads, device_type
 
 FORCE: bool | None = None  # None: decided by the device and the threads (offload_capture)
 
@@ -32,7 +32,7 @@ def offload_capture(device: Any) -> bool:
     (unless ``FORCE`` says otherwise)."""
     if FORCE is not None:
         return FORCE
-    return torch.device(device).type == "cpu" and torch.get_num_threads() < cpu_threads()
+    return device_type(device) == "cpu" and torch.get_num_threads() < cpu_threads()
 
 
 class LayerWorker:

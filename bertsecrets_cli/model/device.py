@@ -23,6 +23,13 @@ def check_device_spec(spec: str | None) -> str:
     raise InputError(f"--device {spec!r}: expected {DEVICE_CHOICES}")
 
 
+def device_type(device: Any) -> str:
+    """"cpu", "cuda", ... of a torch.device or a spec such as "cuda:1"."""
+    import torch
+
+    return torch.device(device).type
+
+
 def cpu_threads() -> int:
     """The CPU threads this process may use: its CPU affinity (a cgroup or `taskset` limits it), and no more than
     Slurm's --cpus-per-task. torch's own default counts every physical core of the node, so on a shared node or
