@@ -35,7 +35,7 @@ def batch_buffer(shape: tuple[int, ...] | int, dtype: torch.dtype, device: Any) 
     with them on the heap, 1.11 without; bertsecrets_cli.host_memory)."""
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     n = int(np.prod(shape, dtype=np.int64))
-    nbytes = n * torch.empty((), dtype=dtype).element_size()
+    nbytes = n * dtype.itemsize
     if device_type(device) != "cpu" or nbytes < MAPPED_BYTES:
         return torch.empty(shape, dtype=dtype, device=device)
     import mmap
